@@ -1,0 +1,356 @@
+//! Command-line flags and environment variables, resolved into one
+//! [`Config`]. Every flag can also be set by an environment variable; the
+//! flag wins. A bad value is a one-line error naming the flag (exit code 2).
+
+use std::env;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use argh::FromArgs;
+
+use crate::http::Limits;
+use crate::http::log::LogFormat;
+
+/// wren: one small static binary serving the HTTP APIs small teams keep
+/// rebuilding in Flask. Every option can also be set by the environment
+/// variable named in its description; the option wins.
+#[derive(FromArgs, Debug)]
+struct Args {
+    /// address to listen on, an IP address or `localhost` (default
+    /// 127.0.0.1; env WREN_HOST)
+    #[argh(option)]
+    host: Option<Host>,
+
+    /// port to listen on, 0 for any free port (default 5000; env PORT, as
+    /// Heroku sets it, then WREN_PORT)
+    #[argh(option)]
+    port: Option<u16>,
+
+    /// folder for the database, stored files and the server secret
+    /// (default ./data; env WREN_DATA_DIR)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+
+    /// worker threads kept ready for new connections; more start, up to
+    /// --max-connections, while connections are open (default 16; env
+    /// WREN_THREADS)
+    #[argh(option)]
+    threads: Option<usize>,
+
+    /// connections open at once; one more gets 503 with Retry-After
+    /// (default 1024; env WREN_MAX_CONNECTIONS)
+    #[argh(option)]
+    max_connections: Option<usize>,
+
+    /// seconds the whole request head may take to arrive (default 10; env
+    /// WREN_HEADER_TIMEOUT)
+    #[argh(option)]
+    header_timeout: Option<Seconds>,
+
+    /// seconds an idle keep-alive connection stays open (default 5; env
+    /// WREN_KEEP_ALIVE_TIMEOUT)
+    #[argh(option)]
+    keep_alive_timeout: Option<Seconds>,
+
+    /// seconds each body read and each response write may wait (default
+    /// 30; env WREN_IO_TIMEOUT)
+    #[argh(option)]
+    io_timeout: Option<Seconds>,
+
+    /// largest request body in bytes for JSON and form routes; upload routes
+    /// have their own limits (default 1048576; env WREN_MAX_BODY)
+    #[argh(option)]
+    max_body: Option<u64>,
+
+    /// seconds in-flight requests get to finish after SIGTERM or SIGINT
+    /// (default 10; env WREN_SHUTDOWN_TIMEOUT)
+    #[argh(option)]
+    shutdown_timeout: Option<Seconds>,
+
+    /// log format, `text` or `json` (default text; env WREN_LOG_FORMAT)
+    #[argh(option)]
+    log_format: Option<LogFormat>,
+
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+/// An address to bind: an IP address, or `localhost` (resolved here, since a
+/// static binary in a scratch image has no resolver configuration).
+#[derive(Debug, Clone, Copy)]
+struct Host(IpAddr);
+
+impl FromStr for Host {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("localhost") {
+            return Ok(Host(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        }
+        s.parse()
+            .map(Host)
+            .map_err(|_| format!("expected an IP address or 'localhost', got '{s}'"))
+    }
+}
+
+/// A positive number of seconds, fractions allowed (`2`, `0.5`).
+#[derive(Debug, Clone, Copy)]
+struct Seconds(Duration);
+
+impl FromStr for Seconds {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let value: f64 = s
+            .parse()
+            .map_err(|_| format!("expected a number of seconds, got '{s}'"))?;
+        if !(value > 0.0 && value <= 86_400.0 * 365.0) {
+            return Err(format!("expected a positive number of seconds, got '{s}'"));
+        }
+        Ok(Seconds(Duration::from_secs_f64(value)))
+    }
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    pub log_format: LogFormat,
+}
+
+/// Why the program stops before serving: help or version text (exit 0) or
+/// a bad argument (exit 2).
+#[derive(Debug)]
+pub struct EarlyExit {
+    pub output: String,
+    pub code: i32,
+}
+
+impl Config {
+    /// Reads `std::env::args()` and the environment.
+    pub fn from_env() -> Result<Config, EarlyExit> {
+        let args: Vec<String> = env::args().collect();
+        let command = args.first().map(String::as_str).unwrap_or("wren");
+        let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+        Config::parse(command, &rest, |name| env::var(name).ok())
+    }
+
+    /// Resolves flags, then environment variables (through `lookup`), then
+    /// defaults.
+    pub fn parse(
+        command: &str,
+        args: &[&str],
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, EarlyExit> {
+        let args = Args::from_args(&[command], args).map_err(|exit| EarlyExit {
+            output: exit.output,
+            code: if exit.status.is_ok() { 0 } else { 2 },
+        })?;
+        if args.version {
+            return Err(EarlyExit {
+                output: format!("wren {}", env!("CARGO_PKG_VERSION")),
+                code: 0,
+            });
+        }
+        let env = Env { lookup: &lookup };
+        let defaults = Limits::default();
+        let host = env.resolve(
+            args.host,
+            "--host",
+            &["WREN_HOST"],
+            Host(Ipv4Addr::LOCALHOST.into()),
+        )?;
+        let port = env.resolve(args.port, "--port", &["PORT", "WREN_PORT"], 5000)?;
+        let data_dir = env.resolve(
+            args.data_dir,
+            "--data-dir",
+            &["WREN_DATA_DIR"],
+            PathBuf::from("./data"),
+        )?;
+        let limits = Limits {
+            threads: env.resolve(
+                args.threads,
+                "--threads",
+                &["WREN_THREADS"],
+                defaults.threads,
+            )?,
+            max_connections: env.resolve(
+                args.max_connections,
+                "--max-connections",
+                &["WREN_MAX_CONNECTIONS"],
+                defaults.max_connections,
+            )?,
+            header_timeout: env
+                .resolve(
+                    args.header_timeout,
+                    "--header-timeout",
+                    &["WREN_HEADER_TIMEOUT"],
+                    Seconds(defaults.header_timeout),
+                )?
+                .0,
+            keep_alive_timeout: env
+                .resolve(
+                    args.keep_alive_timeout,
+                    "--keep-alive-timeout",
+                    &["WREN_KEEP_ALIVE_TIMEOUT"],
+                    Seconds(defaults.keep_alive_timeout),
+                )?
+                .0,
+            io_timeout: env
+                .resolve(
+                    args.io_timeout,
+                    "--io-timeout",
+                    &["WREN_IO_TIMEOUT"],
+                    Seconds(defaults.io_timeout),
+                )?
+                .0,
+            max_body: env.resolve(
+                args.max_body,
+                "--max-body",
+                &["WREN_MAX_BODY"],
+                defaults.max_body,
+            )?,
+            shutdown_timeout: env
+                .resolve(
+                    args.shutdown_timeout,
+                    "--shutdown-timeout",
+                    &["WREN_SHUTDOWN_TIMEOUT"],
+                    Seconds(defaults.shutdown_timeout),
+                )?
+                .0,
+        };
+        if limits.max_connections == 0 {
+            return Err(bad_value("--max-connections", "must be at least 1"));
+        }
+        let log_format = env.resolve(
+            args.log_format,
+            "--log-format",
+            &["WREN_LOG_FORMAT"],
+            LogFormat::Text,
+        )?;
+        Ok(Config {
+            addr: SocketAddr::new(host.0, port),
+            data_dir,
+            limits,
+            log_format,
+        })
+    }
+}
+
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    /// The flag's value, else the first environment variable set (and not
+    /// empty), else the default.
+    fn resolve<T: FromStr>(
+        &self,
+        flag_value: Option<T>,
+        flag: &str,
+        vars: &[&str],
+        default: T,
+    ) -> Result<T, EarlyExit>
+    where
+        T::Err: std::fmt::Display,
+    {
+        if let Some(value) = flag_value {
+            return Ok(value);
+        }
+        for var in vars {
+            if let Some(raw) = (self.lookup)(var).filter(|v| !v.is_empty()) {
+                return raw.parse().map_err(|err| {
+                    bad_value(flag, &format!("invalid value '{raw}' in {var}: {err}"))
+                });
+            }
+        }
+        Ok(default)
+    }
+}
+
+fn bad_value(flag: &str, problem: &str) -> EarlyExit {
+    EarlyExit {
+        output: format!("error: {flag}: {problem}"),
+        code: 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, EarlyExit> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::parse("wren", args, |name| env.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse(&[], &[]).unwrap();
+        assert_eq!(config.addr, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn flags_beat_environment_which_beats_defaults() {
+        let env = [
+            ("PORT", "8000"),
+            ("WREN_PORT", "9000"),
+            ("WREN_HOST", "0.0.0.0"),
+        ];
+        let config = parse(&[], &env).unwrap();
+        assert_eq!(config.addr, "0.0.0.0:8000".parse().unwrap());
+        let config = parse(&["--port", "7000"], &env).unwrap();
+        assert_eq!(config.addr.port(), 7000);
+        let config = parse(&[], &[("WREN_PORT", "9000")]).unwrap();
+        assert_eq!(config.addr.port(), 9000);
+    }
+
+    #[test]
+    fn fractional_seconds() {
+        let config = parse(&["--header-timeout", "0.5"], &[("WREN_IO_TIMEOUT", "2")]).unwrap();
+        assert_eq!(config.limits.header_timeout, Duration::from_millis(500));
+        assert_eq!(config.limits.io_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn bad_values_exit_2_naming_the_flag() {
+        for (args, env, flag) in [
+            (vec!["--port", "http"], vec![], "--port"),
+            (vec!["--header-timeout", "-1"], vec![], "--header-timeout"),
+            (vec!["--log-format", "xml"], vec![], "--log-format"),
+            (vec![], vec![("WREN_IO_TIMEOUT", "soon")], "--io-timeout"),
+            (vec![], vec![("WREN_HOST", "example.com")], "--host"),
+            (vec!["--max-connections", "0"], vec![], "--max-connections"),
+        ] {
+            let exit = parse(&args, &env).unwrap_err();
+            assert_eq!(exit.code, 2, "{args:?} {env:?}");
+            assert!(exit.output.contains(flag), "{}", exit.output);
+            assert_eq!(exit.output.trim().lines().count(), 1, "{}", exit.output);
+        }
+    }
+
+    #[test]
+    fn help_and_version_exit_0() {
+        let help = parse(&["--help"], &[]).unwrap_err();
+        assert_eq!(help.code, 0);
+        assert!(help.output.contains("WREN_MAX_CONNECTIONS"));
+        let version = parse(&["--version"], &[]).unwrap_err();
+        assert_eq!(version.code, 0);
+        assert_eq!(
+            version.output,
+            format!("wren {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! The BeCode challenge's basic routes.
+
+use serde_json::json;
+
+use crate::App;
+use crate::http::{ApiError, Request, Response};
+
+/// `GET /status`: `Alive!`, or `{"status": "Alive!"}` for JSON clients.
+pub fn status(_app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    Ok(if request.wants_json() {
+        Response::json(200, &json!({"status": "Alive!"}))
+    } else {
+        Response::text(200, "Alive!")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn app() -> App {
+        App::new(Config::parse("wren", &[], |_| None).unwrap())
+    }
+
+    #[test]
+    fn status_is_plain_text_by_default() {
+        let response = status(&app(), &mut Request::new("GET", "/status")).unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.header("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+        assert_eq!(response.body_bytes(), Some(&b"Alive!"[..]));
+    }
+
+    #[test]
+    fn status_speaks_json_when_asked() {
+        let mut request = Request::new("GET", "/status").with_header("Accept", "application/json");
+        let response = status(&app(), &mut request).unwrap();
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        assert_eq!(response.body_bytes(), Some(&br#"{"status":"Alive!"}"#[..]));
+    }
+}

@@ -1,0 +1,6 @@
+//! Request handlers, one module per API family. Each handler is a pure
+//! function `fn(&App, &mut Request) -> Result<Response, ApiError>`.
+
+pub mod basics;
+#[cfg(feature = "test-routes")]
+pub mod testing;

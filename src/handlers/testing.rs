@@ -1,0 +1,51 @@
+//! Routes that exist only for the socket-level tests (feature
+//! `test-routes`): a handler that panics, one that takes its time, and one
+//! that echoes its body. Never compiled into release builds.
+
+use std::io::Read;
+use std::thread;
+use std::time::Duration;
+
+use crate::App;
+use crate::http::{ApiError, Request, Response};
+use crate::router::Router;
+
+pub fn routes(router: Router<App>) -> Router<App> {
+    router
+        .get("/__test/panic", panic)
+        .get("/__test/sleep/{ms:int}", sleep)
+        .post("/__test/echo", echo)
+        .post("/__test/count", count)
+        .body_limit(1 << 30)
+}
+
+fn panic(_app: &App, _request: &mut Request<'_>) -> Result<Response, ApiError> {
+    panic!("this test route always panics");
+}
+
+fn sleep(_app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let ms = request.param_int("ms")?.clamp(0, 60_000) as u64;
+    thread::sleep(Duration::from_millis(ms));
+    Ok(Response::text(200, format!("slept {ms} ms")))
+}
+
+/// Echoes the body (within the default limit).
+fn echo(_app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let body = request.body().read_to_vec()?;
+    Ok(Response::new(200)
+        .with_header("Content-Type", "application/octet-stream")
+        .with_body(body))
+}
+
+/// Counts the body's bytes as it streams, in constant memory (up to 1 GiB).
+fn count(_app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let mut buf = [0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        match request.body().read(&mut buf)? {
+            0 => break,
+            n => total += n as u64,
+        }
+    }
+    Ok(Response::text(200, total.to_string()))
+}

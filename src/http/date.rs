@@ -1,0 +1,125 @@
+//! The two timestamp formats wren writes: the HTTP `Date` format
+//! (IMF-fixdate, RFC 9110 §5.6.7) and RFC 3339 for logs, both in UTC.
+
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// A UTC calendar time, to the second.
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    weekday: usize,
+}
+
+fn civil(unix_seconds: u64) -> Civil {
+    let days = (unix_seconds / 86_400) as i64;
+    let secs_of_day = (unix_seconds % 86_400) as u32;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Civil {
+        year,
+        month,
+        day,
+        hour: secs_of_day / 3600,
+        minute: secs_of_day / 60 % 60,
+        second: secs_of_day % 60,
+        weekday: (days % 7) as usize,
+    }
+}
+
+fn unix_now() -> (u64, u32) {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (since.as_secs(), since.subsec_millis())
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn http_date(unix_seconds: u64) -> String {
+    let c = civil(unix_seconds);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS[c.weekday],
+        c.day,
+        MONTHS[c.month as usize - 1],
+        c.year,
+        c.hour,
+        c.minute,
+        c.second
+    )
+}
+
+/// `2026-11-22T14:06:00.123Z`.
+pub fn rfc3339_millis(unix_seconds: u64, millis: u32) -> String {
+    let c = civil(unix_seconds);
+    format!(
+        "{}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second, millis
+    )
+}
+
+/// The current time in log format.
+pub fn now_rfc3339() -> String {
+    let (secs, millis) = unix_now();
+    rfc3339_millis(secs, millis)
+}
+
+thread_local! {
+    /// The `Date` value changes once a second; each thread formats it once
+    /// per second rather than once per response.
+    static DATE_CACHE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+}
+
+/// Calls `f` with the current `Date` header value.
+pub fn with_http_date_now<R>(f: impl FnOnce(&str) -> R) -> R {
+    let (secs, _) = unix_now();
+    DATE_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != secs || cache.1.is_empty() {
+            *cache = (secs, http_date(secs));
+        }
+        f(&cache.1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_dates() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        // A leap day, and the turn of a century that is a leap year.
+        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(rfc3339_millis(1_795_356_360, 7), "2026-11-22T14:06:00.007Z");
+        assert_eq!(
+            rfc3339_millis(1_709_251_199, 999),
+            "2024-02-29T23:59:59.999Z"
+        );
+    }
+
+    #[test]
+    fn cached_date_is_current() {
+        let (secs, _) = unix_now();
+        let cached = with_http_date_now(str::to_owned);
+        assert!(cached == http_date(secs) || cached == http_date(secs + 1));
+    }
+}

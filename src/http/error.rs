@@ -1,0 +1,217 @@
+//! The one error type for HTTP errors, and the one JSON shape they take.
+//!
+//! Every error response wren sends, from the engine (a bad head, a body over
+//! its limit) or from a handler (a missing field), is an [`ApiError`] turned
+//! into a response by [`ApiError::into_response`]:
+//!
+//! ```json
+//! {"status_code": 404, "error": "not_found", "message": "no route for GET /nope"}
+//! ```
+//!
+//! with an optional `"details": [...]` list when there is more than one problem.
+
+use std::fmt;
+use std::io;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::body::BodyError;
+use super::response::Response;
+
+/// An error that becomes an HTTP response with a JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    status: u16,
+    code: &'static str,
+    message: String,
+    details: Option<Value>,
+    headers: Vec<(&'static str, String)>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    status_code: u16,
+    error: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a Value>,
+}
+
+impl ApiError {
+    /// An error with the machine-readable code that goes with `status`.
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: default_code(status),
+            message: message.into(),
+            details: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, message)
+    }
+
+    /// Replaces the default machine-readable code (`"bad_request"`, ...) with
+    /// a more specific one, such as `"invalid_parameter"`.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+
+    /// Attaches a list of individual problems.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// Adds a header to the error response (`Allow`, `Retry-After`, ...).
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn into_response(self) -> Response {
+        let body = ErrorBody {
+            status_code: self.status,
+            error: self.code,
+            message: &self.message,
+            details: self.details.as_ref(),
+        };
+        let mut response = Response::json(self.status, &body);
+        for (name, value) in self.headers {
+            response = response.with_header(name, value);
+        }
+        response
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Errors from reading a request body: the one place where an I/O error
+/// while reading what the client sent becomes a status code.
+impl From<io::Error> for ApiError {
+    fn from(err: io::Error) -> Self {
+        if let Some(body_error) = err.get_ref().and_then(|e| e.downcast_ref::<BodyError>()) {
+            return match body_error {
+                BodyError::TooLarge { limit } => ApiError::new(
+                    413,
+                    format!("request body is larger than the limit of {limit} bytes"),
+                ),
+                BodyError::Malformed(what) => {
+                    ApiError::bad_request(format!("malformed request body: {what}"))
+                }
+            };
+        }
+        match err.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                ApiError::new(408, "timed out reading the request body")
+            }
+            io::ErrorKind::UnexpectedEof => {
+                ApiError::bad_request("request body ended before its declared length")
+            }
+            _ => ApiError::bad_request(format!("could not read the request body: {err}")),
+        }
+    }
+}
+
+/// The first `max` characters of client input, for echoing it in a message
+/// without echoing a megabyte.
+pub fn excerpt(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn default_code(status: u16) -> &'static str {
+    match status {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        409 => "conflict",
+        411 => "length_required",
+        412 => "precondition_failed",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        416 => "range_not_satisfiable",
+        417 => "expectation_failed",
+        422 => "unprocessable_entity",
+        429 => "too_many_requests",
+        431 => "request_header_fields_too_large",
+        500 => "internal_error",
+        501 => "not_implemented",
+        502 => "bad_gateway",
+        503 => "service_unavailable",
+        505 => "http_version_not_supported",
+        _ if status < 500 => "client_error",
+        _ => "server_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_one_json_shape() {
+        let response = ApiError::not_found("no route for GET /nope").into_response();
+        assert_eq!(response.status(), 404);
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        let body: Value = serde_json::from_slice(response.body_bytes().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"status_code": 404, "error": "not_found", "message": "no route for GET /nope"})
+        );
+    }
+
+    #[test]
+    fn details_and_headers_are_carried() {
+        let response = ApiError::new(405, "nope")
+            .with_header("Allow", "GET, HEAD")
+            .with_details(serde_json::json!([{"field": "x"}]))
+            .into_response();
+        assert_eq!(response.header("allow"), Some("GET, HEAD"));
+        let body: Value = serde_json::from_slice(response.body_bytes().unwrap()).unwrap();
+        assert_eq!(body["details"][0]["field"], "x");
+        assert_eq!(body["error"], "method_not_allowed");
+    }
+
+    #[test]
+    fn body_errors_map_to_statuses() {
+        let too_large = io::Error::other(BodyError::TooLarge { limit: 10 });
+        assert_eq!(ApiError::from(too_large).status(), 413);
+        let malformed = io::Error::other(BodyError::Malformed("bad chunk size"));
+        assert_eq!(ApiError::from(malformed).status(), 400);
+        let timeout = io::Error::from(io::ErrorKind::TimedOut);
+        assert_eq!(ApiError::from(timeout).status(), 408);
+    }
+}

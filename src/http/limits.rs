@@ -1,0 +1,62 @@
+//! Every bound the engine enforces, in one place. The ones an operator may
+//! change are fields of [`Limits`] (each a command-line flag, see
+//! `config.rs`); the fixed ones are constants.
+
+use std::time::Duration;
+
+/// The largest request head (request line and header fields) accepted; past
+/// it the request gets `431` (`414` when the request line alone is longer).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// The most header fields one request may carry (`431` past it).
+pub const MAX_HEADERS: usize = 100;
+
+/// How much of a body the handler left unread the engine will read and throw
+/// away to keep the connection alive; a larger remainder closes it instead.
+pub const DRAIN_LIMIT: u64 = 64 * 1024;
+
+/// The longest chunk-size line (size and extensions) in a chunked body.
+pub const MAX_CHUNK_LINE: usize = 4096;
+
+/// How long a connection that is being closed after an error keeps reading
+/// what the client still sends, so that the error response is not lost to a
+/// TCP reset ("lingering close").
+pub const LINGER_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long the accept loop pauses after an accept error such as running out
+/// of file descriptors, so that it does not spin while the condition lasts.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The bounds an operator can set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Connections open at once; one more gets `503` with `Retry-After: 1`.
+    pub max_connections: usize,
+    /// Worker threads kept ready for new connections (more are started, up
+    /// to `max_connections`, while connections are open).
+    pub threads: usize,
+    /// The whole request head must arrive within this time.
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection is closed after this time.
+    pub keep_alive_timeout: Duration,
+    /// Each body read and each response write must make progress within this time.
+    pub io_timeout: Duration,
+    /// Default request-body limit for routes that do not set their own.
+    pub max_body: u64,
+    /// How long in-flight requests may take to finish after SIGTERM or SIGINT.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            threads: 16,
+            header_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(5),
+            io_timeout: Duration::from_secs(30),
+            max_body: 1024 * 1024,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}

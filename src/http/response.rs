@@ -1,0 +1,157 @@
+//! wren's response type: what a handler returns. The engine adds the framing
+//! headers (`Content-Length` or `Transfer-Encoding`, `Connection`, `Date`,
+//! `Server`, `X-Request-Id`) when it writes it, so handlers never set those.
+
+use std::fmt;
+use std::io::Read;
+
+use serde::Serialize;
+
+/// A response body: nothing, bytes in memory, or a stream read while writing
+/// (a file, an object from S3) so that large bodies never sit in memory.
+pub enum ResponseBody {
+    Empty,
+    Bytes(Vec<u8>),
+    Stream {
+        reader: Box<dyn Read + Send>,
+        /// Known length, sent as `Content-Length`; `None` streams chunked.
+        len: Option<u64>,
+    },
+}
+
+impl fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResponseBody::Empty => f.write_str("Empty"),
+            ResponseBody::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+            ResponseBody::Stream { len, .. } => write!(f, "Stream(len: {len:?})"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: ResponseBody,
+}
+
+impl Response {
+    /// A response with no body yet.
+    pub fn new(status: u16) -> Self {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: ResponseBody::Empty,
+        }
+    }
+
+    /// `text/plain; charset=utf-8`.
+    pub fn text(status: u16, text: impl Into<String>) -> Self {
+        Response::new(status)
+            .with_header("Content-Type", "text/plain; charset=utf-8")
+            .with_body(text.into().into_bytes())
+    }
+
+    /// `application/json`, serialized from `value`.
+    pub fn json(status: u16, value: &impl Serialize) -> Self {
+        // Serializing wren's own response types into memory cannot fail: they
+        // hold no maps with non-string keys and no failing Serialize impls.
+        let bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+        Response::new(status)
+            .with_header("Content-Type", "application/json")
+            .with_body(bytes)
+    }
+
+    /// A body streamed from `reader`; `len` is sent as `Content-Length` when
+    /// known, otherwise the body goes out chunked.
+    pub fn stream(status: u16, reader: Box<dyn Read + Send>, len: Option<u64>) -> Self {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: ResponseBody::Stream { reader, len },
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn with_body(mut self, bytes: Vec<u8>) -> Self {
+        self.body = ResponseBody::Bytes(bytes);
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The first header named `name`, compared without regard to case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn headers(&self) -> &[(&'static str, String)] {
+        &self.headers
+    }
+
+    /// The body when it is held in memory (for tests and small bodies).
+    pub fn body_bytes(&self) -> Option<&[u8]> {
+        match &self.body {
+            ResponseBody::Empty => Some(&[]),
+            ResponseBody::Bytes(bytes) => Some(bytes),
+            ResponseBody::Stream { .. } => None,
+        }
+    }
+
+    pub(crate) fn into_parts(self) -> (u16, Vec<(&'static str, String)>, ResponseBody) {
+        (self.status, self.headers, self.body)
+    }
+}
+
+/// The reason phrase sent on the status line.
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// Statuses whose responses never carry a body (RFC 9110 §6.4.1).
+pub(crate) fn status_has_body(status: u16) -> bool {
+    !(status < 200 || status == 204 || status == 304)
+}

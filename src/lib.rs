@@ -1,0 +1,18 @@
+//! wren: one small, static, blocking HTTP server for the APIs small teams
+//! keep rebuilding in Flask.
+//!
+//! A request travels: [`http`] (the engine: sockets, parsing, limits) →
+//! [`router`] (the route table in [`routes`]) → a pure handler in
+//! [`handlers`] → a [`http::Response`] written back by the engine. Handlers
+//! are plain functions of ([`App`], request), so they are unit-tested
+//! without sockets. See `docs/ARCHITECTURE.md` for the map.
+
+pub mod app;
+pub mod config;
+pub mod handlers;
+pub mod http;
+pub mod router;
+pub mod routes;
+
+pub use app::App;
+pub use config::Config;

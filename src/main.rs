@@ -1,0 +1,57 @@
+//! The `wren` binary: command line -> config -> serve.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use wren::http::Server;
+use wren::http::log::Logger;
+use wren::{App, Config, routes};
+
+fn main() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(exit) => {
+            if exit.code == 0 {
+                println!("{}", exit.output);
+            } else {
+                eprintln!("{}", exit.output.trim_end());
+            }
+            return ExitCode::from(exit.code as u8);
+        }
+    };
+    let logger = Logger::new(config.log_format);
+    // Panics inside handlers become 500s; the hook puts the panic in the log
+    // in the log's own format.
+    std::panic::set_hook(Box::new(move |info| {
+        logger.error(&format!("panic: {info}"))
+    }));
+
+    if let Err(err) = std::fs::create_dir_all(&config.data_dir) {
+        logger.error(&format!(
+            "cannot create the data folder {}: {err}",
+            config.data_dir.display()
+        ));
+        return ExitCode::FAILURE;
+    }
+    let server = match Server::bind(config.addr, config.limits.clone(), logger) {
+        Ok(server) => server,
+        Err(err) => {
+            logger.error(&format!("cannot listen on {}: {err}", config.addr));
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server.local_addr().unwrap_or(config.addr);
+    let app = Arc::new(App::new(config));
+    let router = routes::table(&app);
+    logger.info(&format!(
+        "wren {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    ));
+    match server.run(move |request: &mut wren::http::Request<'_>| router.dispatch(&app, request)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            logger.error(&format!("server failed: {err}"));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! A hand-rolled router: method + path pattern to handler.
+//!
+//! Patterns are literal segments and typed parameters:
+//! `/predict/{seller_available:int}/{month}/{visits:int}` or
+//! `/api/file/{key:path}`. `{name}` is one segment (percent-decoded),
+//! `{name:int}` one segment that must be an integer, and `{name:path}` the
+//! rest of the path, slashes included.
+//!
+//! Answers it gives itself, in the one error shape:
+//! - `404` when no pattern matches the path;
+//! - `405` with `Allow` when a pattern matches but not for this method;
+//! - `400` naming the parameter when a typed segment does not parse (a
+//!   malformed request, not a missing resource);
+//! - `413` when the declared body is larger than the route's limit, before
+//!   the handler runs or any body is read.
+//!
+//! HEAD is served by the GET route of the same path (the engine drops the body).
+
+use crate::http::error::excerpt;
+use crate::http::percent::percent_decode;
+use crate::http::request::Param;
+use crate::http::{ApiError, Request, Response};
+
+/// A handler: a pure function of the application state and the request.
+pub type Handler<S> = fn(&S, &mut Request<'_>) -> Result<Response, ApiError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(&'static str),
+    Str(&'static str),
+    Int(&'static str),
+    /// The rest of the path; only last.
+    Rest(&'static str),
+}
+
+struct Route<S> {
+    method: &'static str,
+    segments: Vec<Segment>,
+    handler: Handler<S>,
+    body_limit: Option<u64>,
+}
+
+pub struct Router<S> {
+    routes: Vec<Route<S>>,
+    default_body_limit: u64,
+}
+
+impl<S> Router<S> {
+    /// A router whose routes accept bodies up to `default_body_limit` bytes
+    /// unless they set their own limit.
+    pub fn new(default_body_limit: u64) -> Self {
+        Router {
+            routes: Vec::new(),
+            default_body_limit,
+        }
+    }
+
+    pub fn get(self, pattern: &'static str, handler: Handler<S>) -> Self {
+        self.route("GET", pattern, handler)
+    }
+
+    pub fn post(self, pattern: &'static str, handler: Handler<S>) -> Self {
+        self.route("POST", pattern, handler)
+    }
+
+    pub fn put(self, pattern: &'static str, handler: Handler<S>) -> Self {
+        self.route("PUT", pattern, handler)
+    }
+
+    pub fn delete(self, pattern: &'static str, handler: Handler<S>) -> Self {
+        self.route("DELETE", pattern, handler)
+    }
+
+    /// Adds a route. A malformed pattern is a bug in the route table and
+    /// stops the server at start (the route-table test catches it first).
+    pub fn route(
+        mut self,
+        method: &'static str,
+        pattern: &'static str,
+        handler: Handler<S>,
+    ) -> Self {
+        let segments = parse_pattern(pattern)
+            .unwrap_or_else(|problem| panic!("route pattern '{pattern}' is malformed: {problem}"));
+        self.routes.push(Route {
+            method,
+            segments,
+            handler,
+            body_limit: None,
+        });
+        self
+    }
+
+    /// Sets the body limit of the route added last (for upload routes).
+    pub fn body_limit(mut self, limit: u64) -> Self {
+        if let Some(route) = self.routes.last_mut() {
+            route.body_limit = Some(limit);
+        }
+        self
+    }
+
+    /// Routes `request` and runs its handler.
+    pub fn dispatch(&self, state: &S, request: &mut Request<'_>) -> Response {
+        self.try_dispatch(state, request)
+            .unwrap_or_else(ApiError::into_response)
+    }
+
+    fn try_dispatch(&self, state: &S, request: &mut Request<'_>) -> Result<Response, ApiError> {
+        let segments = decode_path(request.path())?;
+        let method = match request.method() {
+            "HEAD" => "GET",
+            other => other,
+        };
+        let mut allowed: Vec<&'static str> = Vec::new();
+        let mut param_error = None;
+        for route in &self.routes {
+            let Some(params) = match_segments(&route.segments, &segments) else {
+                continue;
+            };
+            if route.method != method {
+                allowed.push(route.method);
+                continue;
+            }
+            match params {
+                Ok(params) => {
+                    request.set_params(params);
+                    let limit = route.body_limit.unwrap_or(self.default_body_limit);
+                    let body = request.body();
+                    body.set_limit(limit);
+                    if body.content_length().is_some_and(|len| len > limit) {
+                        return Err(ApiError::new(
+                            413,
+                            format!("request body is larger than the limit of {limit} bytes"),
+                        ));
+                    }
+                    return (route.handler)(state, request);
+                }
+                Err(error) => {
+                    param_error.get_or_insert(error);
+                }
+            }
+        }
+        if let Some(error) = param_error {
+            return Err(error);
+        }
+        if allowed.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "no route for {} {}",
+                request.method(),
+                excerpt(request.path(), 200)
+            )));
+        }
+        if allowed.contains(&"GET") {
+            allowed.push("HEAD");
+        }
+        allowed.sort_unstable();
+        allowed.dedup();
+        let allow = allowed.join(", ");
+        Err(ApiError::new(
+            405,
+            format!(
+                "method {} is not allowed on {}; allowed: {allow}",
+                request.method(),
+                excerpt(request.path(), 200)
+            ),
+        )
+        .with_header("Allow", allow))
+    }
+}
+
+fn parse_pattern(pattern: &'static str) -> Result<Vec<Segment>, &'static str> {
+    let rest = pattern.strip_prefix('/').ok_or("must start with '/'")?;
+    let parts: Vec<&'static str> = rest.split('/').collect();
+    let mut segments = Vec::with_capacity(parts.len());
+    for (i, part) in parts.iter().enumerate() {
+        let segment = match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            None if part.contains(['{', '}']) => return Err("unbalanced braces"),
+            None => Segment::Literal(part),
+            Some(inner) => match inner.split_once(':') {
+                None => Segment::Str(inner),
+                Some((name, "int")) => Segment::Int(name),
+                Some((name, "path")) if i == parts.len() - 1 => Segment::Rest(name),
+                Some((_, "path")) => return Err("a {name:path} parameter must be last"),
+                Some(_) => return Err("parameter types are int and path"),
+            },
+        };
+        if let Segment::Str(name) | Segment::Int(name) | Segment::Rest(name) = segment
+            && name.is_empty()
+        {
+            return Err("parameter without a name");
+        }
+        segments.push(segment);
+    }
+    Ok(segments)
+}
+
+/// Splits a path into percent-decoded segments.
+fn decode_path(path: &str) -> Result<Vec<String>, ApiError> {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/')
+        .map(|segment| {
+            let bytes = percent_decode(segment, false).ok_or_else(|| {
+                ApiError::bad_request("malformed percent-encoding in the request path")
+            })?;
+            String::from_utf8(bytes).map_err(|_| {
+                ApiError::bad_request("the request path is not valid UTF-8 after percent-decoding")
+            })
+        })
+        .collect()
+}
+
+type ParamResult = Result<Vec<(&'static str, Param)>, ApiError>;
+
+/// `None` when the path does not have the pattern's shape; otherwise its
+/// parameters, or the error for a typed segment that does not parse.
+fn match_segments(pattern: &[Segment], path: &[String]) -> Option<ParamResult> {
+    let has_rest = matches!(pattern.last(), Some(Segment::Rest(_)));
+    let shape_fits = if has_rest {
+        path.len() >= pattern.len()
+    } else {
+        path.len() == pattern.len()
+    };
+    if !shape_fits {
+        return None;
+    }
+    let mut params = Vec::new();
+    let mut param_error = None;
+    for (i, segment) in pattern.iter().enumerate() {
+        let value = &path[i];
+        match segment {
+            Segment::Literal(literal) if literal != value => return None,
+            Segment::Literal(_) => {}
+            Segment::Str(name) => params.push((*name, Param::Str(value.clone()))),
+            Segment::Int(name) => match parse_int(value) {
+                Some(n) => params.push((*name, Param::Int(n))),
+                None => {
+                    param_error.get_or_insert_with(|| {
+                        ApiError::bad_request(format!(
+                            "parameter '{name}' must be an integer, got '{}'",
+                            excerpt(value, 64)
+                        ))
+                        .with_code("invalid_parameter")
+                    });
+                }
+            },
+            Segment::Rest(name) => params.push((*name, Param::Str(path[i..].join("/")))),
+        }
+    }
+    Some(match param_error {
+        Some(error) => Err(error),
+        None => Ok(params),
+    })
+}
+
+/// An optional `-` and 1 to 19 digits (no `+`, spaces or leading `0x`).
+fn parse_int(value: &str) -> Option<i64> {
+    let digits = value.strip_prefix('-').unwrap_or(value);
+    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Body;
+
+    fn ok(_: &(), req: &mut Request<'_>) -> Result<Response, ApiError> {
+        let mut text = format!("{} {}", req.method(), req.path());
+        for name in ["id", "name", "key"] {
+            if let Ok(n) = req.param_int(name) {
+                text.push_str(&format!(" {name}={n}"));
+            } else if let Ok(s) = req.param_str(name) {
+                text.push_str(&format!(" {name}={s}"));
+            }
+        }
+        Ok(Response::text(200, text))
+    }
+
+    fn read_body(_: &(), req: &mut Request<'_>) -> Result<Response, ApiError> {
+        let bytes = req.body().read_to_vec()?;
+        Ok(Response::text(200, format!("{} bytes", bytes.len())))
+    }
+
+    fn router() -> Router<()> {
+        Router::new(10)
+            .get("/status", ok)
+            .post("/status", ok)
+            .get("/items/new", ok)
+            .get("/items/{id:int}", ok)
+            .get("/users/{name}", ok)
+            .get("/files/{key:path}", ok)
+            .post("/upload", read_body)
+            .post("/big", read_body)
+            .body_limit(100)
+    }
+
+    fn call(method: &str, target: &str) -> Response {
+        router().dispatch(&(), &mut Request::new(method, target))
+    }
+
+    fn text(response: &Response) -> String {
+        String::from_utf8(response.body_bytes().unwrap().to_vec()).unwrap()
+    }
+
+    fn json(response: &Response) -> serde_json::Value {
+        serde_json::from_slice(response.body_bytes().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn literal_and_typed_routes() {
+        assert_eq!(text(&call("GET", "/status")), "GET /status");
+        assert_eq!(text(&call("GET", "/items/new")), "GET /items/new");
+        assert_eq!(text(&call("GET", "/items/42")), "GET /items/42 id=42");
+        assert_eq!(text(&call("GET", "/items/-3")), "GET /items/-3 id=-3");
+        assert_eq!(
+            text(&call("GET", "/users/a%20b")),
+            "GET /users/a%20b name=a b"
+        );
+        assert_eq!(
+            text(&call("GET", "/files/a/b%2Fc/d")),
+            "GET /files/a/b%2Fc/d key=a/b/c/d"
+        );
+    }
+
+    #[test]
+    fn head_uses_the_get_route() {
+        assert_eq!(call("HEAD", "/status").status(), 200);
+    }
+
+    #[test]
+    fn unknown_path_is_404_in_the_error_shape() {
+        let response = call("GET", "/nope");
+        assert_eq!(response.status(), 404);
+        assert_eq!(
+            json(&response),
+            serde_json::json!({"status_code": 404, "error": "not_found", "message": "no route for GET /nope"})
+        );
+        assert_eq!(call("GET", "/status/").status(), 404);
+    }
+
+    #[test]
+    fn wrong_method_is_405_with_allow() {
+        let response = call("DELETE", "/status");
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.header("allow"), Some("GET, HEAD, POST"));
+        assert_eq!(call("POST", "/items/7").header("allow"), Some("GET, HEAD"));
+    }
+
+    #[test]
+    fn bad_typed_segment_is_400_naming_it() {
+        for bad in ["abc", "1.5", "+1", "99999999999999999999", "1e3"] {
+            let response = call("GET", &format!("/items/{bad}"));
+            assert_eq!(response.status(), 400, "{bad}");
+            let body = json(&response);
+            assert_eq!(body["error"], "invalid_parameter");
+            assert!(body["message"].as_str().unwrap().contains("'id'"), "{body}");
+        }
+    }
+
+    #[test]
+    fn malformed_paths_are_400() {
+        assert_eq!(call("GET", "/users/%zz").status(), 400);
+        assert_eq!(call("GET", "/users/%ff").status(), 400);
+    }
+
+    #[test]
+    fn body_limits_are_per_route() {
+        let mut small = Request::new("POST", "/upload").with_body(Body::from_bytes(vec![0; 11]));
+        assert_eq!(router().dispatch(&(), &mut small).status(), 413);
+        let mut fits = Request::new("POST", "/upload").with_body(Body::from_bytes(vec![0; 10]));
+        assert_eq!(text(&router().dispatch(&(), &mut fits)), "10 bytes");
+        let mut big = Request::new("POST", "/big").with_body(Body::from_bytes(vec![0; 100]));
+        assert_eq!(text(&router().dispatch(&(), &mut big)), "100 bytes");
+    }
+
+    #[test]
+    fn malformed_patterns_are_refused() {
+        assert!(parse_pattern("nope").is_err());
+        assert!(parse_pattern("/a/{b").is_err());
+        assert!(parse_pattern("/a/{b:float}").is_err());
+        assert!(parse_pattern("/a/{b:path}/c").is_err());
+        assert!(parse_pattern("/a/{}").is_err());
+        assert_eq!(
+            parse_pattern("/a/{b:int}/{c:path}").unwrap(),
+            vec![Segment::Literal("a"), Segment::Int("b"), Segment::Rest("c")]
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! The route table: every route wren serves, in one place.
+
+use crate::App;
+use crate::handlers::basics;
+use crate::router::Router;
+
+pub fn table(app: &App) -> Router<App> {
+    let router = Router::new(app.config.limits.max_body).get("/status", basics::status);
+    #[cfg(feature = "test-routes")]
+    let router = crate::handlers::testing::routes(router);
+    router
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn the_table_builds() {
+        let config = Config::parse("wren", &[], |_| None).unwrap();
+        table(&App::new(config));
+    }
+}
