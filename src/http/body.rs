@@ -96,8 +96,12 @@ impl<'c, C: BufRead + Write> BodyReader<'c, C> {
     /// Reads and discards up to `limit` bytes of what is left of the body.
     /// Returns whether the body was read to its end.
     pub fn drain(&mut self, limit: u64) -> bool {
-        if self.continue_owed || self.state == State::Failed {
-            return false;
+        match self.state {
+            _ if self.continue_owed => return false,
+            State::Failed => return false,
+            // Known to be too long: do not wait on the client at all.
+            State::Length { remaining } if remaining > limit => return false,
+            _ => {}
         }
         let mut sink = [0u8; 8192];
         let mut drained = 0u64;
