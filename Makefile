@@ -28,7 +28,7 @@ lint:
 # x86_64 Linux host. (The musl target cannot be installed here.)
 static:
 	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --target $(TARGET)
-	@file $(STATIC_BIN)
+	@if command -v file >/dev/null; then file $(STATIC_BIN); fi
 	@ls -l $(STATIC_BIN)
 
 image: static
