@@ -4,10 +4,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use wren::http::Server;
-use wren::http::log::Logger;
+use wren::http::log::{self, Logger};
 use wren::{App, Config, routes};
 
 fn main() -> ExitCode {
+    let code = run();
+    // The log is written by a background thread; let it finish.
+    log::flush();
+    code
+}
+
+fn run() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(exit) => {

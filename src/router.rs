@@ -16,6 +16,8 @@
 //!
 //! HEAD is served by the GET route of the same path (the engine drops the body).
 
+use std::borrow::Cow;
+
 use crate::http::error::excerpt;
 use crate::http::percent::percent_decode;
 use crate::http::request::Param;
@@ -105,7 +107,7 @@ impl<S> Router<S> {
     }
 
     fn try_dispatch(&self, state: &S, request: &mut Request<'_>) -> Result<Response, ApiError> {
-        let segments = decode_path(request.path())?;
+        let segments = split_path(request.path());
         let method = match request.method() {
             "HEAD" => "GET",
             other => other,
@@ -193,26 +195,28 @@ fn parse_pattern(pattern: &'static str) -> Result<Vec<Segment>, &'static str> {
     Ok(segments)
 }
 
-/// Splits a path into percent-decoded segments.
-fn decode_path(path: &str) -> Result<Vec<String>, ApiError> {
-    let rest = path.strip_prefix('/').unwrap_or(path);
-    rest.split('/')
-        .map(|segment| {
-            let bytes = percent_decode(segment, false).ok_or_else(|| {
-                ApiError::bad_request("malformed percent-encoding in the request path")
-            })?;
-            String::from_utf8(bytes).map_err(|_| {
-                ApiError::bad_request("the request path is not valid UTF-8 after percent-decoding")
-            })
-        })
-        .collect()
+/// The raw (still percent-encoded) segments of a path.
+fn split_path(path: &str) -> Vec<&str> {
+    path.strip_prefix('/').unwrap_or(path).split('/').collect()
+}
+
+/// A path segment, percent-decoded; borrowed when there was nothing to decode.
+fn decode_segment(segment: &str) -> Result<Cow<'_, str>, ApiError> {
+    if !segment.contains('%') {
+        return Ok(Cow::Borrowed(segment));
+    }
+    let bytes = percent_decode(segment, false)
+        .ok_or_else(|| ApiError::bad_request("malformed percent-encoding in the request path"))?;
+    String::from_utf8(bytes).map(Cow::Owned).map_err(|_| {
+        ApiError::bad_request("the request path is not valid UTF-8 after percent-decoding")
+    })
 }
 
 type ParamResult = Result<Vec<(&'static str, Param)>, ApiError>;
 
 /// `None` when the path does not have the pattern's shape; otherwise its
-/// parameters, or the error for a typed segment that does not parse.
-fn match_segments(pattern: &[Segment], path: &[String]) -> Option<ParamResult> {
+/// parameters, or the error for a segment that does not decode or parse.
+fn match_segments(pattern: &[Segment], path: &[&str]) -> Option<ParamResult> {
     let has_rest = matches!(pattern.last(), Some(Segment::Rest(_)));
     let shape_fits = if has_rest {
         path.len() >= pattern.len()
@@ -225,24 +229,38 @@ fn match_segments(pattern: &[Segment], path: &[String]) -> Option<ParamResult> {
     let mut params = Vec::new();
     let mut param_error = None;
     for (i, segment) in pattern.iter().enumerate() {
-        let value = &path[i];
+        if let Segment::Rest(name) = segment {
+            let decoded: Result<Vec<Cow<'_, str>>, ApiError> =
+                path[i..].iter().map(|s| decode_segment(s)).collect();
+            match decoded {
+                Ok(parts) => params.push((*name, Param::Str(parts.join("/")))),
+                Err(error) => return Some(Err(error)),
+            }
+            continue;
+        }
+        let value = match decode_segment(path[i]) {
+            Ok(value) => value,
+            // A literal segment never has a '%' in it, so this path cannot
+            // match one; for a parameter the request is malformed.
+            Err(_) if matches!(segment, Segment::Literal(_)) => return None,
+            Err(error) => return Some(Err(error)),
+        };
         match segment {
-            Segment::Literal(literal) if literal != value => return None,
-            Segment::Literal(_) => {}
-            Segment::Str(name) => params.push((*name, Param::Str(value.clone()))),
-            Segment::Int(name) => match parse_int(value) {
+            Segment::Literal(literal) if *literal != value => return None,
+            Segment::Literal(_) | Segment::Rest(_) => {}
+            Segment::Str(name) => params.push((*name, Param::Str(value.into_owned()))),
+            Segment::Int(name) => match parse_int(&value) {
                 Some(n) => params.push((*name, Param::Int(n))),
                 None => {
                     param_error.get_or_insert_with(|| {
                         ApiError::bad_request(format!(
                             "parameter '{name}' must be an integer, got '{}'",
-                            excerpt(value, 64)
+                            excerpt(&value, 64)
                         ))
                         .with_code("invalid_parameter")
                     });
                 }
             },
-            Segment::Rest(name) => params.push((*name, Param::Str(path[i..].join("/")))),
         }
     }
     Some(match param_error {

@@ -282,16 +282,23 @@ impl<C: BufRead + Write> Read for BodyReader<'_, C> {
 /// The request body as a handler sees it: a stream bounded by the route's
 /// body limit. Reading past the limit fails with [`BodyError::TooLarge`].
 pub struct Body<'a> {
-    reader: Box<dyn Read + 'a>,
+    reader: Reader<'a>,
     content_length: Option<u64>,
     limit: u64,
     read: u64,
 }
 
+/// The engine lends its decoder for the length of one request; tests and
+/// in-memory bodies own theirs.
+enum Reader<'a> {
+    Borrowed(&'a mut dyn Read),
+    Owned(Box<dyn Read + 'a>),
+}
+
 impl<'a> Body<'a> {
-    pub(crate) fn new(reader: Box<dyn Read + 'a>, content_length: Option<u64>, limit: u64) -> Self {
+    pub(crate) fn new(reader: &'a mut dyn Read, content_length: Option<u64>, limit: u64) -> Self {
         Body {
-            reader,
+            reader: Reader::Borrowed(reader),
             content_length,
             limit,
             read: 0,
@@ -305,7 +312,12 @@ impl<'a> Body<'a> {
     /// A body held in memory, as if sent with a `Content-Length`.
     pub fn from_bytes(bytes: Vec<u8>) -> Body<'static> {
         let len = bytes.len() as u64;
-        Body::new(Box::new(io::Cursor::new(bytes)), Some(len), u64::MAX)
+        Body {
+            reader: Reader::Owned(Box::new(io::Cursor::new(bytes))),
+            content_length: Some(len),
+            limit: u64::MAX,
+            read: 0,
+        }
     }
 
     /// The declared `Content-Length`, if the body has one (not chunked).
@@ -343,7 +355,10 @@ impl Read for Body<'_> {
         let want = out
             .len()
             .min(usize::try_from(allowed).unwrap_or(usize::MAX));
-        let n = self.reader.read(&mut out[..want])?;
+        let n = match &mut self.reader {
+            Reader::Borrowed(reader) => reader.read(&mut out[..want])?,
+            Reader::Owned(reader) => reader.read(&mut out[..want])?,
+        };
         self.read += n as u64;
         if self.read > self.limit {
             return Err(io::Error::other(BodyError::TooLarge { limit: self.limit }));

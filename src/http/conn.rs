@@ -238,8 +238,8 @@ fn handle(
     };
     let head_only = head.method == "HEAD";
     let mut body_reader = BodyReader::new(conn, head.framing, head.expect_continue);
-    let body = Body::new(Box::new(&mut body_reader), content_length, limits.max_body);
-    let mut request = Request::new(&head.method, &head.target)
+    let body = Body::new(&mut body_reader, content_length, limits.max_body);
+    let mut request = Request::from_parts(head.method, head.target)
         .with_headers(head.headers)
         .with_peer(peer)
         .with_id(request_id)
@@ -250,9 +250,7 @@ fn handle(
             // The panic hook has logged the panic itself.
             ApiError::new(500, "the server failed to handle this request").into_response()
         });
-    let request_id = request.id().to_owned();
-    let path = request.path().to_owned();
-    drop(request);
+    let (request_id, method, path) = request.into_log_parts();
 
     // The next request can follow only once this one's body is consumed;
     // a large unread remainder is cheaper to cut than to read.
@@ -272,7 +270,7 @@ fn handle(
     shared.logger.access(&AccessEntry {
         request_id: &request_id,
         peer,
-        method: &head.method,
+        method: &method,
         path: &path,
         status,
         bytes,

@@ -2,6 +2,7 @@
 //! (IMF-fixdate, RFC 9110 §5.6.7) and RFC 3339 for logs, both in UTC.
 
 use std::cell::RefCell;
+use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
@@ -68,11 +69,24 @@ pub fn http_date(unix_seconds: u64) -> String {
 
 /// `2026-11-22T14:06:00.123Z`.
 pub fn rfc3339_millis(unix_seconds: u64, millis: u32) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_rfc3339(&mut out, unix_seconds, millis);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn write_rfc3339(out: &mut Vec<u8>, unix_seconds: u64, millis: u32) {
     let c = civil(unix_seconds);
-    format!(
+    let _ = write!(
+        out,
         "{}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         c.year, c.month, c.day, c.hour, c.minute, c.second, millis
-    )
+    );
+}
+
+/// Appends the current time in log format.
+pub fn write_rfc3339_now(out: &mut Vec<u8>) {
+    let (secs, millis) = unix_now();
+    write_rfc3339(out, secs, millis);
 }
 
 /// The current time in log format.

@@ -10,6 +10,7 @@
 //!
 //! with an optional `"details": [...]` list when there is more than one problem.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
@@ -26,7 +27,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     details: Option<Value>,
-    headers: Vec<(&'static str, String)>,
+    headers: Vec<(&'static str, Cow<'static, str>)>,
 }
 
 #[derive(Serialize)]
@@ -72,7 +73,7 @@ impl ApiError {
     }
 
     /// Adds a header to the error response (`Allow`, `Retry-After`, ...).
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub fn with_header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Self {
         self.headers.push((name, value.into()));
         self
     }

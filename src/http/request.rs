@@ -28,13 +28,20 @@ pub struct Request<'a> {
 impl Request<'static> {
     /// A request for `target` (`/path?query`) with no headers and no body.
     pub fn new(method: &str, target: &str) -> Self {
-        let (path, query) = match target.split_once('?') {
-            Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
-            None => (target.to_owned(), None),
-        };
+        Request::from_parts(method.to_owned(), target.to_owned())
+    }
+
+    /// Takes the strings as they are (the engine's parsed head), splitting
+    /// the query off the target in place.
+    pub(crate) fn from_parts(method: String, mut target: String) -> Self {
+        let query = target.find('?').map(|at| {
+            let query = target[at + 1..].to_owned();
+            target.truncate(at);
+            query
+        });
         Request {
-            method: method.to_owned(),
-            path,
+            method,
+            path: target,
             query,
             headers: Vec::new(),
             params: Vec::new(),
@@ -112,6 +119,12 @@ impl<'a> Request<'a> {
 
     pub fn body(&mut self) -> &mut Body<'a> {
         &mut self.body
+    }
+
+    /// What the access log needs once the request is done: its id, method
+    /// and path.
+    pub(crate) fn into_log_parts(self) -> (String, String, String) {
+        (self.id, self.method, self.path)
     }
 
     pub(crate) fn set_params(&mut self, params: Vec<(&'static str, Param)>) {

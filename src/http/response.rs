@@ -2,6 +2,7 @@
 //! headers (`Content-Length` or `Transfer-Encoding`, `Connection`, `Date`,
 //! `Server`, `X-Request-Id`) when it writes it, so handlers never set those.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
 
@@ -11,7 +12,8 @@ use serde::Serialize;
 /// (a file, an object from S3) so that large bodies never sit in memory.
 pub enum ResponseBody {
     Empty,
-    Bytes(Vec<u8>),
+    /// Borrowed for constant bodies, so they cost no allocation.
+    Bytes(Cow<'static, [u8]>),
     Stream {
         reader: Box<dyn Read + Send>,
         /// Known length, sent as `Content-Length`; `None` streams chunked.
@@ -32,7 +34,7 @@ impl fmt::Debug for ResponseBody {
 #[derive(Debug)]
 pub struct Response {
     status: u16,
-    headers: Vec<(&'static str, String)>,
+    headers: Vec<(&'static str, Cow<'static, str>)>,
     body: ResponseBody,
 }
 
@@ -47,10 +49,14 @@ impl Response {
     }
 
     /// `text/plain; charset=utf-8`.
-    pub fn text(status: u16, text: impl Into<String>) -> Self {
+    pub fn text(status: u16, text: impl Into<Cow<'static, str>>) -> Self {
+        let body = match text.into() {
+            Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+            Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+        };
         Response::new(status)
             .with_header("Content-Type", "text/plain; charset=utf-8")
-            .with_body(text.into().into_bytes())
+            .with_body(body)
     }
 
     /// `application/json`, serialized from `value`.
@@ -73,13 +79,13 @@ impl Response {
         }
     }
 
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub fn with_header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
 
-    pub fn with_body(mut self, bytes: Vec<u8>) -> Self {
-        self.body = ResponseBody::Bytes(bytes);
+    pub fn with_body(mut self, bytes: impl Into<Cow<'static, [u8]>>) -> Self {
+        self.body = ResponseBody::Bytes(bytes.into());
         self
     }
 
@@ -92,10 +98,10 @@ impl Response {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
-    pub fn headers(&self) -> &[(&'static str, String)] {
+    pub fn headers(&self) -> &[(&'static str, Cow<'static, str>)] {
         &self.headers
     }
 
@@ -103,12 +109,12 @@ impl Response {
     pub fn body_bytes(&self) -> Option<&[u8]> {
         match &self.body {
             ResponseBody::Empty => Some(&[]),
-            ResponseBody::Bytes(bytes) => Some(bytes),
+            ResponseBody::Bytes(bytes) => Some(bytes.as_ref()),
             ResponseBody::Stream { .. } => None,
         }
     }
 
-    pub(crate) fn into_parts(self) -> (u16, Vec<(&'static str, String)>, ResponseBody) {
+    pub(crate) fn into_parts(self) -> (u16, Vec<(&'static str, Cow<'static, str>)>, ResponseBody) {
         (self.status, self.headers, self.body)
     }
 }
