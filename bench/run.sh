@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# Benchmarks wren against tiny_http and nginx on loopback: requests/s and the
+# server's CPU time per request. Prints figures and PASS/MISS lines; never
+# fails on a missed target, since timings depend on the machine.
+#
+# Usage: bench/run.sh PATH/TO/wren     (env BENCH_SECONDS, default 8)
+set -euo pipefail
+
+if [[ $# -ne 1 || ! -x $1 ]]; then
+    echo "usage: $0 PATH/TO/wren" >&2
+    exit 2
+fi
+WREN_BIN=$(realpath "$1")
+BENCH_SECONDS=${BENCH_SECONDS:-8}
+if ! [[ $BENCH_SECONDS =~ ^[1-9][0-9]*$ ]]; then
+    echo "BENCH_SECONDS must be a whole number of seconds, got '$BENCH_SECONDS'" >&2
+    exit 2
+fi
+cd "$(dirname "$0")/.."
+
+WRK_ARGS=(-t2 -c50)
+CLK_TCK=$(getconf CLK_TCK)
+WORKDIR=$(mktemp -d /tmp/wren-bench.XXXXXX)
+PIDS=()       # every server started, for the EXIT trap
+USED_PORTS=() # so two servers never get the same port
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        stop_server "$pid"
+    done
+    rm -rf "$WORKDIR"
+}
+trap cleanup EXIT
+
+# --- setup -------------------------------------------------------------------
+
+# A fresh machine may lack them; apt-get update only when something is missing.
+install_tools() {
+    local missing=()
+    command -v wrk >/dev/null || missing+=(wrk)
+    nginx_bin >/dev/null || missing+=(nginx-light)
+    [[ ${#missing[@]} -eq 0 ]] && return
+    echo "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    if ! apt-get install -y -q "${missing[@]}"; then
+        # Newer Debian releases dropped the nginx-light flavour.
+        apt-get install -y -q "${missing[@]/nginx-light/nginx}"
+    fi
+}
+
+# /usr/sbin is not on every user's PATH.
+nginx_bin() {
+    command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; }
+}
+
+build_tinyhttp() {
+    cargo build --release --quiet \
+        --manifest-path bench/tinyhttp-status/Cargo.toml --target-dir target/bench
+    TINYHTTP_BIN=target/bench/release/tinyhttp-status
+}
+
+# --- servers -----------------------------------------------------------------
+
+# A free loopback port: nothing answers a connect to it. Good enough on a
+# quiet bench machine, and avoids needing ss or python.
+free_port() {
+    local port
+    while true; do
+        port=$((20000 + RANDOM % 40000))
+        [[ " ${USED_PORTS[*]} " == *" $port "* ]] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            USED_PORTS+=("$port")
+            echo "$port"
+            return
+        fi
+    done
+}
+
+# True once GET /status on PORT answers 200. A subshell, so that the socket
+# closes with it.
+status_ok() (
+    local port=$1 line
+    exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
+    printf 'GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+    read -r -t 2 line <&3 || exit 1
+    [[ $line == "HTTP/1."?" 200 "* ]]
+) 2>/dev/null
+
+# start_server NAME PORT CMD...: runs CMD in the background, its stdout and
+# stderr into $WORKDIR/NAME.out, and waits until /status answers. Sets
+# SERVER_PID.
+start_server() {
+    local name=$1 port=$2 i
+    shift 2
+    "$@" >"$WORKDIR/$name.out" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    for ((i = 0; i < 100; i++)); do
+        status_ok "$port" && return
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "$name exited before answering; its output:" >&2
+            tail -n 20 "$WORKDIR/$name.out" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    echo "$name did not answer GET /status on port $port within 10 s" >&2
+    exit 1
+}
+
+# SIGTERM, then SIGKILL if it lingers. nginx's master takes its workers along.
+stop_server() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# Direct children of PID, from /proc so that procps is not needed.
+children_of() {
+    local parent=$1 f stat fields
+    for f in /proc/[0-9]*/stat; do
+        read -r stat 2>/dev/null <"$f" || continue
+        read -ra fields <<<"${stat##*) }" # fields[1] is the ppid
+        [[ ${fields[1]} == "$parent" ]] && echo "${f//[^0-9]/}"
+    done
+    return 0
+}
+
+# cpu_ticks PID...: utime + stime summed over the processes (all their
+# threads included), in clock ticks.
+cpu_ticks() {
+    local pid stat fields total=0
+    for pid in "$@"; do
+        stat=$(<"/proc/$pid/stat")
+        # The command name may hold spaces; fields after it start at field 3.
+        read -ra fields <<<"${stat##*) }"
+        total=$((total + fields[11] + fields[12])) # fields 14 and 15
+    done
+    echo "$total"
+}
+
+# --- measuring ---------------------------------------------------------------
+
+# run_wrk URL [WRK ARGS...]: one timed wrk run. Sets WRK_REQUESTS and WRK_RPS,
+# and warns about socket errors or non-2xx answers, which skew the figures.
+run_wrk() {
+    local url=$1 out
+    shift
+    out=$(wrk "${WRK_ARGS[@]}" -d"${BENCH_SECONDS}s" "$@" "$url")
+    WRK_REQUESTS=$(awk '/ requests in /{print $1}' <<<"$out")
+    WRK_RPS=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
+    WRK_REQUESTS=${WRK_REQUESTS:-0} WRK_RPS=${WRK_RPS:-0}
+    if grep -qE 'Socket errors|Non-2xx' <<<"$out"; then
+        echo "  warning, from wrk:" $(grep -E 'Socket errors|Non-2xx' <<<"$out")
+    fi
+}
+
+# measure NAME URL PID...: warm-up, then a timed run with the CPU time of the
+# given processes read around it. Appends a row to RESULTS, which each
+# section empties before its first measure and prints with report.
+RESULTS=()
+measure() {
+    local name=$1 url=$2 before after us
+    shift 2
+    wrk "${WRK_ARGS[@]}" -d1s "$url" >/dev/null
+    before=$(cpu_ticks "$@")
+    run_wrk "$url"
+    after=$(cpu_ticks "$@")
+    us=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$WRK_REQUESTS" \
+        'BEGIN { printf "%.2f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+    RESULTS+=("$name $WRK_RPS $WRK_REQUESTS $us")
+    printf '  %s: %s req/s, %s requests, %s ticks of CPU\n' \
+        "$name" "$WRK_RPS" "$WRK_REQUESTS" $((after - before))
+}
+
+# Lines at warning level or worse in a server's log, so that a fast but
+# failing server does not go unnoticed.
+log_problems() {
+    local name=$1 file=$2 count
+    count=$(grep -cE '\[(warn|warning|error|crit|alert|emerg)\]' "$file" || true)
+    if [[ $count -gt 0 ]]; then
+        echo "  warning: $count problem lines in $name's log; the last ones:"
+        grep -E '\[(warn|warning|error|crit|alert|emerg)\]' "$file" | tail -n 5 | sed 's/^/    /'
+    fi
+}
+
+# cpu_us NAME: the CPU µs/req recorded for NAME.
+cpu_us() {
+    local row n us
+    for row in "${RESULTS[@]}"; do
+        read -r n _ _ us <<<"$row"
+        [[ $n == "$1" ]] && echo "$us" && return
+    done
+    echo 0
+}
+
+# target LABEL NAME OTHER LIMIT: PASS when NAME's CPU/req <= LIMIT x OTHER's.
+target() {
+    local label=$1 ours theirs
+    ours=$(cpu_us "$2")
+    theirs=$(cpu_us "$3")
+    awk -v a="$ours" -v b="$theirs" -v lim="$4" -v label="$label" 'BEGIN {
+        if (b <= 0) { printf "%s: MISS (no CPU figure for the comparison)\n", label; exit }
+        r = a / b
+        printf "%s: %s (ratio %.2f)\n", label, (r <= lim ? "PASS" : "MISS"), r
+    }'
+}
+
+report() {
+    local row name rps requests us
+    echo
+    # One column wider for µs, two bytes but one character.
+    printf '%-10s %12s %10s %15s\n' server req/s requests 'CPU µs/req'
+    for row in "${RESULTS[@]}"; do
+        read -r name rps requests us <<<"$row"
+        printf '%-10s %12s %10s %14s\n' "$name" "$rps" "$requests" "$us"
+    done
+    echo
+}
+
+# --- sections ----------------------------------------------------------------
+
+nginx_conf() {
+    local dir=$1 port=$2
+    # As root, nginx would hand its workers to nobody, who cannot enter the
+    # private temp dir; keep them as the current user either way.
+    [[ $EUID -eq 0 ]] && echo "user $(id -un) $(id -gn);"
+    cat <<EOF
+worker_processes 2;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 1024; }
+http {
+    # Logged like wren, which writes an access-log line per request; turning
+    # it off would flatter nginx.
+    access_log $dir/access.log;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    default_type text/plain;
+    server {
+        listen 127.0.0.1:$port;
+        location = /status { return 200 "Alive!"; }
+    }
+}
+EOF
+}
+
+# GET /status over keep-alive: the cost of the request path itself.
+bench_status() {
+    local port dir pids
+    RESULTS=()
+    echo "== GET /status: wrk ${WRK_ARGS[*]} -d${BENCH_SECONDS}s, keep-alive, after a 1 s warm-up"
+
+    port=$(free_port)
+    mkdir -p "$WORKDIR/wren-data"
+    start_server wren "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
+        --data-dir "$WORKDIR/wren-data" --threads 64
+    measure wren "http://127.0.0.1:$port/status" "$SERVER_PID"
+    stop_server "$SERVER_PID"
+    log_problems wren "$WORKDIR/wren.out"
+
+    port=$(free_port)
+    start_server tiny_http "$port" "$TINYHTTP_BIN" "$port"
+    measure tiny_http "http://127.0.0.1:$port/status" "$SERVER_PID"
+    stop_server "$SERVER_PID"
+
+    port=$(free_port)
+    dir=$WORKDIR/nginx
+    mkdir -p "$dir"
+    nginx_conf "$dir" "$port" >"$dir/nginx.conf"
+    start_server nginx "$port" "$(nginx_bin)" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
+    mapfile -t pids < <(children_of "$SERVER_PID")
+    measure nginx "http://127.0.0.1:$port/status" "$SERVER_PID" "${pids[@]}"
+    stop_server "$SERVER_PID"
+    log_problems nginx "$dir/error.log"
+
+    report
+    target "wren CPU/req <= 1.5x nginx" wren nginx 1.5
+    target "wren CPU/req <= 0.6x tiny_http" wren tiny_http 0.6
+}
+
+install_tools
+build_tinyhttp
+bench_status
