@@ -70,9 +70,11 @@ impl Server {
                 sink.lock().unwrap().push(line);
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("wren did not start: {:?}", log.lock().unwrap()));
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(20)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wren did not start: {:?}", log.lock().unwrap());
+        };
         Server {
             child,
             addr: addr.parse().unwrap(),
