@@ -175,11 +175,7 @@ fn http2_request_lines_get_505_and_leave_nothing_behind() {
     assert_eq!(threads_before, 4);
 
     for _ in 0..200 {
-        let mut stream = server.connect();
-        stream
-            .write_all(b"GET /status HTTP/2.0\r\nHost: t\r\n\r\n")
-            .unwrap();
-        let mut reader = BufReader::new(stream);
+        let mut reader = server.send("GET /status HTTP/2.0\r\nHost: t\r\n\r\n");
         let response = read_response(&mut reader, true);
         assert_eq!(response.status, 505);
         assert_eq!(response.header("connection"), Some("close"));
@@ -200,13 +196,7 @@ fn http2_request_lines_get_505_and_leave_nothing_behind() {
 fn content_length_with_transfer_encoding_is_400_and_closes() {
     let server = Server::start(&[]);
     // A smuggling attempt: the second request must never be answered.
-    let mut stream = server.connect();
-    stream
-        .write_all(
-            b"POST /__test/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /status HTTP/1.1\r\nHost: t\r\n\r\n",
-        )
-        .unwrap();
-    let mut reader = BufReader::new(stream);
+    let mut reader = server.send("POST /__test/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /status HTTP/1.1\r\nHost: t\r\n\r\n");
     let response = read_response(&mut reader, true);
     assert_eq!(response.status, 400);
     assert_eq!(response.header("connection"), Some("close"));
@@ -263,17 +253,11 @@ fn chunked_bodies_are_decoded() {
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let server = Server::start(&[]);
-    let mut stream = server.connect();
-    stream
-        .write_all(
-            b"GET /__test/sleep/100 HTTP/1.1\r\nHost: t\r\n\r\n\
+    let mut reader = server.send("GET /__test/sleep/100 HTTP/1.1\r\nHost: t\r\n\r\n\
               POST /__test/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nfirst\
               GET /status HTTP/1.1\r\nHost: t\r\n\r\n\
               POST /__test/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nsecond\r\n0\r\n\r\n\
-              GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-        )
-        .unwrap();
-    let mut reader = BufReader::new(stream);
+              GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     let bodies: Vec<(u16, String)> = (0..5)
         .map(|_| {
             let r = read_response(&mut reader, true);
@@ -291,13 +275,8 @@ fn pipelined_requests_are_answered_in_order() {
 #[test]
 fn head_has_no_body_and_the_connection_stays_in_sync() {
     let server = Server::start(&[]);
-    let mut stream = server.connect();
-    stream
-        .write_all(
-            b"HEAD /status HTTP/1.1\r\nHost: t\r\n\r\nGET /status HTTP/1.1\r\nHost: t\r\n\r\n",
-        )
-        .unwrap();
-    let mut reader = BufReader::new(stream);
+    let mut reader = server
+        .send("HEAD /status HTTP/1.1\r\nHost: t\r\n\r\nGET /status HTTP/1.1\r\nHost: t\r\n\r\n");
     let head = read_response(&mut reader, false);
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-length"), Some("6"));
@@ -310,21 +289,14 @@ fn head_has_no_body_and_the_connection_stays_in_sync() {
 #[test]
 fn http10_closes_unless_asked_to_keep_alive() {
     let server = Server::start(&[]);
-    let mut stream = server.connect();
-    stream.write_all(b"GET /status HTTP/1.0\r\n\r\n").unwrap();
-    let mut reader = BufReader::new(stream);
+    let mut reader = server.send("GET /status HTTP/1.0\r\n\r\n");
     let response = read_response(&mut reader, true);
     assert_eq!(response.text(), "Alive!");
     assert_eq!(response.header("connection"), Some("close"));
     assert!(is_closed(&mut reader));
 
-    let mut stream = server.connect();
-    stream
-        .write_all(
-            b"GET /status HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /status HTTP/1.0\r\n\r\n",
-        )
-        .unwrap();
-    let mut reader = BufReader::new(stream);
+    let mut reader = server
+        .send("GET /status HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /status HTTP/1.0\r\n\r\n");
     let first = read_response(&mut reader, true);
     assert_eq!(first.header("connection"), Some("keep-alive"));
     assert_eq!(read_response(&mut reader, true).text(), "Alive!");
@@ -346,11 +318,7 @@ fn expect_continue_is_answered_only_when_the_body_is_read() {
 
     // Refused on its declared length: the final status comes instead of 100,
     // and the connection closes since the body never came.
-    let mut stream = server.connect();
-    stream
-        .write_all(b"POST /__test/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 500\r\nExpect: 100-continue\r\n\r\n")
-        .unwrap();
-    let mut reader = BufReader::new(stream);
+    let mut reader = server.send("POST /__test/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 500\r\nExpect: 100-continue\r\n\r\n");
     let response = read_head(&mut reader);
     assert_eq!(response.status, 413);
     assert_eq!(response.header("connection"), Some("close"));
@@ -361,11 +329,7 @@ fn connection_past_the_cap_gets_503() {
     let server = Server::start(&["--max-connections", "3", "--threads", "1"]);
     let mut open: Vec<BufReader<TcpStream>> = Vec::new();
     for _ in 0..3 {
-        let mut stream = server.connect();
-        stream
-            .write_all(b"GET /status HTTP/1.1\r\nHost: t\r\n\r\n")
-            .unwrap();
-        let mut reader = BufReader::new(stream);
+        let mut reader = server.send("GET /status HTTP/1.1\r\nHost: t\r\n\r\n");
         assert_eq!(read_response(&mut reader, true).status, 200);
         open.push(reader);
     }
@@ -433,13 +397,9 @@ fn shutdown_timeout_bounds_the_wait() {
 #[test]
 fn a_panicking_handler_gets_500_and_the_next_request_works() {
     let server = Server::start(&[]);
-    let mut stream = server.connect();
-    stream
-        .write_all(
-            b"GET /__test/panic HTTP/1.1\r\nHost: t\r\n\r\nGET /status HTTP/1.1\r\nHost: t\r\n\r\n",
-        )
-        .unwrap();
-    let mut reader = BufReader::new(stream);
+    let mut reader = server.send(
+        "GET /__test/panic HTTP/1.1\r\nHost: t\r\n\r\nGET /status HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
     let response = read_response(&mut reader, true);
     assert_eq!(response.status, 500);
     assert_eq!(response.json()["error"], "internal_error");
@@ -528,4 +488,27 @@ fn accept_errors_are_survived() {
         assert!(Instant::now() < deadline, "server did not recover");
         thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn streamed_responses_are_chunked_or_close_delimited() {
+    let server = Server::start(&[]);
+    let expected: String = (0..200_000)
+        .map(|i| char::from(b'0' + (i % 10) as u8))
+        .collect();
+    let mut reader = server.send(
+        "GET /__test/stream/200000 HTTP/1.1\r\nHost: t\r\n\r\nGET /status HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let response = read_response(&mut reader, true);
+    assert_eq!(response.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(response.header("content-length"), None);
+    assert_eq!(response.text(), expected);
+    // The connection stays usable after a chunked body.
+    assert_eq!(read_response(&mut reader, true).text(), "Alive!");
+
+    let mut reader =
+        server.send("GET /__test/stream/1000 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let response = read_response(&mut reader, true);
+    assert_eq!(response.header("connection"), Some("close"));
+    assert_eq!(response.text(), expected[..1000]);
 }

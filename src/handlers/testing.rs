@@ -15,6 +15,7 @@ pub fn routes(router: Router<App>) -> Router<App> {
         .get("/__test/panic", panic)
         .get("/__test/sleep/{ms:int}", sleep)
         .post("/__test/echo", echo)
+        .get("/__test/stream/{n:int}", stream)
         .post("/__test/count", count)
         .body_limit(1 << 30)
 }
@@ -35,6 +36,18 @@ fn echo(_app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     Ok(Response::new(200)
         .with_header("Content-Type", "application/octet-stream")
         .with_body(body))
+}
+
+/// Streams `n` bytes (`0123456789` repeated) with no declared length, so
+/// the engine must frame it (chunked, or close-delimited for HTTP/1.0).
+fn stream(_app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let n = request.param_int("n")?.clamp(0, 1 << 30) as u64;
+    let body: Vec<u8> = (0..n).map(|i| b'0' + (i % 10) as u8).collect();
+    Ok(Response::stream(
+        200,
+        Box::new(std::io::Cursor::new(body)),
+        None,
+    ))
 }
 
 /// Counts the body's bytes as it streams, in constant memory (up to 1 GiB).

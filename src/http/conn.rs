@@ -382,12 +382,7 @@ fn write_response(
         ResponseBody::Stream { reader, len } if send_body => {
             stream.write_all(out).map_err(|_| failed(0))?;
             written += out.len() as u64;
-            let sent = if chunked {
-                write_chunked(stream, reader)
-            } else {
-                write_stream(stream, reader, len)
-            };
-            match sent {
+            match copy_body(stream, reader, len, chunked) {
                 Ok(n) => written += n,
                 Err(n) => return Err(failed(written + n)),
             }
@@ -400,16 +395,19 @@ fn write_response(
     Ok((status, written, keep_alive))
 }
 
-/// Copies a streamed body of known (or, for HTTP/1.0, unknown) length. A
-/// reader that ends early is an error: the client was promised `len` bytes.
-fn write_stream(
+/// Copies a streamed body: chunk-framed, or raw up to `len` (or to the end
+/// of the reader for a close-delimited HTTP/1.0 body). A reader that ends
+/// before `len` is an error: the client was promised `len` bytes. Returns
+/// the bytes written, or on failure those written before it.
+fn copy_body(
     mut stream: &TcpStream,
     reader: Box<dyn Read + Send>,
     len: Option<u64>,
+    chunked: bool,
 ) -> Result<u64, u64> {
     let mut reader = reader.take(len.unwrap_or(u64::MAX));
     let mut buf = vec![0u8; 64 * 1024];
-    let mut sent = 0u64;
+    let (mut sent, mut body_bytes) = (0u64, 0u64);
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -417,35 +415,28 @@ fn write_stream(
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return Err(sent),
         };
-        stream.write_all(&buf[..n]).map_err(|_| sent)?;
-        sent += n as u64;
+        if chunked {
+            let size_line = format!("{n:x}\r\n");
+            stream
+                .write_all(size_line.as_bytes())
+                .and_then(|_| stream.write_all(&buf[..n]))
+                .and_then(|_| stream.write_all(b"\r\n"))
+                .map_err(|_| sent)?;
+            sent += (size_line.len() + n + 2) as u64;
+        } else {
+            stream.write_all(&buf[..n]).map_err(|_| sent)?;
+            sent += n as u64;
+        }
+        body_bytes += n as u64;
+    }
+    if chunked {
+        stream.write_all(b"0\r\n\r\n").map_err(|_| sent)?;
+        sent += 5;
     }
     match len {
-        Some(len) if sent != len => Err(sent),
+        Some(len) if body_bytes != len => Err(sent),
         _ => Ok(sent),
     }
-}
-
-fn write_chunked(mut stream: &TcpStream, mut reader: Box<dyn Read + Send>) -> Result<u64, u64> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut sent = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return Err(sent),
-        };
-        let size_line = format!("{n:x}\r\n");
-        stream
-            .write_all(size_line.as_bytes())
-            .and_then(|_| stream.write_all(&buf[..n]))
-            .and_then(|_| stream.write_all(b"\r\n"))
-            .map_err(|_| sent)?;
-        sent += (size_line.len() + n + 2) as u64;
-    }
-    stream.write_all(b"0\r\n\r\n").map_err(|_| sent)?;
-    Ok(sent + 5)
 }
 
 /// Closes a connection so that the last response reaches the client: stop

@@ -95,11 +95,17 @@ impl Server {
         stream
     }
 
-    /// One request on a new connection.
-    pub fn request(&self, raw: &str) -> Response {
+    /// Sends raw bytes on a new connection; returns the connection to read
+    /// the answers from.
+    pub fn send(&self, raw: &str) -> BufReader<TcpStream> {
         let mut stream = self.connect();
         stream.write_all(raw.as_bytes()).unwrap();
-        read_response(&mut BufReader::new(stream), !raw.starts_with("HEAD "))
+        BufReader::new(stream)
+    }
+
+    /// One request on a new connection.
+    pub fn request(&self, raw: &str) -> Response {
+        read_response(&mut self.send(raw), !raw.starts_with("HEAD "))
     }
 
     pub fn get(&self, path: &str) -> Response {
