@@ -266,7 +266,7 @@ bench_status() {
     port=$(free_port)
     mkdir -p "$WORKDIR/wren-data"
     start_server wren "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
-        --data-dir "$WORKDIR/wren-data" --threads 64
+        --data-dir "$WORKDIR/wren-data"
     measure wren "http://127.0.0.1:$port/status" "$SERVER_PID"
     stop_server "$SERVER_PID"
     log_problems wren "$WORKDIR/wren.out"

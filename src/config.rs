@@ -33,8 +33,8 @@ struct Args {
     #[argh(option)]
     data_dir: Option<PathBuf>,
 
-    /// worker threads kept ready for new connections; more start, up to
-    /// --max-connections, while connections are open (default 16; env
+    /// worker threads waiting for ready connections; more start while all
+    /// are busy in slow requests (default: one per CPU core; env
     /// WREN_THREADS)
     #[argh(option)]
     threads: Option<usize>,
@@ -224,6 +224,9 @@ impl Config {
                 )?
                 .0,
         };
+        if limits.threads == 0 {
+            return Err(bad_value("--threads", "must be at least 1"));
+        }
         if limits.max_connections == 0 {
             return Err(bad_value("--max-connections", "must be at least 1"));
         }

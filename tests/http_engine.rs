@@ -512,3 +512,43 @@ fn streamed_responses_are_chunked_or_close_delimited() {
     assert_eq!(response.header("connection"), Some("close"));
     assert_eq!(response.text(), expected[..1000]);
 }
+
+#[test]
+fn a_slow_handler_does_not_hold_up_other_clients() {
+    // One worker, busy in a handler for two seconds: the monitor starts
+    // another, so /status is answered well before the slow one finishes.
+    let server = Server::start(&["--threads", "1"]);
+    let mut slow = server.send("GET /__test/sleep/2000 HTTP/1.1\r\nHost: t\r\n\r\n");
+    thread::sleep(Duration::from_millis(100));
+    let asked = Instant::now();
+    assert_eq!(server.get("/status").status, 200);
+    assert!(
+        asked.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(read_response(&mut slow, true).text(), "slept 2000 ms");
+}
+
+#[test]
+fn idle_connections_hold_no_threads() {
+    let server = Server::start(&["--threads", "2"]);
+    assert_eq!(server.get("/status").status, 200);
+    let threads_before = server.proc_status("Threads");
+    let idle: Vec<BufReader<TcpStream>> = (0..200)
+        .map(|_| {
+            let mut reader = server.send("GET /status HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(read_response(&mut reader, true).status, 200);
+            reader
+        })
+        .collect();
+    assert_eq!(server.proc_status("Threads"), threads_before);
+    // And every one of them is still served.
+    for mut reader in idle {
+        reader
+            .get_mut()
+            .write_all(b"GET /status HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut reader, true).text(), "Alive!");
+    }
+}

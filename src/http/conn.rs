@@ -1,12 +1,14 @@
-//! One connection: read a head, hand the request to the service, write the
-//! response, and repeat while the connection may be kept alive.
+//! One connection: a parkable state machine. When a worker picks it up
+//! (its socket is readable), it reads what arrived, serves every complete
+//! request in order, and returns it to be parked again or closed.
 //!
-//! Every read has a deadline (the head as a whole, the idle wait between
-//! requests, each body read), every write has one, and nothing is read into
-//! memory beyond the head buffer: bodies stream to the handler.
+//! Waiting for a request never holds a thread: the connection is parked
+//! with a deadline the monitor enforces. Inside a request, reads of the body
+//! and writes of the response block, each under `--io-timeout`.
 
 use std::io::{self, BufRead, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -14,63 +16,204 @@ use std::time::{Duration, Instant};
 use super::body::{Body, BodyReader};
 use super::error::ApiError;
 use super::head::{Framing, Head, Version, parse_head};
-use super::limits::{DRAIN_LIMIT, LINGER_TIMEOUT, MAX_HEAD_BYTES};
+use super::limits::{DRAIN_LIMIT, LINGER_LIMIT, LINGER_TIMEOUT, Limits, MAX_HEAD_BYTES};
 use super::log::AccessEntry;
 use super::request::Request;
 use super::response::{Response, ResponseBody, reason_phrase, status_has_body};
-use super::server::{Shared, Slot};
+use super::server::Shared;
 
-/// The connection's socket and its read buffer (which holds at most one
-/// request head, plus whatever of the next request arrived with it).
-struct Conn<'s> {
-    stream: &'s TcpStream,
+/// What a parked connection is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Between requests: closed quietly at the deadline.
+    Idle,
+    /// Part of a request head has arrived: `408` at the deadline.
+    Head,
+    /// Closing: the response is sent and the write side shut; what the
+    /// client still sends is read and dropped until the deadline, so that a
+    /// reset does not destroy the response in flight.
+    Linger,
+}
+
+/// What a worker does with a connection after serving it.
+pub(crate) enum Next {
+    Park(Box<Conn>),
+    Close,
+}
+
+/// A connection and its read buffer (at most one request head, plus
+/// whatever of the next request arrived with it).
+pub(crate) struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
     buf: Box<[u8]>,
     start: usize,
     end: usize,
-    /// The read timeout currently set on the socket, to skip redundant
-    /// `setsockopt` calls on the hot path.
-    read_timeout: Option<Duration>,
+    phase: Phase,
+    deadline: Instant,
+    /// No request has been served yet (the first head's deadline runs from
+    /// the accept, not from its first byte).
+    first: bool,
+    lingered: usize,
+    header_timeout: Duration,
+    keep_alive_timeout: Duration,
+    io_timeout: Duration,
+    /// Scratch space for response heads, reused across requests.
+    out: Vec<u8>,
 }
 
-impl<'s> Conn<'s> {
-    fn new(stream: &'s TcpStream) -> Self {
-        Conn {
+impl Conn {
+    pub fn new(stream: TcpStream, peer: SocketAddr, limits: &Limits) -> io::Result<Box<Conn>> {
+        stream.set_nonblocking(true)?;
+        // Small responses go out in one write; Nagle would only delay them.
+        stream.set_nodelay(true)?;
+        Ok(Box::new(Conn {
             stream,
+            peer,
             buf: vec![0; MAX_HEAD_BYTES].into_boxed_slice(),
             start: 0,
             end: 0,
-            read_timeout: None,
-        }
+            phase: Phase::Idle,
+            deadline: Instant::now() + limits.header_timeout,
+            first: true,
+            lingered: 0,
+            header_timeout: limits.header_timeout,
+            keep_alive_timeout: limits.keep_alive_timeout,
+            io_timeout: limits.io_timeout,
+            out: Vec::with_capacity(512),
+        }))
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    pub fn is_lingering(&self) -> bool {
+        self.phase == Phase::Linger
     }
 
     fn buffered(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }
 
-    fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        // A zero timeout means "none" to the socket API.
-        let timeout = timeout.max(Duration::from_millis(1));
-        if self.read_timeout != Some(timeout) {
-            self.stream.set_read_timeout(Some(timeout))?;
-            self.read_timeout = Some(timeout);
-        }
-        Ok(())
-    }
-
-    /// Reads more bytes after those buffered; `Ok(0)` means end of stream.
-    fn read_more(&mut self) -> io::Result<usize> {
+    /// Reads what has arrived without waiting; `WouldBlock` when nothing has.
+    fn read_available(&mut self) -> io::Result<usize> {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
-        let n = self.stream.read(&mut self.buf[self.end..])?;
+        let n = (&self.stream).read(&mut self.buf[self.end..])?;
         self.end += n;
         Ok(n)
     }
+
+    /// Starts a lingering close.
+    fn linger(mut self: Box<Self>) -> Next {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        self.phase = Phase::Linger;
+        self.deadline = Instant::now() + LINGER_TIMEOUT;
+        self.start = 0;
+        self.end = 0;
+        self.keep_lingering()
+    }
+
+    fn keep_lingering(mut self: Box<Self>) -> Next {
+        loop {
+            match (&self.stream).read(&mut self.buf) {
+                Ok(0) => return Next::Close,
+                Ok(n) => {
+                    self.lingered += n;
+                    if self.lingered > LINGER_LIMIT {
+                        return Next::Close;
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Next::Park(self),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Next::Close,
+            }
+        }
+    }
+
+    fn socket(&self) -> Socket<'_> {
+        Socket {
+            stream: &self.stream,
+            timeout: self.io_timeout,
+        }
+    }
 }
 
-impl Read for Conn<'_> {
+/// The connection's socket with a deadline on each read and write: the
+/// socket is non-blocking (for parking), so waits go through `poll(2)`.
+struct Socket<'a> {
+    stream: &'a TcpStream,
+    timeout: Duration,
+}
+
+impl Socket<'_> {
+    fn wait(&self, events: libc::c_short) -> io::Result<()> {
+        let mut fd = libc::pollfd {
+            fd: self.stream.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd that outlives the call.
+            match unsafe { libc::poll(&mut fd, 1, ms) } {
+                0 => return Err(io::ErrorKind::TimedOut.into()),
+                n if n > 0 => return Ok(()),
+                _ => {
+                    let err = io::Error::last_os_error();
+                    if err.kind() != io::ErrorKind::Interrupted {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Read for Socket<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.stream.read(buf) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLIN)?,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                result => return result,
+            }
+        }
+    }
+}
+
+impl Write for Socket<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        loop {
+            match self.stream.write(data) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLOUT)?,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                result => return result,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// While a request runs, the body is read through the connection's buffer
+/// first, then from the socket under the I/O timeout.
+impl Read for Conn {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let available = self.fill_buf()?;
         let n = available.len().min(out.len());
@@ -80,11 +223,16 @@ impl Read for Conn<'_> {
     }
 }
 
-impl BufRead for Conn<'_> {
+impl BufRead for Conn {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.start == self.end {
             self.start = 0;
-            self.end = self.stream.read(&mut self.buf)?;
+            self.end = 0;
+            let mut socket = Socket {
+                stream: &self.stream,
+                timeout: self.io_timeout,
+            };
+            self.end = socket.read(&mut self.buf)?;
         }
         Ok(&self.buf[self.start..self.end])
     }
@@ -94,9 +242,10 @@ impl BufRead for Conn<'_> {
     }
 }
 
-impl Write for Conn<'_> {
+/// `100 Continue` goes out through here.
+impl Write for Conn {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.stream.write(data)
+        self.socket().write(data)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -104,111 +253,98 @@ impl Write for Conn<'_> {
     }
 }
 
-fn is_timeout(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
-/// Serves one accepted connection until it closes.
-pub(crate) fn serve(shared: &Shared, slot: &Slot, peer: SocketAddr, accepted: Instant) {
-    let stream = &slot.stream;
-    let limits = &shared.limits;
-    // Small responses go out in one write; Nagle would only delay them.
-    let _ = stream.set_nodelay(true);
-    if stream.set_write_timeout(Some(limits.io_timeout)).is_err() {
-        return;
+/// Serves a connection whose socket became readable, until it would wait.
+pub(crate) fn serve(shared: &Shared, mut conn: Box<Conn>) -> Next {
+    if conn.phase == Phase::Linger {
+        return conn.keep_lingering();
     }
-    let mut conn = Conn::new(stream);
-    let mut out = Vec::with_capacity(1024);
-    let mut first = true;
     loop {
-        // Wait for the next request (the first one counts against the head
-        // deadline from the moment the connection was accepted).
-        if conn.buffered().is_empty() {
-            if !slot.mark_idle(shared) {
-                return;
-            }
-            let wait = if first {
-                limits.header_timeout.saturating_sub(accepted.elapsed())
-            } else {
-                limits.keep_alive_timeout
-            };
-            if conn.set_read_timeout(wait).is_err() {
-                return;
-            }
-            match conn.read_more() {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if !slot.mark_busy() {
-                return;
+        if conn.phase == Phase::Idle && shared.shutting_down.load(Ordering::SeqCst) {
+            return Next::Close;
+        }
+        if !conn.buffered().is_empty() {
+            let started = Instant::now();
+            match parse_head(conn.buffered()) {
+                Ok(Some((head, len))) => {
+                    conn.start += len;
+                    if !handle(shared, &mut conn, head, started) {
+                        return conn.linger();
+                    }
+                    conn.first = false;
+                    conn.phase = Phase::Idle;
+                    conn.deadline = Instant::now() + conn.keep_alive_timeout;
+                    if conn.buffered().is_empty() {
+                        return Next::Park(conn);
+                    }
+                    // A pipelined request is already here.
+                    conn.phase = Phase::Head;
+                    conn.deadline = Instant::now() + conn.header_timeout;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    respond_and_close(shared, &mut conn, error, started);
+                    return conn.linger();
+                }
             }
         }
-        let started = Instant::now();
-        let deadline = if first {
-            accepted + limits.header_timeout
-        } else {
-            started + limits.header_timeout
-        };
-        first = false;
-
-        let head = match read_head(&mut conn, deadline) {
-            Ok(Some(head)) => head,
-            Ok(None) => return,
-            Err(error) => {
-                let meta = Meta {
-                    request_id: &new_request_id(),
-                    version: Version::Http11,
-                    head_only: false,
-                    keep_alive: false,
-                };
-                let (status, bytes) = send(stream, &mut out, error.into_response(), &meta);
-                shared.logger.access(&AccessEntry {
-                    request_id: meta.request_id,
-                    peer,
-                    method: "-",
-                    path: "-",
-                    status,
-                    bytes,
-                    duration: started.elapsed(),
-                });
-                linger_close(stream);
-                return;
+        if conn.phase == Phase::Head && Instant::now() >= conn.deadline {
+            respond_and_close(shared, &mut conn, header_timeout(), Instant::now());
+            return conn.linger();
+        }
+        match conn.read_available() {
+            Ok(0) => return Next::Close,
+            Ok(_) => {
+                if conn.phase == Phase::Idle {
+                    conn.phase = Phase::Head;
+                    if !conn.first {
+                        conn.deadline = Instant::now() + conn.header_timeout;
+                    }
+                }
             }
-        };
-
-        let keep_alive = handle(shared, &mut conn, &mut out, head, peer, started);
-        if !keep_alive {
-            linger_close(stream);
-            return;
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Next::Park(conn),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Next::Close,
         }
     }
 }
 
-/// Reads until a complete head is parsed. `Ok(None)`: the client went away
-/// (nothing to answer); `Err`: the error to answer before closing.
-fn read_head(conn: &mut Conn<'_>, deadline: Instant) -> Result<Option<Head>, ApiError> {
-    loop {
-        if let Some((head, len)) = parse_head(conn.buffered())? {
-            conn.consume(len);
-            return Ok(Some(head));
+/// A parked connection whose deadline passed (called by the monitor).
+/// Returns the connection when it should linger before closing.
+pub(crate) fn expire(shared: &Shared, mut conn: Box<Conn>) -> Option<Box<Conn>> {
+    match conn.phase {
+        Phase::Head => {
+            respond_and_close(shared, &mut conn, header_timeout(), Instant::now());
+            match conn.linger() {
+                Next::Park(conn) => Some(conn),
+                Next::Close => None,
+            }
         }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(header_timeout());
-        }
-        if conn.set_read_timeout(deadline - now).is_err() {
-            return Ok(None);
-        }
-        match conn.read_more() {
-            Ok(0) => return Ok(None),
-            Ok(_) => {}
-            Err(err) if is_timeout(&err) => return Err(header_timeout()),
-            Err(_) => return Ok(None),
-        }
+        Phase::Idle | Phase::Linger => None,
     }
+}
+
+/// Answers an error that ends the connection (a bad head, a timeout).
+fn respond_and_close(shared: &Shared, conn: &mut Conn, error: ApiError, started: Instant) {
+    let request_id = new_request_id();
+    let meta = Meta {
+        request_id: &request_id,
+        version: Version::Http11,
+        head_only: false,
+        keep_alive: false,
+    };
+    let mut out = std::mem::take(&mut conn.out);
+    let (status, bytes) = send(&mut conn.socket(), &mut out, error.into_response(), &meta);
+    conn.out = out;
+    shared.logger.access(&AccessEntry {
+        request_id: &request_id,
+        peer: conn.peer,
+        method: "-",
+        path: "-",
+        status,
+        bytes,
+        duration: started.elapsed(),
+    });
 }
 
 fn header_timeout() -> ApiError {
@@ -217,20 +353,10 @@ fn header_timeout() -> ApiError {
 
 /// Runs one request through the service and writes its response. Returns
 /// whether the connection can carry another request.
-fn handle(
-    shared: &Shared,
-    conn: &mut Conn<'_>,
-    out: &mut Vec<u8>,
-    head: Head,
-    peer: SocketAddr,
-    started: Instant,
-) -> bool {
-    let stream = conn.stream;
+fn handle(shared: &Shared, conn: &mut Conn, head: Head, started: Instant) -> bool {
     let limits = &shared.limits;
+    let peer = conn.peer;
     let request_id = request_id(&head.headers);
-    if head.framing != Framing::Empty && conn.set_read_timeout(limits.io_timeout).is_err() {
-        return false;
-    }
     let content_length = match head.framing {
         Framing::Empty => Some(0),
         Framing::Length(len) => Some(len),
@@ -263,7 +389,10 @@ fn handle(
         head_only,
         keep_alive,
     };
-    let (status, bytes, written) = match write_response(stream, out, response, &meta) {
+    let mut out = std::mem::take(&mut conn.out);
+    let written = write_response(&mut conn.socket(), &mut out, response, &meta);
+    conn.out = out;
+    let (status, bytes, reusable) = match written {
         Ok((status, bytes, reusable)) => (status, bytes, reusable),
         Err(WriteFailure { status, bytes }) => (status, bytes, false),
     };
@@ -276,7 +405,7 @@ fn handle(
         bytes,
         duration: started.elapsed(),
     });
-    keep_alive && written
+    keep_alive && reusable
 }
 
 /// What the engine needs to know to frame a response.
@@ -295,7 +424,12 @@ struct WriteFailure {
 
 /// Writes an error response on a connection that is about to close, ignoring
 /// write failures (the client may be gone). Returns the status and bytes sent.
-fn send(stream: &TcpStream, out: &mut Vec<u8>, response: Response, meta: &Meta<'_>) -> (u16, u64) {
+fn send(
+    stream: &mut impl Write,
+    out: &mut Vec<u8>,
+    response: Response,
+    meta: &Meta<'_>,
+) -> (u16, u64) {
     match write_response(stream, out, response, meta) {
         Ok((status, bytes, _)) => (status, bytes),
         Err(WriteFailure { status, bytes }) => (status, bytes),
@@ -308,7 +442,7 @@ const COALESCE_LIMIT: usize = 64 * 1024;
 /// Writes `response` with its framing headers. On success returns the
 /// status, the bytes written and whether the connection stays usable.
 fn write_response(
-    mut stream: &TcpStream,
+    stream: &mut impl Write,
     out: &mut Vec<u8>,
     response: Response,
     meta: &Meta<'_>,
@@ -400,7 +534,7 @@ fn write_response(
 /// before `len` is an error: the client was promised `len` bytes. Returns
 /// the bytes written, or on failure those written before it.
 fn copy_body(
-    mut stream: &TcpStream,
+    stream: &mut impl Write,
     reader: Box<dyn Read + Send>,
     len: Option<u64>,
     chunked: bool,
@@ -439,24 +573,6 @@ fn copy_body(
     }
 }
 
-/// Closes a connection so that the last response reaches the client: stop
-/// sending, then read (and drop) what the client still sends for a short
-/// while, since closing with unread data makes the kernel send a reset that
-/// can destroy the response in flight.
-fn linger_close(mut stream: &TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(LINGER_TIMEOUT));
-    let deadline = Instant::now() + LINGER_TIMEOUT;
-    let mut sink = [0u8; 4096];
-    let mut total = 0usize;
-    while Instant::now() < deadline && total < 64 * 1024 {
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => total += n,
-        }
-    }
-}
-
 /// Writes a `503` to a connection refused at accept time, without blocking
 /// the accept loop.
 pub(crate) fn refuse(shared: &Shared, mut stream: TcpStream, peer: SocketAddr, reason: &str) {
@@ -477,7 +593,7 @@ pub(crate) fn refuse(shared: &Shared, mut stream: TcpStream, peer: SocketAddr, r
     let mut sink = [0u8; 4096];
     let _ = stream.read(&mut sink);
     let started = Instant::now();
-    let (status, bytes) = send(&stream, &mut Vec::new(), response, &meta);
+    let (status, bytes) = send(&mut &stream, &mut Vec::new(), response, &meta);
     let _ = stream.shutdown(Shutdown::Write);
     let _ = stream.read(&mut sink);
     shared.logger.access(&AccessEntry {

@@ -23,6 +23,9 @@ pub const MAX_CHUNK_LINE: usize = 4096;
 /// TCP reset ("lingering close").
 pub const LINGER_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// The most a lingering close reads and drops before cutting the connection.
+pub const LINGER_LIMIT: usize = 64 * 1024;
+
 /// How long the accept loop pauses after an accept error such as running out
 /// of file descriptors, so that it does not spin while the condition lasts.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -32,8 +35,9 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub struct Limits {
     /// Connections open at once; one more gets `503` with `Retry-After: 1`.
     pub max_connections: usize,
-    /// Worker threads kept ready for new connections (more are started, up
-    /// to `max_connections`, while connections are open).
+    /// Worker threads waiting for ready connections. More are started while
+    /// all are stuck in slow requests, up to `max_connections`, and leave
+    /// when idle. More than one per core only adds wake-ups.
     pub threads: usize,
     /// The whole request head must arrive within this time.
     pub header_timeout: Duration,
@@ -51,7 +55,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 1024,
-            threads: 16,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             header_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(5),
             io_timeout: Duration::from_secs(30),
