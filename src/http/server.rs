@@ -61,6 +61,9 @@ const MONITOR_RESOLUTION: Duration = Duration::from_millis(10);
 /// cost a system call per request), so it looks again at least this often.
 const MONITOR_MAX_SLEEP: Duration = Duration::from_millis(100);
 
+/// The most connections accepted between two monitor rounds.
+const ACCEPT_BATCH: usize = 64;
+
 /// How long a worker beyond `--threads` waits for work before it exits.
 const IDLE_WORKER_EXIT: Duration = Duration::from_secs(10);
 
@@ -205,18 +208,23 @@ fn accept_loop(listener: &TcpListener, signals: &UnixStream, shared: &Arc<Shared
         if fds[0].revents == 0 {
             continue;
         }
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                next_id += 1;
-                admit(shared, stream, peer, next_id);
-            }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => {
-                // Out of descriptors or memory, or a connection aborted before
-                // it was accepted: log it, pause, and go on serving.
-                shared.logger.error(&format!("accept failed: {err}"));
-                thread::sleep(ACCEPT_BACKOFF);
+        // Take what a burst brought in one go, rather than one connection
+        // per monitor round.
+        for _ in 0..ACCEPT_BATCH {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    next_id += 1;
+                    admit(shared, stream, peer, next_id);
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    // Out of descriptors or memory, or a connection aborted
+                    // before it was accepted: log it, pause, go on serving.
+                    shared.logger.error(&format!("accept failed: {err}"));
+                    thread::sleep(ACCEPT_BACKOFF);
+                    break;
+                }
             }
         }
     }
