@@ -104,12 +104,19 @@ PY
     cat "$work/log" >&2
     exit 1
   fi
+  # Routes that exist only for the test suite must not ship.
+  local test_route
+  test_route=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/__test/panic")
+  if [[ $test_route != 404 ]]; then
+    echo "image.sh: the release binary serves a test-only route (/__test/panic: $test_route)" >&2
+    exit 1
+  fi
   kill -TERM "$pid"
   local status=0
   wait "$pid" || status=$?
   pid=
   [[ $status == 0 ]] || { echo "image.sh: wren exited $status on SIGTERM" >&2; cat "$work/log" >&2; exit 1; }
-  echo "image.sh: chroot check passed: /status answered '$answer' as user $user, clean exit on SIGTERM"
+  echo "image.sh: chroot check passed: /status answered '$answer' as user $user, no test routes, clean exit on SIGTERM"
 }
 
 case ${1:-} in
