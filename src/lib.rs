@@ -13,6 +13,7 @@ pub mod handlers;
 pub mod http;
 pub mod router;
 pub mod routes;
+pub mod store;
 
 pub use app::App;
 pub use config::Config;

@@ -48,7 +48,13 @@ fn run() -> ExitCode {
         }
     };
     let addr = server.local_addr().unwrap_or(config.addr);
-    let app = Arc::new(App::new(config));
+    let app = match App::open(config) {
+        Ok(app) => Arc::new(app),
+        Err(err) => {
+            logger.error(&format!("cannot open the store: {err}"));
+            return ExitCode::FAILURE;
+        }
+    };
     let router = routes::table(&app);
     logger.info(&format!(
         "wren {} listening on http://{addr}",

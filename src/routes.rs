@@ -14,11 +14,9 @@ pub fn table(app: &App) -> Router<App> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
     #[test]
     fn the_table_builds() {
-        let config = Config::parse("wren", &[], |_| None).unwrap();
-        table(&App::new(config));
+        table(&crate::app::test_app());
     }
 }

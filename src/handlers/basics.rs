@@ -17,11 +17,7 @@ pub fn status(_app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-
-    fn app() -> App {
-        App::new(Config::parse("wren", &[], |_| None).unwrap())
-    }
+    use crate::app::test_app as app;
 
     #[test]
     fn status_is_plain_text_by_default() {

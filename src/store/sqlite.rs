@@ -1,0 +1,357 @@
+//! The embedded store: one SQLite file, `<data-dir>/wren.db`.
+//!
+//! WAL mode, so readers never wait for the writer; `synchronous = FULL`, so a
+//! committed transaction survives a power cut; a small pool of connections
+//! shared by the server's threads, each waiting up to [`BUSY_TIMEOUT`] for
+//! the write lock. The schema is versioned by `PRAGMA user_version` and
+//! brought up to date by [`MIGRATIONS`] at open.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Account, S3Credentials, Store, StoreError, StoreResult};
+
+/// How long a connection waits for another's write to finish.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections kept open; more threads than this wait for one.
+pub const POOL_SIZE: usize = 4;
+
+/// Schema versions, in order; entry `n` takes `user_version` from `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts and revoked tokens.
+    "CREATE TABLE accounts (
+        username TEXT PRIMARY KEY NOT NULL,
+        password_hash TEXT NOT NULL,
+        s3_access_key_id TEXT,
+        s3_secret_sealed BLOB,
+        s3_bucket TEXT,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE revoked_tokens (
+        jti TEXT PRIMARY KEY NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX revoked_tokens_expiry ON revoked_tokens (expires_at);",
+];
+
+pub struct SqliteStore {
+    path: PathBuf,
+    pool: Mutex<Pool>,
+    returned: Condvar,
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Connection>,
+    /// Connections open, idle or in use.
+    open: usize,
+}
+
+fn backend(err: rusqlite::Error) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl SqliteStore {
+    /// Opens (creating, mode 0600) `<dir>/wren.db` and migrates its schema.
+    pub fn open(dir: &Path) -> StoreResult<SqliteStore> {
+        let path = dir.join("wren.db");
+        // Create the file ourselves so that it is private from the start;
+        // SQLite gives its -wal and -shm files the database's permissions.
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|err| {
+                StoreError::Backend(format!("cannot create {}: {err}", path.display()))
+            })?;
+        let store = SqliteStore {
+            path,
+            pool: Mutex::new(Pool::default()),
+            returned: Condvar::new(),
+        };
+        let mut conn = store.connect()?;
+        migrate(&mut conn)?;
+        *store.lock() = Pool {
+            idle: vec![conn],
+            open: 1,
+        };
+        Ok(store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn connect(&self) -> StoreResult<Connection> {
+        let conn = Connection::open(&self.path).map_err(backend)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;",
+        )
+        .map_err(backend)?;
+        Ok(conn)
+    }
+
+    /// Runs `f` on a pooled connection.
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let mut conn = self.checkout()?;
+        let result = f(&mut conn).map_err(backend);
+        self.lock().idle.push(conn);
+        self.returned.notify_one();
+        result
+    }
+
+    fn checkout(&self) -> StoreResult<Connection> {
+        let mut pool = self.lock();
+        loop {
+            if let Some(conn) = pool.idle.pop() {
+                return Ok(conn);
+            }
+            if pool.open < POOL_SIZE {
+                pool.open += 1;
+                drop(pool);
+                return self.connect().inspect_err(|_| self.lock().open -= 1);
+            }
+            pool = self
+                .returned
+                .wait(pool)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(backend)?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Backend(format!(
+            "the database schema is version {version}, newer than this wren ({}); upgrade wren",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute_batch(migration).map_err(backend)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn create_account(&self, account: &Account) -> StoreResult<()> {
+        let s3 = account.s3.as_ref();
+        let inserted = self.with(|conn| {
+            conn.execute(
+                "INSERT INTO accounts
+                   (username, password_hash, s3_access_key_id, s3_secret_sealed, s3_bucket, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (username) DO NOTHING",
+                params![
+                    account.username,
+                    account.password_hash,
+                    s3.map(|c| &c.access_key_id),
+                    s3.map(|c| &c.sealed_secret),
+                    s3.and_then(|c| c.bucket.as_ref()),
+                    now_unix(),
+                ],
+            )
+        })?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
+    }
+
+    fn upsert_password(&self, username: &str, password_hash: &str) -> StoreResult<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO accounts (username, password_hash, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash",
+                params![username, password_hash, now_unix()],
+            )
+        })
+        .map(drop)
+    }
+
+    fn find_account(&self, username: &str) -> StoreResult<Option<Account>> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT username, password_hash, s3_access_key_id, s3_secret_sealed, s3_bucket
+                 FROM accounts WHERE username = ?1",
+                params![username],
+                |row| {
+                    let access_key_id: Option<String> = row.get(2)?;
+                    let sealed_secret: Option<Vec<u8>> = row.get(3)?;
+                    let s3 = match (access_key_id, sealed_secret) {
+                        (Some(access_key_id), Some(sealed_secret)) => Some(S3Credentials {
+                            access_key_id,
+                            sealed_secret,
+                            bucket: row.get(4)?,
+                        }),
+                        _ => None,
+                    };
+                    Ok(Account {
+                        username: row.get(0)?,
+                        password_hash: row.get(1)?,
+                        s3,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    fn revoke_token(&self, jti: &str, expires_at: i64) -> StoreResult<()> {
+        self.with(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM revoked_tokens WHERE expires_at < ?1",
+                params![now_unix()],
+            )?;
+            tx.execute(
+                "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)
+                 ON CONFLICT (jti) DO NOTHING",
+                params![jti, expires_at],
+            )?;
+            tx.commit()
+        })
+    }
+
+    fn is_token_revoked(&self, jti: &str) -> StoreResult<bool> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT 1 FROM revoked_tokens WHERE jti = ?1",
+                params![jti],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("wren-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn account(name: &str) -> Account {
+        Account {
+            username: name.into(),
+            password_hash: "$argon2id$hash".into(),
+            s3: None,
+        }
+    }
+
+    #[test]
+    fn accounts_round_trip_and_conflict() {
+        let store = SqliteStore::open(&temp_dir("accounts")).unwrap();
+        let mut alice = account("alice");
+        alice.s3 = Some(S3Credentials {
+            access_key_id: "AK".into(),
+            sealed_secret: vec![1, 2, 3],
+            bucket: Some("b".into()),
+        });
+        store.create_account(&alice).unwrap();
+        assert_eq!(store.find_account("alice").unwrap(), Some(alice));
+        assert!(matches!(
+            store.create_account(&account("alice")),
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(store.find_account("bob").unwrap(), None);
+    }
+
+    #[test]
+    fn upsert_creates_then_replaces_the_password() {
+        let store = SqliteStore::open(&temp_dir("upsert")).unwrap();
+        store.upsert_password("orhan", "h1").unwrap();
+        store.upsert_password("orhan", "h2").unwrap();
+        assert_eq!(
+            store.find_account("orhan").unwrap().unwrap().password_hash,
+            "h2"
+        );
+    }
+
+    #[test]
+    fn data_survives_reopening_and_the_file_is_private() {
+        let dir = temp_dir("reopen");
+        {
+            let store = SqliteStore::open(&dir).unwrap();
+            store.create_account(&account("carol")).unwrap();
+            store.revoke_token("jti-1", now_unix() + 60).unwrap();
+        }
+        let store = SqliteStore::open(&dir).unwrap();
+        assert!(store.find_account("carol").unwrap().is_some());
+        assert!(store.is_token_revoked("jti-1").unwrap());
+        assert!(!store.is_token_revoked("jti-2").unwrap());
+        let mode = std::fs::metadata(dir.join("wren.db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn expired_revocations_are_purged() {
+        let store = SqliteStore::open(&temp_dir("purge")).unwrap();
+        store.revoke_token("old", now_unix() - 10).unwrap();
+        store.revoke_token("new", now_unix() + 60).unwrap();
+        assert!(!store.is_token_revoked("old").unwrap());
+        assert!(store.is_token_revoked("new").unwrap());
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = temp_dir("newer");
+        drop(SqliteStore::open(&dir).unwrap());
+        let conn = Connection::open(dir.join("wren.db")).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = SqliteStore::open(&dir).err().unwrap();
+        assert!(err.to_string().contains("newer than this wren"), "{err}");
+    }
+
+    #[test]
+    fn the_pool_serves_many_threads() {
+        let store = std::sync::Arc::new(SqliteStore::open(&temp_dir("pool")).unwrap());
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    store.create_account(&account(&format!("user{i}"))).unwrap();
+                    assert!(store.find_account(&format!("user{i}")).unwrap().is_some());
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert!(store.lock().open <= POOL_SIZE);
+    }
+}
