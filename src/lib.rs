@@ -8,6 +8,7 @@
 //! without sockets. See `docs/ARCHITECTURE.md` for the map.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod handlers;
 pub mod http;
