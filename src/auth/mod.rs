@@ -2,3 +2,5 @@
 //! secret, the guard routes call, and brute-force limits.
 
 pub mod password;
+pub mod secret;
+pub mod tokens;

@@ -1,0 +1,140 @@
+//! Session tokens: JWTs signed with HS256 by `jsonwebtoken`. Only HS256 is
+//! accepted (`alg: none` and every other algorithm are refused by the
+//! validation), and `sub`, `iat`, `exp` and `jti` are all required.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The username.
+    pub sub: String,
+    pub iat: u64,
+    pub exp: u64,
+    /// The token's id, by which it is revoked.
+    pub jti: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    Expired,
+    /// Malformed, tampered with, or signed otherwise.
+    Invalid,
+}
+
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl Tokens {
+    pub fn new(secret: &[u8], ttl: Duration) -> Tokens {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["sub", "iat", "exp", "jti"]);
+        Tokens {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            ttl,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A new token for `username`, with a random id.
+    pub fn issue(&self, username: &str) -> Result<(String, Claims), String> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut id = [0u8; 16];
+        getrandom::getrandom(&mut id).map_err(|err| format!("no OS randomness: {err}"))?;
+        let claims = Claims {
+            sub: username.to_owned(),
+            iat: now,
+            exp: now + self.ttl.as_secs().max(1),
+            jti: id.iter().map(|b| format!("{b:02x}")).collect(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|err| format!("cannot sign a token: {err}"))?;
+        Ok((token, claims))
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|err| match err.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> Tokens {
+        Tokens::new(&[7u8; 32], Duration::from_secs(3600))
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b))
+                << (8 * (3 - chunk.len()));
+            for i in 0..=chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn issued_tokens_verify() {
+        let (token, claims) = tokens().issue("alice").unwrap();
+        assert_eq!(tokens().verify(&token), Ok(claims.clone()));
+        assert_eq!(claims.sub, "alice");
+        assert_eq!(claims.exp - claims.iat, 3600);
+        assert_eq!(claims.jti.len(), 32);
+    }
+
+    #[test]
+    fn another_key_or_a_tampered_token_is_invalid() {
+        let (token, _) = tokens().issue("alice").unwrap();
+        let other = Tokens::new(&[8u8; 32], Duration::from_secs(3600));
+        assert_eq!(other.verify(&token), Err(TokenError::Invalid));
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged = b64(br#"{"sub":"admin","iat":1,"exp":99999999999,"jti":"x"}"#);
+        parts[1] = &forged;
+        assert_eq!(tokens().verify(&parts.join(".")), Err(TokenError::Invalid));
+        assert_eq!(tokens().verify("not.a.token"), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let header = b64(br#"{"alg":"none","typ":"JWT"}"#);
+        let claims = b64(br#"{"sub":"alice","iat":1,"exp":99999999999,"jti":"x"}"#);
+        assert_eq!(
+            tokens().verify(&format!("{header}.{claims}.")),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn expired_tokens_say_so() {
+        let short = Tokens::new(&[7u8; 32], Duration::from_secs(1));
+        let (token, _) = short.issue("alice").unwrap();
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(short.verify(&token), Err(TokenError::Expired));
+    }
+}
