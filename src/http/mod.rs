@@ -19,6 +19,7 @@ pub mod body;
 mod conn;
 mod date;
 pub mod error;
+pub mod fields;
 mod head;
 pub mod limits;
 pub mod log;
@@ -29,6 +30,7 @@ pub mod server;
 
 pub use body::Body;
 pub use error::ApiError;
+pub use fields::Fields;
 pub use limits::Limits;
 pub use request::{Param, Request};
 pub use response::Response;

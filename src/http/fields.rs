@@ -1,0 +1,206 @@
+//! Named text fields from wherever the seed clients put them: a JSON
+//! object, an `application/x-www-form-urlencoded` body, or the query string
+//! (the cloud service's clients send credentials there). The one place
+//! where handlers' small inputs are parsed; the body is read within the
+//! route's limit.
+
+use serde_json::Value;
+
+use super::error::{ApiError, excerpt};
+use super::percent::percent_decode;
+use super::request::Request;
+
+/// Fields in the order they were found; body fields first, then the query.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Fields {
+    values: Vec<(String, String)>,
+}
+
+impl Fields {
+    /// Reads the body according to its `Content-Type` (none, or an empty
+    /// body, means only the query string counts) and adds the query.
+    pub fn from_request(request: &mut Request<'_>) -> Result<Fields, ApiError> {
+        let mut fields = Fields::default();
+        let media_type = request.header("content-type").map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+        let body = request.body().read_to_vec()?;
+        if !body.is_empty() {
+            match media_type.as_deref() {
+                Some("application/json") => fields.add_json(&body)?,
+                None if looks_like_json(&body) => fields.add_json(&body)?,
+                Some("application/x-www-form-urlencoded") | None => {
+                    let text = std::str::from_utf8(&body)
+                        .map_err(|_| ApiError::bad_request("the form body is not valid UTF-8"))?;
+                    fields.add_urlencoded(text)?;
+                }
+                Some(other) => {
+                    return Err(ApiError::new(
+                        415,
+                        format!(
+                            "expected a JSON or form body, got Content-Type '{}'",
+                            excerpt(other, 64)
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(query) = request.query() {
+            fields.add_urlencoded(query)?;
+        }
+        Ok(fields)
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value found under any of `names` (a field and its aliases).
+    pub fn first_of(&self, names: &[&str]) -> Option<&str> {
+        names.iter().find_map(|name| self.get(name))
+    }
+
+    fn push(&mut self, name: String, value: String) {
+        self.values.push((name, value));
+    }
+
+    fn add_json(&mut self, body: &[u8]) -> Result<(), ApiError> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))?;
+        let Value::Object(object) = value else {
+            return Err(ApiError::bad_request("the JSON body must be an object"));
+        };
+        for (name, value) in object {
+            let text = match value {
+                Value::String(text) => text,
+                Value::Number(number) => number.to_string(),
+                Value::Bool(flag) => flag.to_string(),
+                Value::Null => continue,
+                Value::Array(_) | Value::Object(_) => {
+                    return Err(ApiError::bad_request(format!(
+                        "field '{}' must be a string",
+                        excerpt(&name, 64)
+                    )));
+                }
+            };
+            self.push(name, text);
+        }
+        Ok(())
+    }
+
+    fn add_urlencoded(&mut self, text: &str) -> Result<(), ApiError> {
+        for pair in text.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            self.push(decode_component(name)?, decode_component(value)?);
+        }
+        Ok(())
+    }
+}
+
+fn looks_like_json(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{')
+}
+
+fn decode_component(text: &str) -> Result<String, ApiError> {
+    let bytes = percent_decode(text, true)
+        .ok_or_else(|| ApiError::bad_request("malformed percent-encoding in form data"))?;
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::bad_request("form data is not valid UTF-8 after decoding"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Body;
+
+    fn parse(content_type: Option<&str>, body: &str, target: &str) -> Result<Fields, ApiError> {
+        let mut request = Request::new("POST", target);
+        if let Some(content_type) = content_type {
+            request = request.with_header("Content-Type", content_type);
+        }
+        let mut request = request.with_body(Body::from_bytes(body.as_bytes().to_vec()));
+        Fields::from_request(&mut request)
+    }
+
+    #[test]
+    fn json_objects() {
+        let fields = parse(
+            Some("application/json; charset=utf-8"),
+            r#"{"username": "ann", "password": "p w", "n": 3, "none": null}"#,
+            "/login",
+        )
+        .unwrap();
+        assert_eq!(fields.get("username"), Some("ann"));
+        assert_eq!(fields.get("password"), Some("p w"));
+        assert_eq!(fields.get("n"), Some("3"));
+        assert_eq!(fields.get("none"), None);
+    }
+
+    #[test]
+    fn bad_json_is_400() {
+        assert_eq!(
+            parse(Some("application/json"), "{nope", "/")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            parse(Some("application/json"), "[1]", "/")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        let nested = parse(Some("application/json"), r#"{"a": {"b": 1}}"#, "/").unwrap_err();
+        assert!(nested.message().contains("'a'"));
+    }
+
+    #[test]
+    fn forms_and_query_strings() {
+        let fields = parse(
+            Some("application/x-www-form-urlencoded"),
+            "user=orhan&pass=12+34%21&empty=",
+            "/login?login=q&user=later",
+        )
+        .unwrap();
+        assert_eq!(fields.get("pass"), Some("12 34!"));
+        assert_eq!(fields.get("empty"), Some(""));
+        assert_eq!(fields.get("login"), Some("q"));
+        // The body comes first.
+        assert_eq!(fields.get("user"), Some("orhan"));
+        assert_eq!(fields.first_of(&["username", "user"]), Some("orhan"));
+    }
+
+    #[test]
+    fn a_body_without_content_type_is_sniffed() {
+        assert_eq!(
+            parse(None, r#"{"a":"1"}"#, "/").unwrap().get("a"),
+            Some("1")
+        );
+        assert_eq!(parse(None, "a=2", "/").unwrap().get("a"), Some("2"));
+        assert_eq!(parse(None, "", "/?a=3").unwrap().get("a"), Some("3"));
+    }
+
+    #[test]
+    fn other_media_types_are_415() {
+        assert_eq!(
+            parse(Some("text/csv"), "a,b", "/").unwrap_err().status(),
+            415
+        );
+        assert_eq!(
+            parse(Some("application/x-www-form-urlencoded"), "a=%zz", "/")
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+}
