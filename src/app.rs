@@ -1,5 +1,8 @@
 //! The application state every handler receives.
 
+use crate::auth::limiter::LoginLimiter;
+use crate::auth::tokens::Tokens;
+use crate::auth::{password, secret};
 use crate::config::Config;
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
@@ -8,15 +11,30 @@ use crate::store::sqlite::SqliteStore;
 pub struct App {
     pub config: Config,
     pub store: Box<dyn Store>,
+    pub tokens: Tokens,
+    pub login_limiter: LoginLimiter,
 }
 
 impl App {
-    /// Opens the embedded store in the data folder.
+    /// Opens the embedded store in the data folder, loads (or makes) the
+    /// server secret, and creates or updates the bootstrap accounts.
     pub fn open(config: Config) -> Result<App, String> {
         let store = SqliteStore::open(&config.data_dir).map_err(|err| err.to_string())?;
+        let secret = secret::load(config.auth.secret.as_deref(), &config.data_dir)?;
+        for (username, plain) in &config.auth.users {
+            let hash = password::hash(plain)?;
+            store
+                .upsert_password(username, &hash)
+                .map_err(|err| format!("cannot create the account from --user: {err}"))?;
+        }
         Ok(App {
-            config,
+            tokens: Tokens::new(&secret, config.auth.token_ttl),
+            login_limiter: LoginLimiter::new(
+                config.auth.login_rate_per_minute,
+                config.auth.login_burst,
+            ),
             store: Box::new(store),
+            config,
         })
     }
 }

@@ -73,9 +73,59 @@ struct Args {
     #[argh(option)]
     log_format: Option<LogFormat>,
 
+    /// seconds a session token stays valid (default 3600; env
+    /// WREN_TOKEN_TTL)
+    #[argh(option)]
+    token_ttl: Option<Seconds>,
+
+    /// mark the session cookie Secure, for deployments behind HTTPS (env
+    /// WREN_COOKIE_SECURE=1)
+    #[argh(switch)]
+    cookie_secure: bool,
+
+    /// shortest password accepted at sign-up (default 8; env
+    /// WREN_MIN_PASSWORD_LENGTH)
+    #[argh(option)]
+    min_password_length: Option<usize>,
+
+    /// an account created or updated at start, NAME:PASSWORD, repeatable;
+    /// no password policy applies (env WREN_USERS, comma-separated)
+    #[argh(option)]
+    user: Vec<String>,
+
+    /// turn sign-up off (env WREN_NO_SIGNUP=1)
+    #[argh(switch)]
+    no_signup: bool,
+
+    /// failed logins allowed per minute, per username and per client
+    /// address (default 5; env WREN_LOGIN_RATE)
+    #[argh(option)]
+    login_rate: Option<u32>,
+
+    /// failed logins allowed in a burst before the rate applies (default
+    /// 10; env WREN_LOGIN_BURST)
+    #[argh(option)]
+    login_burst: Option<u32>,
+
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+}
+
+/// Account and session settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthConfig {
+    pub token_ttl: Duration,
+    pub cookie_secure: bool,
+    pub min_password_length: usize,
+    /// Accounts to create or update at start.
+    pub users: Vec<(String, String)>,
+    pub signup: bool,
+    pub login_rate_per_minute: u32,
+    pub login_burst: u32,
+    /// WREN_SECRET, when set (never a flag: command lines are visible to
+    /// every user of the host).
+    pub secret: Option<String>,
 }
 
 /// An address to bind: an IP address, or `localhost` (resolved here, since a
@@ -121,6 +171,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub limits: Limits,
     pub log_format: LogFormat,
+    pub auth: AuthConfig,
 }
 
 /// Why the program stops before serving: help or version text (exit 0) or
@@ -236,11 +287,50 @@ impl Config {
             &["WREN_LOG_FORMAT"],
             LogFormat::Text,
         )?;
+        let auth = AuthConfig {
+            token_ttl: env
+                .resolve(
+                    args.token_ttl,
+                    "--token-ttl",
+                    &["WREN_TOKEN_TTL"],
+                    Seconds(Duration::from_secs(3600)),
+                )?
+                .0,
+            cookie_secure: args.cookie_secure || env.flag("WREN_COOKIE_SECURE"),
+            min_password_length: env.resolve(
+                args.min_password_length,
+                "--min-password-length",
+                &["WREN_MIN_PASSWORD_LENGTH"],
+                8,
+            )?,
+            users: parse_users(&args.user, (env.lookup)("WREN_USERS"))?,
+            signup: !(args.no_signup || env.flag("WREN_NO_SIGNUP")),
+            login_rate_per_minute: env.resolve(
+                args.login_rate,
+                "--login-rate",
+                &["WREN_LOGIN_RATE"],
+                5,
+            )?,
+            login_burst: env.resolve(
+                args.login_burst,
+                "--login-burst",
+                &["WREN_LOGIN_BURST"],
+                10,
+            )?,
+            secret: (env.lookup)("WREN_SECRET").filter(|s| !s.is_empty()),
+        };
+        if auth.login_rate_per_minute == 0 || auth.login_burst == 0 {
+            return Err(bad_value(
+                "--login-rate",
+                "the login rate and burst must be at least 1",
+            ));
+        }
         Ok(Config {
             addr: SocketAddr::new(host.0, port),
             data_dir,
             limits,
             log_format,
+            auth,
         })
     }
 }
@@ -274,6 +364,43 @@ impl Env<'_> {
         }
         Ok(default)
     }
+
+    /// A switch set by an environment variable (`1`, `true`, `yes`).
+    fn flag(&self, var: &str) -> bool {
+        (self.lookup)(var)
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+    }
+}
+
+/// `NAME:PASSWORD` pairs from `--user` flags, or else from `WREN_USERS`.
+fn parse_users(
+    flags: &[String],
+    from_env: Option<String>,
+) -> Result<Vec<(String, String)>, EarlyExit> {
+    let entries: Vec<String> = if flags.is_empty() {
+        from_env
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned)
+            .collect()
+    } else {
+        flags.to_vec()
+    };
+    entries
+        .iter()
+        .map(|entry| match entry.split_once(':') {
+            Some((name, password)) if !name.is_empty() && !password.is_empty() => {
+                Ok((name.to_owned(), password.to_owned()))
+            }
+            // Never echo the entry: it may hold a password.
+            _ => Err(bad_value(
+                "--user",
+                "expected NAME:PASSWORD with neither part empty",
+            )),
+        })
+        .collect()
 }
 
 fn bad_value(flag: &str, problem: &str) -> EarlyExit {
@@ -342,6 +469,33 @@ mod tests {
             assert!(exit.output.contains(flag), "{}", exit.output);
             assert_eq!(exit.output.trim().lines().count(), 1, "{}", exit.output);
         }
+    }
+
+    #[test]
+    fn auth_settings() {
+        let config = parse(&[], &[]).unwrap();
+        assert_eq!(config.auth.token_ttl, Duration::from_secs(3600));
+        assert!(config.auth.signup && !config.auth.cookie_secure);
+        assert!(config.auth.users.is_empty());
+        let env = [
+            ("WREN_USERS", "orhan:12345, dustybot:1234567"),
+            ("WREN_NO_SIGNUP", "1"),
+        ];
+        let config = parse(&[], &env).unwrap();
+        assert_eq!(
+            config.auth.users,
+            vec![
+                ("orhan".into(), "12345".into()),
+                ("dustybot".into(), "1234567".into())
+            ]
+        );
+        assert!(!config.auth.signup);
+        let config = parse(&["--user", "a:b:c", "--cookie-secure"], &env).unwrap();
+        assert_eq!(config.auth.users, vec![("a".into(), "b:c".into())]);
+        assert!(config.auth.cookie_secure);
+        let exit = parse(&["--user", "nopassword"], &[]).unwrap_err();
+        assert_eq!(exit.code, 2);
+        assert!(!exit.output.contains("nopassword"));
     }
 
     #[test]

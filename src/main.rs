@@ -51,7 +51,7 @@ fn run() -> ExitCode {
     let app = match App::open(config) {
         Ok(app) => Arc::new(app),
         Err(err) => {
-            logger.error(&format!("cannot open the store: {err}"));
+            logger.error(&format!("cannot start: {err}"));
             return ExitCode::FAILURE;
         }
     };

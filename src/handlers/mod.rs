@@ -1,6 +1,7 @@
 //! Request handlers, one module per API family. Each handler is a pure
 //! function `fn(&App, &mut Request) -> Result<Response, ApiError>`.
 
+pub mod accounts;
 pub mod basics;
 #[cfg(feature = "test-routes")]
 pub mod testing;

@@ -15,9 +15,19 @@ pub fn routes(router: Router<App>) -> Router<App> {
         .get("/__test/panic", panic)
         .get("/__test/sleep/{ms:int}", sleep)
         .post("/__test/echo", echo)
+        .get("/__test/whoami", whoami)
         .get("/__test/stream/{n:int}", stream)
         .post("/__test/count", count)
         .body_limit(1 << 30)
+}
+
+/// A protected route: who the caller is signed in as.
+fn whoami(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let claims = crate::auth::require_user(app, request)?;
+    Ok(Response::json(
+        200,
+        &serde_json::json!({"user": claims.sub}),
+    ))
 }
 
 fn panic(_app: &App, _request: &mut Request<'_>) -> Result<Response, ApiError> {

@@ -108,6 +108,22 @@ impl Server {
         read_response(&mut self.send(raw), !raw.starts_with("HEAD "))
     }
 
+    /// A POST with a body of the given type, plus extra header lines
+    /// (each ending in CRLF).
+    pub fn post(&self, target: &str, content_type: &str, body: &str, headers: &str) -> Response {
+        self.request(&format!(
+            "POST {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+            body.len()
+        ))
+    }
+
+    /// A GET with extra header lines (each ending in CRLF).
+    pub fn get_with(&self, path: &str, headers: &str) -> Response {
+        self.request(&format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}\r\n"
+        ))
+    }
+
     pub fn get(&self, path: &str) -> Response {
         self.request(&format!(
             "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"

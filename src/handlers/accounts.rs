@@ -1,0 +1,356 @@
+//! Accounts: the BeCode challenge's `POST /login` and the cloud storage
+//! service's `/api/sign_up`, `/api/sign_in` and `/api/logout`, on one
+//! account system. The seeds' messages and body shapes are kept; the HTTP
+//! statuses are real (the cloud service always said 200).
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::App;
+use crate::auth::{self, password, session_cookie_header};
+use crate::http::{ApiError, Fields, Request, Response};
+
+/// The longest password accepted, in bytes (argon2 takes any length; this
+/// bounds the work one request can ask for).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// The longest username, in characters.
+pub const MAX_USERNAME_CHARS: usize = 64;
+
+/// `POST /login`: `username` and `password` (or the HTML form's `user` and
+/// `pass`) from JSON, a form or the query string.
+pub fn login(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let fields = Fields::from_request(request)?;
+    let (username, password) = credentials(&fields, &["username", "user"], &["password", "pass"])?;
+    let (token, expires_in) = authenticate(app, request, username, password)?;
+    let message = format!(
+        "Login success for user {username} with password of length: {}!",
+        password.chars().count()
+    );
+    let response = if request.wants_json() {
+        Response::json(
+            200,
+            &json!({"message": message, "token": token, "token_type": "Bearer", "expires_in": expires_in}),
+        )
+    } else {
+        Response::text(200, message)
+    };
+    Ok(with_session(app, response, &token, expires_in))
+}
+
+/// `POST /api/sign_in`: `login` and `password`.
+pub fn sign_in(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let fields = Fields::from_request(request)?;
+    let (login, password) = credentials(&fields, &["login"], &["password"])?;
+    let (token, expires_in) = authenticate(app, request, login, password)?;
+    let response = Response::json(
+        200,
+        &json!({
+            "status_code": 200,
+            "message": "You have successfully logged in",
+            "token": token,
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+        }),
+    );
+    Ok(with_session(app, response, &token, expires_in))
+}
+
+/// `POST /api/sign_up`: `login`, `password`, and optionally the user's own
+/// S3 keys (`access_key_id` with `secret_access_key`, and `bucket`).
+pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    if !app.config.auth.signup {
+        return Err(ApiError::new(403, "sign-up is turned off on this server"));
+    }
+    let fields = Fields::from_request(request)?;
+    let mut problems = Vec::new();
+    let login = fields.get("login").unwrap_or("");
+    let password = fields.get("password").unwrap_or("");
+    if login.is_empty() {
+        problems.push(problem("login", "is missing or empty"));
+    } else if let Err(rule) = check_username(login) {
+        problems.push(problem("login", rule));
+    }
+    let min = app.config.auth.min_password_length;
+    if password.is_empty() {
+        problems.push(problem("password", "is missing or empty"));
+    } else if password.chars().count() < min {
+        problems.push(problem(
+            "password",
+            &format!("must be at least {min} characters"),
+        ));
+    } else if password.len() > MAX_PASSWORD_BYTES {
+        problems.push(problem(
+            "password",
+            &format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    let access_key = fields.get("access_key_id").filter(|v| !v.is_empty());
+    let secret_key = fields.get("secret_access_key").filter(|v| !v.is_empty());
+    match (access_key, secret_key) {
+        (None, None) => {}
+        (Some(_), None) => problems.push(problem(
+            "secret_access_key",
+            "is required with access_key_id",
+        )),
+        (None, Some(_)) => problems.push(problem(
+            "access_key_id",
+            "is required with secret_access_key",
+        )),
+        // The storage layer validates and uses users' keys against the
+        // configured S3 endpoint; this server has none.
+        (Some(_), Some(_)) => problems.push(problem(
+            "access_or_secret_key",
+            "this server has no S3 endpoint configured, so it cannot use your own S3 keys",
+        )),
+    }
+    if !problems.is_empty() {
+        return Err(invalid_fields(problems));
+    }
+    let hash =
+        password::hash(password).map_err(|_| ApiError::new(503, "cannot hash the password now"))?;
+    let account = crate::store::Account {
+        username: login.to_owned(),
+        password_hash: hash,
+        s3: None,
+    };
+    app.store
+        .create_account(&account)
+        .map_err(|err| match err {
+            crate::store::StoreError::Conflict => {
+                ApiError::new(409, format!("the login '{login}' is already taken"))
+            }
+            other => other.into(),
+        })?;
+    Ok(Response::json(
+        201,
+        &json!({"status_code": 201, "message": "You have successfully signed up", "login": login}),
+    ))
+}
+
+/// `POST /api/logout`: revokes the token and clears the cookie.
+pub fn logout(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let claims = auth::require_user(app, request)?;
+    app.store
+        .revoke_token(&claims.jti, i64::try_from(claims.exp).unwrap_or(i64::MAX))?;
+    let response = Response::json(
+        200,
+        &json!({"status_code": 200, "message": "You have successfully logged out"}),
+    );
+    let clear = session_cookie_header("", 0, app.config.auth.cookie_secure);
+    Ok(response.with_header("Set-Cookie", clear))
+}
+
+/// Both credentials, or `400` naming each one missing.
+fn credentials<'f>(
+    fields: &'f Fields,
+    user_names: &[&str],
+    password_names: &[&str],
+) -> Result<(&'f str, &'f str), ApiError> {
+    let user = fields.first_of(user_names).filter(|v| !v.is_empty());
+    let password = fields.first_of(password_names).filter(|v| !v.is_empty());
+    match (user, password) {
+        (Some(user), Some(password)) => Ok((user, password)),
+        _ => {
+            let mut problems = Vec::new();
+            if user.is_none() {
+                problems.push(problem(user_names[0], "is missing or empty"));
+            }
+            if password.is_none() {
+                problems.push(problem(password_names[0], "is missing or empty"));
+            }
+            Err(invalid_fields(problems))
+        }
+    }
+}
+
+/// Checks a password within the brute-force limits; returns a new token
+/// and its lifetime in seconds.
+fn authenticate(
+    app: &App,
+    request: &Request<'_>,
+    username: &str,
+    password: &str,
+) -> Result<(String, u64), ApiError> {
+    let user_key = format!("u:{username}");
+    let peer_key = format!(
+        "a:{}",
+        request
+            .peer()
+            .map(|p| p.ip().to_string())
+            .unwrap_or_default()
+    );
+    let keys = [user_key.as_str(), peer_key.as_str()];
+    let now = Instant::now();
+    if let Err(wait) = app.login_limiter.check(&keys, now) {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        return Err(
+            ApiError::new(429, "too many failed logins; try again later")
+                .with_header("Retry-After", seconds.to_string()),
+        );
+    }
+    let valid = if password.len() > MAX_PASSWORD_BYTES {
+        false
+    } else {
+        match app.store.find_account(username)? {
+            Some(account) => password::verify(&account.password_hash, password),
+            None => {
+                password::verify_unknown_user(password);
+                false
+            }
+        }
+    };
+    if !valid {
+        app.login_limiter.fail(&keys, now);
+        // The same answer for an unknown user and a wrong password.
+        return Err(auth::unauthorized("invalid username or password"));
+    }
+    app.login_limiter.reset(&user_key);
+    let (token, _) = app
+        .tokens
+        .issue(username)
+        .map_err(|_| ApiError::new(503, "cannot issue a session token now"))?;
+    Ok((token, app.tokens.ttl().as_secs()))
+}
+
+fn with_session(app: &App, response: Response, token: &str, expires_in: u64) -> Response {
+    let cookie = session_cookie_header(token, expires_in, app.config.auth.cookie_secure);
+    response
+        .with_header("Set-Cookie", cookie)
+        .with_header("Cache-Control", "no-store")
+}
+
+/// 1 to 64 letters, digits and `._-`.
+fn check_username(name: &str) -> Result<(), &'static str> {
+    let count = name.chars().count();
+    if count > MAX_USERNAME_CHARS {
+        return Err("must be at most 64 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err("may hold only letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+fn problem(field: &str, problem: &str) -> serde_json::Value {
+    json!({"field": field, "problem": problem})
+}
+
+fn invalid_fields(problems: Vec<serde_json::Value>) -> ApiError {
+    let summary: Vec<String> = problems
+        .iter()
+        .map(|p| {
+            format!(
+                "'{}' {}",
+                p["field"].as_str().unwrap_or(""),
+                p["problem"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    ApiError::bad_request(summary.join("; "))
+        .with_code("invalid_fields")
+        .with_details(serde_json::Value::Array(problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::test_app;
+    use crate::http::Body;
+
+    fn post(target: &str, json_body: &str) -> Request<'static> {
+        Request::new("POST", target)
+            .with_header("Content-Type", "application/json")
+            .with_body(Body::from_bytes(json_body.as_bytes().to_vec()))
+    }
+
+    fn text(response: &Response) -> String {
+        String::from_utf8(response.body_bytes().unwrap().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn sign_up_then_login_speaks_the_seed_sentence() {
+        let app = test_app();
+        let created = sign_up(
+            &app,
+            &mut post("/api/sign_up", r#"{"login":"ann","password":"pässword1"}"#),
+        )
+        .unwrap();
+        assert_eq!(created.status(), 201);
+        let response = login(
+            &app,
+            &mut post("/login", r#"{"username":"ann","password":"pässword1"}"#),
+        )
+        .unwrap();
+        assert_eq!(
+            text(&response),
+            "Login success for user ann with password of length: 9!"
+        );
+        assert!(
+            response
+                .header("set-cookie")
+                .unwrap()
+                .starts_with("wren_session=")
+        );
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let app = test_app();
+        let err = login(&app, &mut post("/login", r#"{"username":"ann"}"#)).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(err.message().contains("'password'"));
+        let err = sign_up(&app, &mut post("/api/sign_up", "{}")).unwrap_err();
+        assert!(err.message().contains("'login'") && err.message().contains("'password'"));
+    }
+
+    #[test]
+    fn sign_up_rules() {
+        let app = test_app();
+        for (body, field) in [
+            (r#"{"login":"a b","password":"longenough"}"#, "login"),
+            (r#"{"login":"ann","password":"short"}"#, "password"),
+            (
+                r#"{"login":"ann","password":"longenough","access_key_id":"AK"}"#,
+                "secret_access_key",
+            ),
+            (
+                r#"{"login":"ann","password":"longenough","access_key_id":"AK","secret_access_key":"S"}"#,
+                "access_or_secret_key",
+            ),
+        ] {
+            let err = sign_up(&app, &mut post("/api/sign_up", body)).unwrap_err();
+            assert_eq!(err.status(), 400, "{body}");
+            assert!(err.message().contains(field), "{body}: {}", err.message());
+        }
+        let long = "x".repeat(65);
+        assert!(check_username(&long).is_err());
+        assert!(check_username("a.b_c-9").is_ok());
+    }
+
+    #[test]
+    fn wrong_and_unknown_look_the_same() {
+        let app = test_app();
+        sign_up(
+            &app,
+            &mut post("/api/sign_up", r#"{"login":"ann","password":"longenough"}"#),
+        )
+        .unwrap();
+        let wrong = login(
+            &app,
+            &mut post("/login", r#"{"username":"ann","password":"nope"}"#),
+        )
+        .unwrap_err();
+        let unknown = login(
+            &app,
+            &mut post("/login", r#"{"username":"zed","password":"nope"}"#),
+        )
+        .unwrap_err();
+        assert_eq!(wrong.status(), 401);
+        assert_eq!(wrong.message(), unknown.message());
+    }
+}
