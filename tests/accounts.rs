@@ -11,22 +11,18 @@ use common::{Response, Server};
 const JSON: &str = "application/json";
 const FORM: &str = "application/x-www-form-urlencoded";
 
+/// `login` and `password` as JSON to `path` (sign-up or sign-in).
+fn credentials(server: &Server, path: &str, login: &str, password: &str) -> Response {
+    let body = format!(r#"{{"login":"{login}","password":"{password}"}}"#);
+    server.post(path, JSON, &body, "")
+}
+
 fn sign_up(server: &Server, login: &str, password: &str) -> Response {
-    server.post(
-        "/api/sign_up",
-        JSON,
-        &format!(r#"{{"login":"{login}","password":"{password}"}}"#),
-        "",
-    )
+    credentials(server, "/api/sign_up", login, password)
 }
 
 fn sign_in(server: &Server, login: &str, password: &str) -> Response {
-    server.post(
-        "/api/sign_in",
-        JSON,
-        &format!(r#"{{"login":"{login}","password":"{password}"}}"#),
-        "",
-    )
+    credentials(server, "/api/sign_in", login, password)
 }
 
 fn bearer(token: &str) -> String {
