@@ -76,6 +76,15 @@ impl LoginLimiter {
             .remove(key);
     }
 
+    /// How many buckets are kept.
+    #[cfg(test)]
+    pub fn tracked(&self) -> usize {
+        self.buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     fn refill(&self, bucket: &mut Bucket, now: Instant) {
         let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);

@@ -173,7 +173,6 @@ fn authenticate(
     username: &str,
     password: &str,
 ) -> Result<(String, u64), ApiError> {
-    let user_key = format!("u:{username}");
     let peer_key = format!(
         "a:{}",
         request
@@ -181,7 +180,14 @@ fn authenticate(
             .map(|p| p.ip().to_string())
             .unwrap_or_default()
     );
-    let keys = [user_key.as_str(), peer_key.as_str()];
+    // A name no account can have gets no bucket of its own: the client
+    // chooses it, and megabyte-long made-up names would otherwise grow the
+    // limiter. The address bucket still counts the attempt.
+    let user_key = check_username(username)
+        .is_ok()
+        .then(|| format!("u:{username}"));
+    let mut keys = vec![peer_key.as_str()];
+    keys.extend(user_key.as_deref());
     let now = Instant::now();
     if let Err(wait) = app.login_limiter.check(&keys, now) {
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
@@ -206,7 +212,9 @@ fn authenticate(
         // The same answer for an unknown user and a wrong password.
         return Err(auth::unauthorized("invalid username or password"));
     }
-    app.login_limiter.reset(&user_key);
+    if let Some(user_key) = &user_key {
+        app.login_limiter.reset(user_key);
+    }
     let (token, _) = app
         .tokens
         .issue(username)
@@ -330,6 +338,23 @@ mod tests {
         let long = "x".repeat(65);
         assert!(check_username(&long).is_err());
         assert!(check_username("a.b_c-9").is_ok());
+    }
+
+    #[test]
+    fn impossible_usernames_get_no_limiter_bucket() {
+        let app = test_app();
+        let long = "x".repeat(100_000);
+        let body = format!(r#"{{"username":"{long}","password":"nope"}}"#);
+        let err = login(&app, &mut post("/login", &body)).unwrap_err();
+        assert_eq!(err.status(), 401);
+        // Only the address is tracked.
+        assert_eq!(app.login_limiter.tracked(), 1);
+        login(
+            &app,
+            &mut post("/login", r#"{"username":"zed","password":"nope"}"#),
+        )
+        .unwrap_err();
+        assert_eq!(app.login_limiter.tracked(), 2);
     }
 
     #[test]
