@@ -112,8 +112,9 @@ struct Args {
     version: bool,
 }
 
-/// Account and session settings.
-#[derive(Debug, Clone, PartialEq)]
+/// Account and session settings. Its `Debug` output hides the secret and
+/// the bootstrap passwords, so a debug print can never leak them.
+#[derive(Clone, PartialEq)]
 pub struct AuthConfig {
     pub token_ttl: Duration,
     pub cookie_secure: bool,
@@ -372,6 +373,22 @@ impl Env<'_> {
     }
 }
 
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let users: Vec<&str> = self.users.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("AuthConfig")
+            .field("token_ttl", &self.token_ttl)
+            .field("cookie_secure", &self.cookie_secure)
+            .field("min_password_length", &self.min_password_length)
+            .field("users", &users)
+            .field("signup", &self.signup)
+            .field("login_rate_per_minute", &self.login_rate_per_minute)
+            .field("login_burst", &self.login_burst)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 /// `NAME:PASSWORD` pairs from `--user` flags, or else from `WREN_USERS`.
 fn parse_users(
     flags: &[String],
@@ -493,6 +510,17 @@ mod tests {
         let config = parse(&["--user", "a:b:c", "--cookie-secure"], &env).unwrap();
         assert_eq!(config.auth.users, vec![("a".into(), "b:c".into())]);
         assert!(config.auth.cookie_secure);
+        let secret = "s".repeat(40);
+        let config = parse(&["--user", "ann:hunter22"], &[("WREN_SECRET", &secret)]).unwrap();
+        let printed = format!("{config:?}");
+        assert!(
+            printed.contains("ann") && printed.contains("<redacted>"),
+            "{printed}"
+        );
+        assert!(
+            !printed.contains("hunter22") && !printed.contains(&secret),
+            "{printed}"
+        );
         let exit = parse(&["--user", "nopassword"], &[]).unwrap_err();
         assert_eq!(exit.code, 2);
         assert!(!exit.output.contains("nopassword"));
