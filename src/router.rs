@@ -129,10 +129,7 @@ impl<S> Router<S> {
                     let body = request.body();
                     body.set_limit(limit);
                     if body.content_length().is_some_and(|len| len > limit) {
-                        return Err(ApiError::new(
-                            413,
-                            format!("request body is larger than the limit of {limit} bytes"),
-                        ));
+                        return Err(ApiError::body_too_large(limit));
                     }
                     return (route.handler)(state, request);
                 }

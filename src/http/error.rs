@@ -59,6 +59,14 @@ impl ApiError {
         Self::new(404, message)
     }
 
+    /// `413` for a body over `limit` bytes, declared or counted.
+    pub fn body_too_large(limit: u64) -> Self {
+        Self::new(
+            413,
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
     /// Replaces the default machine-readable code (`"bad_request"`, ...) with
     /// a more specific one, such as `"invalid_parameter"`.
     pub fn with_code(mut self, code: &'static str) -> Self {
@@ -119,10 +127,7 @@ impl From<io::Error> for ApiError {
     fn from(err: io::Error) -> Self {
         if let Some(body_error) = err.get_ref().and_then(|e| e.downcast_ref::<BodyError>()) {
             return match body_error {
-                BodyError::TooLarge { limit } => ApiError::new(
-                    413,
-                    format!("request body is larger than the limit of {limit} bytes"),
-                ),
+                BodyError::TooLarge { limit } => ApiError::body_too_large(*limit),
                 BodyError::Malformed(what) => {
                     ApiError::bad_request(format!("malformed request body: {what}"))
                 }

@@ -320,15 +320,12 @@ fn monitor(shared: &Arc<Shared>) -> i32 {
 }
 
 fn start_worker(shared: &Arc<Shared>) -> io::Result<()> {
-    let shared = shared.clone();
     shared.workers.fetch_add(1, Ordering::SeqCst);
+    let for_worker = shared.clone();
     let spawned = thread::Builder::new()
         .name("wren-worker".into())
         .stack_size(WORKER_STACK)
-        .spawn({
-            let shared = shared.clone();
-            move || worker(&shared)
-        });
+        .spawn(move || worker(&for_worker));
     if spawned.is_err() {
         shared.workers.fetch_sub(1, Ordering::SeqCst);
     }
