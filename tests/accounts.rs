@@ -166,6 +166,41 @@ fn a_bootstrap_account_gets_the_seed_sentence() {
 }
 
 #[test]
+fn login_takes_a_multipart_form_from_curl() {
+    let server = Server::start(&["--user", "orhan:12345"]);
+    let output = std::process::Command::new("curl")
+        .args(["-sS", "-F", "user=orhan", "-F", "pass=12345"])
+        .arg(format!("http://{}/login", server.addr))
+        .output()
+        .expect("curl runs");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "Login success for user orhan with password of length: 5!"
+    );
+
+    // A truncated or malformed form is a prompt 400, and the server goes on.
+    const MULTIPART: &str = "multipart/form-data; boundary=XyZ";
+    for body in [
+        "garbage",
+        "--XyZ\r\nContent-Dis",
+        "--XyZ\r\n\r\nno disposition",
+    ] {
+        let response = server.post("/login", MULTIPART, body, "");
+        assert_eq!(response.status, 400, "{body:?}");
+        assert!(
+            response.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("multipart")
+        );
+    }
+    let response = server.post("/login", "multipart/form-data", "x", "");
+    assert_eq!(response.status, 400);
+    assert_eq!(server.get("/status").status, 200);
+}
+
+#[test]
 fn missing_fields_get_400_from_json_forms_and_query_strings() {
     let server = Server::start(&[]);
     let cases = [

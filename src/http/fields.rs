@@ -1,12 +1,17 @@
 //! Named text fields from wherever the seed clients put them: a JSON
-//! object, an `application/x-www-form-urlencoded` body, or the query string
+//! object, an `application/x-www-form-urlencoded` or `multipart/form-data`
+//! body, or the query string
 //! (the cloud service's clients send credentials there). The one place
 //! where handlers' small inputs are parsed; the body is read within the
 //! route's limit.
 
+use std::io::Read;
+
 use serde_json::Value;
 
+use super::body::Body;
 use super::error::{ApiError, excerpt};
+use super::multipart::{self, Multipart};
 use super::percent::percent_decode;
 use super::request::Request;
 
@@ -21,18 +26,28 @@ impl Fields {
     /// body, means only the query string counts) and adds the query.
     pub fn from_request(request: &mut Request<'_>) -> Result<Fields, ApiError> {
         let mut fields = Fields::default();
-        let media_type = request.header("content-type").map(|v| {
+        let content_type = request.header("content-type").map(str::to_owned);
+        let media_type = content_type.as_deref().map(|v| {
             v.split(';')
                 .next()
                 .unwrap_or("")
                 .trim()
                 .to_ascii_lowercase()
         });
+        if media_type.as_deref() == Some("multipart/form-data") {
+            let boundary = content_type.as_deref().and_then(multipart::boundary);
+            let boundary = boundary.ok_or_else(|| {
+                ApiError::bad_request("a multipart/form-data body needs a valid boundary parameter")
+            })?;
+            fields.add_multipart(request.body(), &boundary)?;
+        }
         let body = request.body().read_to_vec()?;
         if !body.is_empty() {
             match media_type.as_deref() {
                 Some("application/json") => fields.add_json(&body)?,
                 None if looks_like_json(&body) => fields.add_json(&body)?,
+                // Only a multipart epilogue can be left; it is ignored.
+                Some("multipart/form-data") => {}
                 Some("application/x-www-form-urlencoded") | None => {
                     let text = std::str::from_utf8(&body)
                         .map_err(|_| ApiError::bad_request("the form body is not valid UTF-8"))?;
@@ -92,6 +107,28 @@ impl Fields {
                 }
             };
             self.push(name, text);
+        }
+        Ok(())
+    }
+
+    /// Text parts become fields; file parts (those with a filename) are not
+    /// fields, as in an HTML form's `request.form`.
+    fn add_multipart(&mut self, body: &mut Body<'_>, boundary: &str) -> Result<(), ApiError> {
+        let mut multipart = Multipart::new(body, boundary);
+        while let Some(mut part) = multipart.next_part()? {
+            if part.head.filename.is_some() {
+                continue;
+            }
+            let mut value = Vec::new();
+            part.read_to_end(&mut value)?;
+            let value = String::from_utf8(value).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "form field '{}' is not valid UTF-8",
+                    excerpt(&part.head.name, 64)
+                ))
+            })?;
+            let name = part.head.name.clone();
+            self.push(name, value);
         }
         Ok(())
     }
@@ -188,6 +225,35 @@ mod tests {
         );
         assert_eq!(parse(None, "a=2", "/").unwrap().get("a"), Some("2"));
         assert_eq!(parse(None, "", "/?a=3").unwrap().get("a"), Some("3"));
+    }
+
+    #[test]
+    fn multipart_forms() {
+        let body = "--b\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\norhan\r\n\
+                    --b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.txt\"\r\n\r\n\
+                    not a field\r\n\
+                    --b\r\nContent-Disposition: form-data; name=\"pass\"\r\n\r\n12345\r\n--b--\r\n";
+        let fields = parse(Some("multipart/form-data; boundary=b"), body, "/login?x=1").unwrap();
+        assert_eq!(fields.get("user"), Some("orhan"));
+        assert_eq!(fields.get("pass"), Some("12345"));
+        assert_eq!(fields.get("file"), None);
+        assert_eq!(fields.get("x"), Some("1"));
+
+        let truncated = parse(
+            Some("multipart/form-data; boundary=b"),
+            "--b\r\nContent-Dis",
+            "/",
+        );
+        assert_eq!(truncated.unwrap_err().status(), 400);
+        let no_boundary = parse(Some("multipart/form-data"), body, "/").unwrap_err();
+        assert!(no_boundary.message().contains("boundary"));
+        let mut bad_utf8 = Request::new("POST", "/")
+            .with_header("Content-Type", "multipart/form-data; boundary=b")
+            .with_body(Body::from_bytes(
+                b"--b\r\nContent-Disposition: form-data; name=\"p\"\r\n\r\n\xff\r\n--b--".to_vec(),
+            ));
+        let err = Fields::from_request(&mut bad_utf8).unwrap_err();
+        assert!(err.message().contains("'p' is not valid UTF-8"));
     }
 
     #[test]

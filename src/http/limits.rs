@@ -18,6 +18,12 @@ pub const DRAIN_LIMIT: u64 = 64 * 1024;
 /// The longest chunk-size line (size and extensions) in a chunked body.
 pub const MAX_CHUNK_LINE: usize = 4096;
 
+/// The most parts one `multipart/form-data` body may have.
+pub const MAX_PARTS: usize = 100;
+
+/// The largest head (the header fields) of one multipart part.
+pub const MAX_PART_HEAD_BYTES: usize = 8 * 1024;
+
 /// How long a connection that is being closed after an error keeps reading
 /// what the client still sends, so that the error response is not lost to a
 /// TCP reset ("lingering close").

@@ -13,6 +13,7 @@
 //! - `head`: request-head parsing (on `httparse`) and body framing rules;
 //! - [`body`]: the chunked/length decoder and the handler-facing body;
 //! - [`request`], [`response`], [`error`]: the types handlers work with;
+//! - [`fields`], [`multipart`]: the parsers for what handlers read from bodies;
 //! - [`log`]: the access log; `date`: timestamps.
 
 pub mod body;
@@ -23,6 +24,7 @@ pub mod fields;
 mod head;
 pub mod limits;
 pub mod log;
+pub mod multipart;
 pub mod percent;
 pub mod request;
 pub mod response;
