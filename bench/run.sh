@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks wren against tiny_http and nginx on loopback: requests/s and the
-# server's CPU time per request. Prints figures and PASS/MISS lines; never
+# server's CPU time per request for GET /status; then the latency of a
+# successful POST /login (the argon2id cost). Prints figures and PASS/MISS lines; never
 # fails on a missed target, since timings depend on the machine.
 #
 # Usage: bench/run.sh PATH/TO/wren     (env BENCH_SECONDS, default 8)
@@ -291,6 +292,38 @@ bench_status() {
     target "wren CPU/req <= 0.6x tiny_http" wren tiny_http 0.6
 }
 
+# A successful POST /login: its cost is the argon2id hash check (m=19 MiB,
+# t=2, p=1) by design, so it is reported as latency, one client at a time,
+# and as throughput with one client per core.
+bench_login() {
+    local port script out p50 rps clients c
+    clients=$(getconf _NPROCESSORS_ONLN)
+    echo "== POST /login (JSON, a --user account): wrk -t1 --latency -d${BENCH_SECONDS}s"
+    port=$(free_port)
+    mkdir -p "$WORKDIR/wren-login"
+    start_server wren-login "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
+        --data-dir "$WORKDIR/wren-login" --user "bench:bench-password"
+    script=$WORKDIR/login.lua
+    cat >"$script" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"username":"bench","password":"bench-password"}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+    for c in 1 "$clients"; do
+        out=$(wrk -t1 -c"$c" -d"${BENCH_SECONDS}s" --latency -s "$script" \
+            "http://127.0.0.1:$port/login")
+        if grep -qE 'Socket errors|Non-2xx' <<<"$out"; then
+            echo "  warning, from wrk:" $(grep -E 'Socket errors|Non-2xx' <<<"$out")
+        fi
+        p50=$(awk '/Latency Distribution/ { on = 1; next } on && $1 == "50%" { print $2; exit }' <<<"$out")
+        rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+        printf '  %s client(s): p50 %s, %s logins/s\n' "$c" "$p50" "$rps"
+    done
+    stop_server "$SERVER_PID"
+    log_problems wren-login "$WORKDIR/wren-login.out"
+}
+
 install_tools
 build_tinyhttp
 bench_status
+bench_login
