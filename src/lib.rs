@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod handlers;
 pub mod http;
+pub mod model;
 pub mod router;
 pub mod routes;
 pub mod store;

@@ -1,0 +1,163 @@
+//! The evaluators: a model's value for one encoded row. Pure and
+//! allocation-free; the loader has checked every index they follow.
+
+/// `intercept + Σ coefficients[i] · row[i]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Linear {
+    pub intercept: f64,
+    pub coefficients: Vec<f64>,
+}
+
+impl Linear {
+    pub fn value(&self, row: &[f64]) -> f64 {
+        self.intercept
+            + self
+                .coefficients
+                .iter()
+                .zip(row)
+                .map(|(c, x)| c * x)
+                .sum::<f64>()
+    }
+}
+
+/// A node of a tree, in one flat array for all trees: splits point at
+/// their children by absolute index; a leaf has `left == LEAF`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Node {
+    pub feature: u32,
+    pub left: u32,
+    pub right: u32,
+    /// The split threshold, or the leaf's value.
+    pub threshold_or_value: f64,
+}
+
+pub const LEAF: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    Sum,
+    Mean,
+}
+
+/// `base_score + learning_rate · aggregate(trees)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeEnsemble {
+    pub nodes: Vec<Node>,
+    /// Index of each tree's root in `nodes`.
+    pub roots: Vec<u32>,
+    pub aggregate: Aggregate,
+    pub base_score: f64,
+    pub learning_rate: f64,
+    /// Round inputs to `f32` before comparing, as scikit-learn's trees do.
+    pub float32: bool,
+}
+
+impl TreeEnsemble {
+    pub fn value(&self, row: &[f64]) -> f64 {
+        let total: f64 = self.roots.iter().map(|&root| self.tree(root, row)).sum();
+        let aggregated = match self.aggregate {
+            Aggregate::Sum => total,
+            Aggregate::Mean => total / self.roots.len() as f64,
+        };
+        self.base_score + self.learning_rate * aggregated
+    }
+
+    fn tree(&self, root: u32, row: &[f64]) -> f64 {
+        let mut node = &self.nodes[root as usize];
+        while node.left != LEAF {
+            let mut x = row[node.feature as usize];
+            if self.float32 {
+                x = f64::from(x as f32);
+            }
+            let next = if x <= node.threshold_or_value {
+                node.left
+            } else {
+                node.right
+            };
+            node = &self.nodes[next as usize];
+        }
+        node.threshold_or_value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(feature: u32, threshold: f64, left: u32, right: u32) -> Node {
+        Node {
+            feature,
+            left,
+            right,
+            threshold_or_value: threshold,
+        }
+    }
+
+    fn leaf(value: f64) -> Node {
+        Node {
+            feature: 0,
+            left: LEAF,
+            right: LEAF,
+            threshold_or_value: value,
+        }
+    }
+
+    #[test]
+    fn linear_models() {
+        let model = Linear {
+            intercept: 1.5,
+            coefficients: vec![2.0, -1.0, 0.5],
+        };
+        assert_eq!(model.value(&[1.0, 2.0, 4.0]), 1.5 + 2.0 - 2.0 + 2.0);
+        assert_eq!(model.value(&[0.0, 0.0, 0.0]), 1.5);
+    }
+
+    /// Two stumps on x0 and x1, boosted: 10 + 0.5 · (tree0 + tree1).
+    fn boosted() -> TreeEnsemble {
+        TreeEnsemble {
+            nodes: vec![
+                split(0, 2.5, 1, 2),
+                leaf(-4.0),
+                leaf(6.0),
+                split(1, 0.1, 4, 5),
+                leaf(1.0),
+                leaf(3.0),
+            ],
+            roots: vec![0, 3],
+            aggregate: Aggregate::Sum,
+            base_score: 10.0,
+            learning_rate: 0.5,
+            float32: false,
+        }
+    }
+
+    #[test]
+    fn boosted_trees_add_up() {
+        let model = boosted();
+        assert_eq!(model.value(&[2.5, 0.0]), 10.0 + 0.5 * (-4.0 + 1.0));
+        assert_eq!(model.value(&[2.6, 0.0]), 10.0 + 0.5 * (6.0 + 1.0));
+        assert_eq!(model.value(&[0.0, 7.0]), 10.0 + 0.5 * (-4.0 + 3.0));
+    }
+
+    #[test]
+    fn forests_average() {
+        let model = TreeEnsemble {
+            aggregate: Aggregate::Mean,
+            base_score: 0.0,
+            learning_rate: 1.0,
+            ..boosted()
+        };
+        assert_eq!(model.value(&[3.0, 1.0]), (6.0 + 3.0) / 2.0);
+    }
+
+    #[test]
+    fn float32_comparison_follows_scikit_learn() {
+        // 0.1 as f64 is a little below 0.1f32: in 64 bits 0.1 <= 0.1 goes
+        // left; rounded to f32 it is above the f64 threshold and goes right.
+        let mut model = boosted();
+        let row = [0.0, 0.1];
+        assert_eq!(model.value(&row), 10.0 + 0.5 * (-4.0 + 1.0));
+        model.float32 = true;
+        assert_eq!(model.value(&row), 10.0 + 0.5 * (-4.0 + 3.0));
+    }
+}
