@@ -8,12 +8,12 @@ STATIC_BIN := target/$(TARGET)/release/wren
 # Extra arguments for `make run`, e.g. make run ARGS='--port 8080'
 ARGS ?=
 
-.PHONY: run test unit lint static image image-check bench
+.PHONY: run test unit lint static image image-check bench venv parity sales-model
 
 run: static
 	$(STATIC_BIN) $(ARGS)
 
-test: lint unit image-check
+test: lint unit image-check parity
 
 # Unit tests beside the code and socket-level tests in tests/, with the
 # test-only routes compiled in.
@@ -41,3 +41,29 @@ image-check: static
 
 bench: static
 	bench/run.sh $(STATIC_BIN)
+
+# Python side of model serving (tools/): a virtualenv with the pinned
+# packages, rebuilt only when tools/requirements.txt changes.
+PYTHON3 ?= python3
+VENV := .venv
+VENV_PYTHON := $(VENV)/bin/python
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: tools/requirements.txt
+	$(PYTHON3) -m venv $(VENV)
+	$(VENV_PYTHON) -m pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+	touch $@
+
+# Regenerates the synthetic data models/sales.csv and the model trained on
+# it, models/sales.json.
+sales-model: venv
+	$(VENV_PYTHON) tools/gen_sales_data.py
+	$(VENV_PYTHON) tools/train_sales_model.py
+
+# Every exportable scikit-learn model, served by the debug binary (built as
+# `make unit` builds it, so nothing recompiles), must predict what
+# scikit-learn predicts.
+parity: venv
+	$(CARGO) build --features test-routes
+	$(VENV_PYTHON) tools/check_parity.py target/debug/wren

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks wren against tiny_http and nginx on loopback: requests/s and the
 # server's CPU time per request for GET /status; then the latency of a
-# successful POST /login (the argon2id cost). Prints figures and PASS/MISS lines; never
-# fails on a missed target, since timings depend on the machine.
+# successful POST /login (the argon2id cost) and model evaluation speed.
+# Prints figures and PASS/MISS lines; never fails on a missed target, since
+# timings depend on the machine.
 #
 # Usage: bench/run.sh PATH/TO/wren     (env BENCH_SECONDS, default 8)
 set -euo pipefail
@@ -219,10 +220,10 @@ report() {
     local row name rps requests us
     echo
     # One column wider for µs, two bytes but one character.
-    printf '%-10s %12s %10s %15s\n' server req/s requests 'CPU µs/req'
+    printf '%-12s %12s %10s %15s\n' server req/s requests 'CPU µs/req'
     for row in "${RESULTS[@]}"; do
         read -r name rps requests us <<<"$row"
-        printf '%-10s %12s %10s %14s\n' "$name" "$rps" "$requests" "$us"
+        printf '%-12s %12s %10s %14s\n' "$name" "$rps" "$requests" "$us"
     done
     echo
 }
@@ -269,6 +270,8 @@ bench_status() {
     start_server wren "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
         --data-dir "$WORKDIR/wren-data"
     measure wren "http://127.0.0.1:$port/status" "$SERVER_PID"
+    # The seed's prediction route on the embedded model, same server.
+    measure wren-predict "http://127.0.0.1:$port/predict/123/december/4" "$SERVER_PID"
     stop_server "$SERVER_PID"
     log_problems wren "$WORKDIR/wren.out"
 
@@ -290,6 +293,7 @@ bench_status() {
     report
     target "wren CPU/req <= 1.5x nginx" wren nginx 1.5
     target "wren CPU/req <= 0.6x tiny_http" wren tiny_http 0.6
+    target "wren /predict CPU/req <= 1.5x /status" wren-predict wren 1.5
 }
 
 # A successful POST /login: its cost is the argon2id hash check (m=19 MiB,
@@ -323,7 +327,14 @@ LUA
     log_problems wren-login "$WORKDIR/wren-login.out"
 }
 
+# Model evaluation without HTTP: single rows and 1000-row batches.
+bench_model() {
+    RUSTFLAGS='-C target-feature=+crt-static' cargo bench --quiet \
+        --target x86_64-unknown-linux-gnu --bench model_eval
+}
+
 install_tools
 build_tinyhttp
 bench_status
 bench_login
+bench_model

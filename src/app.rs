@@ -4,6 +4,7 @@ use crate::auth::limiter::LoginLimiter;
 use crate::auth::tokens::Tokens;
 use crate::auth::{password, secret};
 use crate::config::Config;
+use crate::model::ModelSlot;
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 
@@ -13,12 +14,16 @@ pub struct App {
     pub store: Box<dyn Store>,
     pub tokens: Tokens,
     pub login_limiter: LoginLimiter,
+    pub model: ModelSlot,
 }
 
 impl App {
     /// Opens the embedded store in the data folder, loads (or makes) the
-    /// server secret, and creates or updates the bootstrap accounts.
+    /// server secret, creates or updates the bootstrap accounts and loads
+    /// the model.
     pub fn open(config: Config) -> Result<App, String> {
+        let model = ModelSlot::open(config.model.source.clone())
+            .map_err(|err| format!("cannot load the model: {err}"))?;
         let store = SqliteStore::open(&config.data_dir).map_err(|err| err.to_string())?;
         let secret = secret::load(config.auth.secret.as_deref(), &config.data_dir)?;
         for (username, plain) in &config.auth.users {
@@ -34,6 +39,7 @@ impl App {
                 config.auth.login_burst,
             ),
             store: Box::new(store),
+            model,
             config,
         })
     }

@@ -12,6 +12,7 @@ use argh::FromArgs;
 
 use crate::http::Limits;
 use crate::http::log::LogFormat;
+use crate::model::ModelSource;
 
 /// wren: one small static binary serving the HTTP APIs small teams keep
 /// rebuilding in Flask. Every option can also be set by the environment
@@ -107,9 +108,33 @@ struct Args {
     #[argh(option)]
     login_burst: Option<u32>,
 
+    /// the model behind the prediction routes: a wren-model/1 file
+    /// (reloaded on SIGHUP), or `random` for the seed's placeholder answers
+    /// (default: the sales model built into the binary; env WREN_MODEL)
+    #[argh(option)]
+    model: Option<String>,
+
+    /// most instances in one POST /api/v1/predict (default 1000; env
+    /// WREN_MAX_BATCH)
+    #[argh(option)]
+    max_batch: Option<usize>,
+
+    /// seconds clients and caches may keep a prediction, sent as
+    /// Cache-Control max-age (default 300; env WREN_PREDICT_MAX_AGE)
+    #[argh(option)]
+    predict_max_age: Option<u64>,
+
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+}
+
+/// Model-serving settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub source: ModelSource,
+    pub max_batch: usize,
+    pub max_age: Duration,
 }
 
 /// Account and session settings. Its `Debug` output hides the secret and
@@ -173,6 +198,7 @@ pub struct Config {
     pub limits: Limits,
     pub log_format: LogFormat,
     pub auth: AuthConfig,
+    pub model: ModelConfig,
 }
 
 /// Why the program stops before serving: help or version text (exit 0) or
@@ -326,12 +352,32 @@ impl Config {
                 "the login rate and burst must be at least 1",
             ));
         }
+        let model_source = match args.model.or_else(|| (env.lookup)("WREN_MODEL")) {
+            None => ModelSource::Embedded,
+            Some(value) if value.is_empty() => ModelSource::Embedded,
+            Some(value) if value == "random" => ModelSource::Random,
+            Some(path) => ModelSource::File(PathBuf::from(path)),
+        };
+        let model = ModelConfig {
+            source: model_source,
+            max_batch: env.resolve(args.max_batch, "--max-batch", &["WREN_MAX_BATCH"], 1000)?,
+            max_age: Duration::from_secs(env.resolve(
+                args.predict_max_age,
+                "--predict-max-age",
+                &["WREN_PREDICT_MAX_AGE"],
+                300,
+            )?),
+        };
+        if model.max_batch == 0 {
+            return Err(bad_value("--max-batch", "must be at least 1"));
+        }
         Ok(Config {
             addr: SocketAddr::new(host.0, port),
             data_dir,
             limits,
             log_format,
             auth,
+            model,
         })
     }
 }

@@ -55,6 +55,10 @@ fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(err) = reload_model_on_sighup(Arc::clone(&app), logger) {
+        logger.error(&format!("cannot watch for SIGHUP: {err}"));
+        return ExitCode::FAILURE;
+    }
     let router = routes::table(&app);
     logger.info(&format!(
         "wren {} listening on http://{addr}",
@@ -67,4 +71,29 @@ fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// SIGHUP reloads the model from its file; a file that fails to load is
+/// reported and the running model stays.
+fn reload_model_on_sighup(app: Arc<App>, logger: Logger) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+    std::thread::Builder::new()
+        .name("model-reload".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                match app.model.reload() {
+                    Ok(model) => {
+                        logger.info(&format!("model reloaded: {} {}", model.name, model.version))
+                    }
+                    Err(err) => {
+                        let running = app.model.get();
+                        logger.error(&format!(
+                            "model reload failed, still serving {} {}: {err}",
+                            running.name, running.version
+                        ));
+                    }
+                }
+            }
+        })?;
+    Ok(())
 }

@@ -3,5 +3,6 @@
 
 pub mod accounts;
 pub mod basics;
+pub mod predict;
 #[cfg(feature = "test-routes")]
 pub mod testing;

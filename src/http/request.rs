@@ -155,6 +155,17 @@ impl<'a> Request<'a> {
             .ok_or_else(|| missing_param(name))
     }
 
+    /// Whether `If-None-Match` lists `etag` (compared weakly, as RFC 9110
+    /// says for this header) or is `*`: the client's copy is current.
+    pub fn if_none_match(&self, etag: &str) -> bool {
+        self.header("if-none-match").is_some_and(|value| {
+            value
+                .split(',')
+                .map(str::trim)
+                .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+        })
+    }
+
     /// Whether the client asked for JSON (`Accept: application/json`), which
     /// the legacy plain-text routes honour.
     pub fn wants_json(&self) -> bool {

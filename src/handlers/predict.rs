@@ -1,0 +1,414 @@
+//! Predictions over the served model: the BeCode challenge's
+//! `GET /predict/<seller_available>/<month>/<customer_visiting_website>` and
+//! its form (`POST /predict`), and the JSON inference API
+//! (`POST /api/v1/predict`, `GET /api/v1/model`).
+//!
+//! Features are named by the model file; only the legacy routes assume the
+//! three sales features, and answer `409` when the model has others.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::App;
+use crate::http::error::excerpt;
+use crate::http::{ApiError, Fields, Request, Response};
+use crate::model::{Input, Model};
+
+/// The features the legacy routes take, in their URL order.
+pub const LEGACY_FEATURES: [&str; 3] = ["seller_available", "month", "customer_visiting_website"];
+
+/// The BeCode form's misspelling, accepted by `POST /predict`.
+const SELLER_ALIAS: &str = "seller_avaible";
+
+/// The most problems one `422` lists; a batch of a thousand bad rows would
+/// otherwise answer with a larger body than it sent.
+const MAX_LISTED_PROBLEMS: usize = 100;
+
+/// `GET /predict/{seller_available}/{month}/{customer_visiting_website}`.
+pub fn predict_path(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let model = app.model.get();
+    let mut texts = Vec::with_capacity(LEGACY_FEATURES.len());
+    for name in LEGACY_FEATURES {
+        texts.push(request.param_str(name)?.to_owned());
+    }
+    let inputs = legacy_inputs(&model, |name| {
+        let at = LEGACY_FEATURES.iter().position(|n| *n == name);
+        at.map(|i| texts[i].clone())
+    })?;
+    Ok(legacy_answer(app, &model, &inputs, request, true))
+}
+
+/// `POST /predict`: the same three fields from a form or JSON.
+pub fn predict_form(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let model = app.model.get();
+    let fields = Fields::from_request(request)?;
+    let inputs = legacy_inputs(&model, |name| {
+        let value = if name == LEGACY_FEATURES[0] {
+            fields.first_of(&[name, SELLER_ALIAS])
+        } else {
+            fields.get(name)
+        };
+        value.map(str::to_owned)
+    })?;
+    Ok(legacy_answer(app, &model, &inputs, request, false))
+}
+
+/// The model's inputs, in its feature order, from the legacy parameters.
+fn legacy_inputs(
+    model: &Model,
+    value_of: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<Input>, ApiError> {
+    let fits = model.features.len() == LEGACY_FEATURES.len()
+        && LEGACY_FEATURES
+            .iter()
+            .all(|name| model.feature(name).is_some());
+    if !fits {
+        let names: Vec<&str> = model.features.iter().map(|f| f.name.as_str()).collect();
+        return Err(ApiError::new(
+            409,
+            format!(
+                "this route needs a model whose features are {}; the model '{}' takes {}: use POST /api/v1/predict",
+                LEGACY_FEATURES.join(", "),
+                model.name,
+                names.join(", ")
+            ),
+        )
+        .with_code("model_mismatch"));
+    }
+    model
+        .features
+        .iter()
+        .map(|feature| {
+            let text = value_of(&feature.name).ok_or_else(|| {
+                ApiError::bad_request(format!("missing field '{}'", feature.name))
+                    .with_code("invalid_parameter")
+            })?;
+            feature.parse_text(&text).map_err(|problem| {
+                ApiError::bad_request(format!("'{}' {problem}", feature.name))
+                    .with_code("invalid_parameter")
+            })
+        })
+        .collect()
+}
+
+/// The legacy answer: the integer as text, or JSON when asked. GET answers
+/// are cacheable when the model is deterministic.
+fn legacy_answer(
+    app: &App,
+    model: &Model,
+    inputs: &[Input],
+    request: &Request<'_>,
+    cacheable: bool,
+) -> Response {
+    let json = request.wants_json();
+    // One representation per Accept choice, so each gets its own tag.
+    let etag = (cacheable && model.is_deterministic())
+        .then(|| format!("\"{}{}\"", model.etag(inputs), if json { "j" } else { "t" }));
+    let cache_headers = |response: Response| match &etag {
+        Some(etag) => response
+            .with_header("ETag", etag.clone())
+            .with_header(
+                "Cache-Control",
+                format!("public, max-age={}", app.config.model.max_age.as_secs()),
+            )
+            .with_header("Vary", "Accept"),
+        None => response.with_header("Cache-Control", "no-store"),
+    };
+    if let Some(etag) = &etag
+        && request.if_none_match(etag)
+    {
+        return cache_headers(Response::new(304));
+    }
+    let mut row = vec![0.0; model.width()];
+    model.encode(inputs, &mut row);
+    let prediction = model.predict(&row);
+    let response = if json {
+        Response::json(
+            200,
+            &json!({"prediction": number(model, prediction), "model": model.name, "version": model.version}),
+        )
+    } else {
+        Response::text(200, number(model, prediction).to_string())
+    };
+    cache_headers(response)
+}
+
+/// A prediction as JSON: an integer when the model rounds.
+fn number(model: &Model, value: f64) -> Value {
+    if model.rounds() && value.abs() < 9.0e15 {
+        json!(value as i64)
+    } else {
+        json!(value)
+    }
+}
+
+/// `POST /api/v1/predict`: `{"instances": [...]}` or one bare instance.
+pub fn predict_batch(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let body = request.body().read_to_vec()?;
+    let document: Value = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))?;
+    let model = app.model.get();
+    let (inputs, count) = batch_inputs(&model, document, app.config.model.max_batch)?;
+    let width = model.width();
+    let mut row = vec![0.0; width];
+    let features = model.features.len();
+    let predictions: Vec<Value> = (0..count)
+        .map(|i| {
+            model.encode(&inputs[i * features..(i + 1) * features], &mut row);
+            number(&model, model.predict(&row))
+        })
+        .collect();
+    Ok(Response::json(
+        200,
+        &json!({
+            "predictions": predictions,
+            "model": {"name": model.name, "version": model.version},
+        }),
+    )
+    .with_header("Cache-Control", "no-store"))
+}
+
+/// Every instance's inputs, flat in feature order, and how many instances;
+/// or a `422` listing every problem found.
+fn batch_inputs(
+    model: &Arc<Model>,
+    document: Value,
+    max_batch: usize,
+) -> Result<(Vec<Input>, usize), ApiError> {
+    let instances = match document {
+        Value::Object(mut object) => match object.remove("instances") {
+            Some(Value::Array(instances)) => instances,
+            Some(_) => {
+                return Err(unprocessable(vec![
+                    json!({"field": "instances", "problem": "must be an array of instance objects"}),
+                ]));
+            }
+            None => vec![Value::Object(object)],
+        },
+        _ => {
+            return Err(unprocessable(vec![json!({
+                "problem": "the body must be an object: {\"instances\": [...]} or one instance"
+            })]));
+        }
+    };
+    if instances.is_empty() || instances.len() > max_batch {
+        return Err(unprocessable(vec![json!({
+            "field": "instances",
+            "problem": format!("must hold 1 to {max_batch} instances, found {}", instances.len()),
+        })]));
+    }
+    let count = instances.len();
+    let mut inputs = Vec::with_capacity(count * model.features.len());
+    let mut problems = Vec::new();
+    for (i, instance) in instances.into_iter().enumerate() {
+        let Value::Object(fields) = instance else {
+            problems.push(json!({"instance": i, "problem": "must be an object"}));
+            continue;
+        };
+        instance_inputs(model, i, &fields, &mut inputs, &mut problems);
+    }
+    if problems.is_empty() {
+        Ok((inputs, count))
+    } else {
+        Err(unprocessable(problems))
+    }
+}
+
+fn instance_inputs(
+    model: &Model,
+    index: usize,
+    fields: &Map<String, Value>,
+    inputs: &mut Vec<Input>,
+    problems: &mut Vec<Value>,
+) {
+    for feature in &model.features {
+        match fields.get(&feature.name) {
+            None => problems
+                .push(json!({"instance": index, "field": feature.name, "problem": "is missing"})),
+            Some(value) => match feature.parse_json(value) {
+                Ok(input) => inputs.push(input),
+                Err(problem) => problems
+                    .push(json!({"instance": index, "field": feature.name, "problem": problem})),
+            },
+        }
+    }
+    for name in fields.keys() {
+        if model.feature(name).is_none() {
+            problems.push(json!({
+                "instance": index,
+                "field": excerpt(name, 64),
+                "problem": "is not a feature of this model (see GET /api/v1/model)",
+            }));
+        }
+    }
+}
+
+fn unprocessable(mut problems: Vec<Value>) -> ApiError {
+    let total = problems.len();
+    problems.truncate(MAX_LISTED_PROBLEMS);
+    let message = if total == 1 {
+        "the input has a problem, see details".to_owned()
+    } else if total > MAX_LISTED_PROBLEMS {
+        format!("the input has {total} problems; the first {MAX_LISTED_PROBLEMS} are listed")
+    } else {
+        format!("the input has {total} problems, see details")
+    };
+    ApiError::new(422, message)
+        .with_code("invalid_input")
+        .with_details(Value::Array(problems))
+}
+
+/// `GET /api/v1/model`: what the served model takes and how it was made.
+pub fn model_info(app: &App, _request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let model = app.model.get();
+    Ok(Response::json(
+        200,
+        &json!({
+            "name": model.name,
+            "version": model.version,
+            "kind": model.kind_name(),
+            "deterministic": model.is_deterministic(),
+            "features": model.features,
+            "training": model.training,
+            "max_batch": app.config.model.max_batch,
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::test_app as app;
+    use crate::http::Body;
+    use crate::http::request::Param;
+
+    fn get(path: [&str; 3], accept_json: bool) -> Result<Response, ApiError> {
+        let mut request = Request::new("GET", "/predict");
+        if accept_json {
+            request = request.with_header("Accept", "application/json");
+        }
+        request.set_params(
+            LEGACY_FEATURES
+                .iter()
+                .zip(path)
+                .map(|(name, value)| (*name, Param::Str(value.to_owned())))
+                .collect(),
+        );
+        predict_path(&app(), &mut request)
+    }
+
+    fn post_json(body: Value) -> Result<Response, ApiError> {
+        let mut request = Request::new("POST", "/api/v1/predict")
+            .with_body(Body::from_bytes(body.to_string().into_bytes()));
+        predict_batch(&app(), &mut request)
+    }
+
+    fn body_json(response: &Response) -> Value {
+        serde_json::from_slice(response.body_bytes().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_seed_route_answers_an_integer_between_2000_and_5000() {
+        let response = get(["123", "december", "4"], false).unwrap();
+        let text = std::str::from_utf8(response.body_bytes().unwrap()).unwrap();
+        let value: i64 = text.parse().unwrap();
+        assert!((2000..=5000).contains(&value));
+        assert!(response.header("etag").is_some());
+        // The other spellings of December give the same answer.
+        for month in ["DEC", "12", "December"] {
+            let other = get(["123", month, "4"], false).unwrap();
+            assert_eq!(other.body_bytes(), response.body_bytes());
+            assert_eq!(other.header("etag"), response.header("etag"));
+        }
+    }
+
+    #[test]
+    fn bad_segments_name_the_parameter() {
+        let err = get(["-1", "may", "4"], false).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(err.message().starts_with("'seller_available' must be"));
+        let err = get(["1", "smarch", "4"], false).unwrap_err();
+        assert!(err.message().contains("unknown month 'smarch'"));
+        let err = get(["1", "may", "lots"], false).unwrap_err();
+        assert!(err.message().starts_with("'customer_visiting_website'"));
+    }
+
+    #[test]
+    fn batches_list_every_problem() {
+        let err = post_json(json!({"instances": [
+            {"seller_available": 3, "month": "june", "customer_visiting_website": 120},
+            {"seller_available": "3", "month": "smarch", "customer_visiting_website": 120},
+            {"month": "june", "customer_visiting_website": 120, "colour": "red"},
+            7
+        ]}))
+        .unwrap_err();
+        assert_eq!(err.status(), 422);
+        let body = body_json(&err.into_response());
+        let details = body["details"].as_array().unwrap();
+        let summary: Vec<(u64, &str)> = details
+            .iter()
+            .map(|d| {
+                (
+                    d["instance"].as_u64().unwrap(),
+                    d["field"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (1, "seller_available"),
+                (1, "month"),
+                (2, "seller_available"),
+                (2, "colour"),
+                (3, "")
+            ]
+        );
+        assert_eq!(
+            details[1]["problem"].as_str().unwrap().split(" (").next(),
+            Some("unknown month 'smarch'")
+        );
+    }
+
+    #[test]
+    fn batches_and_the_seed_route_agree() {
+        let response = post_json(json!({"instances": [
+            {"seller_available": 123, "month": "december", "customer_visiting_website": 4},
+            {"seller_available": 5, "month": "jun", "customer_visiting_website": 900}
+        ]}))
+        .unwrap();
+        let body = body_json(&response);
+        let legacy = get(["123", "december", "4"], false).unwrap();
+        let legacy: i64 = std::str::from_utf8(legacy.body_bytes().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(body["predictions"][0], json!(legacy));
+        assert_eq!(body["model"]["name"], "sales");
+        let single = post_json(
+            json!({"seller_available": 123, "month": "december", "customer_visiting_website": 4}),
+        )
+        .unwrap();
+        assert_eq!(body_json(&single)["predictions"], json!([legacy]));
+    }
+
+    #[test]
+    fn empty_and_malformed_batches() {
+        assert_eq!(
+            post_json(json!({"instances": []})).unwrap_err().status(),
+            422
+        );
+        assert_eq!(post_json(json!([1])).unwrap_err().status(), 422);
+        assert_eq!(
+            post_json(json!({"instances": {}})).unwrap_err().status(),
+            422
+        );
+        let mut request =
+            Request::new("POST", "/api/v1/predict").with_body(Body::from_bytes(b"{oops".to_vec()));
+        assert_eq!(
+            predict_batch(&app(), &mut request).unwrap_err().status(),
+            400
+        );
+    }
+}
