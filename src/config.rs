@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
+use crate::alerts::TimeUnit;
 use crate::http::Limits;
 use crate::http::log::LogFormat;
 use crate::model::ModelSource;
@@ -124,9 +125,29 @@ struct Args {
     #[argh(option)]
     predict_max_age: Option<u64>,
 
+    /// unit of POST /event's `time`, `ms` or `s`; the alert windows scale
+    /// with it (default ms; env WREN_EVENT_TIME_UNIT)
+    #[argh(option)]
+    event_time_unit: Option<EventTimeUnit>,
+
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct EventTimeUnit(TimeUnit);
+
+impl FromStr for EventTimeUnit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ms" => Ok(EventTimeUnit(TimeUnit::MILLISECONDS)),
+            "s" => Ok(EventTimeUnit(TimeUnit::SECONDS)),
+            _ => Err(format!("expected 'ms' or 's', got '{s}'")),
+        }
+    }
 }
 
 /// Model-serving settings.
@@ -199,6 +220,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub auth: AuthConfig,
     pub model: ModelConfig,
+    pub event_time_unit: TimeUnit,
 }
 
 /// Why the program stops before serving: help or version text (exit 0) or
@@ -378,6 +400,14 @@ impl Config {
             log_format,
             auth,
             model,
+            event_time_unit: env
+                .resolve(
+                    args.event_time_unit,
+                    "--event-time-unit",
+                    &["WREN_EVENT_TIME_UNIT"],
+                    EventTimeUnit(TimeUnit::MILLISECONDS),
+                )?
+                .0,
         })
     }
 }

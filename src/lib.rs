@@ -7,6 +7,7 @@
 //! are plain functions of ([`App`], request), so they are unit-tested
 //! without sockets. See `docs/ARCHITECTURE.md` for the map.
 
+pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod config;

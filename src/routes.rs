@@ -1,7 +1,7 @@
 //! The route table: every route wren serves, in one place.
 
 use crate::App;
-use crate::handlers::{accounts, basics, predict};
+use crate::handlers::{accounts, alerts, basics, predict};
 use crate::router::Router;
 
 pub fn table(app: &App) -> Router<App> {
@@ -19,7 +19,17 @@ pub fn table(app: &App) -> Router<App> {
         .post("/api/v1/predict", predict::predict_batch)
         // A batch may hold --max-batch instances of up to ~1 KiB each.
         .body_limit(batch_body_limit(app))
-        .get("/api/v1/model", predict::model_info);
+        .get("/api/v1/model", predict::model_info)
+        .post("/event", alerts::event)
+        .get(
+            "/api/v1/users/{user_id:int}/alert-profile",
+            alerts::get_profile,
+        )
+        .put(
+            "/api/v1/users/{user_id:int}/alert-profile",
+            alerts::put_profile,
+        )
+        .get("/api/v1/users/{user_id:int}/events", alerts::list_events);
     #[cfg(feature = "test-routes")]
     let router = crate::handlers::testing::routes(router);
     router

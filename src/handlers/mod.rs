@@ -2,6 +2,7 @@
 //! function `fn(&App, &mut Request) -> Result<Response, ApiError>`.
 
 pub mod accounts;
+pub mod alerts;
 pub mod basics;
 pub mod predict;
 #[cfg(feature = "test-routes")]

@@ -1,5 +1,5 @@
-//! Durable state behind one seam: accounts and revoked tokens (later: alert
-//! events and profiles).
+//! Durable state behind one seam: accounts, revoked tokens, and the alert
+//! events and profiles of transaction alerts.
 //!
 //! [`Store`] is what handlers see. SQLite ([`sqlite::SqliteStore`], a file
 //! in the data folder) is the embedded default; a PostgreSQL implementation
@@ -10,6 +10,7 @@ pub mod sqlite;
 
 use std::fmt;
 
+use crate::alerts::{AlertProfile, Event, Rules};
 use crate::http::ApiError;
 
 /// An account as stored.
@@ -62,6 +63,25 @@ impl From<StoreError> for ApiError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A stored event, with its place in the user's history and what fired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Increases with every event stored; orders a user's history and
+    /// serves as the paging cursor.
+    pub seq: i64,
+    pub event: Event,
+    pub alert_codes: Vec<u16>,
+}
+
+/// What became of an event given to [`Store::record_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Stored, with the codes that fired.
+    Stored(Vec<u16>),
+    /// Not stored: the user already has an event at a later time.
+    OutOfOrder { latest: i64 },
+}
+
 /// What wren keeps. Implementations are safe to share between threads.
 pub trait Store: Send + Sync {
     /// Creates an account; `Conflict` when the username is taken.
@@ -77,4 +97,24 @@ pub trait Store: Send + Sync {
     fn revoke_token(&self, jti: &str, expires_at: i64) -> StoreResult<()>;
 
     fn is_token_revoked(&self, jti: &str) -> StoreResult<bool>;
+
+    /// In one transaction, serialized with every other event of the user:
+    /// refuses an event earlier than the user's latest, loads the profile and
+    /// the history the rules need, runs them and stores the event with its
+    /// codes. Either all of it happens or none.
+    fn record_event(&self, user_id: i64, event: &Event, rules: &Rules) -> StoreResult<Recorded>;
+
+    /// The user's profile, or the default (medium, no overrides).
+    fn alert_profile(&self, user_id: i64) -> StoreResult<AlertProfile>;
+
+    fn set_alert_profile(&self, user_id: i64, profile: &AlertProfile) -> StoreResult<()>;
+
+    /// Up to `limit` of the user's events, newest first, older than the
+    /// event `before` (a `seq`) when given.
+    fn events(
+        &self,
+        user_id: i64,
+        before: Option<i64>,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>>;
 }

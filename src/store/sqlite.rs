@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Account, S3Credentials, Store, StoreError, StoreResult};
+use super::{Account, Recorded, S3Credentials, Store, StoreError, StoreResult, StoredEvent};
+use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk, Rules};
 
 /// How long a connection waits for another's write to finish.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,12 +39,33 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX revoked_tokens_expiry ON revoked_tokens (expires_at);",
+    // 2: transaction alerts. Amounts are decimal strings (exact); codes a
+    // comma-separated list.
+    "CREATE TABLE alert_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('deposit', 'withdraw')),
+        amount TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        alert_codes TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX alert_events_user_seq ON alert_events (user_id, seq);
+    CREATE INDEX alert_events_user_time ON alert_events (user_id, time);
+    CREATE TABLE alert_profiles (
+        user_id INTEGER PRIMARY KEY NOT NULL,
+        risk TEXT NOT NULL,
+        overrides TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 pub struct SqliteStore {
     path: PathBuf,
     pool: Mutex<Pool>,
     returned: Condvar,
+    /// SQLite has one writer at a time; queueing event writers here is fair
+    /// and cheap, where SQLite's busy handler would poll with sleeps.
+    event_writer: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -81,6 +103,7 @@ impl SqliteStore {
             path,
             pool: Mutex::new(Pool::default()),
             returned: Condvar::new(),
+            event_writer: Mutex::new(()),
         };
         let mut conn = store.connect()?;
         migrate(&mut conn)?;
@@ -236,6 +259,63 @@ impl Store for SqliteStore {
         })
     }
 
+    fn record_event(&self, user_id: i64, event: &Event, rules: &Rules) -> StoreResult<Recorded> {
+        let _writer = self
+            .event_writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.with(|conn| SqliteStore::record_event_in(conn, user_id, event, rules))
+    }
+
+    fn alert_profile(&self, user_id: i64) -> StoreResult<AlertProfile> {
+        self.with(|conn| load_profile(conn, user_id))
+    }
+
+    fn set_alert_profile(&self, user_id: i64, profile: &AlertProfile) -> StoreResult<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO alert_profiles (user_id, risk, overrides, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_id) DO UPDATE SET risk = excluded.risk,
+                   overrides = excluded.overrides, updated_at = excluded.updated_at",
+                params![
+                    user_id,
+                    profile.risk.as_str(),
+                    profile.overrides.to_json().to_string(),
+                    now_unix()
+                ],
+            )
+        })
+        .map(drop)
+    }
+
+    fn events(
+        &self,
+        user_id: i64,
+        before: Option<i64>,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        self.with(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT seq, kind, amount, time, alert_codes FROM alert_events
+                 WHERE user_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+            )?;
+            statement
+                .query_map(
+                    params![user_id, before.unwrap_or(i64::MAX), limit as i64],
+                    |row| {
+                        let codes: String = row.get("alert_codes")?;
+                        Ok(StoredEvent {
+                            seq: row.get("seq")?,
+                            event: event_from_row(row)?,
+                            alert_codes: codes_from_text(&codes)?,
+                        })
+                    },
+                )?
+                .collect()
+        })
+    }
+
     fn is_token_revoked(&self, jti: &str) -> StoreResult<bool> {
         self.with(|conn| {
             conn.query_row(
@@ -246,6 +326,119 @@ impl Store for SqliteStore {
             .optional()
             .map(|found| found.is_some())
         })
+    }
+}
+
+/// Reads a stored row back; a value this code did not write is reported as
+/// a backend error rather than trusted.
+fn corrupt(what: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
+}
+
+fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    let kind: String = row.get("kind")?;
+    let amount: String = row.get("amount")?;
+    Ok(Event {
+        kind: Kind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
+        amount: alerts::parse_decimal(&amount).ok_or_else(|| corrupt("amount"))?,
+        time: row.get("time")?,
+    })
+}
+
+fn codes_to_text(codes: &[u16]) -> String {
+    codes
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn codes_from_text(text: &str) -> rusqlite::Result<Vec<u16>> {
+    text.split(',')
+        .filter(|c| !c.is_empty())
+        .map(|c| c.parse().map_err(|_| corrupt("alert_codes")))
+        .collect()
+}
+
+fn load_profile(conn: &Connection, user_id: i64) -> rusqlite::Result<AlertProfile> {
+    let row: Option<(String, String)> = conn
+        .query_row(
+            "SELECT risk, overrides FROM alert_profiles WHERE user_id = ?1",
+            params![user_id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let Some((risk, overrides)) = row else {
+        return Ok(AlertProfile::default());
+    };
+    let overrides: serde_json::Value =
+        serde_json::from_str(&overrides).map_err(|_| corrupt("overrides"))?;
+    Ok(AlertProfile {
+        risk: Risk::parse(&risk).ok_or_else(|| corrupt("risk"))?,
+        overrides: overrides
+            .as_object()
+            .and_then(|o| Overrides::from_json(o).ok())
+            .ok_or_else(|| corrupt("overrides"))?,
+    })
+}
+
+impl SqliteStore {
+    fn record_event_in(
+        conn: &mut Connection,
+        user_id: i64,
+        event: &Event,
+        rules: &Rules,
+    ) -> rusqlite::Result<Recorded> {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let latest: Option<i64> = tx.query_row(
+            "SELECT max(time) FROM alert_events WHERE user_id = ?1",
+            params![user_id],
+            |row| row.get(0),
+        )?;
+        if let Some(latest) = latest
+            && event.time < latest
+        {
+            return Ok(Recorded::OutOfOrder { latest });
+        }
+        let profile = load_profile(&tx, user_id)?;
+        let need = rules.history_need(&profile, event);
+        // The union of what each rule needs: every event since a time, the
+        // last n events, the last m deposits; oldest first.
+        let mut history = {
+            let mut statement = tx.prepare_cached(
+                "SELECT kind, amount, time FROM alert_events WHERE seq IN (
+                    SELECT seq FROM alert_events WHERE user_id = ?1 AND time >= ?2
+                    UNION
+                    SELECT seq FROM (SELECT seq FROM alert_events WHERE user_id = ?1
+                                     ORDER BY seq DESC LIMIT ?3)
+                    UNION
+                    SELECT seq FROM (SELECT seq FROM alert_events
+                                     WHERE user_id = ?1 AND kind = 'deposit'
+                                     ORDER BY seq DESC LIMIT ?4)
+                 ) ORDER BY seq",
+            )?;
+            statement
+                .query_map(
+                    params![user_id, need.since, need.last_events, need.last_deposits],
+                    event_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<Event>>>()?
+        };
+        history.push(*event);
+        let codes = rules.codes(&profile, &history);
+        tx.execute(
+            "INSERT INTO alert_events (user_id, kind, amount, time, alert_codes)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                user_id,
+                event.kind.as_str(),
+                event.amount.to_string(),
+                event.time,
+                codes_to_text(&codes)
+            ],
+        )?;
+        tx.commit()?;
+        Ok(Recorded::Stored(codes))
     }
 }
 

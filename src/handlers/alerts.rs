@@ -1,0 +1,356 @@
+//! Transaction alerts: the "Practice Flask" seed's `POST /event`, and the
+//! per-user alert profiles and event history around it. The rules live in
+//! `crate::alerts`; the store runs them inside each event's transaction.
+
+use serde_json::{Map, Value, json};
+
+use crate::App;
+use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk, Rules};
+use crate::auth::require_user;
+use crate::http::{ApiError, Request, Response};
+use crate::store::Recorded;
+
+/// The default and largest page of `GET /api/v1/users/{id}/events`.
+pub const DEFAULT_EVENTS_PAGE: usize = 50;
+pub const MAX_EVENTS_PAGE: usize = 500;
+
+/// `POST /event`: stores the event, answers which alert codes fired.
+pub fn event(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let body = request.body().read_to_vec()?;
+    let payload = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(payload)) => payload,
+        _ => return Err(ApiError::bad_request("Request must be JSON").with_code("invalid_json")),
+    };
+    let (user_id, event) = parse_event(&payload)?;
+    let rules = Rules {
+        unit: app.config.event_time_unit,
+    };
+    match app.store.record_event(user_id, &event, &rules)? {
+        Recorded::Stored(codes) => Ok(Response::json(
+            200,
+            &json!({"alert": !codes.is_empty(), "alert_codes": codes, "user_id": user_id}),
+        )),
+        Recorded::OutOfOrder { latest } => Err(ApiError::new(
+            409,
+            format!(
+                "'time' {} is earlier than user {user_id}'s latest event ({latest}); events must arrive in time order",
+                event.time
+            ),
+        )
+        .with_code("out_of_order")),
+    }
+}
+
+/// The seed's payload, every problem reported with the seed's messages.
+fn parse_event(payload: &Map<String, Value>) -> Result<(i64, Event), ApiError> {
+    let mut problems = Vec::new();
+    let kind = match payload.get("type") {
+        None | Some(Value::Null) => required("type", &mut problems),
+        Some(value) => {
+            let kind = value.as_str().and_then(Kind::parse);
+            if kind.is_none() {
+                problems.push((
+                    "type",
+                    "'type' must be one of these values (deposit, withdraw)".to_owned(),
+                ));
+            }
+            kind
+        }
+    };
+    let amount = match payload.get("amount") {
+        None | Some(Value::Null) => required("amount", &mut problems),
+        Some(value) => {
+            let parsed = match value {
+                Value::String(text) => alerts::parse_decimal(text),
+                Value::Number(number) => alerts::parse_decimal(&number.to_string()),
+                _ => None,
+            };
+            match parsed {
+                None => {
+                    problems.push(("amount", "'amount' must be a decimal number".to_owned()));
+                    None
+                }
+                Some(amount) if amount <= rust_decimal::Decimal::ZERO => {
+                    problems.push(("amount", "'amount' must be greater than 0".to_owned()));
+                    None
+                }
+                Some(amount) => Some(amount),
+            }
+        }
+    };
+    let user_id = non_negative_integer(payload, "user_id", &mut problems);
+    let time = non_negative_integer(payload, "time", &mut problems);
+    match (kind, amount, user_id, time) {
+        (Some(kind), Some(amount), Some(user_id), Some(time)) if problems.is_empty() => {
+            Ok((user_id, Event { kind, amount, time }))
+        }
+        _ => {
+            let message: Vec<&str> = problems.iter().map(|(_, p)| p.as_str()).collect();
+            let details: Vec<Value> = problems
+                .iter()
+                .map(|(field, problem)| json!({"field": field, "problem": problem}))
+                .collect();
+            Err(ApiError::bad_request(message.join("; "))
+                .with_code("invalid_payload")
+                .with_details(Value::Array(details)))
+        }
+    }
+}
+
+fn required<T>(field: &'static str, problems: &mut Vec<(&'static str, String)>) -> Option<T> {
+    problems.push((field, format!("'{field}' is required")));
+    None
+}
+
+fn non_negative_integer(
+    payload: &Map<String, Value>,
+    field: &'static str,
+    problems: &mut Vec<(&'static str, String)>,
+) -> Option<i64> {
+    match payload.get(field) {
+        None | Some(Value::Null) => required(field, problems),
+        Some(Value::Number(number)) if number.is_i64() || number.is_u64() => {
+            match number.as_i64() {
+                Some(n) if n >= 0 => Some(n),
+                Some(_) => {
+                    problems.push((
+                        field,
+                        format!("'{field}' must be greater than or equal to 0"),
+                    ));
+                    None
+                }
+                None => {
+                    problems.push((field, format!("'{field}' must be at most {}", i64::MAX)));
+                    None
+                }
+            }
+        }
+        Some(_) => {
+            problems.push((field, format!("'{field}' must be an integer")));
+            None
+        }
+    }
+}
+
+/// `GET /api/v1/users/{user_id}/alert-profile`.
+pub fn get_profile(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    require_user(app, request)?;
+    let user_id = path_user_id(request)?;
+    let profile = app.store.alert_profile(user_id)?;
+    Ok(profile_response(user_id, &profile))
+}
+
+/// `PUT /api/v1/users/{user_id}/alert-profile`: `risk` and/or `overrides`;
+/// a field left out keeps its stored value.
+pub fn put_profile(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    require_user(app, request)?;
+    let user_id = path_user_id(request)?;
+    let body = request.body().read_to_vec()?;
+    let Ok(Value::Object(update)) = serde_json::from_slice::<Value>(&body) else {
+        return Err(ApiError::bad_request(
+            "the body must be a JSON object: {\"risk\": ..., \"overrides\": {...}}",
+        ));
+    };
+    let mut profile = app.store.alert_profile(user_id)?;
+    let mut problems = Vec::new();
+    for (name, value) in &update {
+        match (name.as_str(), value) {
+            ("risk", Value::String(text)) if Risk::parse(text).is_some() => {
+                profile.risk = Risk::parse(text).unwrap_or_default();
+            }
+            ("risk", _) => problems
+                .push(json!({"field": "risk", "problem": "must be one of low, medium, high"})),
+            ("overrides", Value::Object(object)) => match Overrides::from_json(object) {
+                Ok(overrides) => profile.overrides = overrides,
+                Err(found) => problems.extend(
+                    found
+                        .into_iter()
+                        .map(|p| json!({"field": p.field, "problem": p.problem})),
+                ),
+            },
+            ("overrides", _) => problems
+                .push(json!({"field": "overrides", "problem": "must be an object of thresholds"})),
+            (other, _) => problems.push(json!({
+                "field": crate::http::error::excerpt(other, 64),
+                "problem": "is not a profile field; the fields are risk and overrides",
+            })),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::new(422, "the profile has problems, see details")
+            .with_code("invalid_profile")
+            .with_details(Value::Array(problems)));
+    }
+    app.store.set_alert_profile(user_id, &profile)?;
+    Ok(profile_response(user_id, &profile))
+}
+
+fn profile_response(user_id: i64, profile: &AlertProfile) -> Response {
+    Response::json(
+        200,
+        &json!({
+            "user_id": user_id,
+            "risk": profile.risk.as_str(),
+            "overrides": profile.overrides.to_json(),
+            "thresholds": profile.thresholds().to_json(),
+        }),
+    )
+}
+
+/// `GET /api/v1/users/{user_id}/events?limit=&before=`: newest first.
+pub fn list_events(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    require_user(app, request)?;
+    let user_id = path_user_id(request)?;
+    let mut limit = DEFAULT_EVENTS_PAGE;
+    let mut before = None;
+    for pair in request
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_EVENTS_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "'limit' must be a whole number from 1 to {MAX_EVENTS_PAGE}"
+                        ))
+                    })?;
+            }
+            "before" => {
+                before = Some(
+                    value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| {
+                            ApiError::bad_request(
+                                "'before' must be a positive whole number (a next_before value)",
+                            )
+                        })?,
+                );
+            }
+            _ => {}
+        }
+    }
+    let events = app.store.events(user_id, before, limit)?;
+    let next_before = (events.len() == limit)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    let events: Vec<Value> = events
+        .iter()
+        .map(|stored| {
+            json!({
+                "type": stored.event.kind.as_str(),
+                "amount": stored.event.amount.to_string(),
+                "time": stored.event.time,
+                "alert_codes": stored.alert_codes,
+            })
+        })
+        .collect();
+    Ok(Response::json(
+        200,
+        &json!({"user_id": user_id, "events": events, "next_before": next_before}),
+    ))
+}
+
+fn path_user_id(request: &Request<'_>) -> Result<i64, ApiError> {
+    let user_id = request.param_int("user_id")?;
+    if user_id < 0 {
+        return Err(ApiError::bad_request(
+            "'user_id' must be greater than or equal to 0",
+        ));
+    }
+    Ok(user_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::test_app as app;
+    use crate::http::Body;
+
+    fn post(app: &App, body: &str) -> Result<Response, ApiError> {
+        let mut request =
+            Request::new("POST", "/event").with_body(Body::from_bytes(body.as_bytes().to_vec()));
+        event(app, &mut request)
+    }
+
+    fn codes(response: &Response) -> Value {
+        let body: Value = serde_json::from_slice(response.body_bytes().unwrap()).unwrap();
+        body["alert_codes"].clone()
+    }
+
+    #[test]
+    fn the_seed_example_fires_123_on_the_second_deposit() {
+        let app = app();
+        let first = post(
+            &app,
+            r#"{"type": "deposit", "amount": "100.00", "user_id": 1, "time": 0}"#,
+        )
+        .unwrap();
+        assert_eq!(codes(&first), json!([]));
+        let second = post(
+            &app,
+            r#"{"type": "DEPOSIT", "amount": 101, "user_id": 1, "time": 3}"#,
+        )
+        .unwrap();
+        assert_eq!(codes(&second), json!([123]));
+        let body: Value = serde_json::from_slice(second.body_bytes().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"alert": true, "alert_codes": [123], "user_id": 1})
+        );
+    }
+
+    #[test]
+    fn invalid_payloads_name_every_problem() {
+        let app = app();
+        let err = post(&app, r#"{"type": 1, "amount": "-9", "user_id": "a"}"#).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert_eq!(
+            err.message(),
+            "'type' must be one of these values (deposit, withdraw); 'amount' must be greater than 0; \
+             'user_id' must be an integer; 'time' is required"
+        );
+        let err = post(&app, "not json").unwrap_err();
+        assert_eq!(err.message(), "Request must be JSON");
+        assert_eq!(
+            post(&app, "[1]").unwrap_err().message(),
+            "Request must be JSON"
+        );
+    }
+
+    #[test]
+    fn time_going_backwards_is_409_and_not_stored() {
+        let app = app();
+        post(
+            &app,
+            r#"{"type": "withdraw", "amount": "1", "user_id": 2, "time": 100}"#,
+        )
+        .unwrap();
+        let err = post(
+            &app,
+            r#"{"type": "withdraw", "amount": "1", "user_id": 2, "time": 99}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.status(), 409);
+        assert_eq!(app.store.events(2, None, 10).unwrap().len(), 1);
+        // Another user is not affected; the same time is fine.
+        post(
+            &app,
+            r#"{"type": "withdraw", "amount": "1", "user_id": 3, "time": 5}"#,
+        )
+        .unwrap();
+        post(
+            &app,
+            r#"{"type": "withdraw", "amount": "1", "user_id": 2, "time": 100}"#,
+        )
+        .unwrap();
+    }
+}
