@@ -1,0 +1,405 @@
+//! Transaction alerts over real sockets: the seed's API tests, invalid
+//! payloads, ordering, restarts, profiles, and concurrent clients.
+
+mod common;
+
+use std::collections::HashMap;
+use std::thread;
+
+use common::{Response, Server};
+use serde_json::{Value, json};
+
+const JSON: &str = "application/json";
+const USER: &str = "auditor:audit-password";
+
+fn send_event(server: &Server, body: &Value) -> Response {
+    server.post("/event", JSON, &body.to_string(), "")
+}
+
+fn event(kind: &str, amount: &str, user_id: i64, time: i64) -> Value {
+    json!({"type": kind, "amount": amount, "user_id": user_id, "time": time})
+}
+
+fn codes(response: &Response) -> Value {
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.json()["alert_codes"].clone()
+}
+
+/// A bearer header for the `--user` account every server here gets.
+fn auth(server: &Server) -> String {
+    let response = server.post(
+        "/api/sign_in",
+        JSON,
+        r#"{"login": "auditor", "password": "audit-password"}"#,
+        "",
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    format!(
+        "Authorization: Bearer {}\r\n",
+        response.json()["token"].as_str().unwrap()
+    )
+}
+
+/// A user's whole stored history, oldest first, following the pages.
+fn history(server: &Server, auth: &str, user_id: i64) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut target = format!("/api/v1/users/{user_id}/events?limit=100");
+    loop {
+        let response = server.get_with(&target, auth);
+        assert_eq!(response.status, 200, "{}", response.text());
+        let body = response.json();
+        events.extend(body["events"].as_array().unwrap().iter().cloned());
+        match body["next_before"].as_i64() {
+            Some(before) => {
+                target = format!("/api/v1/users/{user_id}/events?limit=100&before={before}")
+            }
+            None => break,
+        }
+    }
+    events.reverse();
+    events
+}
+
+#[test]
+fn the_seed_api_tests() {
+    let server = Server::start(&["--user", USER]);
+    let first = send_event(&server, &event("deposit", "100.00", 1, 0));
+    assert_eq!(
+        first.json(),
+        json!({"alert": false, "alert_codes": [], "user_id": 1})
+    );
+    let second = send_event(&server, &event("deposit", "101.00", 1, 3));
+    assert_eq!(
+        second.json(),
+        json!({"alert": true, "alert_codes": [123], "user_id": 1})
+    );
+    // The seed README's curl example.
+    let readme = send_event(&server, &event("deposit", "217.00", 11, 35));
+    assert_eq!(codes(&readme), json!([123]));
+}
+
+#[test]
+fn every_invalid_payload_the_seed_rejects_gets_400() {
+    let server = Server::start(&["--user", USER]);
+    let valid = event("deposit", "1.00", 5, 10);
+    let cases: Vec<(&str, Option<Value>, &str)> = vec![
+        ("type", None, "'type' is required"),
+        (
+            "type",
+            Some(json!(1)),
+            "'type' must be one of these values (deposit, withdraw)",
+        ),
+        (
+            "type",
+            Some(json!("invalid")),
+            "'type' must be one of these values (deposit, withdraw)",
+        ),
+        ("amount", None, "'amount' is required"),
+        (
+            "amount",
+            Some(json!("a")),
+            "'amount' must be a decimal number",
+        ),
+        (
+            "amount",
+            Some(json!("-9")),
+            "'amount' must be greater than 0",
+        ),
+        ("user_id", None, "'user_id' is required"),
+        ("user_id", Some(json!("a")), "'user_id' must be an integer"),
+        (
+            "user_id",
+            Some(json!(-9)),
+            "'user_id' must be greater than or equal to 0",
+        ),
+        ("time", None, "'time' is required"),
+        ("time", Some(json!("a")), "'time' must be an integer"),
+        (
+            "time",
+            Some(json!(-9)),
+            "'time' must be greater than or equal to 0",
+        ),
+    ];
+    for (field, value, message) in cases {
+        let mut payload = valid.clone();
+        match value {
+            Some(value) => payload[field] = value,
+            None => {
+                payload.as_object_mut().unwrap().remove(field);
+            }
+        }
+        let response = send_event(&server, &payload);
+        assert_eq!(response.status, 400, "{payload}");
+        let body = response.json();
+        assert_eq!(body["message"], message, "{payload}");
+        assert_eq!(body["details"][0]["field"], field, "{payload}");
+    }
+    for not_json in ["", "type=deposit", "{\"type\": "] {
+        let response = server.post("/event", JSON, not_json, "");
+        assert_eq!(response.status, 400);
+        assert_eq!(response.json()["message"], "Request must be JSON");
+    }
+    // Nothing of all that was stored.
+    assert!(history(&server, &auth(&server), 5).is_empty());
+}
+
+#[test]
+fn time_going_backwards_gets_409_and_is_not_stored() {
+    let server = Server::start(&["--user", USER]);
+    assert_eq!(
+        codes(&send_event(&server, &event("withdraw", "5", 9, 1000))),
+        json!([])
+    );
+    let late = send_event(&server, &event("withdraw", "500", 9, 999));
+    assert_eq!(late.status, 409);
+    assert!(late.json()["message"].as_str().unwrap().contains("1000"));
+    let stored = history(&server, &auth(&server), 9);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["time"], 1000);
+    // The refused withdrawal does not count toward three in a row.
+    send_event(&server, &event("withdraw", "5", 9, 1000));
+    assert_eq!(
+        codes(&send_event(&server, &event("withdraw", "5", 9, 1001))),
+        json!([30])
+    );
+}
+
+#[test]
+fn history_survives_a_restart_and_counts_in_windows() {
+    let mut server = Server::start(&["--user", USER]);
+    let data_dir = server.data_dir.clone();
+    let data_arg = data_dir.to_str().unwrap().to_owned();
+    send_event(&server, &event("deposit", "150", 3, 10_000));
+    send_event(&server, &event("withdraw", "1", 3, 11_000));
+    server.signal(libc::SIGTERM);
+    assert!(
+        server
+            .wait_exit(std::time::Duration::from_secs(10))
+            .is_some()
+    );
+
+    let server = Server::start(&["--user", USER, "--data-dir", &data_arg]);
+    // 150 before the restart + 60 now, within 30 s: over 200.
+    assert_eq!(
+        codes(&send_event(&server, &event("deposit", "60", 3, 40_000))),
+        json!([123])
+    );
+    // Times before the stored ones are still refused.
+    assert_eq!(
+        send_event(&server, &event("deposit", "1", 3, 5)).status,
+        409
+    );
+    let stored = history(&server, &auth(&server), 3);
+    let amounts: Vec<&str> = stored
+        .iter()
+        .map(|e| e["amount"].as_str().unwrap())
+        .collect();
+    assert_eq!(amounts, ["150", "1", "60"]);
+    assert_eq!(stored[2]["alert_codes"], json!([123]));
+}
+
+#[test]
+fn profiles_need_an_account_and_change_the_next_event() {
+    let server = Server::start(&["--user", USER]);
+    let auth = auth(&server);
+    let path = "/api/v1/users/7/alert-profile";
+    assert_eq!(server.get(path).status, 401);
+    let profile = server.get_with(path, &auth).json();
+    assert_eq!(profile["risk"], "medium");
+    assert_eq!(profile["thresholds"]["withdrawal_over"], "100");
+    assert_eq!(profile["overrides"], json!({}));
+
+    // 80 is under the medium threshold.
+    assert_eq!(
+        codes(&send_event(&server, &event("withdraw", "80", 7, 0))),
+        json!([])
+    );
+    let put = |body: Value| {
+        server.request(&format!(
+            "PUT {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.to_string().len()
+        ))
+    };
+    let high = put(json!({"risk": "high"}));
+    assert_eq!(high.status, 200, "{}", high.text());
+    let body = high.json();
+    assert_eq!(body["thresholds"]["withdrawal_over"], "50");
+    assert_eq!(body["thresholds"]["burst_count"], 3);
+    // High risk: over 50, and two withdrawals in a row are enough for 30.
+    assert_eq!(
+        codes(&send_event(&server, &event("withdraw", "80", 7, 200_000))),
+        json!([30, 1100])
+    );
+
+    // Overrides beat the rating; leaving risk out keeps it.
+    let overridden =
+        put(json!({"overrides": {"withdrawal_over": "90.5", "consecutive_withdrawals": 5}}));
+    assert_eq!(overridden.json()["risk"], "high");
+    assert_eq!(overridden.json()["thresholds"]["withdrawal_over"], "90.5");
+    assert_eq!(
+        codes(&send_event(&server, &event("withdraw", "90", 7, 400_000))),
+        json!([])
+    );
+    assert_eq!(
+        server.get_with(path, &auth).json()["overrides"],
+        json!({"withdrawal_over": "90.5", "consecutive_withdrawals": 5})
+    );
+
+    let bad = put(json!({"risk": "extreme", "overrides": {"burst_count": 0, "speed": 1}}));
+    assert_eq!(bad.status, 422);
+    let fields: Vec<String> = bad.json()["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(fields, ["overrides.burst_count", "overrides.speed", "risk"]);
+    // A refused update changes nothing.
+    assert_eq!(server.get_with(path, &auth).json()["risk"], "high");
+}
+
+/// Deterministic pseudo-random events for a few users, each user's times
+/// increasing (sometimes equal), amounts and kinds varied so that every
+/// rule fires now and then.
+fn workload(users: i64, per_user: usize) -> Vec<Vec<Value>> {
+    let mut rng = fastrand_like(42);
+    (0..users)
+        .map(|user| {
+            let mut time = 1_000_000;
+            (0..per_user)
+                .map(|_| {
+                    time += (rng() % 15_000) as i64;
+                    let kind = if rng() % 2 == 0 {
+                        "deposit"
+                    } else {
+                        "withdraw"
+                    };
+                    let amount = format!("{}.{:02}", 20 + rng() % 120, rng() % 100);
+                    event(kind, &amount, 100 + user, time)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A small xorshift: the tests need repeatable variety, not a crate.
+fn fastrand_like(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
+#[test]
+fn concurrent_clients_get_the_codes_a_replay_gives() {
+    const CLIENTS: usize = 8;
+    let server = Server::start(&["--user", USER]);
+    let users = workload(5, 200);
+    // Each user's events dealt round-robin to the clients, so one user's
+    // events travel on several connections at once.
+    let mut queues: Vec<Vec<Value>> = vec![Vec::new(); CLIENTS];
+    let mut dealt = 0;
+    for user_events in &users {
+        for event in user_events {
+            queues[dealt % CLIENTS].push(event.clone());
+            dealt += 1;
+        }
+    }
+    for queue in &mut queues {
+        queue.sort_by_key(|e| e["time"].as_i64().unwrap());
+    }
+    let answered: Vec<(Value, Response)> = thread::scope(|scope| {
+        let handles: Vec<_> = queues
+            .iter()
+            .map(|queue| {
+                let server = &server;
+                scope.spawn(move || {
+                    queue
+                        .iter()
+                        .map(|e| (e.clone(), send_event(server, e)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(answered.len(), 1000);
+
+    let mut fired: HashMap<i64, Vec<(Value, Value)>> = HashMap::new();
+    let mut refused = 0;
+    for (event, response) in &answered {
+        match response.status {
+            200 => fired
+                .entry(event["user_id"].as_i64().unwrap())
+                .or_default()
+                .push((event.clone(), response.json()["alert_codes"].clone())),
+            409 => refused += 1,
+            other => panic!("status {other} for {event}: {}", response.text()),
+        }
+    }
+    assert!(fired.values().map(Vec::len).sum::<usize>() + refused == 1000);
+
+    let auth = auth(&server);
+    let replay = Server::start(&[]);
+    let mut all_codes = std::collections::BTreeSet::new();
+    for user in 0..5 {
+        let user_id = 100 + user;
+        let stored = history(&server, &auth, user_id);
+        let accepted = fired.remove(&user_id).unwrap_or_default();
+        // Every 200 is in the history, nothing else is.
+        assert_eq!(stored.len(), accepted.len(), "user {user_id}");
+        let key = |e: &Value| {
+            (
+                e["time"].as_i64().unwrap(),
+                e["type"].as_str().unwrap().to_owned(),
+                e["amount"]
+                    .as_str()
+                    .unwrap()
+                    .trim_end_matches('0')
+                    .to_owned(),
+                e["alert_codes"].clone(),
+            )
+        };
+        let mut stored_keys: Vec<_> = stored.iter().map(key).collect();
+        let mut accepted_keys: Vec<_> = accepted
+            .iter()
+            .map(|(e, codes)| {
+                let mut e = e.clone();
+                e["alert_codes"] = codes.clone();
+                key(&e)
+            })
+            .collect();
+        stored_keys.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        accepted_keys.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        assert_eq!(stored_keys, accepted_keys, "user {user_id}");
+
+        // One by one, in stored order, a fresh server fires the same codes.
+        for stored_event in &stored {
+            let again = event(
+                stored_event["type"].as_str().unwrap(),
+                stored_event["amount"].as_str().unwrap(),
+                user_id,
+                stored_event["time"].as_i64().unwrap(),
+            );
+            let codes = codes(&send_event(&replay, &again));
+            assert_eq!(
+                codes, stored_event["alert_codes"],
+                "user {user_id}, {again}"
+            );
+            for code in codes.as_array().unwrap() {
+                all_codes.insert(code.as_u64().unwrap());
+            }
+        }
+    }
+    // The workload exercises every rule, so the comparison means something.
+    assert_eq!(
+        all_codes.into_iter().collect::<Vec<_>>(),
+        [30, 123, 300, 500, 1100]
+    );
+}
