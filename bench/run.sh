@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks wren against tiny_http and nginx on loopback: requests/s and the
 # server's CPU time per request for GET /status; then the latency of a
-# successful POST /login (the argon2id cost) and model evaluation speed.
+# successful POST /login (the argon2id cost), model evaluation speed, and
+# POST /event against the seed's stack (Flask under gunicorn).
 # Prints figures and PASS/MISS lines; never fails on a missed target, since
 # timings depend on the machine.
 #
@@ -55,6 +56,19 @@ install_tools() {
 # /usr/sbin is not on every user's PATH.
 nginx_bin() {
     command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; }
+}
+
+# The seed's stack for POST /event: Flask and gunicorn in a venv of their own,
+# rebuilt from scratch only when the pins change.
+install_flask() {
+    local venv=target/bench/flask-venv req=bench/flask-event/requirements.txt
+    if [[ ! $venv/.installed -nt $req ]]; then
+        echo "installing Flask and gunicorn into $venv"
+        python3 -m venv --clear "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+        touch "$venv/.installed"
+    fi
+    GUNICORN_BIN=$venv/bin/gunicorn
 }
 
 build_tinyhttp() {
@@ -151,12 +165,14 @@ cpu_ticks() {
 
 # --- measuring ---------------------------------------------------------------
 
-# run_wrk URL [WRK ARGS...]: one timed wrk run. Sets WRK_REQUESTS and WRK_RPS,
-# and warns about socket errors or non-2xx answers, which skew the figures.
+# run_wrk URL [WRK ARGS...]: one timed wrk run. Sets WRK_REQUESTS, WRK_RPS
+# and WRK_OUTPUT (what a script's done() printed is in it), and warns about
+# socket errors or non-2xx answers, which skew the figures.
 run_wrk() {
     local url=$1 out
     shift
     out=$(wrk "${WRK_ARGS[@]}" -d"${BENCH_SECONDS}s" "$@" "$url")
+    WRK_OUTPUT=$out
     WRK_REQUESTS=$(awk '/ requests in /{print $1}' <<<"$out")
     WRK_RPS=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
     WRK_REQUESTS=${WRK_REQUESTS:-0} WRK_RPS=${WRK_RPS:-0}
@@ -184,13 +200,13 @@ measure() {
 }
 
 # Lines at warning level or worse in a server's log, so that a fast but
-# failing server does not go unnoticed.
+# failing server does not go unnoticed. Any case: gunicorn writes [ERROR].
 log_problems() {
     local name=$1 file=$2 count
-    count=$(grep -cE '\[(warn|warning|error|crit|alert|emerg)\]' "$file" || true)
+    count=$(grep -ciE '\[(warn|warning|error|crit|critical|alert|emerg)\]' "$file" || true)
     if [[ $count -gt 0 ]]; then
         echo "  warning: $count problem lines in $name's log; the last ones:"
-        grep -E '\[(warn|warning|error|crit|alert|emerg)\]' "$file" | tail -n 5 | sed 's/^/    /'
+        grep -iE '\[(warn|warning|error|crit|critical|alert|emerg)\]' "$file" | tail -n 5 | sed 's/^/    /'
     fi
 }
 
@@ -333,8 +349,136 @@ bench_model() {
         --target x86_64-unknown-linux-gnu --bench model_eval
 }
 
+# event_script BLOCKS_FILE: the wrk script for POST /event. Each user sends
+# the 8 events of PATTERN, 1000 ms apart, which make every alert rule fire.
+# A user's next event leaves only once the answer to its previous one is back
+# (response() reads the user_id in it): wrk sends a thread's consecutive
+# requests on different connections, which a server may handle in either
+# order, and wren answers 409 when a user's times go backwards. For the same
+# reason every wrk thread, of the warm-up as of the timed run, takes its own
+# block of a million user ids from the counter in BLOCKS_FILE.
+event_script() {
+    printf 'local blocks_file = "%s"\n' "$1"
+    cat <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+
+-- Types and amounts in cents. Per user: 1100 once (event 4), 30 once (6),
+-- 300 once (7), 123 twice (7, 8), 500 three times (6 to 8).
+local pattern = {
+   {"deposit", 6000}, {"withdraw", 3000}, {"deposit", 7000}, {"withdraw", 15000},
+   {"withdraw", 2000}, {"withdraw", 1000}, {"deposit", 8000}, {"deposit", 4000},
+}
+
+-- Main state: hands out the id blocks, then sums the threads' counts.
+local threads = {}
+
+function setup(thread)
+   local f = io.open(blocks_file, "r")
+   local block = f and tonumber(f:read("*a")) or 0
+   if f then f:close() end
+   f = assert(io.open(blocks_file, "w"))
+   f:write(block + 1)
+   f:close()
+   thread:set("next_user", block * 1000000 + 1)
+   table.insert(threads, thread)
+end
+
+-- Thread state: sent[user] counts the events sent for each user in flight,
+-- ready holds the users whose answer is back.
+local sent, ready = {}, {}
+answers, fired = 0, {}
+
+function request()
+   local user = table.remove(ready)
+   if not user then
+      user, next_user = next_user, next_user + 1
+      sent[user] = 0
+   end
+   local n = sent[user] + 1
+   sent[user] = n
+   -- A few cents more for some users: amounts vary, which rules fire does not.
+   local cents = pattern[n][2] + user % 50
+   return wrk.format(nil, nil, nil, string.format(
+      '{"type":"%s","amount":"%d.%02d","user_id":%d,"time":%d}',
+      pattern[n][1], math.floor(cents / 100), cents % 100, user, n * 1000))
+end
+
+function response(status, headers, body)
+   local user = tonumber(body:match('"user_id":%s*(%d+)'))
+   -- wrk counts non-2xx answers; such a user is dropped.
+   if status ~= 200 or not sent[user] then return end
+   if sent[user] < #pattern then
+      table.insert(ready, user)
+   else
+      sent[user] = nil
+   end
+   answers = answers + 1
+   for code in body:match('"alert_codes":%s*%[([^%]]*)%]'):gmatch("%d+") do
+      fired[code] = (fired[code] or 0) + 1
+   end
+end
+
+function done(summary, latency, requests)
+   local total, counts = 0, {}
+   for _, thread in ipairs(threads) do
+      total = total + thread:get("answers")
+      for code, count in pairs(thread:get("fired")) do
+         counts[code] = (counts[code] or 0) + count
+      end
+   end
+   local line = "alerts per 1000 answers:"
+   for _, code in ipairs({"30", "123", "300", "500", "1100"}) do
+      line = line .. string.format(" %s=%.0f", code, (counts[code] or 0) * 1000 / math.max(total, 1))
+   end
+   print(line)
+end
+LUA
+}
+
+# POST /event: wren against the seed's stack, Flask under gunicorn, both with
+# an access log written to a file.
+bench_event() {
+    local port dir pids script
+    RESULTS=()
+    script=$WORKDIR/event.lua
+    event_script "$WORKDIR/event-blocks" >"$script"
+    # Dynamic scoping: measure and run_wrk see this WRK_ARGS.
+    local WRK_ARGS=(-t2 -c50 -s "$script")
+    echo "== POST /event: wrk ${WRK_ARGS[*]:0:2} -d${BENCH_SECONDS}s, keep-alive, after a 1 s warm-up"
+    echo "   8 events per user; a correct server answers, per 1000: 30=125 123=250 300=125 500=375 1100=125"
+    echo "   durability: wren commits every event to SQLite in WAL mode with synchronous=FULL"
+    echo "   (each commit fsynced); the Flask seed keeps history in process memory only"
+
+    port=$(free_port)
+    mkdir -p "$WORKDIR/wren-event"
+    start_server wren-event "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
+        --data-dir "$WORKDIR/wren-event"
+    measure wren "http://127.0.0.1:$port/event" "$SERVER_PID"
+    echo "  $(grep '^alerts' <<<"$WRK_OUTPUT")"
+    stop_server "$SERVER_PID"
+    log_problems wren "$WORKDIR/wren-event.out"
+
+    # Threaded workers: sync ones close the connection after every answer.
+    port=$(free_port)
+    dir=$WORKDIR/gunicorn
+    mkdir -p "$dir"
+    start_server gunicorn "$port" "$GUNICORN_BIN" --chdir bench/flask-event \
+        --bind "127.0.0.1:$port" --workers 2 --worker-class gthread --threads 4 \
+        --access-logfile "$dir/access.log" --no-control-socket app:app
+    mapfile -t pids < <(children_of "$SERVER_PID")
+    measure flask "http://127.0.0.1:$port/event" "$SERVER_PID" "${pids[@]}"
+    echo "  $(grep '^alerts' <<<"$WRK_OUTPUT")"
+    stop_server "$SERVER_PID"
+    log_problems gunicorn "$WORKDIR/gunicorn.out"
+
+    report
+}
+
 install_tools
+install_flask
 build_tinyhttp
 bench_status
 bench_login
 bench_model
+bench_event

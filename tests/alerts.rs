@@ -269,7 +269,7 @@ fn workload(users: i64, per_user: usize) -> Vec<Vec<Value>> {
             (0..per_user)
                 .map(|_| {
                     time += (rng() % 15_000) as i64;
-                    let kind = if rng() % 2 == 0 {
+                    let kind = if rng().is_multiple_of(2) {
                         "deposit"
                     } else {
                         "withdraw"
