@@ -283,13 +283,15 @@ pub(crate) fn serve(shared: &Shared, mut conn: Box<Conn>) -> Next {
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    respond_and_close(shared, &mut conn, error, started);
+                    let timeout = conn.io_timeout;
+                    respond_and_close(shared, &mut conn, error, started, timeout);
                     return conn.linger();
                 }
             }
         }
         if conn.phase == Phase::Head && Instant::now() >= conn.deadline {
-            respond_and_close(shared, &mut conn, header_timeout(), Instant::now());
+            let timeout = conn.io_timeout;
+            respond_and_close(shared, &mut conn, header_timeout(), Instant::now(), timeout);
             return conn.linger();
         }
         match conn.read_available() {
@@ -314,7 +316,10 @@ pub(crate) fn serve(shared: &Shared, mut conn: Box<Conn>) -> Next {
 pub(crate) fn expire(shared: &Shared, mut conn: Box<Conn>) -> Option<Box<Conn>> {
     match conn.phase {
         Phase::Head => {
-            respond_and_close(shared, &mut conn, header_timeout(), Instant::now());
+            // The monitor must never wait on one client: a client that does
+            // not read gets what fits in its send buffer now, or nothing.
+            let no_wait = Duration::ZERO;
+            respond_and_close(shared, &mut conn, header_timeout(), Instant::now(), no_wait);
             match conn.linger() {
                 Next::Park(conn) => Some(conn),
                 Next::Close => None,
@@ -324,8 +329,15 @@ pub(crate) fn expire(shared: &Shared, mut conn: Box<Conn>) -> Option<Box<Conn>> 
     }
 }
 
-/// Answers an error that ends the connection (a bad head, a timeout).
-fn respond_and_close(shared: &Shared, conn: &mut Conn, error: ApiError, started: Instant) {
+/// Answers an error that ends the connection (a bad head, a timeout); each
+/// write may wait up to `write_timeout` for the client to read.
+fn respond_and_close(
+    shared: &Shared,
+    conn: &mut Conn,
+    error: ApiError,
+    started: Instant,
+    write_timeout: Duration,
+) {
     let request_id = new_request_id();
     let meta = Meta {
         request_id: &request_id,
@@ -334,7 +346,11 @@ fn respond_and_close(shared: &Shared, conn: &mut Conn, error: ApiError, started:
         keep_alive: false,
     };
     let mut out = std::mem::take(&mut conn.out);
-    let (status, bytes) = send(&mut conn.socket(), &mut out, error.into_response(), &meta);
+    let mut socket = Socket {
+        stream: &conn.stream,
+        timeout: write_timeout,
+    };
+    let (status, bytes) = send(&mut socket, &mut out, error.into_response(), &meta);
     conn.out = out;
     shared.logger.access(&AccessEntry {
         request_id: &request_id,
@@ -586,9 +602,8 @@ pub(crate) fn refuse(shared: &Shared, mut stream: TcpStream, peer: SocketAddr, r
         head_only: false,
         keep_alive: false,
     };
-    // The socket is new: its send buffer is empty, so this write does not
-    // block for long; the short timeout bounds it anyway.
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+    // Non-blocking: the socket is new, so its empty send buffer takes the
+    // whole answer, and the accept loop never waits on this client.
     let _ = stream.set_nonblocking(true);
     let mut sink = [0u8; 4096];
     let _ = stream.read(&mut sink);

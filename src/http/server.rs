@@ -264,7 +264,7 @@ fn admit(shared: &Shared, stream: TcpStream, peer: SocketAddr, id: u64) {
 fn monitor(shared: &Arc<Shared>) -> i32 {
     let now = Instant::now();
     let mut next_due: Option<Instant> = None;
-    let mut stalled = false;
+    let mut stalled = 0usize;
     let expired: Vec<(u64, Box<Conn>)> = {
         let mut connections = shared.lock();
         let mut expired_ids = Vec::new();
@@ -276,7 +276,9 @@ fn monitor(shared: &Arc<Shared>) -> i32 {
                 }
                 Entry::Parked(conn) => conn.deadline(),
                 Entry::Busy { since, .. } => {
-                    stalled |= now.duration_since(*since) >= STALL_THRESHOLD;
+                    if now.duration_since(*since) >= STALL_THRESHOLD {
+                        stalled += 1;
+                    }
                     now + STALL_THRESHOLD
                 }
             };
@@ -299,9 +301,13 @@ fn monitor(shared: &Arc<Shared>) -> i32 {
             shared.park(id, lingering);
         }
     }
-    if stalled
+    // Only when every worker is stuck: one slow request among busy workers
+    // is not a reason for another thread.
+    let workers = shared.workers.load(Ordering::SeqCst);
+    if stalled > 0
+        && stalled >= workers
         && shared.waiting.load(Ordering::SeqCst) == 0
-        && shared.workers.load(Ordering::SeqCst) < shared.limits.max_connections
+        && workers < shared.limits.max_connections
         && let Err(err) = start_worker(shared)
     {
         shared
