@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use crate::App;
 use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk, Rules};
 use crate::auth::require_user;
-use crate::http::{ApiError, Request, Response};
+use crate::http::{ApiError, Fields, Request, Response};
 use crate::store::Recorded;
 
 /// The default and largest page of `GET /api/v1/users/{id}/events`.
@@ -201,43 +201,25 @@ fn profile_response(user_id: i64, profile: &AlertProfile) -> Response {
 pub fn list_events(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     require_user(app, request)?;
     let user_id = path_user_id(request)?;
-    let mut limit = DEFAULT_EVENTS_PAGE;
-    let mut before = None;
-    for pair in request
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match name {
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_EVENTS_PAGE).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "'limit' must be a whole number from 1 to {MAX_EVENTS_PAGE}"
-                        ))
-                    })?;
-            }
-            "before" => {
-                before = Some(
-                    value
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| {
-                            ApiError::bad_request(
-                                "'before' must be a positive whole number (a next_before value)",
-                            )
-                        })?,
-                );
-            }
-            _ => {}
-        }
-    }
+    let query = Fields::from_query(request)?;
+    let limit = match query.get("limit") {
+        None => DEFAULT_EVENTS_PAGE,
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_EVENTS_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "'limit' must be a whole number from 1 to {MAX_EVENTS_PAGE}"
+                ))
+            })?,
+    };
+    let before = match query.get("before") {
+        None => None,
+        Some(text) => Some(text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::bad_request("'before' must be a positive whole number (a next_before value)")
+        })?),
+    };
     let events = app.store.events(user_id, before, limit)?;
     let next_before = (events.len() == limit)
         .then(|| events.last().map(|e| e.seq))

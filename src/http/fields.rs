@@ -26,48 +26,60 @@ impl Fields {
     /// body, means only the query string counts) and adds the query.
     pub fn from_request(request: &mut Request<'_>) -> Result<Fields, ApiError> {
         let mut fields = Fields::default();
-        let content_type = request.header("content-type").map(str::to_owned);
-        let media_type = content_type.as_deref().map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
-        if media_type.as_deref() == Some("multipart/form-data") {
-            let boundary = content_type.as_deref().and_then(multipart::boundary);
-            let boundary = boundary.ok_or_else(|| {
+        let content_type = request.header("content-type").unwrap_or("");
+        let media_type = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if media_type == "multipart/form-data" {
+            let boundary = multipart::boundary(content_type).ok_or_else(|| {
                 ApiError::bad_request("a multipart/form-data body needs a valid boundary parameter")
             })?;
+            // What follows the closing boundary is not read: the engine
+            // drains or closes.
             fields.add_multipart(request.body(), &boundary)?;
-        }
-        let body = request.body().read_to_vec()?;
-        if !body.is_empty() {
-            match media_type.as_deref() {
-                Some("application/json") => fields.add_json(&body)?,
-                None if looks_like_json(&body) => fields.add_json(&body)?,
-                // Only a multipart epilogue can be left; it is ignored.
-                Some("multipart/form-data") => {}
-                Some("application/x-www-form-urlencoded") | None => {
-                    let text = std::str::from_utf8(&body)
-                        .map_err(|_| ApiError::bad_request("the form body is not valid UTF-8"))?;
-                    fields.add_urlencoded(text)?;
-                }
-                Some(other) => {
-                    return Err(ApiError::new(
-                        415,
-                        format!(
-                            "expected a JSON or form body, got Content-Type '{}'",
-                            excerpt(other, 64)
-                        ),
-                    ));
-                }
+        } else {
+            let body = request.body().read_to_vec()?;
+            if !body.is_empty() {
+                fields.add_body(&media_type, &body)?;
             }
         }
         if let Some(query) = request.query() {
             fields.add_urlencoded(query)?;
         }
         Ok(fields)
+    }
+
+    /// Only the query string's fields (for GET routes).
+    pub fn from_query(request: &Request<'_>) -> Result<Fields, ApiError> {
+        let mut fields = Fields::default();
+        if let Some(query) = request.query() {
+            fields.add_urlencoded(query)?;
+        }
+        Ok(fields)
+    }
+
+    /// A JSON or urlencoded body; without a media type, JSON is recognised
+    /// by its opening brace.
+    fn add_body(&mut self, media_type: &str, body: &[u8]) -> Result<(), ApiError> {
+        match media_type {
+            "application/json" => self.add_json(body),
+            "" if looks_like_json(body) => self.add_json(body),
+            "application/x-www-form-urlencoded" | "" => {
+                let text = std::str::from_utf8(body)
+                    .map_err(|_| ApiError::bad_request("the form body is not valid UTF-8"))?;
+                self.add_urlencoded(text)
+            }
+            other => Err(ApiError::new(
+                415,
+                format!(
+                    "expected a JSON or form body, got Content-Type '{}'",
+                    excerpt(other, 64)
+                ),
+            )),
+        }
     }
 
     /// The first value of `name`.
