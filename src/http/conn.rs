@@ -55,6 +55,9 @@ pub(crate) struct Conn {
     /// the accept, not from its first byte).
     first: bool,
     lingered: usize,
+    /// How many buffered bytes are known to hold no complete head, so that
+    /// a head arriving a byte at a time is not parsed again per byte.
+    head_checked: usize,
     header_timeout: Duration,
     keep_alive_timeout: Duration,
     io_timeout: Duration,
@@ -77,6 +80,7 @@ impl Conn {
             deadline: Instant::now() + limits.header_timeout,
             first: true,
             lingered: 0,
+            head_checked: 0,
             header_timeout: limits.header_timeout,
             keep_alive_timeout: limits.keep_alive_timeout,
             io_timeout: limits.io_timeout,
@@ -98,6 +102,14 @@ impl Conn {
 
     fn buffered(&self) -> &[u8] {
         &self.buf[self.start..self.end]
+    }
+
+    /// Whether parsing the buffered head can give a new answer: a line
+    /// ended since the last try, or the buffer is full (and gets `431`).
+    fn head_may_be_ready(&self) -> bool {
+        let buffered = self.buffered();
+        buffered.len() == self.buf.len()
+            || memchr::memchr(b'\n', &buffered[self.head_checked.min(buffered.len())..]).is_some()
     }
 
     /// Reads what has arrived without waiting; `WouldBlock` when nothing has.
@@ -262,11 +274,12 @@ pub(crate) fn serve(shared: &Shared, mut conn: Box<Conn>) -> Next {
         if conn.phase == Phase::Idle && shared.shutting_down.load(Ordering::SeqCst) {
             return Next::Close;
         }
-        if !conn.buffered().is_empty() {
+        if conn.head_may_be_ready() {
             let started = Instant::now();
             match parse_head(conn.buffered()) {
                 Ok(Some((head, len))) => {
                     conn.start += len;
+                    conn.head_checked = 0;
                     if !handle(shared, &mut conn, head, started) {
                         return conn.linger();
                     }
@@ -281,7 +294,7 @@ pub(crate) fn serve(shared: &Shared, mut conn: Box<Conn>) -> Next {
                     conn.deadline = Instant::now() + conn.header_timeout;
                     continue;
                 }
-                Ok(None) => {}
+                Ok(None) => conn.head_checked = conn.buffered().len(),
                 Err(error) => {
                     let timeout = conn.io_timeout;
                     respond_and_close(shared, &mut conn, error, started, timeout);

@@ -74,6 +74,10 @@ pub struct Multipart<R: Read> {
     eof: bool,
     state: State,
     parts: usize,
+    /// Bytes from `start` known to be data (no delimiter among them).
+    known_data: usize,
+    /// The delimiter follows those bytes.
+    delimiter_next: bool,
 }
 
 impl<R: Read> Multipart<R> {
@@ -93,6 +97,8 @@ impl<R: Read> Multipart<R> {
             eof: false,
             state: State::Preamble,
             parts: 0,
+            known_data: 0,
+            delimiter_next: false,
         }
     }
 
@@ -147,27 +153,34 @@ impl<R: Read> Multipart<R> {
     }
 
     fn read_part_head(&mut self) -> io::Result<PartHead> {
+        // Parse again only when a line has ended since the last try, so a
+        // head arriving a byte at a time costs linear time, not quadratic.
+        let mut parse_due = true;
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; 16];
-            match httparse::parse_headers(&self.buffer[self.start..self.end], &mut headers) {
-                Ok(httparse::Status::Complete((consumed, headers))) => {
-                    let head = part_head(headers)?;
-                    self.start += consumed;
-                    return Ok(head);
-                }
-                Ok(httparse::Status::Partial) => {
-                    if self.end - self.start >= MAX_PART_HEAD_BYTES {
-                        return Err(malformed("multipart part head is too large"));
+            if parse_due {
+                let mut headers = [httparse::EMPTY_HEADER; 16];
+                match httparse::parse_headers(&self.buffer[self.start..self.end], &mut headers) {
+                    Ok(httparse::Status::Complete((consumed, headers))) => {
+                        let head = part_head(headers)?;
+                        self.start += consumed;
+                        return Ok(head);
                     }
-                    if !self.fill()? {
-                        return Err(malformed("multipart body ended inside a part head"));
+                    Ok(httparse::Status::Partial) => {}
+                    Err(httparse::Error::TooManyHeaders) => {
+                        return Err(malformed("multipart part has too many header fields"));
                     }
+                    Err(_) => return Err(malformed("multipart part head is malformed")),
                 }
-                Err(httparse::Error::TooManyHeaders) => {
-                    return Err(malformed("multipart part has too many header fields"));
-                }
-                Err(_) => return Err(malformed("multipart part head is malformed")),
             }
+            let checked = self.end - self.start;
+            if checked >= MAX_PART_HEAD_BYTES {
+                return Err(malformed("multipart part head is too large"));
+            }
+            if !self.fill()? {
+                return Err(malformed("multipart body ended inside a part head"));
+            }
+            parse_due =
+                memchr::memchr(b'\n', &self.buffer[self.start + checked..self.end]).is_some();
         }
     }
 
@@ -177,27 +190,36 @@ impl<R: Read> Multipart<R> {
             return Ok(0);
         }
         loop {
-            let window = &self.buffer[self.start..self.end];
-            let available = match memmem::find(window, &self.delimiter) {
-                Some(0) => {
-                    self.start += self.delimiter.len();
-                    self.state = State::AfterBoundary;
-                    return Ok(0);
-                }
-                Some(at) => at,
-                // A delimiter may begin in the last `len - 1` bytes: keep them.
-                None => window.len().saturating_sub(self.delimiter.len() - 1),
-            };
-            if available > 0 {
-                let n = available.min(out.len());
-                out[..n].copy_from_slice(&window[..n]);
+            if self.known_data > 0 {
+                let n = self.known_data.min(out.len());
+                out[..n].copy_from_slice(&self.buffer[self.start..self.start + n]);
                 self.start += n;
+                self.known_data -= n;
                 return Ok(n);
             }
-            if !self.fill()? {
-                return Err(malformed(
-                    "multipart body ended before its closing boundary",
-                ));
+            if self.delimiter_next {
+                self.delimiter_next = false;
+                self.start += self.delimiter.len();
+                self.state = State::AfterBoundary;
+                return Ok(0);
+            }
+            // Search once per fill, not once per read: small reads would
+            // otherwise scan the same window again and again.
+            let window = &self.buffer[self.start..self.end];
+            match memmem::find(window, &self.delimiter) {
+                Some(at) => {
+                    self.known_data = at;
+                    self.delimiter_next = true;
+                }
+                // A delimiter may begin in the last `len - 1` bytes: keep them.
+                None => {
+                    self.known_data = window.len().saturating_sub(self.delimiter.len() - 1);
+                    if self.known_data == 0 && !self.fill()? {
+                        return Err(malformed(
+                            "multipart body ended before its closing boundary",
+                        ));
+                    }
+                }
             }
         }
     }
@@ -279,8 +301,16 @@ fn parameter(params: &str, name: &str) -> Option<String> {
         if rest.is_empty() {
             return None;
         }
-        let (key, after_key) = rest.split_once('=')?;
-        let key = key.trim();
+        let key_end = rest.find(['=', ';']).unwrap_or(rest.len());
+        let (key, after_key) = match rest[key_end..].strip_prefix('=') {
+            Some(after_key) => (rest[..key_end].trim(), after_key),
+            // A parameter without a value: skip it.
+            None if key_end < rest.len() => {
+                rest = &rest[key_end..];
+                continue;
+            }
+            None => return None,
+        };
         let after_key = after_key.trim_start();
         let (value, after_value) = if let Some(quoted) = after_key.strip_prefix('"') {
             unquote(quoted)?
@@ -432,6 +462,10 @@ mod tests {
             Some("a b;c")
         );
         assert_eq!(boundary("multipart/form-data"), None);
+        assert_eq!(
+            boundary("multipart/form-data; flag; boundary=b").as_deref(),
+            Some("b")
+        );
         assert_eq!(boundary("multipart/form-data; boundary="), None);
         assert_eq!(boundary("multipart/mixed; boundary=x"), None);
         assert_eq!(
