@@ -238,9 +238,13 @@ fn match_segments(pattern: &[Segment], path: &[&str]) -> Option<ParamResult> {
         let value = match decode_segment(path[i]) {
             Ok(value) => value,
             // A literal segment never has a '%' in it, so this path cannot
-            // match one; for a parameter the request is malformed.
+            // match one; for a parameter the request is malformed, once the
+            // literals after it have matched too (else it is a 404).
             Err(_) if matches!(segment, Segment::Literal(_)) => return None,
-            Err(error) => return Some(Err(error)),
+            Err(error) => {
+                param_error.get_or_insert(error);
+                continue;
+            }
         };
         match segment {
             Segment::Literal(literal) if *literal != value => return None,
@@ -304,6 +308,7 @@ mod tests {
             .get("/items/new", ok)
             .get("/items/{id:int}", ok)
             .get("/users/{name}", ok)
+            .get("/users/{name}/profile", ok)
             .get("/files/{key:path}", ok)
             .post("/upload", read_body)
             .post("/big", read_body)
@@ -377,6 +382,9 @@ mod tests {
     fn malformed_paths_are_400() {
         assert_eq!(call("GET", "/users/%zz").status(), 400);
         assert_eq!(call("GET", "/users/%ff").status(), 400);
+        // Undecodable, but the literal after it matches no route anyway.
+        assert_eq!(call("GET", "/users/%zz/nope").status(), 404);
+        assert_eq!(call("GET", "/users/%zz/profile").status(), 400);
     }
 
     #[test]
