@@ -52,12 +52,9 @@ fn echo(_app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
 /// the engine must frame it (chunked, or close-delimited for HTTP/1.0).
 fn stream(_app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     let n = request.param_int("n")?.clamp(0, 1 << 30) as u64;
-    let body: Vec<u8> = (0..n).map(|i| b'0' + (i % 10) as u8).collect();
-    Ok(Response::stream(
-        200,
-        Box::new(std::io::Cursor::new(body)),
-        None,
-    ))
+    // Generated as it is read, so a large n costs no memory.
+    let body = Digits { next: 0, len: n };
+    Ok(Response::stream(200, Box::new(body), None))
 }
 
 /// Counts the body's bytes as it streams, in constant memory (up to 1 GiB).
@@ -71,4 +68,21 @@ fn count(_app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
         }
     }
     Ok(Response::text(200, total.to_string()))
+}
+
+/// `len` bytes of `0123456789` repeated, generated as they are read.
+struct Digits {
+    next: u64,
+    len: u64,
+}
+
+impl std::io::Read for Digits {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = out.len().min((self.len - self.next) as usize);
+        for (i, slot) in out[..n].iter_mut().enumerate() {
+            *slot = b'0' + ((self.next + i as u64) % 10) as u8;
+        }
+        self.next += n as u64;
+        Ok(n)
+    }
 }

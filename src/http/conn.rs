@@ -491,13 +491,11 @@ fn write_response(
 
     out.clear();
     let _ = write!(out, "HTTP/1.1 {} {}\r\n", status, reason_phrase(status));
-    super::date::with_http_date_now(|date| {
-        let _ = write!(
-            out,
-            "Date: {date}\r\nServer: wren/{}\r\n",
-            env!("CARGO_PKG_VERSION")
-        );
-    });
+    out.extend_from_slice(b"Date: ");
+    super::date::with_http_date_now(|date| out.extend_from_slice(date.as_bytes()));
+    out.extend_from_slice(
+        concat!("\r\nServer: wren/", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes(),
+    );
     for (name, value) in &headers {
         // A value carrying CR or LF would let input split the response.
         if value.bytes().any(|b| b == b'\r' || b == b'\n') {
