@@ -53,10 +53,18 @@ pub struct TreeEnsemble {
 }
 
 impl TreeEnsemble {
+    /// Rounds the row as the trees compare it (to `f32` when `float32`),
+    /// once per row rather than at every node.
+    pub fn prepare(&self, row: &mut [f64]) {
+        if self.float32 {
+            for x in row {
+                *x = f64::from(*x as f32);
+            }
+        }
+    }
+
+    /// The ensemble's value for a row given to [`TreeEnsemble::prepare`].
     pub fn value(&self, row: &[f64]) -> f64 {
-        // One tree after another. Walking four at once (to overlap their
-        // loads) halved the time for one repeated row but was a third slower
-        // on varied rows, where its extra branch mispredicts.
         let total: f64 = self.roots.iter().map(|&root| self.tree(root, row)).sum();
         let aggregated = match self.aggregate {
             Aggregate::Sum => total,
@@ -68,15 +76,14 @@ impl TreeEnsemble {
     fn tree(&self, root: u32, row: &[f64]) -> f64 {
         let mut node = &self.nodes[root as usize];
         while node.left != LEAF {
-            let mut x = row[node.feature as usize];
-            if self.float32 {
-                x = f64::from(x as f32);
-            }
-            let next = if x <= node.threshold_or_value {
-                node.left
-            } else {
-                node.right
-            };
+            let x = row[node.feature as usize];
+            // Which way a row goes is data, not a pattern a branch predictor
+            // can learn: a select is ~2x faster on varied rows.
+            let next = std::hint::select_unpredictable(
+                x <= node.threshold_or_value,
+                node.left,
+                node.right,
+            );
             node = &self.nodes[next as usize];
         }
         node.threshold_or_value
@@ -194,9 +201,11 @@ mod tests {
         // 0.1 as f64 is a little below 0.1f32: in 64 bits 0.1 <= 0.1 goes
         // left; rounded to f32 it is above the f64 threshold and goes right.
         let mut model = boosted();
-        let row = [0.0, 0.1];
+        let mut row = [0.0, 0.1];
+        model.prepare(&mut row);
         assert_eq!(model.value(&row), 10.0 + 0.5 * (-4.0 + 1.0));
         model.float32 = true;
+        model.prepare(&mut row);
         assert_eq!(model.value(&row), 10.0 + 0.5 * (-4.0 + 3.0));
     }
 }

@@ -1,6 +1,8 @@
 //! A model's named inputs: what each accepts, and how a value becomes
 //! positions of the encoded input row (see `docs/MODEL_FORMAT.md`).
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -36,7 +38,7 @@ pub enum FeatureKind {
         aliases: Vec<(String, String)>,
         /// `values` and aliases in ASCII lower case, for matching.
         #[serde(skip)]
-        lookup: Vec<(String, usize)>,
+        lookup: HashMap<String, usize>,
     },
 }
 
@@ -78,10 +80,18 @@ impl Feature {
     /// Parses a value given as text: a path segment or a form field.
     pub fn parse_text(&self, text: &str) -> Result<Input, String> {
         match &self.kind {
-            FeatureKind::Integer { min, max } => match text.parse::<i64>() {
-                Ok(n) => self.check_integer(n, *min, *max),
-                Err(_) => Err(self.integer_rule(*min, *max)),
-            },
+            FeatureKind::Integer { min, max } => {
+                // `3.0` is a whole number too, as in JSON instances (a JSON
+                // form reaches here as the text of its number).
+                let n = text
+                    .parse::<i64>()
+                    .ok()
+                    .or_else(|| text.parse::<f64>().ok().and_then(whole_number));
+                match n {
+                    Some(n) => self.check_integer(n, *min, *max),
+                    None => Err(self.integer_rule(*min, *max)),
+                }
+            }
             FeatureKind::Number { min, max } => match text.parse::<f64>() {
                 Ok(x) if x.is_finite() => self.check_number(x, *min, *max),
                 _ => Err("must be a finite number".to_owned()),
@@ -95,15 +105,12 @@ impl Feature {
     pub fn parse_json(&self, value: &Value) -> Result<Input, String> {
         match (&self.kind, value) {
             (FeatureKind::Integer { min, max }, Value::Number(number)) => {
-                match number.as_i64() {
+                let n = number
+                    .as_i64()
+                    .or_else(|| number.as_f64().and_then(whole_number));
+                match n {
                     Some(n) => self.check_integer(n, *min, *max),
-                    // 3.0 is a whole number too.
-                    None => match number.as_f64() {
-                        Some(x) if x.fract() == 0.0 && x.abs() <= 2f64.powi(53) => {
-                            self.check_integer(x as i64, *min, *max)
-                        }
-                        _ => Err(self.integer_rule(*min, *max)),
-                    },
+                    None => Err(self.integer_rule(*min, *max)),
                 }
             }
             (FeatureKind::Number { min, max }, Value::Number(number)) => match number.as_f64() {
@@ -174,9 +181,8 @@ impl Feature {
         let FeatureKind::Category { values, lookup, .. } = &self.kind else {
             unreachable!("parse_category on a numeric feature")
         };
-        let wanted = text.to_ascii_lowercase();
-        match lookup.iter().find(|(key, _)| *key == wanted) {
-            Some(&(_, index)) => Ok(Input::Category(index)),
+        match lookup.get(&text.to_ascii_lowercase()) {
+            Some(&index) => Ok(Input::Category(index)),
             None => {
                 let shown = crate::http::error::excerpt(text, 64);
                 let allowed = if values.len() <= 24 {
@@ -195,18 +201,14 @@ impl Feature {
 
 impl FeatureKind {
     /// A category over `values`; each alias comes with the index of the
-    /// value it stands for (checked by the loader).
+    /// value it stands for, and `lookup` maps every value and alias, in
+    /// ASCII lower case, to its index (all checked by the loader).
     pub(super) fn category(
         encoding: Encoding,
         values: Vec<String>,
         aliases: Vec<(String, usize)>,
+        lookup: HashMap<String, usize>,
     ) -> Self {
-        let lookup = values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v.to_ascii_lowercase(), i))
-            .chain(aliases.iter().map(|(a, i)| (a.to_ascii_lowercase(), *i)))
-            .collect();
         let aliases = aliases
             .into_iter()
             .map(|(alias, i)| (alias, values[i].clone()))
@@ -218,6 +220,11 @@ impl FeatureKind {
             lookup,
         }
     }
+}
+
+/// `x` as an integer when it is whole and exact in a 64-bit float.
+fn whole_number(x: f64) -> Option<i64> {
+    (x.fract() == 0.0 && x.abs() <= 2f64.powi(53)).then_some(x as i64)
 }
 
 fn json_type(value: &Value) -> &'static str {

@@ -314,7 +314,7 @@ fn category(
             None => alias_indices.push((alias, index)),
         }
     }
-    Ok(FeatureKind::category(encoding, values, alias_indices))
+    Ok(FeatureKind::category(encoding, values, alias_indices, keys))
 }
 
 fn trees_of(

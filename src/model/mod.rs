@@ -120,6 +120,9 @@ impl Model {
         for (feature, &input) in self.features.iter().zip(inputs) {
             feature.encode(input, row);
         }
+        if let ModelKind::Trees(trees) = &self.kind {
+            trees.prepare(row);
+        }
     }
 
     /// The prediction for one encoded row, post-processed.
