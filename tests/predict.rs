@@ -334,3 +334,33 @@ fn a_bad_model_file_stops_the_start_with_its_problem() {
         "{stderr}"
     );
 }
+
+#[test]
+fn no_finite_prediction_is_422_and_problem_lists_are_capped() {
+    let dir = temp_dir("model");
+    let path = dir.join("huge.json");
+    let features = json!([{"type": "number", "name": "x"}]);
+    let mut model = constant_model(0.0, Some(features));
+    model["model"]["coefficients"] = json!([1e300]);
+    model.as_object_mut().unwrap().remove("output");
+    write_model(&path, &model);
+    let server = Server::start(&["--model", path.to_str().unwrap()]);
+    let fine = predict_batch(&server, &json!({"x": 1.0}));
+    assert_eq!(fine.json()["predictions"], json!([1e300]));
+    let overflow = predict_batch(&server, &json!({"instances": [{"x": 1.0}, {"x": 1e10}]}));
+    assert_eq!(overflow.status, 422, "{}", overflow.text());
+    assert_eq!(overflow.json()["details"][0]["instance"], 1);
+
+    let mut instance = serde_json::Map::new();
+    for i in 0..150 {
+        instance.insert(format!("extra{i}"), json!(1));
+    }
+    let many = predict_batch(&server, &Value::Object(instance));
+    assert_eq!(many.status, 422);
+    let body = many.json();
+    assert_eq!(body["details"].as_array().unwrap().len(), 100);
+    assert!(
+        body["message"].as_str().unwrap().contains("151 problems"),
+        "{body}"
+    );
+}

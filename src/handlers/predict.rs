@@ -28,15 +28,8 @@ const MAX_LISTED_PROBLEMS: usize = 100;
 /// `GET /predict/{seller_available}/{month}/{customer_visiting_website}`.
 pub fn predict_path(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     let model = app.model.get();
-    let mut texts = Vec::with_capacity(LEGACY_FEATURES.len());
-    for name in LEGACY_FEATURES {
-        texts.push(request.param_str(name)?.to_owned());
-    }
-    let inputs = legacy_inputs(&model, |name| {
-        let at = LEGACY_FEATURES.iter().position(|n| *n == name);
-        at.map(|i| texts[i].clone())
-    })?;
-    Ok(legacy_answer(app, &model, &inputs, request, true))
+    let inputs = legacy_inputs(&model, |name| request.param_str(name).ok())?;
+    legacy_answer(app, &model, &inputs, request, true)
 }
 
 /// `POST /predict`: the same three fields from a form or JSON.
@@ -44,20 +37,19 @@ pub fn predict_form(app: &App, request: &mut Request<'_>) -> Result<Response, Ap
     let model = app.model.get();
     let fields = Fields::from_request(request)?;
     let inputs = legacy_inputs(&model, |name| {
-        let value = if name == LEGACY_FEATURES[0] {
+        if name == LEGACY_FEATURES[0] {
             fields.first_of(&[name, SELLER_ALIAS])
         } else {
             fields.get(name)
-        };
-        value.map(str::to_owned)
+        }
     })?;
-    Ok(legacy_answer(app, &model, &inputs, request, false))
+    legacy_answer(app, &model, &inputs, request, false)
 }
 
 /// The model's inputs, in its feature order, from the legacy parameters.
-fn legacy_inputs(
+fn legacy_inputs<'a>(
     model: &Model,
-    value_of: impl Fn(&str) -> Option<String>,
+    value_of: impl Fn(&str) -> Option<&'a str>,
 ) -> Result<Vec<Input>, ApiError> {
     let fits = model.features.len() == LEGACY_FEATURES.len()
         && LEGACY_FEATURES
@@ -84,7 +76,7 @@ fn legacy_inputs(
                 ApiError::bad_request(format!("missing field '{}'", feature.name))
                     .with_code("invalid_parameter")
             })?;
-            feature.parse_text(&text).map_err(|problem| {
+            feature.parse_text(text).map_err(|problem| {
                 ApiError::bad_request(format!("'{}' {problem}", feature.name))
                     .with_code("invalid_parameter")
             })
@@ -100,7 +92,7 @@ fn legacy_answer(
     inputs: &[Input],
     request: &Request<'_>,
     cacheable: bool,
-) -> Response {
+) -> Result<Response, ApiError> {
     let json = request.wants_json();
     // One representation per Accept choice, so each gets its own tag.
     let etag = (cacheable && model.is_deterministic())
@@ -118,11 +110,14 @@ fn legacy_answer(
     if let Some(etag) = &etag
         && request.if_none_match(etag)
     {
-        return cache_headers(Response::new(304));
+        return Ok(cache_headers(Response::new(304)));
     }
     let mut row = vec![0.0; model.width()];
     model.encode(inputs, &mut row);
     let prediction = model.predict(&row);
+    if !prediction.is_finite() {
+        return Err(not_finite());
+    }
     let response = if json {
         Response::json(
             200,
@@ -131,7 +126,14 @@ fn legacy_answer(
     } else {
         Response::text(200, number(model, prediction).to_string())
     };
-    cache_headers(response)
+    Ok(cache_headers(response))
+}
+
+/// A model may overflow on inputs its ranges allow (a linear model over an
+/// unbounded number); that is no answer, and JSON has no infinity.
+fn not_finite() -> ApiError {
+    ApiError::new(422, "the model gives no finite prediction for these inputs")
+        .with_code("no_prediction")
 }
 
 /// A prediction as JSON: an integer when the model rounds.
@@ -150,15 +152,24 @@ pub fn predict_batch(app: &App, request: &mut Request<'_>) -> Result<Response, A
         .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))?;
     let model = app.model.get();
     let (inputs, count) = batch_inputs(&model, document, app.config.model.max_batch)?;
-    let width = model.width();
-    let mut row = vec![0.0; width];
-    let features = model.features.len();
-    let predictions: Vec<Value> = (0..count)
-        .map(|i| {
-            model.encode(&inputs[i * features..(i + 1) * features], &mut row);
-            number(&model, model.predict(&row))
+    let mut row = vec![0.0; model.width()];
+    let mut problems = Problems::default();
+    let predictions: Vec<Value> = inputs
+        .chunks_exact(model.features.len())
+        .take(count)
+        .enumerate()
+        .map(|(i, instance)| {
+            model.encode(instance, &mut row);
+            let prediction = model.predict(&row);
+            if !prediction.is_finite() {
+                problems.add(|| json!({"instance": i, "problem": not_finite().message()}));
+            }
+            number(&model, prediction)
         })
         .collect();
+    if !problems.is_empty() {
+        return Err(problems.into_error());
+    }
     Ok(Response::json(
         200,
         &json!({
@@ -180,30 +191,30 @@ fn batch_inputs(
         Value::Object(mut object) => match object.remove("instances") {
             Some(Value::Array(instances)) => instances,
             Some(_) => {
-                return Err(unprocessable(vec![
+                return Err(Problems::one(
                     json!({"field": "instances", "problem": "must be an array of instance objects"}),
-                ]));
+                ));
             }
             None => vec![Value::Object(object)],
         },
         _ => {
-            return Err(unprocessable(vec![json!({
+            return Err(Problems::one(json!({
                 "problem": "the body must be an object: {\"instances\": [...]} or one instance"
-            })]));
+            })));
         }
     };
     if instances.is_empty() || instances.len() > max_batch {
-        return Err(unprocessable(vec![json!({
+        return Err(Problems::one(json!({
             "field": "instances",
             "problem": format!("must hold 1 to {max_batch} instances, found {}", instances.len()),
-        })]));
+        })));
     }
     let count = instances.len();
     let mut inputs = Vec::with_capacity(count * model.features.len());
-    let mut problems = Vec::new();
+    let mut problems = Problems::default();
     for (i, instance) in instances.into_iter().enumerate() {
         let Value::Object(fields) = instance else {
-            problems.push(json!({"instance": i, "problem": "must be an object"}));
+            problems.add(|| json!({"instance": i, "problem": "must be an object"}));
             continue;
         };
         instance_inputs(model, i, &fields, &mut inputs, &mut problems);
@@ -211,7 +222,7 @@ fn batch_inputs(
     if problems.is_empty() {
         Ok((inputs, count))
     } else {
-        Err(unprocessable(problems))
+        Err(problems.into_error())
     }
 }
 
@@ -220,43 +231,72 @@ fn instance_inputs(
     index: usize,
     fields: &Map<String, Value>,
     inputs: &mut Vec<Input>,
-    problems: &mut Vec<Value>,
+    problems: &mut Problems,
 ) {
     for feature in &model.features {
         match fields.get(&feature.name) {
             None => problems
-                .push(json!({"instance": index, "field": feature.name, "problem": "is missing"})),
+                .add(|| json!({"instance": index, "field": feature.name, "problem": "is missing"})),
             Some(value) => match feature.parse_json(value) {
                 Ok(input) => inputs.push(input),
                 Err(problem) => problems
-                    .push(json!({"instance": index, "field": feature.name, "problem": problem})),
+                    .add(|| json!({"instance": index, "field": feature.name, "problem": problem})),
             },
         }
     }
     for name in fields.keys() {
         if model.feature(name).is_none() {
-            problems.push(json!({
-                "instance": index,
-                "field": excerpt(name, 64),
-                "problem": "is not a feature of this model (see GET /api/v1/model)",
-            }));
+            problems.add(|| {
+                json!({
+                    "instance": index,
+                    "field": excerpt(name, 64),
+                    "problem": "is not a feature of this model (see GET /api/v1/model)",
+                })
+            });
         }
     }
 }
 
-fn unprocessable(mut problems: Vec<Value>) -> ApiError {
-    let total = problems.len();
-    problems.truncate(MAX_LISTED_PROBLEMS);
-    let message = if total == 1 {
-        "the input has a problem, see details".to_owned()
-    } else if total > MAX_LISTED_PROBLEMS {
-        format!("the input has {total} problems; the first {MAX_LISTED_PROBLEMS} are listed")
-    } else {
-        format!("the input has {total} problems, see details")
-    };
-    ApiError::new(422, message)
-        .with_code("invalid_input")
-        .with_details(Value::Array(problems))
+/// The problems of a batch: the first [`MAX_LISTED_PROBLEMS`] are built and
+/// listed, the rest only counted, so a body of a million bad fields costs
+/// no more than a hundred.
+#[derive(Default)]
+struct Problems {
+    listed: Vec<Value>,
+    total: usize,
+}
+
+impl Problems {
+    fn add(&mut self, problem: impl FnOnce() -> Value) {
+        self.total += 1;
+        if self.listed.len() < MAX_LISTED_PROBLEMS {
+            self.listed.push(problem());
+        }
+    }
+
+    fn one(problem: Value) -> ApiError {
+        let mut problems = Problems::default();
+        problems.add(|| problem);
+        problems.into_error()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    fn into_error(self) -> ApiError {
+        let total = self.total;
+        let message = if total == 1 {
+            "the input has a problem, see details".to_owned()
+        } else if total > MAX_LISTED_PROBLEMS {
+            format!("the input has {total} problems; the first {MAX_LISTED_PROBLEMS} are listed")
+        } else {
+            format!("the input has {total} problems, see details")
+        };
+        ApiError::new(422, message)
+            .with_code("invalid_input")
+            .with_details(Value::Array(self.listed))
+    }
 }
 
 /// `GET /api/v1/model`: what the served model takes and how it was made.

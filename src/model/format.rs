@@ -417,7 +417,14 @@ fn trees_of(
 /// FNV-1a, 64 bits: a stable digest of the file for ETags, the same in
 /// every build and on every instance.
 pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+    fnv1a_extend(FNV_OFFSET, bytes)
+}
+
+pub(super) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Continues an FNV-1a digest over more bytes.
+pub(super) fn fnv1a_extend(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |hash, &b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }

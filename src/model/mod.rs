@@ -150,20 +150,15 @@ impl Model {
     /// file's digest and the inputs' own (the caller adds the quotes and
     /// marks the representation).
     pub fn etag(&self, inputs: &[Input]) -> String {
-        let mut bytes = Vec::with_capacity(inputs.len() * 9);
-        for input in inputs {
-            match *input {
-                Input::Number(x) => {
-                    bytes.push(0);
-                    bytes.extend_from_slice(&x.to_bits().to_le_bytes());
-                }
-                Input::Category(i) => {
-                    bytes.push(1);
-                    bytes.extend_from_slice(&(i as u64).to_le_bytes());
-                }
-            }
-        }
-        format!("{:016x}{:016x}", self.digest, format::fnv1a(&bytes))
+        let inputs_digest = inputs.iter().fold(format::FNV_OFFSET, |hash, input| {
+            let (tag, bits) = match *input {
+                Input::Number(x) => (0u8, x.to_bits()),
+                Input::Category(i) => (1u8, i as u64),
+            };
+            let hash = format::fnv1a_extend(hash, &[tag]);
+            format::fnv1a_extend(hash, &bits.to_le_bytes())
+        });
+        format!("{:016x}{:016x}", self.digest, inputs_digest)
     }
 
     pub fn kind_name(&self) -> &'static str {
