@@ -113,7 +113,7 @@ struct Args {
     /// (reloaded on SIGHUP), or `random` for the seed's placeholder answers
     /// (default: the sales model built into the binary; env WREN_MODEL)
     #[argh(option)]
-    model: Option<String>,
+    model: Option<ModelSource>,
 
     /// most instances in one POST /api/v1/predict (default 1000; env
     /// WREN_MAX_BATCH)
@@ -374,14 +374,13 @@ impl Config {
                 "the login rate and burst must be at least 1",
             ));
         }
-        let model_source = match args.model.or_else(|| (env.lookup)("WREN_MODEL")) {
-            None => ModelSource::Embedded,
-            Some(value) if value.is_empty() => ModelSource::Embedded,
-            Some(value) if value == "random" => ModelSource::Random,
-            Some(path) => ModelSource::File(PathBuf::from(path)),
-        };
         let model = ModelConfig {
-            source: model_source,
+            source: env.resolve(
+                args.model,
+                "--model",
+                &["WREN_MODEL"],
+                ModelSource::Embedded,
+            )?,
             max_batch: env.resolve(args.max_batch, "--max-batch", &["WREN_MAX_BATCH"], 1000)?,
             max_age: Duration::from_secs(env.resolve(
                 args.predict_max_age,

@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use signal_hook::consts::SIGHUP;
+use signal_hook::iterator::Signals;
 use wren::http::Server;
 use wren::http::log::{self, Logger};
 use wren::{App, Config, routes};
@@ -48,6 +50,15 @@ fn run() -> ExitCode {
         }
     };
     let addr = server.local_addr().unwrap_or(config.addr);
+    // Registered before the slow start (password hashing, model loading),
+    // so that an early SIGHUP is queued instead of killing the process.
+    let sighup = match Signals::new([SIGHUP]) {
+        Ok(signals) => signals,
+        Err(err) => {
+            logger.error(&format!("cannot watch for SIGHUP: {err}"));
+            return ExitCode::FAILURE;
+        }
+    };
     let app = match App::open(config) {
         Ok(app) => Arc::new(app),
         Err(err) => {
@@ -55,8 +66,8 @@ fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(err) = reload_model_on_sighup(Arc::clone(&app), logger) {
-        logger.error(&format!("cannot watch for SIGHUP: {err}"));
+    if let Err(err) = reload_model_on_sighup(sighup, Arc::clone(&app), logger) {
+        logger.error(&format!("cannot start the SIGHUP thread: {err}"));
         return ExitCode::FAILURE;
     }
     let router = routes::table(&app);
@@ -75,8 +86,11 @@ fn run() -> ExitCode {
 
 /// SIGHUP reloads the model from its file; a file that fails to load is
 /// reported and the running model stays.
-fn reload_model_on_sighup(app: Arc<App>, logger: Logger) -> std::io::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+fn reload_model_on_sighup(
+    mut signals: Signals,
+    app: Arc<App>,
+    logger: Logger,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("model-reload".into())
         .spawn(move || {

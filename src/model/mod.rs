@@ -190,6 +190,19 @@ pub enum ModelSource {
     File(PathBuf),
 }
 
+/// `--model`: `random`, a file path, or empty for the built-in model.
+impl std::str::FromStr for ModelSource {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "" => ModelSource::Embedded,
+            "random" => ModelSource::Random,
+            path => ModelSource::File(PathBuf::from(path)),
+        })
+    }
+}
+
 impl ModelSource {
     fn load(&self) -> Result<Model, String> {
         match self {
