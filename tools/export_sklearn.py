@@ -78,10 +78,14 @@ def _encoder(feature):
     if kind == "category":
         values = feature["values"]
         index = {_ascii_lower(v): i for i, v in enumerate(values)}
+        # The loader's rules: an alias names a value exactly, and matches no
+        # other value or alias ignoring case (it may repeat its own value).
         for alias, target in feature.get("aliases", {}).items():
-            if _ascii_lower(target) not in index:
+            if target not in values:
                 raise ValueError(f"alias {alias!r} names {target!r}, which is not a value")
-            index[_ascii_lower(alias)] = index[_ascii_lower(target)]
+            target_index = values.index(target)
+            if index.setdefault(_ascii_lower(alias), target_index) != target_index:
+                raise ValueError(f"alias {alias!r} clashes with another value or alias")
 
         def lookup(value):
             if not isinstance(value, str) or _ascii_lower(value) not in index:
