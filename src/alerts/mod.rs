@@ -76,24 +76,6 @@ impl TimeUnit {
     }
 }
 
-/// The rules as the store runs them inside an event's transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rules {
-    pub unit: TimeUnit,
-}
-
-impl Rules {
-    /// The history `profile`'s thresholds need to judge `event`.
-    pub fn history_need(&self, profile: &AlertProfile, event: &Event) -> HistoryNeed {
-        profile.thresholds().history_need(event.time, self.unit)
-    }
-
-    /// The codes for the last event of `history` (oldest first).
-    pub fn codes(&self, profile: &AlertProfile, history: &[Event]) -> Vec<u16> {
-        evaluate(history, &profile.thresholds(), self.unit)
-    }
-}
-
 /// What a rule sees: the user's history, oldest first, ending with the event
 /// being judged, and the thresholds in force.
 pub struct Context<'a> {

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::App;
-use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk, Rules};
+use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk};
 use crate::auth::require_user;
 use crate::http::{ApiError, Fields, Request, Response};
 use crate::store::Recorded;
@@ -22,10 +22,10 @@ pub fn event(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError>
         _ => return Err(ApiError::bad_request("Request must be JSON").with_code("invalid_json")),
     };
     let (user_id, event) = parse_event(&payload)?;
-    let rules = Rules {
-        unit: app.config.event_time_unit,
-    };
-    match app.store.record_event(user_id, &event, &rules)? {
+    match app
+        .store
+        .record_event(user_id, &event, app.config.event_time_unit)?
+    {
         Recorded::Stored(codes) => Ok(Response::json(
             200,
             &json!({"alert": !codes.is_empty(), "alert_codes": codes, "user_id": user_id}),

@@ -10,7 +10,7 @@ pub mod sqlite;
 
 use std::fmt;
 
-use crate::alerts::{AlertProfile, Event, Rules};
+use crate::alerts::{AlertProfile, Event, TimeUnit};
 use crate::http::ApiError;
 
 /// An account as stored.
@@ -102,7 +102,7 @@ pub trait Store: Send + Sync {
     /// refuses an event earlier than the user's latest, loads the profile and
     /// the history the rules need, runs them and stores the event with its
     /// codes. Either all of it happens or none.
-    fn record_event(&self, user_id: i64, event: &Event, rules: &Rules) -> StoreResult<Recorded>;
+    fn record_event(&self, user_id: i64, event: &Event, unit: TimeUnit) -> StoreResult<Recorded>;
 
     /// The user's profile, or the default (medium, no overrides).
     fn alert_profile(&self, user_id: i64) -> StoreResult<AlertProfile>;

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Account, Recorded, S3Credentials, Store, StoreError, StoreResult, StoredEvent};
-use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk, Rules};
+use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk, TimeUnit};
 
 /// How long a connection waits for another's write to finish.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,6 +57,11 @@ const MIGRATIONS: &[&str] = &[
         overrides TEXT NOT NULL,
         updated_at INTEGER NOT NULL
     ) STRICT;",
+    // 3: an index per history branch, so that a user with many withdrawals
+    // (or many events at one time) does not make each event scan them.
+    "DROP INDEX alert_events_user_time;
+    CREATE INDEX alert_events_user_kind_seq ON alert_events (user_id, kind, seq);
+    CREATE INDEX alert_events_user_kind_time ON alert_events (user_id, kind, time);",
 ];
 
 pub struct SqliteStore {
@@ -259,12 +264,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn record_event(&self, user_id: i64, event: &Event, rules: &Rules) -> StoreResult<Recorded> {
+    fn record_event(&self, user_id: i64, event: &Event, unit: TimeUnit) -> StoreResult<Recorded> {
         let _writer = self
             .event_writer
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.with(|conn| SqliteStore::record_event_in(conn, user_id, event, rules))
+        self.with(|conn| SqliteStore::record_event_in(conn, user_id, event, unit))
     }
 
     fn alert_profile(&self, user_id: i64) -> StoreResult<AlertProfile> {
@@ -362,11 +367,8 @@ fn codes_from_text(text: &str) -> rusqlite::Result<Vec<u16>> {
 
 fn load_profile(conn: &Connection, user_id: i64) -> rusqlite::Result<AlertProfile> {
     let row: Option<(String, String)> = conn
-        .query_row(
-            "SELECT risk, overrides FROM alert_profiles WHERE user_id = ?1",
-            params![user_id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .prepare_cached("SELECT risk, overrides FROM alert_profiles WHERE user_id = ?1")?
+        .query_row(params![user_id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     let Some((risk, overrides)) = row else {
         return Ok(AlertProfile::default());
@@ -387,27 +389,20 @@ impl SqliteStore {
         conn: &mut Connection,
         user_id: i64,
         event: &Event,
-        rules: &Rules,
+        unit: TimeUnit,
     ) -> rusqlite::Result<Recorded> {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let latest: Option<i64> = tx.query_row(
-            "SELECT max(time) FROM alert_events WHERE user_id = ?1",
-            params![user_id],
-            |row| row.get(0),
-        )?;
-        if let Some(latest) = latest
-            && event.time < latest
-        {
-            return Ok(Recorded::OutOfOrder { latest });
-        }
         let profile = load_profile(&tx, user_id)?;
-        let need = rules.history_need(&profile, event);
-        // The union of what each rule needs: every event since a time, the
-        // last n events, the last m deposits; oldest first.
+        let thresholds = profile.thresholds();
+        let need = thresholds.history_need(event.time, unit);
+        // The union of what each rule needs, oldest first: the deposits
+        // since a time, the last n events, the last m deposits. Each branch
+        // walks an index over exactly the rows it returns.
         let mut history = {
             let mut statement = tx.prepare_cached(
                 "SELECT kind, amount, time FROM alert_events WHERE seq IN (
-                    SELECT seq FROM alert_events WHERE user_id = ?1 AND time >= ?2
+                    SELECT seq FROM alert_events
+                    WHERE user_id = ?1 AND kind = 'deposit' AND time >= ?2
                     UNION
                     SELECT seq FROM (SELECT seq FROM alert_events WHERE user_id = ?1
                                      ORDER BY seq DESC LIMIT ?3)
@@ -424,19 +419,25 @@ impl SqliteStore {
                 )?
                 .collect::<rusqlite::Result<Vec<Event>>>()?
         };
+        // Stored order is time order, and the last event is always loaded.
+        if let Some(latest) = history.last().map(|e| e.time)
+            && event.time < latest
+        {
+            return Ok(Recorded::OutOfOrder { latest });
+        }
         history.push(*event);
-        let codes = rules.codes(&profile, &history);
-        tx.execute(
+        let codes = alerts::evaluate(&history, &thresholds, unit);
+        tx.prepare_cached(
             "INSERT INTO alert_events (user_id, kind, amount, time, alert_codes)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                user_id,
-                event.kind.as_str(),
-                event.amount.to_string(),
-                event.time,
-                codes_to_text(&codes)
-            ],
-        )?;
+        )?
+        .execute(params![
+            user_id,
+            event.kind.as_str(),
+            event.amount.to_string(),
+            event.time,
+            codes_to_text(&codes)
+        ])?;
         tx.commit()?;
         Ok(Recorded::Stored(codes))
     }
