@@ -254,6 +254,17 @@ fn profiles_need_an_account_and_change_the_next_event() {
         .map(|d| d["field"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(fields, ["overrides.burst_count", "overrides.speed", "risk"]);
+    let junk: serde_json::Map<String, Value> =
+        (0..500).map(|i| (format!("k{i}"), json!(1))).collect();
+    let many = put(json!({"overrides": junk}));
+    assert_eq!(many.status, 422);
+    assert_eq!(many.json()["details"].as_array().unwrap().len(), 100);
+    assert!(
+        many.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("500 problems")
+    );
     // A refused update changes nothing.
     assert_eq!(server.get_with(path, &auth).json()["risk"], "high");
 }

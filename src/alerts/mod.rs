@@ -8,7 +8,7 @@
 
 mod profile;
 
-pub use profile::{AlertProfile, HistoryNeed, Overrides, Risk, Thresholds, ThresholdsProblem};
+pub use profile::{AlertProfile, HistoryNeed, Overrides, Risk, Thresholds};
 
 use rust_decimal::Decimal;
 
@@ -47,10 +47,33 @@ pub fn parse_decimal(text: &str) -> Option<Decimal> {
             .bytes()
             .chain(fraction.bytes())
             .all(|b| b.is_ascii_digit());
-    if !plain {
+    // More fractional digits than a Decimal holds would be rounded away.
+    if !plain || fraction.len() > MAX_SCALE {
         return None;
     }
     text.parse::<Decimal>().ok()
+}
+
+/// The most fractional digits an amount may have (`Decimal`'s scale).
+const MAX_SCALE: usize = 28;
+
+/// An amount given as a JSON string (a plain decimal) or number (whose
+/// text may have an exponent: `1e-7`).
+pub fn decimal_from_json(value: &serde_json::Value) -> Option<Decimal> {
+    match value {
+        serde_json::Value::String(text) => parse_decimal(text),
+        serde_json::Value::Number(number) => {
+            let text = number.to_string();
+            if text.contains(['e', 'E']) {
+                Decimal::from_scientific(&text)
+                    .ok()
+                    .filter(|d| d.scale() as usize <= MAX_SCALE)
+            } else {
+                parse_decimal(&text)
+            }
+        }
+        _ => None,
+    }
 }
 
 /// One deposit or withdrawal. `time` is in the server's event time unit.

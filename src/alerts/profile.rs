@@ -132,13 +132,6 @@ pub struct Overrides {
     pub burst_window: Option<u32>,
 }
 
-/// One invalid override or profile field, for a `422`'s details.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ThresholdsProblem {
-    pub field: String,
-    pub problem: String,
-}
-
 impl Overrides {
     fn apply(&self, mut t: Thresholds) -> Thresholds {
         macro_rules! take {
@@ -157,17 +150,15 @@ impl Overrides {
     }
 
     /// Parses an `overrides` object; `null` for a field leaves it unset.
-    /// Every problem is reported, not just the first.
-    pub fn from_json(object: &Map<String, Value>) -> Result<Overrides, Vec<ThresholdsProblem>> {
+    /// Every problem is given to `report` as (field, problem), not just the
+    /// first; `None` when there was any.
+    pub fn from_json(
+        object: &Map<String, Value>,
+        report: &mut dyn FnMut(String, String),
+    ) -> Option<Overrides> {
         let mut overrides = Overrides::default();
-        let mut problems = Vec::new();
+        let mut valid = true;
         for (name, value) in object {
-            let mut problem = |text: String| {
-                problems.push(ThresholdsProblem {
-                    field: format!("overrides.{}", crate::http::error::excerpt(name, 64)),
-                    problem: text,
-                })
-            };
             if value.is_null() {
                 continue;
             }
@@ -180,25 +171,20 @@ impl Overrides {
                     count(value).map(|v| overrides.consecutive_withdrawals = Some(v))
                 }
                 "increasing_deposits" => {
-                    count(value).map(|v| overrides.increasing_deposits = Some(v))
+                    increasing(value).map(|v| overrides.increasing_deposits = Some(v))
                 }
                 "burst_count" => count(value).map(|v| overrides.burst_count = Some(v)),
                 "deposit_window" => window(value).map(|v| overrides.deposit_window = Some(v)),
                 "burst_window" => window(value).map(|v| overrides.burst_window = Some(v)),
-                _ => Err(format!(
-                    "is not a threshold; the thresholds are {}",
-                    THRESHOLD_NAMES.join(", ")
-                )),
+                _ => Err(NOT_A_THRESHOLD.to_owned()),
             };
-            if let Err(text) = result {
-                problem(text);
+            if let Err(problem) = result {
+                valid = false;
+                let field = format!("overrides.{}", crate::http::error::excerpt(name, 64));
+                report(field, problem);
             }
         }
-        if problems.is_empty() {
-            Ok(overrides)
-        } else {
-            Err(problems)
-        }
+        valid.then_some(overrides)
     }
 
     /// The set fields only, as `from_json` reads them.
@@ -232,15 +218,10 @@ impl Overrides {
     }
 }
 
-pub const THRESHOLD_NAMES: [&str; 7] = [
-    "withdrawal_over",
-    "consecutive_withdrawals",
-    "increasing_deposits",
-    "window_deposit_total",
-    "deposit_window",
-    "burst_count",
-    "burst_window",
-];
+/// What an unknown override name is told.
+const NOT_A_THRESHOLD: &str = "is not a threshold; the thresholds are withdrawal_over, \
+    consecutive_withdrawals, increasing_deposits, window_deposit_total, deposit_window, \
+    burst_count, burst_window";
 
 /// A user's stored profile.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -257,18 +238,24 @@ impl AlertProfile {
 
 /// An amount: a decimal string or a JSON number, at least 0.
 fn amount(value: &Value) -> Result<Decimal, String> {
-    let parsed = match value {
-        Value::String(text) => super::parse_decimal(text),
-        Value::Number(number) => super::parse_decimal(&number.to_string()),
-        _ => None,
-    };
-    match parsed {
+    match super::decimal_from_json(value) {
         None => Err("must be a decimal number".to_owned()),
         Some(v) if v.is_sign_negative() && !v.is_zero() => {
             Err("must be greater than or equal to 0".to_owned())
         }
         Some(v) => Ok(v.normalize()),
     }
+}
+
+/// Rule 300 compares neighbours, so it needs at least two deposits; one
+/// would make it fire on every deposit.
+fn increasing(value: &Value) -> Result<u32, String> {
+    count(value)?;
+    value
+        .as_u64()
+        .filter(|n| *n >= 2)
+        .map(|n| n as u32)
+        .ok_or_else(|| format!("must be a whole number from 2 to {MAX_COUNT}"))
 }
 
 fn count(value: &Value) -> Result<u32, String> {

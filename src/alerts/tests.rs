@@ -288,8 +288,11 @@ fn overrides_parse_with_every_problem_named() {
         "window_deposit_total": "1e3",
         "burst_window": null
     });
-    let problems = Overrides::from_json(object.as_object().unwrap()).unwrap_err();
-    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    let mut fields = Vec::new();
+    let parsed = Overrides::from_json(object.as_object().unwrap(), &mut |field, _| {
+        fields.push(field)
+    });
+    assert_eq!(parsed, None);
     assert_eq!(
         fields,
         [
@@ -299,11 +302,17 @@ fn overrides_parse_with_every_problem_named() {
             "overrides.window_deposit_total"
         ]
     );
+    let one = serde_json::json!({"increasing_deposits": 1});
+    assert_eq!(
+        Overrides::from_json(one.as_object().unwrap(), &mut |_, _| {}),
+        None,
+        "one deposit cannot increase"
+    );
     let good = serde_json::json!({"withdrawal_over": 250.5, "burst_count": 2});
-    let overrides = Overrides::from_json(good.as_object().unwrap()).unwrap();
+    let overrides = Overrides::from_json(good.as_object().unwrap(), &mut |_, _| {}).unwrap();
     assert_eq!(overrides.withdrawal_over, Some(dec("250.5")));
     assert_eq!(
-        Overrides::from_json(overrides.to_json().as_object().unwrap()).unwrap(),
+        Overrides::from_json(overrides.to_json().as_object().unwrap(), &mut |_, _| {}).unwrap(),
         overrides
     );
 }
@@ -313,6 +322,13 @@ fn decimals_are_plain() {
     assert_eq!(parse_decimal("42.00"), Some(dec("42")));
     assert_eq!(parse_decimal("-9"), Some(-dec("9")));
     assert_eq!(parse_decimal(".5"), Some(dec("0.5")));
+    let too_fine = format!("0.{}1", "0".repeat(28));
+    assert_eq!(parse_decimal(&too_fine), None, "rounding it would give 0");
+    assert_eq!(
+        decimal_from_json(&serde_json::json!(0.0000001)),
+        Some(dec("0.0000001"))
+    );
+    assert_eq!(decimal_from_json(&serde_json::json!("1e-7")), None);
     for bad in ["", ".", "a", "1e3", "1_000", "1.2.3", " 1", "0x10", "NaN"] {
         assert_eq!(parse_decimal(bad), None, "{bad:?}");
     }

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use crate::App;
 use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk};
 use crate::auth::require_user;
+use crate::http::error::Problems;
 use crate::http::{ApiError, Fields, Request, Response};
 use crate::store::Recorded;
 
@@ -59,24 +60,17 @@ fn parse_event(payload: &Map<String, Value>) -> Result<(i64, Event), ApiError> {
     };
     let amount = match payload.get("amount") {
         None | Some(Value::Null) => required("amount", &mut problems),
-        Some(value) => {
-            let parsed = match value {
-                Value::String(text) => alerts::parse_decimal(text),
-                Value::Number(number) => alerts::parse_decimal(&number.to_string()),
-                _ => None,
-            };
-            match parsed {
-                None => {
-                    problems.push(("amount", "'amount' must be a decimal number".to_owned()));
-                    None
-                }
-                Some(amount) if amount <= rust_decimal::Decimal::ZERO => {
-                    problems.push(("amount", "'amount' must be greater than 0".to_owned()));
-                    None
-                }
-                Some(amount) => Some(amount),
+        Some(value) => match alerts::decimal_from_json(value) {
+            None => {
+                problems.push(("amount", "'amount' must be a decimal number".to_owned()));
+                None
             }
-        }
+            Some(amount) if amount <= rust_decimal::Decimal::ZERO => {
+                problems.push(("amount", "'amount' must be greater than 0".to_owned()));
+                None
+            }
+            Some(amount) => Some(amount),
+        },
     };
     let user_id = non_negative_integer(payload, "user_id", &mut problems);
     let time = non_negative_integer(payload, "time", &mut problems);
@@ -152,34 +146,35 @@ pub fn put_profile(app: &App, request: &mut Request<'_>) -> Result<Response, Api
         ));
     };
     let mut profile = app.store.alert_profile(user_id)?;
-    let mut problems = Vec::new();
+    let mut problems = Problems::default();
     for (name, value) in &update {
         match (name.as_str(), value) {
             ("risk", Value::String(text)) if Risk::parse(text).is_some() => {
                 profile.risk = Risk::parse(text).unwrap_or_default();
             }
             ("risk", _) => problems
-                .push(json!({"field": "risk", "problem": "must be one of low, medium, high"})),
-            ("overrides", Value::Object(object)) => match Overrides::from_json(object) {
-                Ok(overrides) => profile.overrides = overrides,
-                Err(found) => problems.extend(
-                    found
-                        .into_iter()
-                        .map(|p| json!({"field": p.field, "problem": p.problem})),
-                ),
-            },
-            ("overrides", _) => problems
-                .push(json!({"field": "overrides", "problem": "must be an object of thresholds"})),
-            (other, _) => problems.push(json!({
-                "field": crate::http::error::excerpt(other, 64),
-                "problem": "is not a profile field; the fields are risk and overrides",
-            })),
+                .add(|| json!({"field": "risk", "problem": "must be one of low, medium, high"})),
+            ("overrides", Value::Object(object)) => {
+                let mut report = |field: String, problem: String| {
+                    problems.add(|| json!({"field": field, "problem": problem}))
+                };
+                if let Some(overrides) = Overrides::from_json(object, &mut report) {
+                    profile.overrides = overrides;
+                }
+            }
+            ("overrides", _) => problems.add(
+                || json!({"field": "overrides", "problem": "must be an object of thresholds"}),
+            ),
+            (other, _) => problems.add(|| {
+                json!({
+                    "field": crate::http::error::excerpt(other, 64),
+                    "problem": "is not a profile field; the fields are risk and overrides",
+                })
+            }),
         }
     }
     if !problems.is_empty() {
-        return Err(ApiError::new(422, "the profile has problems, see details")
-            .with_code("invalid_profile")
-            .with_details(Value::Array(problems)));
+        return Err(problems.into_error(("the profile", "invalid_profile")));
     }
     app.store.set_alert_profile(user_id, &profile)?;
     Ok(profile_response(user_id, &profile))

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::App;
+use crate::http::error::Problems;
 use crate::http::error::excerpt;
 use crate::http::{ApiError, Fields, Request, Response};
 use crate::model::{Input, Model};
@@ -20,10 +21,6 @@ pub const LEGACY_FEATURES: [&str; 3] = ["seller_available", "month", "customer_v
 
 /// The BeCode form's misspelling, accepted by `POST /predict`.
 const SELLER_ALIAS: &str = "seller_avaible";
-
-/// The most problems one `422` lists; a batch of a thousand bad rows would
-/// otherwise answer with a larger body than it sent.
-const MAX_LISTED_PROBLEMS: usize = 100;
 
 /// `GET /predict/{seller_available}/{month}/{customer_visiting_website}`.
 pub fn predict_path(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
@@ -168,7 +165,7 @@ pub fn predict_batch(app: &App, request: &mut Request<'_>) -> Result<Response, A
         })
         .collect();
     if !problems.is_empty() {
-        return Err(problems.into_error());
+        return Err(problems.into_error(INVALID_INPUT));
     }
     Ok(Response::json(
         200,
@@ -192,22 +189,29 @@ fn batch_inputs(
             Some(Value::Array(instances)) => instances,
             Some(_) => {
                 return Err(Problems::one(
+                    INVALID_INPUT,
                     json!({"field": "instances", "problem": "must be an array of instance objects"}),
                 ));
             }
             None => vec![Value::Object(object)],
         },
         _ => {
-            return Err(Problems::one(json!({
-                "problem": "the body must be an object: {\"instances\": [...]} or one instance"
-            })));
+            return Err(Problems::one(
+                INVALID_INPUT,
+                json!({
+                    "problem": "the body must be an object: {\"instances\": [...]} or one instance"
+                }),
+            ));
         }
     };
     if instances.is_empty() || instances.len() > max_batch {
-        return Err(Problems::one(json!({
-            "field": "instances",
-            "problem": format!("must hold 1 to {max_batch} instances, found {}", instances.len()),
-        })));
+        return Err(Problems::one(
+            INVALID_INPUT,
+            json!({
+                "field": "instances",
+                "problem": format!("must hold 1 to {max_batch} instances, found {}", instances.len()),
+            }),
+        ));
     }
     let count = instances.len();
     let mut inputs = Vec::with_capacity(count * model.features.len());
@@ -222,7 +226,7 @@ fn batch_inputs(
     if problems.is_empty() {
         Ok((inputs, count))
     } else {
-        Err(problems.into_error())
+        Err(problems.into_error(INVALID_INPUT))
     }
 }
 
@@ -257,47 +261,8 @@ fn instance_inputs(
     }
 }
 
-/// The problems of a batch: the first [`MAX_LISTED_PROBLEMS`] are built and
-/// listed, the rest only counted, so a body of a million bad fields costs
-/// no more than a hundred.
-#[derive(Default)]
-struct Problems {
-    listed: Vec<Value>,
-    total: usize,
-}
-
-impl Problems {
-    fn add(&mut self, problem: impl FnOnce() -> Value) {
-        self.total += 1;
-        if self.listed.len() < MAX_LISTED_PROBLEMS {
-            self.listed.push(problem());
-        }
-    }
-
-    fn one(problem: Value) -> ApiError {
-        let mut problems = Problems::default();
-        problems.add(|| problem);
-        problems.into_error()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.total == 0
-    }
-
-    fn into_error(self) -> ApiError {
-        let total = self.total;
-        let message = if total == 1 {
-            "the input has a problem, see details".to_owned()
-        } else if total > MAX_LISTED_PROBLEMS {
-            format!("the input has {total} problems; the first {MAX_LISTED_PROBLEMS} are listed")
-        } else {
-            format!("the input has {total} problems, see details")
-        };
-        ApiError::new(422, message)
-            .with_code("invalid_input")
-            .with_details(Value::Array(self.listed))
-    }
-}
+/// How a batch's problems are reported.
+const INVALID_INPUT: (&str, &str) = ("the input", "invalid_input");
 
 /// `GET /api/v1/model`: what the served model takes and how it was made.
 pub fn model_info(app: &App, _request: &mut Request<'_>) -> Result<Response, ApiError> {

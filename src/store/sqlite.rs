@@ -379,7 +379,7 @@ fn load_profile(conn: &Connection, user_id: i64) -> rusqlite::Result<AlertProfil
         risk: Risk::parse(&risk).ok_or_else(|| corrupt("risk"))?,
         overrides: overrides
             .as_object()
-            .and_then(|o| Overrides::from_json(o).ok())
+            .and_then(|o| Overrides::from_json(o, &mut |_, _| {}))
             .ok_or_else(|| corrupt("overrides"))?,
     })
 }
