@@ -137,11 +137,14 @@ impl SqliteStore {
 
     /// Runs `f` on a pooled connection.
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
-        let mut conn = self.checkout()?;
-        let result = f(&mut conn).map_err(backend);
-        self.lock().idle.push(conn);
-        self.returned.notify_one();
-        result
+        let mut checked_out = CheckedOut {
+            store: self,
+            conn: Some(self.checkout()?),
+        };
+        let Some(conn) = checked_out.conn.as_mut() else {
+            unreachable!("the connection is taken only on drop");
+        };
+        f(conn).map_err(backend)
     }
 
     fn checkout(&self) -> StoreResult<Connection> {
@@ -153,12 +156,38 @@ impl SqliteStore {
             if pool.open < POOL_SIZE {
                 pool.open += 1;
                 drop(pool);
-                return self.connect().inspect_err(|_| self.lock().open -= 1);
+                return self.connect().inspect_err(|_| self.release_slot());
             }
             pool = self
                 .returned
                 .wait(pool)
                 .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// A connection is gone: another may be opened in its place.
+    fn release_slot(&self) {
+        self.lock().open -= 1;
+        self.returned.notify_one();
+    }
+}
+
+/// A connection out of the pool. It goes back when dropped, unless a panic
+/// is unwinding through it (it may be mid-transaction), in which case it is
+/// closed and its slot freed, so a panicking handler never shrinks the pool.
+struct CheckedOut<'a> {
+    store: &'a SqliteStore,
+    conn: Option<Connection>,
+}
+
+impl Drop for CheckedOut<'_> {
+    fn drop(&mut self) {
+        match self.conn.take() {
+            Some(conn) if !std::thread::panicking() => {
+                self.store.lock().idle.push(conn);
+                self.store.returned.notify_one();
+            }
+            _ => self.store.release_slot(),
         }
     }
 }
@@ -453,6 +482,19 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn a_panic_inside_a_query_does_not_lose_its_connection_slot() {
+        let store = SqliteStore::open(&temp_dir("panics")).unwrap();
+        for _ in 0..POOL_SIZE + 1 {
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = store.with(|_| -> rusqlite::Result<()> { panic!("a bug") });
+            }));
+            assert!(panicked.is_err());
+        }
+        // With every slot lost, this would wait forever.
+        assert_eq!(store.find_account("nobody").unwrap(), None);
     }
 
     fn account(name: &str) -> Account {
