@@ -108,8 +108,8 @@ pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
     if !problems.is_empty() {
         return Err(invalid_fields(problems));
     }
-    let hash =
-        password::hash(password).map_err(|_| ApiError::new(503, "cannot hash the password now"))?;
+    let hash = password::hash(password)
+        .map_err(|err| ApiError::new(503, "cannot hash the password now").with_cause(err))?;
     let account = crate::store::Account {
         username: login.to_owned(),
         password_hash: hash,
@@ -218,7 +218,7 @@ fn authenticate(
     let (token, _) = app
         .tokens
         .issue(username)
-        .map_err(|_| ApiError::new(503, "cannot issue a session token now"))?;
+        .map_err(|err| ApiError::new(503, "cannot issue a session token now").with_cause(err))?;
     Ok((token, app.tokens.ttl().as_secs()))
 }
 

@@ -400,12 +400,17 @@ fn handle(shared: &Shared, conn: &mut Conn, head: Head, started: Instant) -> boo
         .with_id(request_id)
         .with_body(body);
 
-    let response = panic::catch_unwind(AssertUnwindSafe(|| shared.service.call(&mut request)))
+    let mut response = panic::catch_unwind(AssertUnwindSafe(|| shared.service.call(&mut request)))
         .unwrap_or_else(|_| {
             // The panic hook has logged the panic itself.
             ApiError::new(500, "the server failed to handle this request").into_response()
         });
     let (request_id, method, path) = request.into_log_parts();
+    if let Some(note) = response.take_log_note() {
+        shared
+            .logger
+            .error(&format!("request {request_id}: {note}"));
+    }
 
     // The next request can follow only once this one's body is consumed;
     // a large unread remainder is cheaper to cut than to read.

@@ -28,6 +28,8 @@ pub struct ApiError {
     message: String,
     details: Option<Value>,
     headers: Vec<(&'static str, Cow<'static, str>)>,
+    /// Why the server failed, for the log only: never sent to the client.
+    cause: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -48,6 +50,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             headers: Vec::new(),
+            cause: None,
         }
     }
 
@@ -80,6 +83,13 @@ impl ApiError {
         self
     }
 
+    /// Records why the server failed (a database error); the engine logs it
+    /// with the request id, the client sees only the message.
+    pub fn with_cause(mut self, cause: impl Into<String>) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
+
     /// Adds a header to the error response (`Allow`, `Retry-After`, ...).
     pub fn with_header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Self {
         self.headers.push((name, value.into()));
@@ -108,6 +118,9 @@ impl ApiError {
         let mut response = Response::json(self.status, &body);
         for (name, value) in self.headers {
             response = response.with_header(name, value);
+        }
+        if let Some(cause) = self.cause {
+            response = response.with_log_note(cause);
         }
         response
     }
@@ -235,6 +248,19 @@ fn default_code(status: u16) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cause_goes_to_the_log_never_to_the_client() {
+        let mut response = ApiError::new(503, "storage is unavailable; try again")
+            .with_cause("disk I/O error at /data/wren.db")
+            .into_response();
+        let body = String::from_utf8(response.body_bytes().unwrap().to_vec()).unwrap();
+        assert!(!body.contains("disk"), "{body}");
+        assert_eq!(
+            response.take_log_note().as_deref(),
+            Some("disk I/O error at /data/wren.db")
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -36,6 +36,9 @@ pub struct Response {
     status: u16,
     headers: Vec<(&'static str, Cow<'static, str>)>,
     body: ResponseBody,
+    /// A line for the server's log about this response (why it failed),
+    /// never sent.
+    log_note: Option<String>,
 }
 
 impl Response {
@@ -45,6 +48,7 @@ impl Response {
             status,
             headers: Vec::new(),
             body: ResponseBody::Empty,
+            log_note: None,
         }
     }
 
@@ -76,6 +80,7 @@ impl Response {
             status,
             headers: Vec::new(),
             body: ResponseBody::Stream { reader, len },
+            log_note: None,
         }
     }
 
@@ -87,6 +92,15 @@ impl Response {
     pub fn with_body(mut self, bytes: impl Into<Cow<'static, [u8]>>) -> Self {
         self.body = ResponseBody::Bytes(bytes.into());
         self
+    }
+
+    pub fn with_log_note(mut self, note: String) -> Self {
+        self.log_note = Some(note);
+        self
+    }
+
+    pub(crate) fn take_log_note(&mut self) -> Option<String> {
+        self.log_note.take()
     }
 
     pub fn status(&self) -> u16 {

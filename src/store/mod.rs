@@ -51,12 +51,13 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 /// A storage failure is the server's problem, not the client's: `503`, with
-/// the cause kept out of the response.
+/// the cause kept out of the response and written to the log.
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict => ApiError::new(409, "already exists"),
-            StoreError::Backend(_) => ApiError::new(503, "storage is unavailable; try again"),
+            StoreError::Backend(cause) => ApiError::new(503, "storage is unavailable; try again")
+                .with_cause(format!("storage failed: {cause}")),
         }
     }
 }
