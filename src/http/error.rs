@@ -29,7 +29,8 @@ pub struct ApiError {
     details: Option<Value>,
     headers: Vec<(&'static str, Cow<'static, str>)>,
     /// Why the server failed, for the log only: never sent to the client.
-    cause: Option<String>,
+    /// (Boxed to keep the error small: every handler returns it.)
+    cause: Option<Box<str>>,
 }
 
 #[derive(Serialize)]
@@ -86,7 +87,7 @@ impl ApiError {
     /// Records why the server failed (a database error); the engine logs it
     /// with the request id, the client sees only the message.
     pub fn with_cause(mut self, cause: impl Into<String>) -> Self {
-        self.cause = Some(cause.into());
+        self.cause = Some(cause.into().into_boxed_str());
         self
     }
 
@@ -120,7 +121,7 @@ impl ApiError {
             response = response.with_header(name, value);
         }
         if let Some(cause) = self.cause {
-            response = response.with_log_note(cause);
+            response = response.with_log_note(cause.into());
         }
         response
     }
