@@ -484,6 +484,10 @@ fn parse_users(
         .iter()
         .map(|entry| match entry.split_once(':') {
             Some((name, password)) if !name.is_empty() && !password.is_empty() => {
+                // A name sign-up would refuse could never sign in through it
+                // (nor get a limiter bucket).
+                crate::auth::check_username(name)
+                    .map_err(|rule| bad_value("--user", &format!("a user name {rule}")))?;
                 Ok((name.to_owned(), password.to_owned()))
             }
             // Never echo the entry: it may hold a password.
@@ -513,6 +517,20 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::parse("wren", args, |name| env.get(name).cloned())
+    }
+
+    #[test]
+    fn bootstrap_users_follow_the_username_rule() {
+        let ok = parse(&["--user", "orhan:12345"], &[]).unwrap();
+        assert_eq!(ok.auth.users, [("orhan".to_owned(), "12345".to_owned())]);
+        let bad = parse(&["--user", "a b:secret-pw"], &[]).unwrap_err();
+        assert_eq!(bad.code, 2);
+        assert!(
+            bad.output.contains("a user name may hold only"),
+            "{}",
+            bad.output
+        );
+        assert!(!bad.output.contains("secret-pw"));
     }
 
     #[test]

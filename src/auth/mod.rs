@@ -55,6 +55,25 @@ pub fn session_cookie_header(value: &str, max_age: u64, secure: bool) -> String 
     format!("{SESSION_COOKIE}={value}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}{secure}")
 }
 
+/// The longest username, in characters.
+pub const MAX_USERNAME_CHARS: usize = 64;
+
+/// The username rule, for sign-up and for `--user` accounts alike: 1 to 64
+/// letters, digits, `.`, `_` and `-`. The error is the rule broken.
+pub fn check_username(name: &str) -> Result<(), &'static str> {
+    let count = name.chars().count();
+    if count > MAX_USERNAME_CHARS {
+        return Err("must be at most 64 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err("may hold only letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

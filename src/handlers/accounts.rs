@@ -8,15 +8,12 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::App;
-use crate::auth::{self, password, session_cookie_header};
+use crate::auth::{self, check_username, password, session_cookie_header};
 use crate::http::{ApiError, Fields, Request, Response};
 
 /// The longest password accepted, in bytes (argon2 takes any length; this
 /// bounds the work one request can ask for).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
-
-/// The longest username, in characters.
-pub const MAX_USERNAME_CHARS: usize = 64;
 
 /// `POST /login`: `username` and `password` (or the HTML form's `user` and
 /// `pass`) from JSON, a form or the query string.
@@ -230,20 +227,6 @@ fn with_session(app: &App, response: Response, token: &str, expires_in: u64) -> 
 }
 
 /// 1 to 64 letters, digits and `._-`.
-fn check_username(name: &str) -> Result<(), &'static str> {
-    let count = name.chars().count();
-    if count > MAX_USERNAME_CHARS {
-        return Err("must be at most 64 characters");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-    {
-        return Err("may hold only letters, digits, '.', '_' and '-'");
-    }
-    Ok(())
-}
-
 fn problem(field: &str, problem: &str) -> serde_json::Value {
     json!({"field": field, "problem": problem})
 }
