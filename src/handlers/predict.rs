@@ -93,7 +93,7 @@ fn legacy_answer(
     let json = request.wants_json();
     // One representation per Accept choice, so each gets its own tag.
     let etag = (cacheable && model.is_deterministic())
-        .then(|| format!("\"{}{}\"", model.etag(inputs), if json { "j" } else { "t" }));
+        .then(|| model.etag(inputs, if json { 'j' } else { 't' }));
     let cache_headers = |response: Response| match &etag {
         Some(etag) => response
             .with_header("ETag", etag.clone())
@@ -121,7 +121,7 @@ fn legacy_answer(
             &json!({"prediction": number(model, prediction), "model": model.name, "version": model.version}),
         )
     } else {
-        Response::text(200, number(model, prediction).to_string())
+        Response::text(200, text_number(model, prediction))
     };
     Ok(cache_headers(response))
 }
@@ -131,6 +131,15 @@ fn legacy_answer(
 fn not_finite() -> ApiError {
     ApiError::new(422, "the model gives no finite prediction for these inputs")
         .with_code("no_prediction")
+}
+
+/// A prediction as text, as [`number`] shows it.
+fn text_number(model: &Model, value: f64) -> String {
+    if model.rounds() && value.abs() < 9.0e15 {
+        (value as i64).to_string()
+    } else {
+        value.to_string()
+    }
 }
 
 /// A prediction as JSON: an integer when the model rounds.

@@ -146,10 +146,9 @@ impl Model {
         self.output.round || !self.is_deterministic()
     }
 
-    /// The opaque part of an ETag for the answer to `inputs`: the model
-    /// file's digest and the inputs' own (the caller adds the quotes and
-    /// marks the representation).
-    pub fn etag(&self, inputs: &[Input]) -> String {
+    /// A strong ETag for the answer to `inputs` in the representation
+    /// marked `representation`: the model file's digest and the inputs' own.
+    pub fn etag(&self, inputs: &[Input], representation: char) -> String {
         let inputs_digest = inputs.iter().fold(format::FNV_OFFSET, |hash, input| {
             let (tag, bits) = match *input {
                 Input::Number(x) => (0u8, x.to_bits()),
@@ -158,7 +157,10 @@ impl Model {
             let hash = format::fnv1a_extend(hash, &[tag]);
             format::fnv1a_extend(hash, &bits.to_le_bytes())
         });
-        format!("{:016x}{:016x}", self.digest, inputs_digest)
+        format!(
+            "\"{:016x}{:016x}{representation}\"",
+            self.digest, inputs_digest
+        )
     }
 
     pub fn kind_name(&self) -> &'static str {
