@@ -109,9 +109,7 @@ fn legacy_answer(
     {
         return Ok(cache_headers(Response::new(304)));
     }
-    let mut row = vec![0.0; model.width()];
-    model.encode(inputs, &mut row);
-    let prediction = model.predict(&row);
+    let prediction = model.predict_inputs(inputs);
     if !prediction.is_finite() {
         return Err(not_finite());
     }
@@ -158,15 +156,13 @@ pub fn predict_batch(app: &App, request: &mut Request<'_>) -> Result<Response, A
         .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))?;
     let model = app.model.get();
     let (inputs, count) = batch_inputs(&model, document, app.config.model.max_batch)?;
-    let mut row = vec![0.0; model.width()];
     let mut problems = Problems::default();
     let predictions: Vec<Value> = inputs
         .chunks_exact(model.features.len())
         .take(count)
         .enumerate()
         .map(|(i, instance)| {
-            model.encode(instance, &mut row);
-            let prediction = model.predict(&row);
+            let prediction = model.predict_inputs(instance);
             if !prediction.is_finite() {
                 problems.add(|| json!({"instance": i, "problem": not_finite().message()}));
             }

@@ -46,7 +46,8 @@ impl Response {
     pub fn new(status: u16) -> Self {
         Response {
             status,
-            headers: Vec::new(),
+            // Room for the few headers a handler sets, without regrowing.
+            headers: Vec::with_capacity(4),
             body: ResponseBody::Empty,
             log_note: None,
         }
@@ -78,7 +79,7 @@ impl Response {
     pub fn stream(status: u16, reader: Box<dyn Read + Send>, len: Option<u64>) -> Self {
         Response {
             status,
-            headers: Vec::new(),
+            headers: Vec::with_capacity(4),
             body: ResponseBody::Stream { reader, len },
             log_note: None,
         }

@@ -1,6 +1,7 @@
 //! A model's named inputs: what each accepts, and how a value becomes
 //! positions of the encoded input row (see `docs/MODEL_FORMAT.md`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::Serialize;
@@ -181,7 +182,17 @@ impl Feature {
         let FeatureKind::Category { values, lookup, .. } = &self.kind else {
             unreachable!("parse_category on a numeric feature")
         };
-        match lookup.get(&text.to_ascii_lowercase()) {
+        // Lower-cased on the stack: this runs for every legacy request.
+        let mut buf = [0u8; 64];
+        let lowered = if text.len() <= buf.len() {
+            let key = &mut buf[..text.len()];
+            key.copy_from_slice(text.as_bytes());
+            key.make_ascii_lowercase();
+            Cow::Borrowed(std::str::from_utf8(key).unwrap_or_default())
+        } else {
+            Cow::Owned(text.to_ascii_lowercase())
+        };
+        match lookup.get(lowered.as_ref()) {
             Some(&index) => Ok(Input::Category(index)),
             None => {
                 let shown = crate::http::error::excerpt(text, 64);

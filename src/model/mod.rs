@@ -125,6 +125,21 @@ impl Model {
         }
     }
 
+    /// The prediction for one instance's inputs, in feature order: encoded
+    /// in a buffer on the stack unless the model is unusually wide.
+    pub fn predict_inputs(&self, inputs: &[Input]) -> f64 {
+        let mut stack = [0.0; 64];
+        let mut heap = Vec::new();
+        let row = if self.width <= stack.len() {
+            &mut stack[..self.width]
+        } else {
+            heap.resize(self.width, 0.0);
+            &mut heap[..]
+        };
+        self.encode(inputs, row);
+        self.predict(row)
+    }
+
     /// The prediction for one encoded row, post-processed.
     pub fn predict(&self, row: &[f64]) -> f64 {
         let value = match &self.kind {

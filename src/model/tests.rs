@@ -399,3 +399,28 @@ fn rule_an_alias_may_repeat_its_own_value() {
     });
     assert!(clash.contains("clashes"), "{clash}");
 }
+
+#[test]
+fn wide_models_predict_from_inputs_too() {
+    // 70 one-hot positions: wider than the stack buffer.
+    let values: Vec<String> = (0..70).map(|i| format!("v{i}")).collect();
+    let coefficients: Vec<f64> = (0..70).map(f64::from).collect();
+    let file = json!({
+        "format": "wren-model/1", "name": "wide", "version": "1",
+        "features": [{"type": "category", "name": "c", "encoding": "one_hot", "values": values}],
+        "model": {"kind": "linear", "intercept": 0.5, "coefficients": coefficients}
+    });
+    let model = load(&file).unwrap();
+    let (_, feature) = model.feature("c").unwrap();
+    let input = feature.parse_text("V69").unwrap();
+    assert_eq!(model.predict_inputs(&[input]), 69.5);
+    let narrow = load(&linear_file()).unwrap();
+    let inputs: Vec<Input> = [("x", "3"), ("t", "0.5"), ("color", "green"), ("size", "l")]
+        .iter()
+        .map(|(name, text)| narrow.feature(name).unwrap().1.parse_text(text).unwrap())
+        .collect();
+    assert_eq!(
+        narrow.predict_inputs(&inputs),
+        1.0 + 6.0 + 5.0 + 200.0 + 2000.0
+    );
+}
