@@ -346,10 +346,11 @@ LUA
     log_problems wren-login "$WORKDIR/wren-login.out"
 }
 
-# Model evaluation without HTTP: single rows and 1000-row batches.
+# Without sockets: model evaluation (single rows and 1000-row batches), and
+# what routing and handling cost per route.
 bench_model() {
     RUSTFLAGS='-C target-feature=+crt-static' cargo bench --quiet \
-        --target x86_64-unknown-linux-gnu --bench model_eval
+        --target x86_64-unknown-linux-gnu --bench model_eval --bench dispatch
 }
 
 # event_script BLOCKS_FILE: the wrk script for POST /event. Each user sends

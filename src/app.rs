@@ -15,6 +15,9 @@ pub struct App {
     pub tokens: Tokens,
     pub login_limiter: LoginLimiter,
     pub model: ModelSlot,
+    /// `Cache-Control` of cacheable predictions (`--predict-max-age`),
+    /// built once: it is on every `GET /predict` answer.
+    pub predict_cache_control: &'static str,
 }
 
 impl App {
@@ -40,6 +43,9 @@ impl App {
             ),
             store: Box::new(store),
             model,
+            predict_cache_control: Box::leak(
+                format!("public, max-age={}", config.model.max_age.as_secs()).into_boxed_str(),
+            ),
             config,
         })
     }

@@ -107,7 +107,8 @@ impl<S> Router<S> {
     }
 
     fn try_dispatch(&self, state: &S, request: &mut Request<'_>) -> Result<Response, ApiError> {
-        let segments = split_path(request.path());
+        let path = request.path();
+        let segments = split_path(path);
         let method = match request.method() {
             "HEAD" => "GET",
             other => other,
@@ -115,7 +116,7 @@ impl<S> Router<S> {
         let mut allowed: Vec<&'static str> = Vec::new();
         let mut param_error = None;
         for route in &self.routes {
-            let Some(params) = match_segments(&route.segments, &segments) else {
+            let Some(params) = match_segments(&route.segments, path, &segments) else {
                 continue;
             };
             if route.method != method {
@@ -192,9 +193,18 @@ fn parse_pattern(pattern: &'static str) -> Result<Vec<Segment>, &'static str> {
     Ok(segments)
 }
 
-/// The raw (still percent-encoded) segments of a path.
-fn split_path(path: &str) -> Vec<&str> {
-    path.strip_prefix('/').unwrap_or(path).split('/').collect()
+/// The raw (still percent-encoded) segments of a path, each with where it
+/// starts in the path.
+fn split_path(path: &str) -> Vec<(usize, &str)> {
+    let mut start = usize::from(path.starts_with('/'));
+    path[start..]
+        .split('/')
+        .map(|segment| {
+            let at = start;
+            start += segment.len() + 1;
+            (at, segment)
+        })
+        .collect()
 }
 
 /// A path segment, percent-decoded; borrowed when there was nothing to decode.
@@ -209,16 +219,29 @@ fn decode_segment(segment: &str) -> Result<Cow<'_, str>, ApiError> {
     })
 }
 
+/// A text parameter at `at` in the path: where it is when it needed no
+/// decoding, else its decoded text.
+fn text_param(at: usize, raw: &str, decoded: Cow<'_, str>) -> Param {
+    match decoded {
+        Cow::Borrowed(_) => Param::InPath(at..at + raw.len()),
+        Cow::Owned(text) => Param::Decoded(text),
+    }
+}
+
 type ParamResult = Result<Vec<(&'static str, Param)>, ApiError>;
 
 /// `None` when the path does not have the pattern's shape; otherwise its
 /// parameters, or the error for a segment that does not decode or parse.
-fn match_segments(pattern: &[Segment], path: &[&str]) -> Option<ParamResult> {
+fn match_segments(
+    pattern: &[Segment],
+    path: &str,
+    segments: &[(usize, &str)],
+) -> Option<ParamResult> {
     let has_rest = matches!(pattern.last(), Some(Segment::Rest(_)));
     let shape_fits = if has_rest {
-        path.len() >= pattern.len()
+        segments.len() >= pattern.len()
     } else {
-        path.len() == pattern.len()
+        segments.len() == pattern.len()
     };
     if !shape_fits {
         return None;
@@ -226,16 +249,23 @@ fn match_segments(pattern: &[Segment], path: &[&str]) -> Option<ParamResult> {
     let mut params = Vec::new();
     let mut param_error = None;
     for (i, segment) in pattern.iter().enumerate() {
+        let (at, raw) = segments[i];
         if let Segment::Rest(name) = segment {
-            let decoded: Result<Vec<Cow<'_, str>>, ApiError> =
-                path[i..].iter().map(|s| decode_segment(s)).collect();
+            let rest = &path[at..];
+            let decoded: Result<Vec<Cow<'_, str>>, ApiError> = segments[i..]
+                .iter()
+                .map(|(_, s)| decode_segment(s))
+                .collect();
             match decoded {
-                Ok(parts) => params.push((*name, Param::Str(parts.join("/")))),
+                Ok(parts) if parts.iter().all(|part| matches!(part, Cow::Borrowed(_))) => {
+                    params.push((*name, Param::InPath(at..at + rest.len())));
+                }
+                Ok(parts) => params.push((*name, Param::Decoded(parts.join("/")))),
                 Err(error) => return Some(Err(error)),
             }
             continue;
         }
-        let value = match decode_segment(path[i]) {
+        let value = match decode_segment(raw) {
             Ok(value) => value,
             // A literal segment never has a '%' in it, so this path cannot
             // match one; for a parameter the request is malformed, once the
@@ -249,7 +279,7 @@ fn match_segments(pattern: &[Segment], path: &[&str]) -> Option<ParamResult> {
         match segment {
             Segment::Literal(literal) if *literal != value => return None,
             Segment::Literal(_) | Segment::Rest(_) => {}
-            Segment::Str(name) => params.push((*name, Param::Str(value.into_owned()))),
+            Segment::Str(name) => params.push((*name, text_param(at, raw, value))),
             Segment::Int(name) => match parse_int(&value) {
                 Some(n) => params.push((*name, Param::Int(n))),
                 None => {

@@ -47,7 +47,7 @@ pub fn predict_form(app: &App, request: &mut Request<'_>) -> Result<Response, Ap
 fn legacy_inputs<'a>(
     model: &Model,
     value_of: impl Fn(&str) -> Option<&'a str>,
-) -> Result<Vec<Input>, ApiError> {
+) -> Result<[Input; LEGACY_FEATURES.len()], ApiError> {
     let fits = model.features.len() == LEGACY_FEATURES.len()
         && LEGACY_FEATURES
             .iter()
@@ -65,20 +65,18 @@ fn legacy_inputs<'a>(
         )
         .with_code("model_mismatch"));
     }
-    model
-        .features
-        .iter()
-        .map(|feature| {
-            let text = value_of(&feature.name).ok_or_else(|| {
-                ApiError::bad_request(format!("missing field '{}'", feature.name))
-                    .with_code("invalid_parameter")
-            })?;
-            feature.parse_text(text).map_err(|problem| {
-                ApiError::bad_request(format!("'{}' {problem}", feature.name))
-                    .with_code("invalid_parameter")
-            })
-        })
-        .collect()
+    let mut inputs = [Input::Number(0.0); LEGACY_FEATURES.len()];
+    for (input, feature) in inputs.iter_mut().zip(&model.features) {
+        let text = value_of(&feature.name).ok_or_else(|| {
+            ApiError::bad_request(format!("missing field '{}'", feature.name))
+                .with_code("invalid_parameter")
+        })?;
+        *input = feature.parse_text(text).map_err(|problem| {
+            ApiError::bad_request(format!("'{}' {problem}", feature.name))
+                .with_code("invalid_parameter")
+        })?;
+    }
+    Ok(inputs)
 }
 
 /// The legacy answer: the integer as text, or JSON when asked. GET answers
@@ -94,34 +92,32 @@ fn legacy_answer(
     // One representation per Accept choice, so each gets its own tag.
     let etag = (cacheable && model.is_deterministic())
         .then(|| model.etag(inputs, if json { 'j' } else { 't' }));
-    let cache_headers = |response: Response| match &etag {
-        Some(etag) => response
-            .with_header("ETag", etag.clone())
-            .with_header(
-                "Cache-Control",
-                format!("public, max-age={}", app.config.model.max_age.as_secs()),
+    let fresh = etag
+        .as_deref()
+        .is_some_and(|etag| request.if_none_match(etag));
+    let response = if fresh {
+        Response::new(304)
+    } else {
+        let prediction = model.predict_inputs(inputs);
+        if !prediction.is_finite() {
+            return Err(not_finite());
+        }
+        if json {
+            Response::json(
+                200,
+                &json!({"prediction": number(model, prediction), "model": model.name, "version": model.version}),
             )
+        } else {
+            Response::text(200, text_number(model, prediction))
+        }
+    };
+    Ok(match etag {
+        Some(etag) => response
+            .with_header("ETag", etag)
+            .with_header("Cache-Control", app.predict_cache_control)
             .with_header("Vary", "Accept"),
         None => response.with_header("Cache-Control", "no-store"),
-    };
-    if let Some(etag) = &etag
-        && request.if_none_match(etag)
-    {
-        return Ok(cache_headers(Response::new(304)));
-    }
-    let prediction = model.predict_inputs(inputs);
-    if !prediction.is_finite() {
-        return Err(not_finite());
-    }
-    let response = if json {
-        Response::json(
-            200,
-            &json!({"prediction": number(model, prediction), "model": model.name, "version": model.version}),
-        )
-    } else {
-        Response::text(200, text_number(model, prediction))
-    };
-    Ok(cache_headers(response))
+    })
 }
 
 /// A model may overflow on inputs its ranges allow (a linear model over an
@@ -302,7 +298,7 @@ mod tests {
             LEGACY_FEATURES
                 .iter()
                 .zip(path)
-                .map(|(name, value)| (*name, Param::Str(value.to_owned())))
+                .map(|(name, value)| (*name, Param::Decoded(value.to_owned())))
                 .collect(),
         );
         predict_path(&app(), &mut request)

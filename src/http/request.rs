@@ -3,6 +3,7 @@
 //! of (application state, request) that need no socket to test.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 
 use super::body::Body;
 use super::error::ApiError;
@@ -11,7 +12,11 @@ use super::error::ApiError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Param {
     Int(i64),
-    Str(String),
+    /// Text that needed no percent-decoding: where it is in the path, so
+    /// the common case copies nothing.
+    InPath(Range<usize>),
+    /// Text that was percent-decoded.
+    Decoded(String),
 }
 
 pub struct Request<'a> {
@@ -135,14 +140,15 @@ impl<'a> Request<'a> {
     pub fn param_int(&self, name: &str) -> Result<i64, ApiError> {
         match self.param(name)? {
             Param::Int(value) => Ok(*value),
-            Param::Str(_) => Err(missing_param(name)),
+            Param::InPath(_) | Param::Decoded(_) => Err(missing_param(name)),
         }
     }
 
     /// A string path parameter (`{name}` or `{name:path}`), percent-decoded.
     pub fn param_str(&self, name: &str) -> Result<&str, ApiError> {
         match self.param(name)? {
-            Param::Str(value) => Ok(value),
+            Param::InPath(range) => Ok(&self.path[range.clone()]),
+            Param::Decoded(value) => Ok(value),
             Param::Int(_) => Err(missing_param(name)),
         }
     }
@@ -228,7 +234,10 @@ mod tests {
     #[test]
     fn typed_params() {
         let mut req = Request::new("GET", "/");
-        req.set_params(vec![("n", Param::Int(3)), ("s", Param::Str("x".into()))]);
+        req.set_params(vec![
+            ("n", Param::Int(3)),
+            ("s", Param::Decoded("x".into())),
+        ]);
         assert_eq!(req.param_int("n").unwrap(), 3);
         assert_eq!(req.param_str("s").unwrap(), "x");
         assert!(req.param_int("s").is_err());
