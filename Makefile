@@ -16,9 +16,10 @@ run: static
 test: lint unit image-check parity
 
 # Unit tests beside the code and socket-level tests in tests/, with the
-# test-only routes compiled in.
+# test-only routes compiled in; the S3 half runs against a throwaway Garage
+# node (built once into ~/.cache/garage, about 20 minutes the first time).
 unit:
-	$(CARGO) test --features test-routes
+	scripts/with-garage.sh $(CARGO) test --features test-routes
 
 lint:
 	$(CARGO) fmt --all -- --check

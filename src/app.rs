@@ -1,8 +1,10 @@
 //! The application state every handler receives.
 
 use crate::auth::limiter::LoginLimiter;
+use crate::auth::seal::Sealer;
 use crate::auth::tokens::Tokens;
 use crate::auth::{password, secret};
+use crate::blob::Storage;
 use crate::config::Config;
 use crate::model::ModelSlot;
 use crate::store::Store;
@@ -15,6 +17,9 @@ pub struct App {
     pub tokens: Tokens,
     pub login_limiter: LoginLimiter,
     pub model: ModelSlot,
+    pub storage: Storage,
+    /// Seals the S3 secrets accounts bring, with a key from the server secret.
+    pub sealer: Sealer,
     /// `Cache-Control` of cacheable predictions (`--predict-max-age`),
     /// built once: it is on every `GET /predict` answer.
     pub predict_cache_control: &'static str,
@@ -29,6 +34,7 @@ impl App {
             .map_err(|err| format!("cannot load the model: {err}"))?;
         let store = SqliteStore::open(&config.data_dir).map_err(|err| err.to_string())?;
         let secret = secret::load(config.auth.secret.as_deref(), &config.data_dir)?;
+        let storage = Storage::open(&config.storage, &config.data_dir)?;
         for (username, plain) in &config.auth.users {
             let hash = password::hash(plain)?;
             store
@@ -43,6 +49,8 @@ impl App {
             ),
             store: Box::new(store),
             model,
+            storage,
+            sealer: Sealer::new(&secret),
             predict_cache_control: Box::leak(
                 format!("public, max-age={}", config.model.max_age.as_secs()).into_boxed_str(),
             ),

@@ -130,9 +130,132 @@ struct Args {
     #[argh(option)]
     event_time_unit: Option<EventTimeUnit>,
 
+    /// where files and images live: `local` (under the data folder) or
+    /// `s3` (default local; env WREN_STORAGE)
+    #[argh(option)]
+    storage: Option<StorageKind>,
+
+    /// S3-compatible endpoint URL, e.g. https://s3.eu-west-1.amazonaws.com;
+    /// needed by --storage s3 and by accounts that bring their own S3 keys
+    /// (env S3_ENDPOINT, WREN_S3_ENDPOINT)
+    #[argh(option)]
+    s3_endpoint: Option<String>,
+
+    /// S3 region (default us-east-1; env S3_REGION, WREN_S3_REGION)
+    #[argh(option)]
+    s3_region: Option<String>,
+
+    /// bucket for --storage s3, and for accounts whose own keys came
+    /// without a bucket (env S3_BUCKET, WREN_S3_BUCKET)
+    #[argh(option)]
+    s3_bucket: Option<String>,
+
+    /// prefix of every object key wren writes, e.g. `wren/` (default none;
+    /// env S3_PREFIX, WREN_S3_PREFIX)
+    #[argh(option)]
+    s3_prefix: Option<String>,
+
+    /// S3 addressing: `path` (endpoint/bucket/key; MinIO, Garage) or
+    /// `virtual` (bucket.endpoint/key; AWS) (default path; env
+    /// WREN_S3_ADDRESSING)
+    #[argh(option)]
+    s3_addressing: Option<S3Addressing>,
+
+    /// largest file PUT /api/file/{key} accepts, in bytes (default 1 GiB;
+    /// env WREN_MAX_OBJECT_SIZE)
+    #[argh(option)]
+    max_object_size: Option<u64>,
+
+    /// largest image the image routes accept, in bytes (default 10 MiB; env
+    /// WREN_MAX_IMAGE_SIZE)
+    #[argh(option)]
+    max_image_size: Option<u64>,
+
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+}
+
+/// Where files and images live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    Local,
+    S3,
+}
+
+impl FromStr for StorageKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "local" => Ok(StorageKind::Local),
+            "s3" => Ok(StorageKind::S3),
+            _ => Err(format!("expected 'local' or 's3', got '{s}'")),
+        }
+    }
+}
+
+/// How bucket names go into S3 URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Addressing {
+    Path,
+    VirtualHost,
+}
+
+impl FromStr for S3Addressing {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "path" => Ok(S3Addressing::Path),
+            "virtual" => Ok(S3Addressing::VirtualHost),
+            _ => Err(format!("expected 'path' or 'virtual', got '{s}'")),
+        }
+    }
+}
+
+/// File storage settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    pub kind: StorageKind,
+    /// Set when an endpoint is configured: for `--storage s3`, or for
+    /// accounts with their own keys.
+    pub s3: Option<S3Config>,
+    pub max_object_size: u64,
+    pub max_image_size: u64,
+}
+
+/// Where the S3-compatible store is. Its `Debug` output hides the secret.
+#[derive(Clone, PartialEq)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub region: String,
+    /// The server's bucket; `None` only when the server stores locally and
+    /// the endpoint serves accounts that bring keys and buckets of their own.
+    pub bucket: Option<String>,
+    pub prefix: String,
+    pub addressing: S3Addressing,
+    /// The server's own keys (S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY):
+    /// environment only, never flags, which every user of the host can see.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("addressing", &self.addressing)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<hidden>"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -221,6 +344,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub model: ModelConfig,
     pub event_time_unit: TimeUnit,
+    pub storage: StorageConfig,
 }
 
 /// Why the program stops before serving: help or version text (exit 0) or
@@ -258,6 +382,7 @@ impl Config {
             });
         }
         let env = Env { lookup: &lookup };
+        let storage = storage_config(&args, &env)?;
         let defaults = Limits::default();
         let host = env.resolve(
             args.host,
@@ -407,8 +532,94 @@ impl Config {
                     EventTimeUnit(TimeUnit::MILLISECONDS),
                 )?
                 .0,
+            storage,
         })
     }
+}
+
+fn storage_config(args: &Args, env: &Env<'_>) -> Result<StorageConfig, EarlyExit> {
+    let kind = env.resolve(
+        args.storage,
+        "--storage",
+        &["WREN_STORAGE"],
+        StorageKind::Local,
+    )?;
+    // The flag, else the first environment variable set; never empty.
+    let text = |flag_value: &Option<String>, vars: &[&str]| -> Option<String> {
+        flag_value
+            .clone()
+            .or_else(|| vars.iter().find_map(|var| (env.lookup)(var)))
+            .filter(|v| !v.is_empty())
+    };
+    let endpoint = text(&args.s3_endpoint, &["S3_ENDPOINT", "WREN_S3_ENDPOINT"]);
+    let bucket = text(&args.s3_bucket, &["S3_BUCKET", "WREN_S3_BUCKET"]);
+    let s3 = match endpoint {
+        None if kind == StorageKind::S3 => {
+            return Err(bad_value("--s3-endpoint", "--storage s3 needs an endpoint"));
+        }
+        None => None,
+        Some(endpoint) => {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(bad_value(
+                    "--s3-endpoint",
+                    &format!("expected an http:// or https:// URL, got '{endpoint}'"),
+                ));
+            }
+            let config = S3Config {
+                endpoint,
+                region: text(&args.s3_region, &["S3_REGION", "WREN_S3_REGION"])
+                    .unwrap_or_else(|| "us-east-1".to_owned()),
+                bucket,
+                prefix: text(&args.s3_prefix, &["S3_PREFIX", "WREN_S3_PREFIX"]).unwrap_or_default(),
+                addressing: env.resolve(
+                    args.s3_addressing,
+                    "--s3-addressing",
+                    &["WREN_S3_ADDRESSING"],
+                    S3Addressing::Path,
+                )?,
+                access_key_id: text(&None, &["S3_ACCESS_KEY_ID", "WREN_S3_ACCESS_KEY_ID"]),
+                secret_access_key: text(
+                    &None,
+                    &["S3_SECRET_ACCESS_KEY", "WREN_S3_SECRET_ACCESS_KEY"],
+                ),
+            };
+            if kind == StorageKind::S3 {
+                if config.bucket.is_none() {
+                    return Err(bad_value("--s3-bucket", "--storage s3 needs a bucket"));
+                }
+                if config.access_key_id.is_none() || config.secret_access_key.is_none() {
+                    return Err(bad_value(
+                        "--storage",
+                        "--storage s3 needs S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY in the environment",
+                    ));
+                }
+            }
+            Some(config)
+        }
+    };
+    let storage = StorageConfig {
+        kind,
+        s3,
+        max_object_size: env.resolve(
+            args.max_object_size,
+            "--max-object-size",
+            &["WREN_MAX_OBJECT_SIZE"],
+            1 << 30,
+        )?,
+        max_image_size: env.resolve(
+            args.max_image_size,
+            "--max-image-size",
+            &["WREN_MAX_IMAGE_SIZE"],
+            10 << 20,
+        )?,
+    };
+    if storage.max_object_size == 0 || storage.max_image_size == 0 {
+        return Err(bad_value(
+            "--max-object-size",
+            "the object and image size limits must be at least 1 byte",
+        ));
+    }
+    Ok(storage)
 }
 
 struct Env<'a> {

@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod app;
 pub mod auth;
+pub mod blob;
 pub mod config;
 pub mod handlers;
 pub mod http;

@@ -1,7 +1,7 @@
 //! The route table: every route wren serves, in one place.
 
 use crate::App;
-use crate::handlers::{accounts, alerts, basics, predict};
+use crate::handlers::{accounts, alerts, basics, files, predict};
 use crate::router::Router;
 
 pub fn table(app: &App) -> Router<App> {
@@ -29,10 +29,30 @@ pub fn table(app: &App) -> Router<App> {
             "/api/v1/users/{user_id:int}/alert-profile",
             alerts::put_profile,
         )
-        .get("/api/v1/users/{user_id:int}/events", alerts::list_events);
+        .get("/api/v1/users/{user_id:int}/events", alerts::list_events)
+        .put("/api/file/{key:path}", files::put_file)
+        .body_limit(app.config.storage.max_object_size)
+        .get("/api/file/{key:path}", files::get_file)
+        .delete("/api/file/{key:path}", files::delete_file)
+        .get("/api/files_keys", files::list_keys)
+        .get("/api/v1/files", files::list_files)
+        .post("/img/add", files::add_image)
+        .body_limit(image_body_limit(app))
+        .post("/api/v1/images", files::upload_image)
+        .body_limit(image_body_limit(app))
+        .get("/api/v1/images/{id}", files::get_image);
     #[cfg(feature = "test-routes")]
     let router = crate::handlers::testing::routes(router);
     router
+}
+
+/// The body limit of the image routes: the image, and room for a multipart
+/// envelope around it (the image itself is held to its own limit).
+fn image_body_limit(app: &App) -> u64 {
+    app.config
+        .storage
+        .max_image_size
+        .saturating_add(files::MULTIPART_OVERHEAD)
 }
 
 /// The body limit of `POST /api/v1/predict`: room for `--max-batch`

@@ -4,6 +4,7 @@
 
 pub mod limiter;
 pub mod password;
+pub mod seal;
 pub mod secret;
 pub mod tokens;
 

@@ -39,7 +39,7 @@ use ureq::http::{HeaderMap, Response};
 use ureq::{AsSendBody, Body};
 
 use super::{
-    BlobError, Blobs, ByteRange, Download, ObjectInfo, Owner, Page, UserCredentials,
+    BlobError, Blobs, ByteRange, Download, KeyPage, ObjectInfo, Owner, Page, UserCredentials,
     WriteCondition, Written,
 };
 use crate::config::{S3Addressing, S3Config};
@@ -312,6 +312,48 @@ impl S3Blobs {
             }
             status => Err(store_error(status, "", target.keys)),
         }
+    }
+
+    /// One ListObjectsV2 page under the account's namespace: (object key,
+    /// wren key) pairs, and whether more follow.
+    fn list_objects(
+        &self,
+        target: &Target,
+        owner: &Owner,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<(String, String)>, bool), BlobError> {
+        let namespace = self.namespace_prefix(owner);
+        let mut action = target.bucket.list_objects_v2(Some(&target.credentials));
+        action.with_prefix(format!("{namespace}{prefix}"));
+        if let Some(after) = after {
+            action.with_start_after(format!("{namespace}{after}"));
+        }
+        // Asking for none would tell nothing about what follows; one key
+        // tells whether the listing is truncated.
+        action.with_max_keys(limit.max(1));
+        let mut response = self.call(action, &[], ())?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = error_text(&mut response);
+            return Err(store_error(status, &text, target.keys));
+        }
+        let xml = xml_text(&mut response)?;
+        let listing = ListObjectsV2::parse_response(&xml)
+            .map_err(|err| unexpected("ListObjectsV2", &err.to_string()))?;
+        if limit == 0 {
+            return Ok((Vec::new(), !listing.contents.is_empty()));
+        }
+        let listed = listing
+            .contents
+            .iter()
+            .filter_map(|entry| {
+                let key = entry.key.strip_prefix(&namespace)?;
+                Some((entry.key.clone(), key.to_owned()))
+            })
+            .collect();
+        Ok((listed, listing.next_continuation_token.is_some()))
     }
 
     /// HEADs `listed` (object key, wren key) pairs, [`HEADS_IN_FLIGHT`] at
@@ -654,45 +696,29 @@ impl Blobs for S3Blobs {
         limit: usize,
     ) -> Result<Page, BlobError> {
         let target = self.target(owner)?;
-        let namespace = self.namespace_prefix(owner);
-        let mut action = target.bucket.list_objects_v2(Some(&target.credentials));
-        action.with_prefix(format!("{namespace}{prefix}"));
-        if let Some(after) = after {
-            action.with_start_after(format!("{namespace}{after}"));
-        }
-        // Asking for none would tell nothing about what follows; one key
-        // tells whether the listing is truncated.
-        action.with_max_keys(limit.max(1));
-        let mut response = self.call(action, &[], ())?;
-        let status = response.status().as_u16();
-        if !(200..300).contains(&status) {
-            let text = error_text(&mut response);
-            return Err(store_error(status, &text, target.keys));
-        }
-        let xml = xml_text(&mut response)?;
-        let listing = ListObjectsV2::parse_response(&xml)
-            .map_err(|err| unexpected("ListObjectsV2", &err.to_string()))?;
-        if limit == 0 {
-            return Ok(Page {
-                objects: Vec::new(),
-                truncated: !listing.contents.is_empty(),
-            });
-        }
-        let listed: Vec<(&str, &str)> = listing
-            .contents
+        let (listed, truncated) = self.list_objects(&target, owner, prefix, after, limit)?;
+        let listed: Vec<(&str, &str)> = listed
             .iter()
-            .filter_map(|entry| {
-                let key = entry.key.strip_prefix(&namespace)?;
-                Some((entry.key.as_str(), key))
-            })
+            .map(|(object, key)| (object.as_str(), key.as_str()))
             .collect();
         // A listing has no content types, so each object is asked for its
         // own: one HEAD per listed object, which also gives size, ETag and
         // date in the same form as `head`.
         let objects = self.head_each(&target, &listed)?;
-        Ok(Page {
-            objects,
-            truncated: listing.next_continuation_token.is_some(),
+        Ok(Page { objects, truncated })
+    }
+
+    fn list_keys(
+        &self,
+        owner: &Owner,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage, BlobError> {
+        let target = self.target(owner)?;
+        let (listed, truncated) = self.list_objects(&target, owner, "", after, limit)?;
+        Ok(KeyPage {
+            keys: listed.into_iter().map(|(_, key)| key).collect(),
+            truncated,
         })
     }
 
@@ -1058,21 +1084,14 @@ mod tests {
         assert!(S3Blobs::new(&config("https://s3.example.com", S3Addressing::VirtualHost)).is_ok());
     }
 
-    /// Against a real S3-compatible store, only when `WREN_TEST_S3_ENDPOINT`
-    /// is set (else each test returns at once, saying so):
-    ///
-    /// ```text
-    /// eval "$(../shared/s3/garage-up.sh /tmp/g 3950 | sed 's/export S3_/export WREN_TEST_S3_/')"
-    /// eval "$(../shared/s3/garage-key.sh /tmp/g alice alice-bucket \
-    ///     | sed 's/export KEY_/export WREN_TEST_S3_USER_KEY_/')"
-    /// export WREN_TEST_S3_USER_BUCKET=alice-bucket
-    /// cargo test blob::s3
-    /// ```
-    ///
-    /// `WREN_TEST_S3_ENDPOINT`, `_REGION`, `_BUCKET`, `_ACCESS_KEY_ID` and
-    /// `_SECRET_ACCESS_KEY` describe the server's store; the optional
-    /// `_USER_KEY_ID`, `_USER_KEY_SECRET` and `_USER_BUCKET` an account's
-    /// own keys and bucket. Each test writes under its own prefix.
+    /// Against a real S3-compatible store, in the environment
+    /// `scripts/with-garage.sh` sets up (`make test` runs them so):
+    /// `S3_ENDPOINT`, `S3_REGION`, `S3_BUCKET`, `S3_ACCESS_KEY_ID` and
+    /// `S3_SECRET_ACCESS_KEY` for the server's store, and
+    /// `WREN_TEST_USER_KEY_ID`, `WREN_TEST_USER_KEY_SECRET` and
+    /// `WREN_TEST_USER_BUCKET` for an account's own keys. Without them each
+    /// test returns at once, saying so, unless `WREN_TEST_S3=required`.
+    /// Each test writes under its own prefix.
     mod store {
         use std::io::{self, Read};
 
@@ -1081,26 +1100,33 @@ mod tests {
         use super::super::*;
 
         fn var(name: &str) -> Option<String> {
-            std::env::var(format!("WREN_TEST_S3_{name}"))
-                .ok()
-                .filter(|value| !value.is_empty())
+            std::env::var(name).ok().filter(|value| !value.is_empty())
+        }
+
+        /// Notes a skipped test, or fails it when S3 tests are required.
+        fn skip(test: &str, missing: &str) {
+            assert!(
+                var("WREN_TEST_S3").as_deref() != Some("required"),
+                "{test}: {missing} is not set, and WREN_TEST_S3=required"
+            );
+            eprintln!("skipped {test}: {missing} is not set (run through scripts/with-garage.sh)");
         }
 
         /// The store's config with a prefix of the test's own, or `None`
         /// (and a note) when no store is configured.
         fn config(test: &str) -> Option<S3Config> {
-            let Some(endpoint) = var("ENDPOINT") else {
-                eprintln!("skipped {test}: WREN_TEST_S3_ENDPOINT is not set");
+            let Some(endpoint) = var("S3_ENDPOINT") else {
+                skip(test, "S3_ENDPOINT");
                 return None;
             };
             Some(S3Config {
                 endpoint,
-                region: var("REGION").unwrap_or_else(|| "us-east-1".to_owned()),
-                bucket: var("BUCKET"),
+                region: var("S3_REGION").unwrap_or_else(|| "us-east-1".to_owned()),
+                bucket: var("S3_BUCKET"),
                 prefix: format!("wren-test-{}-{test}/", std::process::id()),
                 addressing: S3Addressing::Path,
-                access_key_id: var("ACCESS_KEY_ID"),
-                secret_access_key: var("SECRET_ACCESS_KEY"),
+                access_key_id: var("S3_ACCESS_KEY_ID"),
+                secret_access_key: var("S3_SECRET_ACCESS_KEY"),
             })
         }
 
@@ -1587,13 +1613,14 @@ mod tests {
             let Some((blobs, server_owner)) = setup("own-keys") else {
                 return;
             };
-            let (Some(key_id), Some(secret)) = (var("USER_KEY_ID"), var("USER_KEY_SECRET")) else {
-                eprintln!(
-                    "skipped accounts_with_their_own_keys: WREN_TEST_S3_USER_KEY_ID is not set"
-                );
+            let (Some(key_id), Some(secret)) = (
+                var("WREN_TEST_USER_KEY_ID"),
+                var("WREN_TEST_USER_KEY_SECRET"),
+            ) else {
+                skip("accounts_with_their_own_keys", "WREN_TEST_USER_KEY_ID");
                 return;
             };
-            let bucket = var("USER_BUCKET");
+            let bucket = var("WREN_TEST_USER_BUCKET");
             let credentials = UserCredentials {
                 access_key_id: key_id,
                 secret_access_key: secret,

@@ -9,7 +9,9 @@ use serde_json::json;
 
 use crate::App;
 use crate::auth::{self, check_username, password, session_cookie_header};
+use crate::blob::{BlobError, UserCredentials};
 use crate::http::{ApiError, Fields, Request, Response};
+use crate::store::S3Credentials;
 
 /// The longest password accepted, in bytes (argon2 takes any length; this
 /// bounds the work one request can ask for).
@@ -85,32 +87,80 @@ pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
     }
     let access_key = fields.get("access_key_id").filter(|v| !v.is_empty());
     let secret_key = fields.get("secret_access_key").filter(|v| !v.is_empty());
-    match (access_key, secret_key) {
-        (None, None) => {}
-        (Some(_), None) => problems.push(problem(
-            "secret_access_key",
-            "is required with access_key_id",
-        )),
-        (None, Some(_)) => problems.push(problem(
-            "access_key_id",
-            "is required with secret_access_key",
-        )),
-        // The storage layer validates and uses users' keys against the
-        // configured S3 endpoint; this server has none.
-        (Some(_), Some(_)) => problems.push(problem(
-            "access_or_secret_key",
-            "this server has no S3 endpoint configured, so it cannot use your own S3 keys",
-        )),
+    let bucket = fields.get("bucket").filter(|v| !v.is_empty());
+    let own_keys = match (access_key, secret_key) {
+        (None, None) => None,
+        (Some(_), None) => {
+            problems.push(problem(
+                "secret_access_key",
+                "is required with access_key_id",
+            ));
+            None
+        }
+        (None, Some(_)) => {
+            problems.push(problem(
+                "access_key_id",
+                "is required with secret_access_key",
+            ));
+            None
+        }
+        (Some(_), Some(_)) if !app.storage.takes_user_keys() => {
+            problems.push(problem(
+                "access_or_secret_key",
+                "this server has no S3 endpoint configured, so it cannot use your own S3 keys",
+            ));
+            None
+        }
+        (Some(access_key), Some(secret_key)) => Some(UserCredentials {
+            access_key_id: access_key.to_owned(),
+            secret_access_key: secret_key.to_owned(),
+            bucket: bucket.map(str::to_owned),
+        }),
+    };
+    if bucket.is_some() && own_keys.is_none() && problems.is_empty() {
+        problems.push(problem(
+            "bucket",
+            "is only taken with access_key_id and secret_access_key",
+        ));
     }
     if !problems.is_empty() {
         return Err(invalid_fields(problems));
     }
+    // The seed checked the keys by listing buckets; wren asks the bucket the
+    // files will go to, with a signed request.
+    let s3 = match own_keys {
+        None => None,
+        Some(keys) => {
+            match app.storage.check_credentials(&keys) {
+                Ok(()) => {}
+                Err(BlobError::Credentials(reason)) => {
+                    return Err(invalid_fields(vec![json!({
+                        "field": "access_or_secret_key",
+                        "problem": "Not correct",
+                        "reason": reason,
+                    })]));
+                }
+                Err(other) => return Err(other.into()),
+            }
+            let sealed_secret = app
+                .sealer
+                .seal(login, keys.secret_access_key.as_bytes())
+                .map_err(|err| {
+                    ApiError::new(503, "cannot store the S3 keys now").with_cause(err)
+                })?;
+            Some(S3Credentials {
+                access_key_id: keys.access_key_id,
+                sealed_secret,
+                bucket: keys.bucket,
+            })
+        }
+    };
     let hash = password::hash(password)
         .map_err(|err| ApiError::new(503, "cannot hash the password now").with_cause(err))?;
     let account = crate::store::Account {
         username: login.to_owned(),
         password_hash: hash,
-        s3: None,
+        s3,
     };
     app.store
         .create_account(&account)

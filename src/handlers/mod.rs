@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod basics;
+pub mod files;
 pub mod predict;
 #[cfg(feature = "test-routes")]
 pub mod testing;

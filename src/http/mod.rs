@@ -18,7 +18,7 @@
 
 pub mod body;
 mod conn;
-mod date;
+pub(crate) mod date;
 pub mod error;
 pub mod fields;
 mod head;

@@ -1,0 +1,669 @@
+//! The local backend: objects as files under `<data-dir>/files/`, with an
+//! SQLite index that maps each account's keys to them.
+//!
+//! ```text
+//! files/index.db              key -> file, size, ETag, content type, time
+//! files/<account>/<random>    one object's bytes, nothing else
+//! files/<account>/.<random>.tmp   an upload in progress
+//! ```
+//!
+//! Keys never become paths: a file's name is random (with the key's
+//! extension, so an image's server path looks like one), so no key can
+//! name anything outside its account's folder, whatever it contains.
+//!
+//! A write streams into a temporary file in the same folder, is fsynced,
+//! renamed to its final name and the folder fsynced; only then does one
+//! index transaction point the key at it, and the replaced file is removed
+//! after that commit. A crash leaves the key on its old file or its new one,
+//! never a partial one. What a crash can leave behind (a temporary file, a
+//! renamed file the index never took, an old file not yet removed) is
+//! swept when the backend opens.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use super::{
+    BlobError, Blobs, ByteRange, Download, KeyPage, ObjectInfo, Owner, Page, WriteCondition,
+    Written, hex,
+};
+
+/// Copy buffer for uploads.
+const WRITE_BUFFER: usize = 64 * 1024;
+/// How often a read retries when a concurrent replace removed the file it
+/// was about to open.
+const OPEN_ATTEMPTS: usize = 3;
+const INDEX_FILE: &str = "index.db";
+const TEMP_SUFFIX: &str = ".tmp";
+
+pub struct LocalBlobs {
+    root: PathBuf,
+    index: Mutex<Connection>,
+    /// Held while a write checks its condition and commits, so two writes
+    /// to one key cannot both pass `If-None-Match: *`. Uploads stream
+    /// without it.
+    commit: Mutex<()>,
+}
+
+impl LocalBlobs {
+    /// Opens (or creates) the store under `root`, and sweeps what an earlier
+    /// crash left behind.
+    pub fn open(root: &Path) -> Result<LocalBlobs, String> {
+        fs::create_dir_all(root)
+            .map_err(|err| format!("cannot create the file store {}: {err}", root.display()))?;
+        let db = root.join(INDEX_FILE);
+        let conn = Connection::open(&db)
+            .and_then(|conn| {
+                conn.execute_batch(
+                    "PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = FULL;
+                     CREATE TABLE IF NOT EXISTS objects (
+                         namespace TEXT NOT NULL,
+                         key TEXT NOT NULL,
+                         file TEXT NOT NULL,
+                         size INTEGER NOT NULL,
+                         etag TEXT NOT NULL,
+                         content_type TEXT NOT NULL,
+                         modified INTEGER NOT NULL,
+                         PRIMARY KEY (namespace, key)
+                     ) STRICT;",
+                )?;
+                conn.busy_timeout(Duration::from_secs(5))?;
+                Ok(conn)
+            })
+            .map_err(|err| format!("cannot open the file index {}: {err}", db.display()))?;
+        let blobs = LocalBlobs {
+            root: root.to_owned(),
+            index: Mutex::new(conn),
+            commit: Mutex::new(()),
+        };
+        blobs.sweep()?;
+        Ok(blobs)
+    }
+
+    fn index(&self) -> MutexGuard<'_, Connection> {
+        // A panic elsewhere while holding the lock leaves no half-done
+        // state: every change is one SQLite transaction.
+        self.index
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn folder(&self, owner: &Owner) -> PathBuf {
+        self.root.join(&owner.namespace)
+    }
+
+    /// Removes temporary files and files the index does not point at.
+    fn sweep(&self) -> Result<(), String> {
+        let referenced: HashSet<(String, String)> = {
+            let index = self.index();
+            let mut statement = index
+                .prepare("SELECT namespace, file FROM objects")
+                .map_err(|err| format!("cannot read the file index: {err}"))?;
+            let rows = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .and_then(|rows| rows.collect::<Result<_, _>>())
+                .map_err(|err| format!("cannot read the file index: {err}"));
+            rows?
+        };
+        let entries = fs::read_dir(&self.root)
+            .map_err(|err| format!("cannot list {}: {err}", self.root.display()))?;
+        for entry in entries.flatten() {
+            let Ok(namespace) = entry.file_name().into_string() else {
+                continue;
+            };
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Ok(files) = fs::read_dir(entry.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let Ok(name) = file.file_name().into_string() else {
+                    continue;
+                };
+                if !referenced.contains(&(namespace.clone(), name)) {
+                    fs::remove_file(file.path()).map_err(|err| {
+                        format!(
+                            "cannot remove the leftover {}: {err}",
+                            file.path().display()
+                        )
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, owner: &Owner, key: &str) -> Result<Option<(ObjectInfo, String)>, BlobError> {
+        self.index()
+            .query_row(
+                "SELECT size, etag, content_type, modified, file FROM objects
+                 WHERE namespace = ?1 AND key = ?2",
+                params![owner.namespace, key],
+                |row| {
+                    Ok((
+                        ObjectInfo {
+                            key: key.to_owned(),
+                            size: row.get::<_, i64>(0)? as u64,
+                            etag: row.get(1)?,
+                            content_type: row.get(2)?,
+                            modified: UNIX_EPOCH
+                                + Duration::from_secs(row.get::<_, i64>(3)? as u64),
+                        },
+                        row.get(4)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(index_error)
+    }
+
+    /// Streams `body` into the new file `temp`, synced: its size and the
+    /// hex SHA-256 of its bytes.
+    fn receive(temp: &Path, body: &mut dyn Read) -> Result<(u64, String), BlobError> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(temp)
+            .map_err(|err| local_error("cannot create", temp, err))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut buffer = vec![0; WRITE_BUFFER];
+        loop {
+            let n = match body.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(BlobError::Body(err)),
+            };
+            hasher.update(&buffer[..n]);
+            file.write_all(&buffer[..n])
+                .map_err(|err| local_error("cannot write", temp, err))?;
+            size += n as u64;
+        }
+        file.sync_all()
+            .map_err(|err| local_error("cannot sync", temp, err))?;
+        Ok((size, hex(&hasher.finalize())))
+    }
+}
+
+impl Blobs for LocalBlobs {
+    fn put(
+        &self,
+        owner: &Owner,
+        key: &str,
+        content_type: &str,
+        condition: &WriteCondition,
+        body: &mut dyn Read,
+    ) -> Result<Written, BlobError> {
+        // Refuse early when the condition already fails, before any bytes
+        // are stored; it is checked again at commit.
+        if !condition.allows(self.lookup(owner, key)?.as_ref().map(|(info, _)| info)) {
+            return Err(BlobError::PreconditionFailed);
+        }
+        let folder = self.folder(owner);
+        create_folder(&folder)?;
+        let name = file_name(key)?;
+        let temp = folder.join(format!(".{name}{TEMP_SUFFIX}"));
+        let received = LocalBlobs::receive(&temp, body);
+        let (size, digest) = match received {
+            Ok(received) => received,
+            Err(err) => {
+                let _ = fs::remove_file(&temp);
+                return Err(err);
+            }
+        };
+        let _commit = self
+            .commit
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = match self.lookup(owner, key) {
+            Ok(current) => current,
+            Err(err) => {
+                let _ = fs::remove_file(&temp);
+                return Err(err);
+            }
+        };
+        if !condition.allows(current.as_ref().map(|(info, _)| info)) {
+            let _ = fs::remove_file(&temp);
+            return Err(BlobError::PreconditionFailed);
+        }
+        let path = folder.join(&name);
+        if let Err(err) = fs::rename(&temp, &path) {
+            let _ = fs::remove_file(&temp);
+            return Err(local_error("cannot rename into", &path, err));
+        }
+        sync_folder(&folder)?;
+        let modified = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let info = ObjectInfo {
+            key: key.to_owned(),
+            size,
+            etag: format!("\"{}\"", &digest[..32]),
+            content_type: content_type.to_owned(),
+            modified: UNIX_EPOCH + Duration::from_secs(modified),
+        };
+        let committed = self.index().execute(
+            "INSERT INTO objects (namespace, key, file, size, etag, content_type, modified)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (namespace, key) DO UPDATE SET
+                 file = excluded.file, size = excluded.size, etag = excluded.etag,
+                 content_type = excluded.content_type, modified = excluded.modified",
+            params![
+                owner.namespace,
+                key,
+                name,
+                size as i64,
+                info.etag,
+                info.content_type,
+                modified as i64
+            ],
+        );
+        if let Err(err) = committed {
+            let _ = fs::remove_file(&path);
+            return Err(index_error(err));
+        }
+        // The index no longer points at the old file; if this removal is
+        // lost to a crash, the next start sweeps it.
+        if let Some((_, old_file)) = &current {
+            let _ = fs::remove_file(folder.join(old_file));
+        }
+        Ok(Written {
+            info,
+            created: current.is_none(),
+        })
+    }
+
+    fn head(&self, owner: &Owner, key: &str) -> Result<ObjectInfo, BlobError> {
+        self.lookup(owner, key)?
+            .map(|(info, _)| info)
+            .ok_or(BlobError::NotFound)
+    }
+
+    fn get(
+        &self,
+        owner: &Owner,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<Download, BlobError> {
+        for _ in 0..OPEN_ATTEMPTS {
+            let (info, name) = self.lookup(owner, key)?.ok_or(BlobError::NotFound)?;
+            let path = self.folder(owner).join(&name);
+            let mut file = match File::open(&path) {
+                Ok(file) => file,
+                // Replaced between the lookup and the open: look again.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(local_error("cannot open", &path, err)),
+            };
+            let range = match range {
+                None => None,
+                Some(range) => Some(
+                    range
+                        .resolve(info.size)
+                        .ok_or(BlobError::RangeNotSatisfiable { size: info.size })?,
+                ),
+            };
+            let (first, len) =
+                range.map_or((0, info.size), |(first, last)| (first, last - first + 1));
+            file.seek(SeekFrom::Start(first))
+                .map_err(|err| local_error("cannot seek in", &path, err))?;
+            return Ok(Download {
+                info,
+                range,
+                body: Box::new(file.take(len)),
+            });
+        }
+        Err(BlobError::Local(format!(
+            "the file for '{key}' kept being replaced while opening it"
+        )))
+    }
+
+    fn delete(&self, owner: &Owner, key: &str) -> Result<(), BlobError> {
+        let _commit = self
+            .commit
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (_, name) = self.lookup(owner, key)?.ok_or(BlobError::NotFound)?;
+        self.index()
+            .execute(
+                "DELETE FROM objects WHERE namespace = ?1 AND key = ?2",
+                params![owner.namespace, key],
+            )
+            .map_err(index_error)?;
+        let _ = fs::remove_file(self.folder(owner).join(name));
+        Ok(())
+    }
+
+    fn list(
+        &self,
+        owner: &Owner,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, BlobError> {
+        let index = self.index();
+        // Keys sort bytewise (SQLite's BINARY collation over UTF-8), so the
+        // keys with a prefix are one run starting at the prefix.
+        let mut statement = index
+            .prepare_cached(
+                "SELECT key, size, etag, content_type, modified FROM objects
+                 WHERE namespace = ?1 AND key >= ?2 AND key > ?3
+                 ORDER BY key",
+            )
+            .map_err(index_error)?;
+        let mut rows = statement
+            .query(params![owner.namespace, prefix, after.unwrap_or("")])
+            .map_err(index_error)?;
+        let mut objects = Vec::new();
+        while let Some(row) = rows.next().map_err(index_error)? {
+            let key: String = row.get(0).map_err(index_error)?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if objects.len() == limit {
+                return Ok(Page {
+                    objects,
+                    truncated: true,
+                });
+            }
+            objects.push(ObjectInfo {
+                key,
+                size: row.get::<_, i64>(1).map_err(index_error)? as u64,
+                etag: row.get(2).map_err(index_error)?,
+                content_type: row.get(3).map_err(index_error)?,
+                modified: UNIX_EPOCH
+                    + Duration::from_secs(row.get::<_, i64>(4).map_err(index_error)? as u64),
+            });
+        }
+        Ok(Page {
+            objects,
+            truncated: false,
+        })
+    }
+
+    fn list_keys(
+        &self,
+        owner: &Owner,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage, BlobError> {
+        let index = self.index();
+        let mut statement = index
+            .prepare_cached(
+                "SELECT key FROM objects WHERE namespace = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
+            )
+            .map_err(index_error)?;
+        // One more than asked tells whether the listing is truncated.
+        let mut keys = statement
+            .query_map(
+                params![owner.namespace, after.unwrap_or(""), limit as i64 + 1],
+                |row| row.get::<_, String>(0),
+            )
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(index_error)?;
+        let truncated = keys.len() > limit;
+        keys.truncate(limit);
+        Ok(KeyPage { keys, truncated })
+    }
+
+    fn location(&self, owner: &Owner, key: &str) -> String {
+        match self.lookup(owner, key) {
+            Ok(Some((_, name))) => self.folder(owner).join(name).display().to_string(),
+            _ => self.folder(owner).display().to_string(),
+        }
+    }
+}
+
+/// A new random file name, keeping the key's extension when it is a short
+/// plain one (`.png`), so that a stored image is recognisable on disk.
+fn file_name(key: &str) -> Result<String, BlobError> {
+    let mut random = [0u8; 16];
+    getrandom::getrandom(&mut random)
+        .map_err(|err| BlobError::Local(format!("no OS randomness for a file name: {err}")))?;
+    let last = key.rsplit('/').next().unwrap_or(key);
+    let extension = last.rsplit_once('.').map(|(_, ext)| ext).filter(|ext| {
+        (1..=8).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric())
+    });
+    Ok(match extension {
+        Some(ext) => format!("{}.{}", hex(&random), ext.to_ascii_lowercase()),
+        None => hex(&random),
+    })
+}
+
+fn create_folder(folder: &Path) -> Result<(), BlobError> {
+    if folder.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(folder).map_err(|err| local_error("cannot create", folder, err))?;
+    // The new folder's entry in its parent must survive a crash too.
+    if let Some(parent) = folder.parent() {
+        sync_folder(parent)?;
+    }
+    Ok(())
+}
+
+/// Makes a rename in `folder` durable.
+fn sync_folder(folder: &Path) -> Result<(), BlobError> {
+    File::open(folder)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|err| local_error("cannot sync", folder, err))
+}
+
+fn local_error(what: &str, path: &Path, err: io::Error) -> BlobError {
+    BlobError::Local(format!("{what} {}: {err}", path.display()))
+}
+
+fn index_error(err: rusqlite::Error) -> BlobError {
+    BlobError::Local(format!("file index: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (LocalBlobs, PathBuf) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "wren-blobs-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&root);
+        (LocalBlobs::open(&root).unwrap(), root)
+    }
+
+    fn owner(name: &str) -> Owner {
+        Owner {
+            namespace: name.into(),
+            credentials: None,
+        }
+    }
+
+    fn put(blobs: &LocalBlobs, who: &str, key: &str, bytes: &[u8]) -> Result<Written, BlobError> {
+        blobs.put(
+            &owner(who),
+            key,
+            "text/plain",
+            &WriteCondition::Always,
+            &mut &bytes[..],
+        )
+    }
+
+    fn read(blobs: &LocalBlobs, who: &str, key: &str, range: Option<ByteRange>) -> Vec<u8> {
+        let mut out = Vec::new();
+        blobs
+            .get(&owner(who), key, range)
+            .unwrap()
+            .body
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    /// Files in the store's folders, leaving out the index.
+    fn files(root: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(root)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().unwrap().is_dir())
+            .flat_map(|dir| fs::read_dir(dir.path()).unwrap().flatten())
+            .map(|f| f.file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn round_trip_replace_and_delete() {
+        let (blobs, root) = store();
+        let first = put(&blobs, "ann", "a/b ✓.txt", b"hello").unwrap();
+        assert!(first.created);
+        assert_eq!(first.info.size, 5);
+        assert_eq!(first.info.etag.len(), 34);
+        assert_eq!(read(&blobs, "ann", "a/b ✓.txt", None), b"hello");
+        let second = put(&blobs, "ann", "a/b ✓.txt", b"bye").unwrap();
+        assert!(!second.created);
+        assert_ne!(second.info.etag, first.info.etag);
+        assert_eq!(read(&blobs, "ann", "a/b ✓.txt", None), b"bye");
+        // The replaced file is gone; the one left keeps the key's extension.
+        let names = files(&root);
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].ends_with(".txt"));
+        blobs.delete(&owner("ann"), "a/b ✓.txt").unwrap();
+        assert!(matches!(
+            blobs.head(&owner("ann"), "a/b ✓.txt"),
+            Err(BlobError::NotFound)
+        ));
+        assert!(matches!(
+            blobs.delete(&owner("ann"), "a/b ✓.txt"),
+            Err(BlobError::NotFound)
+        ));
+        assert!(files(&root).is_empty());
+    }
+
+    #[test]
+    fn accounts_do_not_see_each_other() {
+        let (blobs, _root) = store();
+        put(&blobs, "ann", "k", b"ann's").unwrap();
+        assert!(matches!(
+            blobs.get(&owner("bob"), "k", None),
+            Err(BlobError::NotFound)
+        ));
+        assert!(
+            blobs
+                .list(&owner("bob"), "", None, 10)
+                .unwrap()
+                .objects
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn conditions_and_ranges() {
+        let (blobs, _root) = store();
+        let ann = owner("ann");
+        let written = put(&blobs, "ann", "k", b"0123456789").unwrap();
+        let absent = blobs.put(
+            &ann,
+            "k",
+            "text/plain",
+            &WriteCondition::Absent,
+            &mut &b"x"[..],
+        );
+        assert!(matches!(absent, Err(BlobError::PreconditionFailed)));
+        let stale = WriteCondition::Matches(vec!["\"nope\"".into()]);
+        let stale = blobs.put(&ann, "k", "text/plain", &stale, &mut &b"x"[..]);
+        assert!(matches!(stale, Err(BlobError::PreconditionFailed)));
+        let current = WriteCondition::Matches(vec![written.info.etag.clone()]);
+        blobs
+            .put(&ann, "k", "text/plain", &current, &mut &b"0123456789"[..])
+            .unwrap();
+        let range = ByteRange::From {
+            first: 2,
+            last: Some(4),
+        };
+        assert_eq!(read(&blobs, "ann", "k", Some(range)), b"234");
+        assert_eq!(read(&blobs, "ann", "k", Some(ByteRange::Suffix(3))), b"789");
+        let beyond = blobs.get(
+            &ann,
+            "k",
+            Some(ByteRange::From {
+                first: 10,
+                last: None,
+            }),
+        );
+        assert!(matches!(
+            beyond,
+            Err(BlobError::RangeNotSatisfiable { size: 10 })
+        ));
+    }
+
+    #[test]
+    fn a_failed_upload_keeps_the_old_object_and_leaves_nothing() {
+        struct Broken(usize);
+        impl Read for Broken {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client gone"));
+                }
+                self.0 -= 1;
+                out[..4].copy_from_slice(b"new!");
+                Ok(4)
+            }
+        }
+        let (blobs, root) = store();
+        put(&blobs, "ann", "k", b"old").unwrap();
+        let failed = blobs.put(
+            &owner("ann"),
+            "k",
+            "text/plain",
+            &WriteCondition::Always,
+            &mut Broken(100),
+        );
+        assert!(matches!(failed, Err(BlobError::Body(_))));
+        assert_eq!(read(&blobs, "ann", "k", None), b"old");
+        assert_eq!(files(&root).len(), 1);
+    }
+
+    #[test]
+    fn opening_sweeps_what_a_crash_left() {
+        let (blobs, root) = store();
+        put(&blobs, "ann", "k", b"kept").unwrap();
+        drop(blobs);
+        fs::write(root.join("ann/.0123.tmp"), b"half an upload").unwrap();
+        fs::write(root.join("ann/feedbeef"), b"renamed, never indexed").unwrap();
+        let blobs = LocalBlobs::open(&root).unwrap();
+        assert_eq!(files(&root).len(), 1);
+        assert_eq!(read(&blobs, "ann", "k", None), b"kept");
+    }
+
+    #[test]
+    fn listing_pages_by_prefix_in_key_order() {
+        let (blobs, _root) = store();
+        for key in ["b/2", "a", "b/1", "b/3", "c", "b0"] {
+            put(&blobs, "ann", key, key.as_bytes()).unwrap();
+        }
+        let keys = |page: Page| page.objects.into_iter().map(|o| o.key).collect::<Vec<_>>();
+        let ann = owner("ann");
+        assert_eq!(
+            keys(blobs.list(&ann, "", None, 100).unwrap()),
+            ["a", "b/1", "b/2", "b/3", "b0", "c"]
+        );
+        let first = blobs.list(&ann, "b/", None, 2).unwrap();
+        assert!(first.truncated);
+        assert_eq!(keys(first), ["b/1", "b/2"]);
+        let rest = blobs.list(&ann, "b/", Some("b/2"), 2).unwrap();
+        assert!(!rest.truncated);
+        assert_eq!(keys(rest), ["b/3"]);
+    }
+}

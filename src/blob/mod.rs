@@ -1,0 +1,364 @@
+//! Object storage: each account's files, on local disk ([`local`]) or in an
+//! S3-compatible store ([`s3`]), behind one trait so that the file and image
+//! routes never know which.
+//!
+//! Invariants every backend keeps:
+//! - An account sees only its own namespace; keys are checked by
+//!   [`check_key`] before they reach a backend.
+//! - A write is all or nothing: a reader sees the old object or the new
+//!   one, never a part, whatever happens mid-upload.
+//! - Bodies stream in both directions with bounded buffers; nothing holds
+//!   a whole object in memory.
+
+pub mod local;
+pub mod range;
+pub mod s3;
+
+use std::fmt;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::config::{StorageConfig, StorageKind};
+
+use crate::http::ApiError;
+pub use range::ByteRange;
+
+/// Longest key, in bytes after percent-decoding.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// What is known about a stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// A strong entity tag, quoted, as sent in `ETag`.
+    pub etag: String,
+    pub content_type: String,
+    pub modified: SystemTime,
+}
+
+/// A precondition on a write (`If-Match`, `If-None-Match: *`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    Always,
+    /// Only if no object has the key.
+    Absent,
+    /// Only if the object's current ETag is one of these (quoted) tags.
+    Matches(Vec<String>),
+}
+
+impl WriteCondition {
+    /// Whether a write may go ahead over `current`, the object there now.
+    pub fn allows(&self, current: Option<&ObjectInfo>) -> bool {
+        match (self, current) {
+            (WriteCondition::Always, _) => true,
+            (WriteCondition::Absent, current) => current.is_none(),
+            (WriteCondition::Matches(_), None) => false,
+            (WriteCondition::Matches(tags), Some(info)) => {
+                tags.iter().any(|tag| tag == "*" || *tag == info.etag)
+            }
+        }
+    }
+}
+
+/// The result of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub info: ObjectInfo,
+    /// Whether the key was new (`201`) rather than replaced (`200`).
+    pub created: bool,
+}
+
+/// An object being read: what it is, which bytes follow, and the bytes.
+pub struct Download {
+    pub info: ObjectInfo,
+    /// The inclusive byte range being sent, when a range was asked for.
+    pub range: Option<(u64, u64)>,
+    pub body: Box<dyn Read + Send>,
+}
+
+/// One page of a listing, in key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub objects: Vec<ObjectInfo>,
+    /// Whether keys follow the last one listed.
+    pub truncated: bool,
+}
+
+/// One page of keys alone, in key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPage {
+    pub keys: Vec<String>,
+    /// Whether keys follow the last one listed.
+    pub truncated: bool,
+}
+
+/// Whose files: the namespace and, for an account that brought its own S3
+/// keys, those keys.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// The account's name (letters, digits, `.`, `_`, `-`; never `.` or
+    /// `..`, see `auth::check_username`).
+    pub namespace: String,
+    pub credentials: Option<UserCredentials>,
+}
+
+/// An account's own S3 keys and, optionally, its bucket.
+#[derive(Clone)]
+pub struct UserCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub bucket: Option<String>,
+}
+
+impl fmt::Debug for UserCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<hidden>")
+            .field("bucket", &self.bucket)
+            .finish()
+    }
+}
+
+/// Why a storage operation failed.
+#[derive(Debug)]
+pub enum BlobError {
+    NotFound,
+    PreconditionFailed,
+    /// The range asked for lies past the end of an object of `size` bytes.
+    RangeNotSatisfiable {
+        size: u64,
+    },
+    /// Reading the request body failed (too large, malformed, timed out);
+    /// the error is the body's own, which `ApiError` maps to a status.
+    Body(io::Error),
+    /// The object store answered with an error or could not be reached.
+    Upstream(String),
+    /// The object store refused the account's own credentials.
+    Credentials(String),
+    /// Local disk or index failure.
+    Local(String),
+}
+
+impl From<BlobError> for ApiError {
+    fn from(err: BlobError) -> Self {
+        match err {
+            BlobError::NotFound => ApiError::not_found("Not Found"),
+            BlobError::PreconditionFailed => ApiError::new(
+                412,
+                "the object's current version does not match If-Match / If-None-Match",
+            ),
+            BlobError::RangeNotSatisfiable { size } => ApiError::new(
+                416,
+                format!("the range lies outside the object's {size} bytes"),
+            )
+            .with_header("Content-Range", format!("bytes */{size}")),
+            BlobError::Body(err) => ApiError::from(err),
+            BlobError::Upstream(message) => {
+                ApiError::new(502, format!("the object store failed: {message}"))
+                    .with_code("storage_error")
+            }
+            BlobError::Credentials(message) => ApiError::new(
+                502,
+                format!("the object store refused this account's S3 keys: {message}"),
+            )
+            .with_code("storage_credentials"),
+            BlobError::Local(cause) => {
+                ApiError::new(503, "file storage is unavailable; try again").with_cause(cause)
+            }
+        }
+    }
+}
+
+/// A storage backend. Keys given to it have passed [`check_key`].
+pub trait Blobs: Send + Sync {
+    /// Streams `body` into `key`; the object appears whole or not at all.
+    /// `content_type` has been checked by the caller.
+    fn put(
+        &self,
+        owner: &Owner,
+        key: &str,
+        content_type: &str,
+        condition: &WriteCondition,
+        body: &mut dyn Read,
+    ) -> Result<Written, BlobError>;
+
+    fn head(&self, owner: &Owner, key: &str) -> Result<ObjectInfo, BlobError>;
+
+    /// The object's bytes, or the bytes in `range`.
+    fn get(
+        &self,
+        owner: &Owner,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<Download, BlobError>;
+
+    fn delete(&self, owner: &Owner, key: &str) -> Result<(), BlobError>;
+
+    /// Up to `limit` objects whose keys start with `prefix` and sort after
+    /// `after` (bytewise), in key order.
+    fn list(
+        &self,
+        owner: &Owner,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, BlobError>;
+
+    /// Up to `limit` keys sorting after `after`, in key order: a listing
+    /// without the details that cost S3 a request per object.
+    fn list_keys(
+        &self,
+        owner: &Owner,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage, BlobError>;
+
+    /// Where the object is kept, for people: a file path or `s3://…`.
+    fn location(&self, owner: &Owner, key: &str) -> String;
+}
+
+/// The storage a server runs with: its default backend, and the S3 backend
+/// whenever an endpoint is configured (for `--storage s3`, and for accounts
+/// that brought their own keys).
+pub struct Storage {
+    default: Arc<dyn Blobs>,
+    s3: Option<Arc<s3::S3Blobs>>,
+}
+
+impl Storage {
+    pub fn open(config: &StorageConfig, data_dir: &Path) -> Result<Storage, String> {
+        let s3 = match &config.s3 {
+            Some(s3_config) => Some(Arc::new(s3::S3Blobs::new(s3_config)?)),
+            None => None,
+        };
+        let default: Arc<dyn Blobs> = match (config.kind, &s3) {
+            (StorageKind::S3, Some(s3)) => s3.clone(),
+            (StorageKind::S3, None) => return Err("--storage s3 needs --s3-endpoint".into()),
+            (StorageKind::Local, _) => Arc::new(local::LocalBlobs::open(&data_dir.join("files"))?),
+        };
+        Ok(Storage { default, s3 })
+    }
+
+    /// The backend that holds `owner`'s files.
+    pub fn of(&self, owner: &Owner) -> Result<&dyn Blobs, BlobError> {
+        match (&owner.credentials, &self.s3) {
+            (None, _) => Ok(self.default.as_ref()),
+            (Some(_), Some(s3)) => Ok(s3.as_ref()),
+            // The account signed up while an endpoint was configured.
+            (Some(_), None) => Err(BlobError::Credentials(
+                "this account stores its files with its own S3 keys, but the server has no S3 endpoint configured now".into(),
+            )),
+        }
+    }
+
+    /// Whether accounts may bring their own S3 keys (an endpoint is set).
+    pub fn takes_user_keys(&self) -> bool {
+        self.s3.is_some()
+    }
+
+    /// Checks an account's own keys with a signed request to its bucket.
+    pub fn check_credentials(&self, credentials: &UserCredentials) -> Result<(), BlobError> {
+        match &self.s3 {
+            Some(s3) => s3.check_credentials(credentials),
+            None => Err(BlobError::Credentials(
+                "no S3 endpoint is configured".into(),
+            )),
+        }
+    }
+}
+
+/// Checks a key (already percent-decoded): 1 to [`MAX_KEY_BYTES`] bytes, no
+/// control characters, no empty, `.` or `..` segments. The error names the
+/// rule broken.
+pub fn check_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() {
+        return Err("the key is empty");
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err("the key is longer than 1024 bytes");
+    }
+    if key.chars().any(char::is_control) {
+        return Err("the key contains a control character");
+    }
+    for segment in key.split('/') {
+        match segment {
+            "" => return Err("the key has an empty segment (a leading, trailing or double '/')"),
+            "." | ".." => return Err("the key has a '.' or '..' segment"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_rules() {
+        for good in [
+            "a",
+            "a/b/c.txt",
+            "ünï/cødé ✓",
+            "a.b/..c/d..",
+            &"k".repeat(1024),
+        ] {
+            assert_eq!(check_key(good), Ok(()), "{good}");
+        }
+        let cases = [
+            ("", "empty"),
+            ("/a", "empty segment"),
+            ("a/", "empty segment"),
+            ("a//b", "empty segment"),
+            ("..", "'..'"),
+            ("a/../b", "'..'"),
+            ("./a", "'.'"),
+            ("a\0b", "control"),
+            ("a\nb", "control"),
+            ("a\u{7f}", "control"),
+        ];
+        for (bad, rule) in cases {
+            let problem = check_key(bad).unwrap_err();
+            assert!(problem.contains(rule), "{bad:?}: {problem}");
+        }
+        assert!(check_key(&"k".repeat(1025)).unwrap_err().contains("1024"));
+        // Bytes, not characters: 342 three-byte characters are 1026 bytes.
+        assert!(check_key(&"✓".repeat(342)).is_err());
+    }
+
+    #[test]
+    fn write_conditions() {
+        let info = ObjectInfo {
+            key: "k".into(),
+            size: 1,
+            etag: "\"abc\"".into(),
+            content_type: "text/plain".into(),
+            modified: SystemTime::UNIX_EPOCH,
+        };
+        assert!(WriteCondition::Always.allows(None));
+        assert!(WriteCondition::Always.allows(Some(&info)));
+        assert!(WriteCondition::Absent.allows(None));
+        assert!(!WriteCondition::Absent.allows(Some(&info)));
+        let matches =
+            |tags: &[&str]| WriteCondition::Matches(tags.iter().map(|t| t.to_string()).collect());
+        assert!(matches(&["\"abc\""]).allows(Some(&info)));
+        assert!(matches(&["\"x\"", "*"]).allows(Some(&info)));
+        assert!(!matches(&["\"x\""]).allows(Some(&info)));
+        assert!(!matches(&["*"]).allows(None));
+    }
+}

@@ -1,0 +1,481 @@
+//! Per-account files (the cloud storage seed's `/api/file/<key>` routes and
+//! a paged listing) and image uploads (the BeCode challenge's `/img/add`),
+//! over the storage backend in `blob`.
+//!
+//! Every route needs a signed-in account and sees only that account's
+//! namespace. Bodies stream from the client to the backend and back.
+
+use std::io::{self, Cursor, Read};
+use std::time::UNIX_EPOCH;
+
+use serde_json::{Value, json};
+
+use crate::App;
+use crate::auth::require_user;
+use crate::blob::{
+    ByteRange, MAX_KEY_BYTES, ObjectInfo, Owner, UserCredentials, WriteCondition, check_key, hex,
+};
+use crate::http::body::BodyError;
+use crate::http::date::http_date;
+use crate::http::multipart::{self, Multipart};
+use crate::http::{ApiError, Fields, Request, Response};
+
+/// Longest `Content-Type` kept with an object.
+pub const MAX_CONTENT_TYPE_BYTES: usize = 255;
+/// Most objects in one page of `GET /api/v1/files`, and the default.
+pub const MAX_PAGE: usize = 1000;
+const DEFAULT_PAGE: usize = 100;
+/// Most keys `GET /api/files_keys` lists (the seed's unpaged listing);
+/// `/api/v1/files` pages through any number.
+pub const MAX_LEGACY_KEYS: usize = 100_000;
+/// Room for a multipart envelope around an image, on top of its own limit.
+pub const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// The signed-in account's namespace and, if it brought them, its S3 keys.
+fn owner(app: &App, request: &Request<'_>) -> Result<Owner, ApiError> {
+    let claims = require_user(app, request)?;
+    let account = app
+        .store
+        .find_account(&claims.sub)?
+        .ok_or_else(|| crate::auth::unauthorized("the account no longer exists"))?;
+    let credentials = match account.s3 {
+        None => None,
+        Some(s3) => {
+            let secret = app
+                .sealer
+                .open(&account.username, &s3.sealed_secret)
+                .and_then(|plain| String::from_utf8(plain).map_err(|_| "not UTF-8".to_owned()))
+                .map_err(|err| {
+                    ApiError::new(503, "this account's S3 keys cannot be read now").with_cause(err)
+                })?;
+            Some(UserCredentials {
+                access_key_id: s3.access_key_id,
+                secret_access_key: secret,
+                bucket: s3.bucket,
+            })
+        }
+    };
+    Ok(Owner {
+        namespace: account.username,
+        credentials,
+    })
+}
+
+/// The `{key}` path parameter, checked.
+fn key_param(request: &Request<'_>) -> Result<String, ApiError> {
+    let key = request.param_str("key")?;
+    check_key(key).map_err(|rule| {
+        ApiError::bad_request(format!("invalid key: {rule}")).with_code("invalid_key")
+    })?;
+    Ok(key.to_owned())
+}
+
+/// `PUT /api/file/{key}`: stores the raw body under the key.
+pub fn put_file(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let owner = owner(app, request)?;
+    let key = key_param(request)?;
+    let content_type = content_type(request)?;
+    let condition = write_condition(request)?;
+    let blobs = app.storage.of(&owner)?;
+    let body = request.body();
+    let first = read_prefix(body, 1)?;
+    if first.is_empty() {
+        return Err(file_not_specified());
+    }
+    let written = blobs.put(
+        &owner,
+        &key,
+        &content_type,
+        &condition,
+        &mut Cursor::new(first).chain(body),
+    )?;
+    let status = if written.created { 201 } else { 200 };
+    Ok(Response::json(
+        status,
+        &json!({
+            "status_code": status,
+            "message": format!("File '{key}' uploaded successfully"),
+            "key": key,
+            "size": written.info.size,
+            "etag": written.info.etag,
+        }),
+    )
+    .with_header("ETag", written.info.etag))
+}
+
+/// `GET` (and `HEAD`) `/api/file/{key}`: the bytes, whole or one range.
+pub fn get_file(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let owner = owner(app, request)?;
+    let key = key_param(request)?;
+    serve(app, &owner, &key, request)
+}
+
+/// Sends an object: `304` when the client's copy is current, `206` for a
+/// satisfiable range, the whole object otherwise.
+fn serve(app: &App, owner: &Owner, key: &str, request: &Request<'_>) -> Result<Response, ApiError> {
+    let blobs = app.storage.of(owner)?;
+    if request.method() == "HEAD" {
+        let info = blobs.head(owner, key)?;
+        if request.if_none_match(&info.etag) {
+            return Ok(object_headers(Response::new(304), &info));
+        }
+        let len = info.size;
+        return Ok(object_headers(
+            Response::stream(200, Box::new(io::empty()), Some(len)),
+            &info,
+        ));
+    }
+    let range = request.header("range").and_then(ByteRange::parse);
+    let download = blobs.get(owner, key, range)?;
+    if request.if_none_match(&download.info.etag) {
+        return Ok(object_headers(Response::new(304), &download.info));
+    }
+    let response = match download.range {
+        Some((first, last)) => Response::stream(206, download.body, Some(last - first + 1))
+            .with_header(
+                "Content-Range",
+                format!("bytes {first}-{last}/{}", download.info.size),
+            ),
+        None => Response::stream(200, download.body, Some(download.info.size)),
+    };
+    Ok(object_headers(response, &download.info))
+}
+
+fn object_headers(response: Response, info: &ObjectInfo) -> Response {
+    let modified = info
+        .modified
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    response
+        .with_header("Content-Type", info.content_type.clone())
+        .with_header("ETag", info.etag.clone())
+        .with_header("Last-Modified", http_date(modified))
+        .with_header("Accept-Ranges", "bytes")
+}
+
+/// `DELETE /api/file/{key}`.
+pub fn delete_file(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let owner = owner(app, request)?;
+    let key = key_param(request)?;
+    app.storage.of(&owner)?.delete(&owner, &key)?;
+    Ok(Response::json(
+        200,
+        &json!({"status_code": 200, "message": format!("File '{key}' deleted")}),
+    ))
+}
+
+/// `GET /api/files_keys`: the seed's answer, every key as a JSON array (up
+/// to [`MAX_LEGACY_KEYS`]; `/api/v1/files` pages).
+pub fn list_keys(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let owner = owner(app, request)?;
+    let blobs = app.storage.of(&owner)?;
+    let mut keys: Vec<String> = Vec::new();
+    loop {
+        let after = keys.last().cloned();
+        let page = blobs.list_keys(&owner, after.as_deref(), MAX_PAGE)?;
+        keys.extend(page.keys);
+        if !page.truncated {
+            break;
+        }
+        if keys.len() >= MAX_LEGACY_KEYS {
+            return Err(ApiError::new(
+                422,
+                format!(
+                    "this account has more than {MAX_LEGACY_KEYS} files; page through GET /api/v1/files"
+                ),
+            )
+            .with_code("too_many_files"));
+        }
+    }
+    Ok(Response::json(200, &keys))
+}
+
+/// `GET /api/v1/files?prefix=&limit=&after=`: one page of objects in key
+/// order; `next_after` is the `after` of the next page, while there is one.
+pub fn list_files(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let owner = owner(app, request)?;
+    let query = Fields::from_query(request)?;
+    let prefix = query.get("prefix").unwrap_or("");
+    if prefix.len() > MAX_KEY_BYTES {
+        return Err(
+            ApiError::bad_request("prefix is longer than 1024 bytes").with_code("invalid_query")
+        );
+    }
+    let after = query.get("after").filter(|after| !after.is_empty());
+    let limit = match query.get("limit") {
+        None => DEFAULT_PAGE,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit must be a whole number from 1 to {MAX_PAGE}"))
+                    .with_code("invalid_query")
+            })?,
+    };
+    let page = app.storage.of(&owner)?.list(&owner, prefix, after, limit)?;
+    let next_after = page
+        .truncated
+        .then(|| page.objects.last().map(|info| info.key.clone()))
+        .flatten();
+    let files: Vec<Value> = page.objects.iter().map(describe).collect();
+    Ok(Response::json(
+        200,
+        &json!({"files": files, "truncated": page.truncated, "next_after": next_after}),
+    ))
+}
+
+fn describe(info: &ObjectInfo) -> Value {
+    let modified = info
+        .modified
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({
+        "key": info.key,
+        "size": info.size,
+        "etag": info.etag,
+        "content_type": info.content_type,
+        "modified": crate::http::date::rfc3339_millis(modified, 0),
+    })
+}
+
+/// The image formats wren stores, by the signature their bytes start with.
+const IMAGE_TYPES: [(&str, &str); 4] = [
+    ("image/png", "png"),
+    ("image/jpeg", "jpg"),
+    ("image/gif", "gif"),
+    ("image/webp", "webp"),
+];
+
+/// Whether `bytes` (the first few of a file) carry `media_type`'s signature.
+fn has_signature(media_type: &str, bytes: &[u8]) -> bool {
+    match media_type {
+        "image/png" => bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "image/jpeg" => bytes.starts_with(&[0xff, 0xd8, 0xff]),
+        "image/gif" => bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a"),
+        "image/webp" => bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP",
+        _ => false,
+    }
+}
+
+/// Bytes needed to check any signature.
+const SIGNATURE_BYTES: usize = 12;
+
+/// `POST /img/add`: a raw image body (`Content-Type: image/png`, jpeg, gif,
+/// webp) or a multipart form with an `image` field.
+pub fn add_image(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let media_type = media_type(request);
+    if media_type == "multipart/form-data" {
+        return upload_image_form(app, request);
+    }
+    let owner = owner(app, request)?;
+    let limit = app.config.storage.max_image_size;
+    store_image(app, &owner, &media_type, request.body(), limit)
+}
+
+/// `POST /api/v1/images`: a multipart form with an `image` field.
+pub fn upload_image(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    if media_type(request) != "multipart/form-data" {
+        return Err(unsupported_image(
+            "send a multipart/form-data body with an 'image' field",
+        ));
+    }
+    upload_image_form(app, request)
+}
+
+fn upload_image_form(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let owner = owner(app, request)?;
+    let content_type = request.header("content-type").unwrap_or("");
+    let boundary = multipart::boundary(content_type).ok_or_else(|| {
+        ApiError::bad_request("a multipart/form-data body needs a valid boundary parameter")
+    })?;
+    let mut form = Multipart::new(request.body(), &boundary);
+    while let Some(mut part) = form.next_part()? {
+        if part.head.name != "image" {
+            // Other fields are skipped, read through a small buffer.
+            io::copy(&mut part, &mut io::sink())?;
+            continue;
+        }
+        let declared = part
+            .head
+            .content_type
+            .as_deref()
+            .map(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        let limit = app.config.storage.max_image_size;
+        return store_image(app, &owner, &declared, &mut part, limit);
+    }
+    Err(ApiError::bad_request("the form has no 'image' field").with_code("invalid_fields"))
+}
+
+/// Checks the type and signature, then stores the image under a random
+/// name in the account's `images/` prefix.
+fn store_image(
+    app: &App,
+    owner: &Owner,
+    declared: &str,
+    body: &mut dyn Read,
+    limit: u64,
+) -> Result<Response, ApiError> {
+    let Some((media_type, extension)) = IMAGE_TYPES.iter().find(|(t, _)| *t == declared) else {
+        return Err(unsupported_image(&format!(
+            "the Content-Type must be image/png, image/jpeg, image/gif or image/webp, not '{}'",
+            crate::http::error::excerpt(declared, 100)
+        )));
+    };
+    let mut body = Limited {
+        inner: body,
+        left: limit,
+        limit,
+    };
+    let first = read_prefix(&mut body, SIGNATURE_BYTES)?;
+    if first.is_empty() {
+        return Err(file_not_specified());
+    }
+    if !has_signature(media_type, &first) {
+        return Err(unsupported_image(&format!(
+            "the bytes are not a {extension} image: its signature is missing"
+        )));
+    }
+    let mut random = [0u8; 16];
+    getrandom::getrandom(&mut random).map_err(|err| {
+        ApiError::new(503, "cannot name the image now")
+            .with_cause(format!("no OS randomness: {err}"))
+    })?;
+    let id = format!("{}.{extension}", hex(&random));
+    let key = format!("images/{id}");
+    let blobs = app.storage.of(owner)?;
+    blobs.put(
+        owner,
+        &key,
+        media_type,
+        &WriteCondition::Absent,
+        &mut Cursor::new(first).chain(body),
+    )?;
+    Ok(Response::json(
+        201,
+        &json!({
+            "server_path": blobs.location(owner, &key),
+            "id": id,
+            "url": format!("/api/v1/images/{id}"),
+        }),
+    ))
+}
+
+/// `GET /api/v1/images/{id}`: the owner's image, with its content type.
+pub fn get_image(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let owner = owner(app, request)?;
+    let id = request.param_str("id")?;
+    let valid = id.split_once('.').is_some_and(|(name, extension)| {
+        name.len() == 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            && IMAGE_TYPES.iter().any(|(_, e)| *e == extension)
+    });
+    if !valid {
+        return Err(ApiError::not_found("Not Found"));
+    }
+    let key = format!("images/{id}");
+    serve(app, &owner, &key, request)
+}
+
+/// A reader that fails with the body's own `413` error past `limit` bytes
+/// (for a multipart part, which the whole body's limit does not bound).
+struct Limited<'r> {
+    inner: &'r mut dyn Read,
+    left: u64,
+    limit: u64,
+}
+
+impl Read for Limited<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        // One byte past the limit tells a body of exactly `limit` bytes
+        // from a longer one.
+        let want = out
+            .len()
+            .min(usize::try_from(self.left + 1).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut out[..want])?;
+        if n as u64 > self.left {
+            return Err(io::Error::other(BodyError::TooLarge { limit: self.limit }));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Up to `n` bytes from the start of `body` (fewer only at its end).
+fn read_prefix(body: &mut dyn Read, n: usize) -> Result<Vec<u8>, ApiError> {
+    let mut first = Vec::with_capacity(n);
+    body.take(n as u64).read_to_end(&mut first)?;
+    Ok(first)
+}
+
+fn media_type(request: &Request<'_>) -> String {
+    request
+        .header("content-type")
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// The request's `Content-Type`, kept with the object.
+fn content_type(request: &Request<'_>) -> Result<String, ApiError> {
+    let Some(value) = request.header("content-type").map(str::trim) else {
+        return Ok(DEFAULT_CONTENT_TYPE.to_owned());
+    };
+    if value.is_empty() {
+        return Ok(DEFAULT_CONTENT_TYPE.to_owned());
+    }
+    if value.len() > MAX_CONTENT_TYPE_BYTES || !value.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return Err(ApiError::bad_request(format!(
+            "Content-Type must be printable ASCII of at most {MAX_CONTENT_TYPE_BYTES} bytes"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+/// `If-None-Match: *` (create only) or `If-Match: "etag", …` (replace only
+/// that version).
+fn write_condition(request: &Request<'_>) -> Result<WriteCondition, ApiError> {
+    if let Some(value) = request.header("if-none-match") {
+        if value.trim() != "*" {
+            return Err(ApiError::bad_request(
+                "on PUT, If-None-Match may only be '*' (create the file only if it does not exist)",
+            ));
+        }
+        return Ok(WriteCondition::Absent);
+    }
+    if let Some(value) = request.header("if-match") {
+        let tags: Vec<String> = value
+            .split(',')
+            .map(|tag| tag.trim().to_owned())
+            .filter(|tag| !tag.is_empty())
+            .collect();
+        // Weak tags never match for writes (RFC 9110 §13.1.1).
+        return Ok(WriteCondition::Matches(
+            tags.into_iter()
+                .filter(|tag| !tag.starts_with("W/"))
+                .collect(),
+        ));
+    }
+    Ok(WriteCondition::Always)
+}
+
+fn file_not_specified() -> ApiError {
+    ApiError::bad_request("File not specified").with_code("empty_body")
+}
+
+fn unsupported_image(message: &str) -> ApiError {
+    ApiError::new(415, message)
+}
