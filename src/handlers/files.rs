@@ -265,27 +265,31 @@ const SIGNATURE_BYTES: usize = 12;
 /// `POST /img/add`: a raw image body (`Content-Type: image/png`, jpeg, gif,
 /// webp) or a multipart form with an `image` field.
 pub fn add_image(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let owner = owner(app, request)?;
     let media_type = media_type(request);
     if media_type == "multipart/form-data" {
-        return upload_image_form(app, request);
+        return upload_image_form(app, &owner, request);
     }
-    let owner = owner(app, request)?;
     let limit = app.config.storage.max_image_size;
     store_image(app, &owner, &media_type, request.body(), limit)
 }
 
 /// `POST /api/v1/images`: a multipart form with an `image` field.
 pub fn upload_image(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let owner = owner(app, request)?;
     if media_type(request) != "multipart/form-data" {
         return Err(unsupported_image(
             "send a multipart/form-data body with an 'image' field",
         ));
     }
-    upload_image_form(app, request)
+    upload_image_form(app, &owner, request)
 }
 
-fn upload_image_form(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
-    let owner = owner(app, request)?;
+fn upload_image_form(
+    app: &App,
+    owner: &Owner,
+    request: &mut Request<'_>,
+) -> Result<Response, ApiError> {
     let content_type = request.header("content-type").unwrap_or("");
     let boundary = multipart::boundary(content_type).ok_or_else(|| {
         ApiError::bad_request("a multipart/form-data body needs a valid boundary parameter")
@@ -310,7 +314,7 @@ fn upload_image_form(app: &App, request: &mut Request<'_>) -> Result<Response, A
             })
             .unwrap_or_default();
         let limit = app.config.storage.max_image_size;
-        return store_image(app, &owner, &declared, &mut part, limit);
+        return store_image(app, owner, &declared, &mut part, limit);
     }
     Err(ApiError::bad_request("the form has no 'image' field").with_code("invalid_fields"))
 }
@@ -478,4 +482,63 @@ fn file_not_specified() -> ApiError {
 
 fn unsupported_image(message: &str) -> ApiError {
     ApiError::new(415, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_signatures() {
+        assert!(has_signature("image/png", b"\x89PNG\r\n\x1a\n rest"));
+        assert!(!has_signature("image/png", b"PNG but not really"));
+        assert!(has_signature("image/jpeg", &[0xff, 0xd8, 0xff, 0xe0]));
+        assert!(has_signature("image/gif", b"GIF89a..."));
+        assert!(!has_signature("image/gif", b"GIF90a..."));
+        assert!(has_signature("image/webp", b"RIFF\x10\0\0\0WEBPVP8 "));
+        assert!(!has_signature("image/webp", b"RIFF\x10\0\0\0WAVE"));
+        assert!(!has_signature("text/plain", b"\x89PNG\r\n\x1a\n"));
+        assert!(!has_signature("image/png", b""));
+    }
+
+    #[test]
+    fn write_conditions_from_headers() {
+        let condition = |name: &str, value: &str| {
+            write_condition(&Request::new("PUT", "/api/file/k").with_header(name, value))
+        };
+        assert_eq!(
+            write_condition(&Request::new("PUT", "/k")).unwrap(),
+            WriteCondition::Always
+        );
+        assert_eq!(
+            condition("If-None-Match", "*").unwrap(),
+            WriteCondition::Absent
+        );
+        assert_eq!(
+            condition("If-None-Match", "\"abc\"").unwrap_err().status(),
+            400
+        );
+        assert_eq!(
+            condition("If-Match", "\"a\", W/\"b\", \"c\"").unwrap(),
+            WriteCondition::Matches(vec!["\"a\"".into(), "\"c\"".into()])
+        );
+    }
+
+    #[test]
+    fn content_types_are_kept_when_sane() {
+        let content_type_of = |value: &str| {
+            content_type(&Request::new("PUT", "/k").with_header("Content-Type", value))
+        };
+        assert_eq!(
+            content_type(&Request::new("PUT", "/k")).unwrap(),
+            DEFAULT_CONTENT_TYPE
+        );
+        assert_eq!(
+            content_type_of("text/csv; charset=utf-8").unwrap(),
+            "text/csv; charset=utf-8"
+        );
+        assert_eq!(content_type_of("").unwrap(), DEFAULT_CONTENT_TYPE);
+        assert!(content_type_of("text/\u{7f}").is_err());
+        assert!(content_type_of(&"a".repeat(MAX_CONTENT_TYPE_BYTES + 1)).is_err());
+    }
 }
