@@ -731,6 +731,64 @@ mod tests {
     }
 
     #[test]
+    fn storage_settings() {
+        let local = parse(&[], &[]).unwrap().storage;
+        assert_eq!(local.kind, StorageKind::Local);
+        assert_eq!(local.s3, None);
+        assert_eq!(local.max_object_size, 1 << 30);
+        assert_eq!(local.max_image_size, 10 << 20);
+
+        let keys = [("S3_ACCESS_KEY_ID", "AK"), ("S3_SECRET_ACCESS_KEY", "SK")];
+        let s3 = parse(
+            &[
+                "--storage",
+                "s3",
+                "--s3-bucket",
+                "b",
+                "--s3-addressing",
+                "virtual",
+            ],
+            &[&keys[..], &[("WREN_S3_ENDPOINT", "https://s3.example.com")]].concat(),
+        )
+        .unwrap()
+        .storage;
+        let s3_config = s3.s3.unwrap();
+        assert_eq!(s3_config.endpoint, "https://s3.example.com");
+        assert_eq!(s3_config.region, "us-east-1");
+        assert_eq!(s3_config.addressing, S3Addressing::VirtualHost);
+        assert_eq!(s3_config.access_key_id.as_deref(), Some("AK"));
+        assert!(
+            !format!("{s3_config:?}").contains("SK"),
+            "Debug hides the secret"
+        );
+
+        let refused = |args: &[&str], env: &[(&str, &str)], needle: &str| {
+            let exit = parse(args, env).unwrap_err();
+            assert_eq!(exit.code, 2);
+            assert!(exit.output.contains(needle), "{}", exit.output);
+        };
+        refused(&["--storage", "s3"], &keys, "needs an endpoint");
+        let endpoint = ("S3_ENDPOINT", "http://127.0.0.1:3900");
+        refused(
+            &["--storage", "s3"],
+            &[keys[0], keys[1], endpoint],
+            "needs a bucket",
+        );
+        refused(
+            &["--storage", "s3", "--s3-bucket", "b"],
+            &[endpoint],
+            "S3_ACCESS_KEY_ID",
+        );
+        refused(&["--s3-endpoint", "s3.example.com"], &[], "http://");
+        refused(&["--storage", "disk"], &[], "expected 'local' or 's3'");
+        refused(&["--max-image-size", "0"], &[], "at least 1 byte");
+        // An endpoint alone serves accounts with their own keys.
+        let endpoint_only = parse(&[], &[endpoint]).unwrap().storage;
+        assert_eq!(endpoint_only.kind, StorageKind::Local);
+        assert_eq!(endpoint_only.s3.unwrap().bucket, None);
+    }
+
+    #[test]
     fn bootstrap_users_follow_the_username_rule() {
         let ok = parse(&["--user", "orhan:12345"], &[]).unwrap();
         assert_eq!(ok.auth.users, [("orhan".to_owned(), "12345".to_owned())]);
