@@ -72,6 +72,11 @@ pub fn check_username(name: &str) -> Result<(), &'static str> {
     {
         return Err("may hold only letters, digits, '.', '_' and '-'");
     }
+    // The name is also the account's folder and key prefix for its files:
+    // `.` and `..` must never be one.
+    if !name.chars().any(|c| c.is_ascii_alphanumeric()) {
+        return Err("must hold at least one letter or digit");
+    }
     Ok(())
 }
 

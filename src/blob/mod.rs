@@ -245,6 +245,14 @@ impl Storage {
 
     /// The backend that holds `owner`'s files.
     pub fn of(&self, owner: &Owner) -> Result<&dyn Blobs, BlobError> {
+        // The namespace is a folder and a key prefix; an account made
+        // before the name rules (or by hand) must not become `..`.
+        if let Err(rule) = crate::auth::check_username(&owner.namespace) {
+            return Err(BlobError::Local(format!(
+                "account name '{}' cannot hold files: it {rule}",
+                owner.namespace
+            )));
+        }
         match (&owner.credentials, &self.s3) {
             (None, _) => Ok(self.default.as_ref()),
             (Some(_), Some(s3)) => Ok(s3.as_ref()),

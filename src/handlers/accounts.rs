@@ -371,6 +371,9 @@ mod tests {
         let long = "x".repeat(65);
         assert!(check_username(&long).is_err());
         assert!(check_username("a.b_c-9").is_ok());
+        for no_letter_or_digit in ["", ".", "..", "_-.", "---"] {
+            assert!(check_username(no_letter_or_digit).is_err(), "{no_letter_or_digit:?}");
+        }
     }
 
     #[test]
