@@ -288,7 +288,7 @@ impl Wren {
 
     /// The folder the local backend keeps `login`'s files in.
     fn account_folder(&self, login: &str) -> PathBuf {
-        self.data_dir.join("files").join(login)
+        self.data_dir.join("files").join("accounts").join(login)
     }
 
     /// One request on a new connection.
@@ -957,6 +957,37 @@ fn conditional_gets_and_ranges(backend: Backend) {
         &[("Range", "bytes=2-5"), ("If-None-Match", &etag)],
     );
     assert_eq!(both.status, 304);
+    // A current copy beats even a range outside the object.
+    let beyond_but_current = ann.get_with(
+        "digits.txt",
+        &[("Range", "bytes=999-"), ("If-None-Match", &etag)],
+    );
+    assert_eq!(beyond_but_current.status, 304);
+
+    // If-Range: the range only for the version the client holds, else the
+    // whole current object (a resumed download never splices two versions).
+    let same = ann.get_with("digits.txt", &[("Range", "bytes=2-5"), ("If-Range", &etag)]);
+    assert_eq!(same.status, 206);
+    assert_eq!(same.text(), "2345");
+    let modified = stale.header("last-modified").unwrap().to_owned();
+    let by_date = ann.get_with(
+        "digits.txt",
+        &[("Range", "bytes=2-5"), ("If-Range", &modified)],
+    );
+    assert_eq!(by_date.status, 206);
+    let other = ann.get_with(
+        "digits.txt",
+        &[("Range", "bytes=2-5"), ("If-Range", "\"an-older-version\"")],
+    );
+    assert_eq!(other.status, 200);
+    assert_eq!(other.body, b"0123456789");
+
+    // Stored files never run in the API's origin.
+    let html = ann.store("page.html", b"<script>alert(1)</script>");
+    let served = ann.get_with("page.html", &[("If-None-Match", "\"other\"")]);
+    assert_eq!(served.status, 200, "{html}");
+    assert_eq!(served.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(served.header("content-security-policy"), Some("sandbox"));
 }
 
 /// 201 on create, 200 on replace; `If-None-Match: *` and `If-Match` guard

@@ -2,10 +2,14 @@
 //! SQLite index that maps each account's keys to them.
 //!
 //! ```text
-//! files/index.db              key -> file, size, ETag, content type, time
-//! files/<account>/<random>    one object's bytes, nothing else
-//! files/<account>/.<random>.tmp   an upload in progress
+//! files/index.db                       key -> file, size, ETag, type, time
+//! files/.lock                          held by the one process serving it
+//! files/accounts/<account>/<random>    one object's bytes, nothing else
+//! files/accounts/<account>/.<random>.tmp   an upload in progress
 //! ```
+//!
+//! Everything is private to the server's user (files 0600, folders 0700),
+//! like the database and the secret.
 //!
 //! Keys never become paths: a file's name is random (with the key's
 //! extension, so an image's server path looks like one), so no key can
@@ -15,13 +19,17 @@
 //! renamed to its final name and the folder fsynced; only then does one
 //! index transaction point the key at it, and the replaced file is removed
 //! after that commit. A crash leaves the key on its old file or its new one,
-//! never a partial one. What a crash can leave behind (a temporary file, a
-//! renamed file the index never took, an old file not yet removed) is
-//! swept when the backend opens.
+//! never a partial one. Temporary files a crash leaves are removed when the
+//! backend opens. A crash in the instant between a rename and its commit
+//! (or between a commit and the old file's removal) leaves one file the
+//! index does not name; those are counted, not removed: deleting every
+//! file the index does not know would turn a lost or restored-from-backup
+//! index into lost data.
 
-use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -40,10 +48,16 @@ const WRITE_BUFFER: usize = 64 * 1024;
 /// was about to open.
 const OPEN_ATTEMPTS: usize = 3;
 const INDEX_FILE: &str = "index.db";
+const LOCK_FILE: &str = ".lock";
+const ACCOUNTS_FOLDER: &str = "accounts";
 const TEMP_SUFFIX: &str = ".tmp";
 
 pub struct LocalBlobs {
-    root: PathBuf,
+    /// `files/accounts`: one folder per account.
+    accounts: PathBuf,
+    /// Holds the advisory lock: two processes sweeping and renaming in one
+    /// folder would remove each other's uploads.
+    _lock: File,
     index: Mutex<Connection>,
     /// Held while a write checks its condition and commits, so two writes
     /// to one key cannot both pass `If-None-Match: *`. Uploads stream
@@ -52,12 +66,26 @@ pub struct LocalBlobs {
 }
 
 impl LocalBlobs {
-    /// Opens (or creates) the store under `root`, and sweeps what an earlier
-    /// crash left behind.
+    /// Opens (or creates) the store under `root`, and removes the temporary
+    /// files an earlier crash left. Fails when another process serves it.
     pub fn open(root: &Path) -> Result<LocalBlobs, String> {
-        fs::create_dir_all(root)
-            .map_err(|err| format!("cannot create the file store {}: {err}", root.display()))?;
+        let accounts = root.join(ACCOUNTS_FOLDER);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&accounts)
+            .map_err(|err| format!("cannot create the file store {}: {err}", accounts.display()))?;
+        let lock = lock(&root.join(LOCK_FILE))?;
         let db = root.join(INDEX_FILE);
+        // Created private before SQLite opens it (SQLite's own files follow
+        // the database file's mode).
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&db)
+            .map_err(|err| format!("cannot create the file index {}: {err}", db.display()))?;
         let conn = Connection::open(&db)
             .and_then(|conn| {
                 conn.execute_batch(
@@ -79,7 +107,8 @@ impl LocalBlobs {
             })
             .map_err(|err| format!("cannot open the file index {}: {err}", db.display()))?;
         let blobs = LocalBlobs {
-            root: root.to_owned(),
+            accounts,
+            _lock: lock,
             index: Mutex::new(conn),
             commit: Mutex::new(()),
         };
@@ -96,39 +125,24 @@ impl LocalBlobs {
     }
 
     fn folder(&self, owner: &Owner) -> PathBuf {
-        self.root.join(&owner.namespace)
+        self.accounts.join(&owner.namespace)
     }
 
-    /// Removes temporary files and files the index does not point at.
+    /// Removes the temporary files of uploads a crash interrupted.
     fn sweep(&self) -> Result<(), String> {
-        let referenced: HashSet<(String, String)> = {
-            let index = self.index();
-            let mut statement = index
-                .prepare("SELECT namespace, file FROM objects")
-                .map_err(|err| format!("cannot read the file index: {err}"))?;
-            let rows = statement
-                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-                .and_then(|rows| rows.collect::<Result<_, _>>())
-                .map_err(|err| format!("cannot read the file index: {err}"));
-            rows?
-        };
-        let entries = fs::read_dir(&self.root)
-            .map_err(|err| format!("cannot list {}: {err}", self.root.display()))?;
-        for entry in entries.flatten() {
-            let Ok(namespace) = entry.file_name().into_string() else {
-                continue;
-            };
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+        let entries = fs::read_dir(&self.accounts)
+            .map_err(|err| format!("cannot list {}: {err}", self.accounts.display()))?;
+        for folder in entries.flatten() {
+            if !folder.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let Ok(files) = fs::read_dir(entry.path()) else {
+            let Ok(files) = fs::read_dir(folder.path()) else {
                 continue;
             };
             for file in files.flatten() {
-                let Ok(name) = file.file_name().into_string() else {
-                    continue;
-                };
-                if !referenced.contains(&(namespace.clone(), name)) {
+                let name = file.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') && name.ends_with(TEMP_SUFFIX) {
                     fs::remove_file(file.path()).map_err(|err| {
                         format!(
                             "cannot remove the leftover {}: {err}",
@@ -171,6 +185,7 @@ impl LocalBlobs {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(temp)
             .map_err(|err| local_error("cannot create", temp, err))?;
         let mut hasher = Sha256::new();
@@ -443,12 +458,36 @@ fn create_folder(folder: &Path) -> Result<(), BlobError> {
     if folder.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(folder).map_err(|err| local_error("cannot create", folder, err))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(folder)
+        .map_err(|err| local_error("cannot create", folder, err))?;
     // The new folder's entry in its parent must survive a crash too.
     if let Some(parent) = folder.parent() {
         sync_folder(parent)?;
     }
     Ok(())
+}
+
+/// Takes the store's advisory lock, for the life of the returned file.
+fn lock(path: &Path) -> Result<File, String> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|err| format!("cannot create {}: {err}", path.display()))?;
+    // SAFETY: flock on a file descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(format!(
+            "another process is serving the file store {} (it holds {})",
+            path.parent().unwrap_or(path).display(),
+            path.display()
+        ));
+    }
+    Ok(file)
 }
 
 /// Makes a rename in `folder` durable.
@@ -510,9 +549,9 @@ mod tests {
         out
     }
 
-    /// Files in the store's folders, leaving out the index.
+    /// Files in the accounts' folders.
     fn files(root: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(root)
+        let mut names: Vec<String> = fs::read_dir(root.join(ACCOUNTS_FOLDER))
             .unwrap()
             .flatten()
             .filter(|e| e.file_type().unwrap().is_dir())
@@ -636,15 +675,36 @@ mod tests {
     }
 
     #[test]
-    fn opening_sweeps_what_a_crash_left() {
+    fn opening_removes_interrupted_uploads_and_keeps_unindexed_files() {
         let (blobs, root) = store();
         put(&blobs, "ann", "k", b"kept").unwrap();
         drop(blobs);
-        fs::write(root.join("ann/.0123.tmp"), b"half an upload").unwrap();
-        fs::write(root.join("ann/feedbeef"), b"renamed, never indexed").unwrap();
+        let folder = root.join(ACCOUNTS_FOLDER).join("ann");
+        fs::write(folder.join(".0123.tmp"), b"half an upload").unwrap();
+        // Not in the index: a crash between rename and commit, or an index
+        // lost or restored from an older backup. Never deleted.
+        fs::write(folder.join("feedbeef"), b"renamed, never indexed").unwrap();
         let blobs = LocalBlobs::open(&root).unwrap();
-        assert_eq!(files(&root).len(), 1);
+        assert_eq!(files(&root).len(), 2);
+        assert!(folder.join("feedbeef").exists());
+        assert!(!folder.join(".0123.tmp").exists());
         assert_eq!(read(&blobs, "ann", "k", None), b"kept");
+    }
+
+    #[test]
+    fn one_process_at_a_time_and_private_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let (blobs, root) = store();
+        let second = LocalBlobs::open(&root).err().unwrap();
+        assert!(second.contains("another process"), "{second}");
+        put(&blobs, "ann", "k", b"private").unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let folder = root.join(ACCOUNTS_FOLDER).join("ann");
+        assert_eq!(mode(&folder), 0o700);
+        assert_eq!(mode(&folder.join(&files(&root)[0])), 0o600);
+        assert_eq!(mode(&root.join(INDEX_FILE)), 0o600);
+        drop(blobs);
+        LocalBlobs::open(&root).unwrap();
     }
 
     #[test]

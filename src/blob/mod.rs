@@ -128,6 +128,11 @@ impl fmt::Debug for UserCredentials {
 pub enum BlobError {
     NotFound,
     PreconditionFailed,
+    /// The key is too long for this store once its prefix and the
+    /// account's name are added: at most `max` bytes here.
+    KeyTooLong {
+        max: usize,
+    },
     /// The range asked for lies past the end of an object of `size` bytes.
     RangeNotSatisfiable {
         size: u64,
@@ -151,6 +156,10 @@ impl From<BlobError> for ApiError {
                 412,
                 "the object's current version does not match If-Match / If-None-Match",
             ),
+            BlobError::KeyTooLong { max } => ApiError::bad_request(format!(
+                "invalid key: with this server's prefix and the account's name, keys may be at most {max} bytes"
+            ))
+            .with_code("invalid_key"),
             BlobError::RangeNotSatisfiable { size } => ApiError::new(
                 416,
                 format!("the range lies outside the object's {size} bytes"),
@@ -243,8 +252,9 @@ impl Storage {
         Ok(Storage { default, s3 })
     }
 
-    /// The backend that holds `owner`'s files.
-    pub fn of(&self, owner: &Owner) -> Result<&dyn Blobs, BlobError> {
+    /// The backend that holds `owner`'s files (shared, so a streamed
+    /// response can keep using it).
+    pub fn of(&self, owner: &Owner) -> Result<Arc<dyn Blobs>, BlobError> {
         // The namespace is a folder and a key prefix; an account made
         // before the name rules (or by hand) must not become `..`.
         if let Err(rule) = crate::auth::check_username(&owner.namespace) {
@@ -254,8 +264,8 @@ impl Storage {
             )));
         }
         match (&owner.credentials, &self.s3) {
-            (None, _) => Ok(self.default.as_ref()),
-            (Some(_), Some(s3)) => Ok(s3.as_ref()),
+            (None, _) => Ok(self.default.clone()),
+            (Some(_), Some(s3)) => Ok(s3.clone()),
             // The account signed up while an endpoint was configured.
             (Some(_), None) => Err(BlobError::Credentials(
                 "this account stores its files with its own S3 keys, but the server has no S3 endpoint configured now".into(),

@@ -44,6 +44,27 @@ use super::{
 };
 use crate::config::{S3Addressing, S3Config};
 
+/// S3's longest object key, in bytes.
+pub const MAX_OBJECT_KEY_BYTES: usize = 1024;
+
+/// Checks a bucket name by S3's rules: 3 to 63 characters of lower-case
+/// letters, digits, `.` and `-`, starting and ending with a letter or digit,
+/// with no `..` (a name like `..` would turn a path-style URL into another).
+pub fn check_bucket_name(name: &str) -> Result<(), &'static str> {
+    let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if !(3..=63).contains(&name.len()) {
+        return Err("must be 3 to 63 characters");
+    }
+    if !name.bytes().all(|b| plain(b) || b == b'.' || b == b'-') {
+        return Err("may hold only lower-case letters, digits, '.' and '-'");
+    }
+    let bytes = name.as_bytes();
+    if !plain(bytes[0]) || !plain(bytes[bytes.len() - 1]) || name.contains("..") {
+        return Err("must start and end with a letter or digit, with no '..'");
+    }
+    Ok(())
+}
+
 /// Size of every part of a multipart upload but the last, and the largest
 /// body sent as a single PutObject. S3 wants parts of at least 5 MiB; 8 MiB
 /// is what the AWS CLI uses, and bounds each upload's buffer.
@@ -570,6 +591,13 @@ impl Blobs for S3Blobs {
     ) -> Result<Written, BlobError> {
         let target = self.target(owner)?;
         let object = self.object_key(owner, key);
+        // S3 keys are at most 1024 bytes, prefix and account name included;
+        // past that the store's refusal would read as its own failure.
+        if object.len() > MAX_OBJECT_KEY_BYTES {
+            return Err(BlobError::KeyTooLong {
+                max: MAX_OBJECT_KEY_BYTES - (object.len() - key.len()),
+            });
+        }
         let current = self.head_object(&target, &object, key)?;
         if !condition.allows(current.as_ref()) {
             return Err(BlobError::PreconditionFailed);
@@ -1024,6 +1052,26 @@ mod tests {
             BlobError::Upstream(_)
         ));
         assert_eq!(describe(500, ""), "HTTP 500 with no S3 error code");
+    }
+
+    #[test]
+    fn bucket_names_follow_s3_rules() {
+        for good in ["abc", "my-bucket.2026", &"a".repeat(63)] {
+            assert_eq!(check_bucket_name(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "ab",
+            "..",
+            "a..b",
+            "-abc",
+            "abc.",
+            "Upper",
+            "has space",
+            "a/b",
+            &"a".repeat(64),
+        ] {
+            assert!(check_bucket_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

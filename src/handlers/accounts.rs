@@ -117,6 +117,9 @@ pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
             bucket: bucket.map(str::to_owned),
         }),
     };
+    if let Some(Err(rule)) = bucket.map(crate::blob::s3::check_bucket_name) {
+        problems.push(problem("bucket", rule));
+    }
     if bucket.is_some() && own_keys.is_none() && problems.is_empty() {
         problems.push(problem(
             "bucket",
@@ -372,7 +375,10 @@ mod tests {
         assert!(check_username(&long).is_err());
         assert!(check_username("a.b_c-9").is_ok());
         for no_letter_or_digit in ["", ".", "..", "_-.", "---"] {
-            assert!(check_username(no_letter_or_digit).is_err(), "{no_letter_or_digit:?}");
+            assert!(
+                check_username(no_letter_or_digit).is_err(),
+                "{no_letter_or_digit:?}"
+            );
         }
     }
 

@@ -25,9 +25,6 @@ pub const MAX_CONTENT_TYPE_BYTES: usize = 255;
 /// Most objects in one page of `GET /api/v1/files`, and the default.
 pub const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
-/// Most keys `GET /api/files_keys` lists (the seed's unpaged listing);
-/// `/api/v1/files` pages through any number.
-pub const MAX_LEGACY_KEYS: usize = 100_000;
 /// Room for a multipart envelope around an image, on top of its own limit.
 pub const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -112,24 +109,54 @@ pub fn get_file(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErr
 }
 
 /// Sends an object: `304` when the client's copy is current, `206` for a
-/// satisfiable range, the whole object otherwise.
-fn serve(app: &App, owner: &Owner, key: &str, request: &Request<'_>) -> Result<Response, ApiError> {
+/// satisfiable range (unless `If-Range` names another version), the whole
+/// object otherwise.
+fn serve(
+    app: &App,
+    owner: &Owner,
+    key: &str,
+    request: &Request<'_>,
+) -> Result<Response, ApiError> {
     let blobs = app.storage.of(owner)?;
-    if request.method() == "HEAD" {
-        let info = blobs.head(owner, key)?;
+    let if_range = request.header("if-range").map(str::trim);
+    // Conditions are judged on the object's details before its bytes are
+    // opened: a 304 costs no download, and beats a bad range (RFC 9110
+    // §13.2.2).
+    let current = if request.method() == "HEAD"
+        || if_range.is_some()
+        || request.header("if-none-match").is_some()
+    {
+        Some(blobs.head(owner, key)?)
+    } else {
+        None
+    };
+    if let Some(info) = &current {
         if request.if_none_match(&info.etag) {
-            return Ok(object_headers(Response::new(304), &info));
+            return Ok(object_headers(Response::new(304), info));
         }
-        let len = info.size;
-        return Ok(object_headers(
-            Response::stream(200, Box::new(io::empty()), Some(len)),
-            &info,
-        ));
+        if request.method() == "HEAD" {
+            let len = info.size;
+            return Ok(object_headers(
+                Response::stream(200, Box::new(io::empty()), Some(len)),
+                info,
+            ));
+        }
     }
-    let range = request.header("range").and_then(ByteRange::parse);
-    let download = blobs.get(owner, key, range)?;
-    if request.if_none_match(&download.info.etag) {
-        return Ok(object_headers(Response::new(304), &download.info));
+    let mut range = request.header("range").and_then(ByteRange::parse);
+    if let (Some(validator), Some(info)) = (if_range, &current)
+        && !same_version(validator, info)
+    {
+        range = None;
+    }
+    let mut download = blobs.get(owner, key, range)?;
+    // Replaced between the HEAD and the GET: a range of the new version
+    // would splice two versions together in the client's copy.
+    if download.range.is_some()
+        && current
+            .as_ref()
+            .is_some_and(|info| info.etag != download.info.etag)
+    {
+        download = blobs.get(owner, key, None)?;
     }
     let response = match download.range {
         Some((first, last)) => Response::stream(206, download.body, Some(last - first + 1))
@@ -142,16 +169,27 @@ fn serve(app: &App, owner: &Owner, key: &str, request: &Request<'_>) -> Result<R
     Ok(object_headers(response, &download.info))
 }
 
+/// Whether an `If-Range` validator names this version: its strong ETag or
+/// its exact `Last-Modified` date.
+fn same_version(validator: &str, info: &ObjectInfo) -> bool {
+    validator == info.etag || validator == http_date(unix_seconds(info.modified))
+}
+
+fn unix_seconds(time: std::time::SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The object's own headers. Files are served from the API's origin with
+/// whatever type the uploader gave, so the browser is told not to sniff
+/// and not to run anything in them (`text/html`, `image/svg+xml`).
 fn object_headers(response: Response, info: &ObjectInfo) -> Response {
-    let modified = info
-        .modified
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     response
         .with_header("Content-Type", info.content_type.clone())
         .with_header("ETag", info.etag.clone())
-        .with_header("Last-Modified", http_date(modified))
+        .with_header("Last-Modified", http_date(unix_seconds(info.modified)))
         .with_header("Accept-Ranges", "bytes")
+        .with_header("X-Content-Type-Options", "nosniff")
+        .with_header("Content-Security-Policy", "sandbox")
 }
 
 /// `DELETE /api/file/{key}`.
@@ -165,30 +203,79 @@ pub fn delete_file(app: &App, request: &mut Request<'_>) -> Result<Response, Api
     ))
 }
 
-/// `GET /api/files_keys`: the seed's answer, every key as a JSON array (up
-/// to [`MAX_LEGACY_KEYS`]; `/api/v1/files` pages).
+/// `GET /api/files_keys`: the seed's answer, every key as one JSON array,
+/// streamed a page at a time so that memory stays bounded by one page
+/// however many files an account has.
 pub fn list_keys(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     let owner = owner(app, request)?;
     let blobs = app.storage.of(&owner)?;
-    let mut keys: Vec<String> = Vec::new();
-    loop {
-        let after = keys.last().cloned();
-        let page = blobs.list_keys(&owner, after.as_deref(), MAX_PAGE)?;
-        keys.extend(page.keys);
-        if !page.truncated {
-            break;
+    // The first page is read here, so that a store that fails gets its
+    // status; a failure later can only cut the stream short.
+    let first = blobs.list_keys(&owner, None, MAX_PAGE)?;
+    let mut listing = KeyListing {
+        blobs,
+        owner,
+        page: MAX_PAGE,
+        after: None,
+        buffer: vec![b'['],
+        sent: 0,
+        done: false,
+    };
+    listing.add(first);
+    Ok(Response::stream(200, Box::new(listing), None)
+        .with_header("Content-Type", "application/json"))
+}
+
+/// The JSON array of an account's keys, produced page by page as it is read.
+struct KeyListing {
+    blobs: std::sync::Arc<dyn crate::blob::Blobs>,
+    owner: Owner,
+    /// Keys asked for at a time.
+    page: usize,
+    /// The last key listed so far.
+    after: Option<String>,
+    buffer: Vec<u8>,
+    /// How much of `buffer` has been read.
+    sent: usize,
+    done: bool,
+}
+
+impl KeyListing {
+    fn add(&mut self, page: crate::blob::KeyPage) {
+        for key in page.keys {
+            if self.after.is_some() {
+                self.buffer.push(b',');
+            }
+            // Strings always serialize.
+            let _ = serde_json::to_writer(&mut self.buffer, &key);
+            self.after = Some(key);
         }
-        if keys.len() >= MAX_LEGACY_KEYS {
-            return Err(ApiError::new(
-                422,
-                format!(
-                    "this account has more than {MAX_LEGACY_KEYS} files; page through GET /api/v1/files"
-                ),
-            )
-            .with_code("too_many_files"));
+        if !page.truncated {
+            self.buffer.push(b']');
+            self.done = true;
         }
     }
-    Ok(Response::json(200, &keys))
+}
+
+impl Read for KeyListing {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.sent == self.buffer.len() {
+            if self.done {
+                return Ok(0);
+            }
+            self.buffer.clear();
+            self.sent = 0;
+            let page = self
+                .blobs
+                .list_keys(&self.owner, self.after.as_deref(), self.page)
+                .map_err(|err| io::Error::other(format!("listing keys failed: {err:?}")))?;
+            self.add(page);
+        }
+        let n = out.len().min(self.buffer.len() - self.sent);
+        out[..n].copy_from_slice(&self.buffer[self.sent..self.sent + n]);
+        self.sent += n;
+        Ok(n)
+    }
 }
 
 /// `GET /api/v1/files?prefix=&limit=&after=`: one page of objects in key
@@ -227,10 +314,7 @@ pub fn list_files(app: &App, request: &mut Request<'_>) -> Result<Response, ApiE
 }
 
 fn describe(info: &ObjectInfo) -> Value {
-    let modified = info
-        .modified
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let modified = unix_seconds(info.modified);
     json!({
         "key": info.key,
         "size": info.size,
@@ -487,6 +571,50 @@ fn unsupported_image(message: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blob::Blobs;
+
+    #[test]
+    fn key_listings_stream_page_by_page() {
+        let root = std::env::temp_dir().join(format!("wren-key-listing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let blobs = std::sync::Arc::new(crate::blob::local::LocalBlobs::open(&root).unwrap());
+        let owner = Owner {
+            namespace: "ann".into(),
+            credentials: None,
+        };
+        let listing = |blobs: &std::sync::Arc<crate::blob::local::LocalBlobs>| {
+            let first = blobs.list_keys(&owner, None, 2).unwrap();
+            let mut listing = KeyListing {
+                blobs: blobs.clone(),
+                owner: owner.clone(),
+                page: 2,
+                after: None,
+                buffer: vec![b'['],
+                sent: 0,
+                done: false,
+            };
+            listing.add(first);
+            let mut text = String::new();
+            listing.read_to_string(&mut text).unwrap();
+            text
+        };
+        assert_eq!(listing(&blobs), "[]");
+        for key in ["b", "a\"quoted\"", "c/d", "e", "f"] {
+            blobs
+                .put(
+                    &owner,
+                    key,
+                    "text/plain",
+                    &WriteCondition::Always,
+                    &mut &b"x"[..],
+                )
+                .unwrap();
+        }
+        let keys: Vec<String> = serde_json::from_str(&listing(&blobs)).unwrap();
+        assert_eq!(keys, ["a\"quoted\"", "b", "c/d", "e", "f"]);
+        drop(blobs);
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn image_signatures() {
