@@ -146,6 +146,8 @@ pub enum BlobError {
     Credentials(String),
     /// Local disk or index failure.
     Local(String),
+    /// A bounded resource is in use to its limit; try again shortly.
+    Busy(String),
 }
 
 impl From<BlobError> for ApiError {
@@ -175,6 +177,8 @@ impl From<BlobError> for ApiError {
                 format!("the object store refused this account's S3 keys: {message}"),
             )
             .with_code("storage_credentials"),
+            BlobError::Busy(why) => ApiError::new(503, format!("{why}; try again shortly"))
+                .with_header("Retry-After", "5"),
             BlobError::Local(cause) => {
                 ApiError::new(503, "file storage is unavailable; try again").with_cause(cause)
             }

@@ -30,6 +30,7 @@
 //!   listed object is HEADed too, a few at a time.
 
 use std::io::{self, Read};
+use std::sync::{Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -72,6 +73,62 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
 /// S3 refuses multipart uploads of more parts (about 78 GiB at 8 MiB).
 const MAX_PARTS: usize = 10_000;
+
+/// Uploads that may hold a [`PART_SIZE`] buffer at once (128 MiB in all);
+/// one more waits up to [`UPLOAD_SLOT_WAIT`] for a slot, then gets `503`.
+pub const MAX_UPLOADS_IN_FLIGHT: usize = 16;
+const UPLOAD_SLOT_WAIT: Duration = Duration::from_secs(30);
+
+/// Bounds the part buffers of uploads in flight: without it, every worker
+/// (up to --max-connections) could hold its own 8 MiB.
+#[derive(Debug)]
+struct UploadSlots {
+    free: Mutex<usize>,
+    freed: Condvar,
+    wait: Duration,
+}
+
+/// A taken upload slot, given back on drop.
+struct UploadSlot<'s>(&'s UploadSlots);
+
+impl UploadSlots {
+    fn new(count: usize, wait: Duration) -> UploadSlots {
+        UploadSlots {
+            free: Mutex::new(count),
+            freed: Condvar::new(),
+            wait,
+        }
+    }
+
+    fn take(&self) -> Result<UploadSlot<'_>, BlobError> {
+        let free = self
+            .free
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (mut free, _) = self
+            .freed
+            .wait_timeout_while(free, self.wait, |free| *free == 0)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *free == 0 {
+            return Err(BlobError::Busy(format!(
+                "{MAX_UPLOADS_IN_FLIGHT} uploads to the object store are in progress"
+            )));
+        }
+        *free -= 1;
+        Ok(UploadSlot(self))
+    }
+}
+
+impl Drop for UploadSlot<'_> {
+    fn drop(&mut self) {
+        *self
+            .0
+            .free
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
 
 /// How long a signed URL stays valid. Each is used at once, for one
 /// request; S3 checks the signature when the request starts, so a long
@@ -124,6 +181,7 @@ pub struct S3Blobs {
     bucket: Option<String>,
     /// The server's keys, for accounts without keys of their own.
     credentials: Option<Credentials>,
+    uploads: UploadSlots,
 }
 
 /// Whose keys signed a request.
@@ -159,6 +217,7 @@ impl S3Blobs {
             // A redirect from S3 means a wrong region or endpoint; following
             // it would drop the signature. Report it instead.
             .max_redirects(0)
+            .timeout_resolve(Some(CONNECT_TIMEOUT))
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_per_read(Some(IO_TIMEOUT))
             .timeout_per_write(Some(IO_TIMEOUT))
@@ -176,6 +235,7 @@ impl S3Blobs {
             prefix: config.prefix.clone(),
             bucket: config.bucket.clone(),
             credentials,
+            uploads: UploadSlots::new(MAX_UPLOADS_IN_FLIGHT, UPLOAD_SLOT_WAIT),
         };
         // Any valid bucket name will do to check that the endpoint makes
         // URLs in the configured addressing style.
@@ -457,6 +517,7 @@ impl S3Blobs {
         guard: Option<(&'static str, &str)>,
         body: &mut dyn Read,
     ) -> Result<(u64, String), BlobError> {
+        let _slot = self.uploads.take()?;
         // Zeroed pages are only mapped when written: a small body touches
         // little of the buffer.
         let mut buffer = vec![0u8; PART_SIZE];
@@ -1052,6 +1113,22 @@ mod tests {
             BlobError::Upstream(_)
         ));
         assert_eq!(describe(500, ""), "HTTP 500 with no S3 error code");
+    }
+
+    #[test]
+    fn upload_slots_are_bounded_and_given_back() {
+        let slots = UploadSlots::new(2, Duration::from_millis(20));
+        let first = slots.take().unwrap();
+        let _second = slots.take().unwrap();
+        assert!(matches!(slots.take(), Err(BlobError::Busy(_))));
+        drop(first);
+        let _third = slots.take().unwrap();
+        // A slot given back while another waits wakes it.
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| UploadSlots::take(&slots).map(|_| ()).is_ok());
+            drop(_third);
+            assert!(waiter.join().unwrap());
+        });
     }
 
     #[test]
