@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::eval::{Aggregate, LEAF, Linear, Node, TreeEnsemble};
+use super::eval::{Aggregate, LEAF, Linear, Linked, Node, TreeEnsemble};
 use super::features::{Encoding, Feature, FeatureKind};
 use super::{Model, ModelKind, Output};
 
@@ -404,14 +404,13 @@ fn trees_of(
         }
         roots.push(root as u32);
     }
-    Ok(TreeEnsemble {
-        nodes,
-        roots,
+    Ok(TreeEnsemble::new(
+        Linked { nodes, roots },
         aggregate,
         base_score,
         learning_rate,
         float32,
-    })
+    ))
 }
 
 /// FNV-1a, 64 bits: a stable digest of the file for ETags, the same in

@@ -184,6 +184,69 @@ fn the_embedded_sales_model_answers_the_seed_test() {
 }
 
 #[test]
+fn the_embedded_model_is_walked_complete_as_the_linked_walker_would() {
+    use super::eval::{Trees, f32_at_or_below};
+    let model = Model::embedded().unwrap();
+    let ModelKind::Trees(complete) = &model.kind else {
+        panic!("the sales model is a tree ensemble")
+    };
+    assert!(matches!(complete.trees, Trees::Complete(_)));
+    // The same trees, linked: 64-bit comparisons keep them so; then
+    // compared in f32 again, as before the complete layout.
+    let mut file: Value = serde_json::from_slice(EMBEDDED_SALES_MODEL).unwrap();
+    file["model"]["feature_precision"] = json!("float64");
+    let ModelKind::Trees(linked) = load(&file).unwrap().kind else {
+        unreachable!()
+    };
+    let Trees::Linked(trees) = &linked.trees else {
+        panic!("64-bit comparisons keep the trees linked")
+    };
+    let splits: Vec<(usize, f64)> = trees
+        .nodes
+        .iter()
+        .filter(|node| node.left != eval::LEAF)
+        .map(|node| (node.feature as usize, node.threshold_or_value))
+        .collect();
+    let linked = eval::TreeEnsemble {
+        float32: true,
+        ..linked
+    };
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut row = vec![0.0; model.width()];
+    let mut random_row = |row: &mut [f64]| {
+        let inputs = [
+            Input::Number(f64::from(rng.u32(0..=60))),
+            Input::Category(rng.usize(..12)),
+            Input::Number(f64::from(rng.u32(0..=20_000))),
+        ];
+        model.encode(&inputs, row);
+    };
+    let mut compared = 0;
+    let mut compare = |row: &[f64]| {
+        assert_eq!(
+            complete.value(row).to_bits(),
+            linked.value(row).to_bits(),
+            "{row:?}"
+        );
+        compared += 1;
+    };
+    for _ in 0..10_000 {
+        random_row(&mut row);
+        compare(&row);
+    }
+    // Every split, with its input on and either side of the threshold.
+    for (feature, threshold) in splits {
+        random_row(&mut row);
+        let at = f32_at_or_below(threshold);
+        for x in [at.next_down(), at, at.next_up(), at.next_up().next_up()] {
+            row[feature] = f64::from(x);
+            compare(&row);
+        }
+    }
+    assert!(compared > 10_000 + 4 * 2000, "{compared}");
+}
+
+#[test]
 fn the_placeholder_is_random_within_the_seed_range() {
     let model = Model::random().unwrap();
     assert!(!model.is_deterministic());
