@@ -156,6 +156,21 @@ fn etags_follow_the_inputs_and_the_file() {
     let mut changed = linear_file();
     changed["model"]["intercept"] = json!(2.0);
     assert_ne!(load(&changed).unwrap().etag(&a, 't'), model.etag(&a, 't'));
+    assert_ne!(model.etag(&a, 'j'), model.etag(&a, 't'));
+}
+
+#[test]
+fn etags_are_quoted_hex_digests_and_the_representation() {
+    let model = load(&linear_file()).unwrap();
+    let tag = model.etag(&[Input::Number(1.0), Input::Category(2)], 'j');
+    let inner = tag.strip_prefix('"').unwrap().strip_suffix("j\"").unwrap();
+    assert_eq!(inner.len(), 32, "{tag}");
+    assert!(
+        inner
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    );
+    assert_eq!(&inner[..16], format!("{:016x}", model.digest));
 }
 
 #[test]
