@@ -111,12 +111,7 @@ pub fn get_file(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErr
 /// Sends an object: `304` when the client's copy is current, `206` for a
 /// satisfiable range (unless `If-Range` names another version), the whole
 /// object otherwise.
-fn serve(
-    app: &App,
-    owner: &Owner,
-    key: &str,
-    request: &Request<'_>,
-) -> Result<Response, ApiError> {
+fn serve(app: &App, owner: &Owner, key: &str, request: &Request<'_>) -> Result<Response, ApiError> {
     let blobs = app.storage.of(owner)?;
     let if_range = request.header("if-range").map(str::trim);
     // Conditions are judged on the object's details before its bytes are
