@@ -20,6 +20,7 @@ pub fn table(app: &App) -> Router<App> {
         // A batch may hold --max-batch instances of up to ~1 KiB each.
         .body_limit(batch_body_limit(app))
         .get("/api/v1/model", predict::model_info)
+        .get("/api/v1/openapi.json", predict::openapi)
         .post("/event", alerts::event)
         .get(
             "/api/v1/users/{user_id:int}/alert-profile",

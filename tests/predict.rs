@@ -282,6 +282,13 @@ fn a_model_with_other_features_serves_the_batch_api_only() {
         &json!({"instances": [{"temperature": 21.25}, {"temperature": -3.5}]}),
     );
     assert_eq!(batch.json()["predictions"], json!([42.5, -7.0]));
+    // The API description follows the served model.
+    let openapi = server.get("/api/v1/openapi.json");
+    assert_eq!(openapi.status, 200);
+    assert_eq!(
+        openapi.json()["components"]["schemas"]["Instance"]["properties"],
+        json!({"temperature": {"type": "number", "minimum": -50.0, "maximum": 60.0}})
+    );
 }
 
 #[test]

@@ -3,7 +3,9 @@
 For each estimator type tools/export_sklearn.py exports, fit one on a
 synthetic data set with features of every kind, export it, serve it with the
 given wren binary and ask POST /api/v1/predict for held-out rows. wren's
-answers must match estimator.predict to a relative 1e-6.
+answers must match estimator.predict to a relative 1e-6, and the
+/api/v1/openapi.json it serves for the model must be valid OpenAPI 3.1
+describing the model's features.
 
 The requests spell categories in other letter cases and through aliases,
 and put numbers exactly on and next to the trees' split thresholds, where
@@ -17,6 +19,7 @@ is a rounding tie.)
 Prints one line per estimator type; exits 1 if any of them fails.
 """
 
+import json
 import os
 import queue
 import re
@@ -29,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import openapi_spec_validator
 import requests
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
 from sklearn.linear_model import Lasso, LinearRegression, Ridge
@@ -230,6 +234,23 @@ def serve(binary, model_path, data_dir):
         process.wait()
 
 
+def check_openapi(base_url, model_path):
+    """The served API description is valid OpenAPI 3.1 and names the
+    model's features, with the types the model file gives them."""
+    document = requests.get(f"{base_url}/api/v1/openapi.json", timeout=10).json()
+    try:
+        openapi_spec_validator.validate(document)
+    except Exception as err:
+        raise Failure(f"/api/v1/openapi.json is not valid OpenAPI: {err}") from None
+    features = json.loads(Path(model_path).read_text())["features"]
+    instance = document["components"]["schemas"]["Instance"]
+    for feature in features:
+        schema = instance["properties"].get(feature["name"])
+        expected = {"integer": "integer", "number": "number", "category": "string"}[feature["type"]]
+        if schema is None or schema.get("type") != expected:
+            raise Failure(f"/api/v1/openapi.json describes {feature['name']!r} as {schema!r}")
+
+
 def predict(base_url, instances, expected_model):
     predictions = []
     with requests.Session() as session:
@@ -273,6 +294,7 @@ def check(binary, workdir, estimator, rows, y, rng):
     with serve(binary, model_path, Path(workdir) / "data") as (base_url, log):
         try:
             got = predict(base_url, sent, {"name": name, "version": "1"})
+            check_openapi(base_url, model_path)
         except Failure as err:
             raise Failure(f"{err}\nwren's log ends:\n{''.join(log[-10:]).rstrip()}") from None
     difference = np.abs(got - expected) / np.maximum(1.0, np.abs(expected))

@@ -282,6 +282,142 @@ pub fn model_info(app: &App, _request: &mut Request<'_>) -> Result<Response, Api
     ))
 }
 
+/// `GET /api/v1/openapi.json`: an OpenAPI 3.1 description of the
+/// prediction routes, whose instance schema is built from the served
+/// model's features, so it stays true across `--model` and reloads.
+pub fn openapi(app: &App, _request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let model = app.model.get();
+    Ok(Response::json(
+        200,
+        &openapi_document(&model, app.config.model.max_batch),
+    ))
+}
+
+fn openapi_document(model: &Model, max_batch: usize) -> Value {
+    let properties: Map<String, Value> = model
+        .features
+        .iter()
+        .map(|feature| (feature.name.clone(), feature_schema(&feature.kind)))
+        .collect();
+    let names: Vec<&str> = model.features.iter().map(|f| f.name.as_str()).collect();
+    let instance = json!({
+        "type": "object",
+        "properties": properties,
+        "required": names,
+        "additionalProperties": false,
+    });
+    let error = json!({"$ref": "#/components/schemas/Error"});
+    let error_response = |description: &str| json!({"description": description, "content": {"application/json": {"schema": error}}});
+    let legacy_parameter = |name: &str| {
+        let schema = model
+            .feature(name)
+            .map_or(json!({"type": "string"}), |(_, feature)| {
+                feature_schema(&feature.kind)
+            });
+        json!({"name": name, "in": "path", "required": true, "schema": schema})
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "wren model serving",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": format!(
+                "Predictions of the model '{}' version {}. Every error has the one JSON shape of `Error`.",
+                model.name, model.version
+            ),
+        },
+        "paths": {
+            "/api/v1/predict": {"post": {
+                "summary": "Predict for one instance or a batch",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/Instance"},
+                        {"type": "object", "additionalProperties": false, "required": ["instances"],
+                         "properties": {"instances": {"type": "array", "minItems": 1, "maxItems": max_batch,
+                            "items": {"$ref": "#/components/schemas/Instance"}}}},
+                    ],
+                }}}},
+                "responses": {
+                    "200": {"description": "One prediction per instance, in input order",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Predictions"}}}},
+                    "400": error_response("The body is not JSON"),
+                    "413": error_response("The body is larger than the batch allows"),
+                    "422": error_response("Instances with problems, each listed in `details` with its instance, field and problem"),
+                },
+            }},
+            "/api/v1/model": {"get": {
+                "summary": "The served model: name, version, features with their types and ranges, training metrics",
+                "responses": {"200": {"description": "The model's metadata",
+                    "content": {"application/json": {"schema": {"type": "object"}}}}},
+            }},
+            "/predict/{seller_available}/{month}/{customer_visiting_website}": {"get": {
+                "summary": "The BeCode challenge's route: one prediction as plain text (JSON with Accept: application/json)",
+                "parameters": LEGACY_FEATURES.iter().map(|name| legacy_parameter(name)).collect::<Vec<_>>(),
+                "responses": {
+                    "200": {"description": "The prediction; cacheable (ETag, Cache-Control) when the model is deterministic",
+                        "content": {"text/plain": {"schema": {"type": "string"}},
+                                    "application/json": {"schema": {"type": "object"}}}},
+                    "304": {"description": "If-None-Match names the current answer"},
+                    "400": error_response("A segment that does not parse, named with what is allowed"),
+                    "409": error_response("The served model does not take these three features"),
+                },
+            }},
+        },
+        "components": {"schemas": {
+            "Instance": instance,
+            "Predictions": {"type": "object", "properties": {
+                "predictions": {"type": "array", "items": {"type": "number"}},
+                "model": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "version": {"type": "string"}}},
+            }},
+            "Error": {"type": "object", "required": ["status_code", "error", "message"], "properties": {
+                "status_code": {"type": "integer"},
+                "error": {"type": "string", "description": "A machine-readable code"},
+                "message": {"type": "string"},
+                "details": {"type": "array", "items": {"type": "object"}},
+            }},
+        }},
+    })
+}
+
+/// A feature's JSON schema: what `POST /api/v1/predict` accepts for it.
+fn feature_schema(kind: &crate::model::FeatureKind) -> Value {
+    use crate::model::FeatureKind;
+    match kind {
+        FeatureKind::Integer { min, max } => {
+            json!({"type": "integer", "minimum": min, "maximum": max})
+        }
+        FeatureKind::Number { min, max } => {
+            let mut schema = json!({"type": "number"});
+            if let Some(min) = min {
+                schema["minimum"] = json!(min);
+            }
+            if let Some(max) = max {
+                schema["maximum"] = json!(max);
+            }
+            schema
+        }
+        FeatureKind::Category {
+            values, aliases, ..
+        } => {
+            let aliases: Vec<&str> = aliases.iter().map(|(alias, _)| alias.as_str()).collect();
+            json!({
+                "type": "string",
+                "examples": values,
+                "description": format!(
+                    "one of {} (ASCII case ignored){}",
+                    values.join(", "),
+                    if aliases.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", or an alias: {}", aliases.join(", "))
+                    }
+                ),
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +438,36 @@ mod tests {
                 .collect(),
         );
         predict_path(&app(), &mut request)
+    }
+
+    #[test]
+    fn the_openapi_document_follows_the_model() {
+        let app = app();
+        let response = openapi(&app, &mut Request::new("GET", "/api/v1/openapi.json")).unwrap();
+        let document: Value = serde_json::from_slice(response.body_bytes().unwrap()).unwrap();
+        assert_eq!(document["openapi"], "3.1.0");
+        let instance = &document["components"]["schemas"]["Instance"];
+        assert_eq!(instance["required"], json!(LEGACY_FEATURES));
+        assert_eq!(
+            instance["properties"]["seller_available"],
+            json!({"type": "integer", "minimum": 0, "maximum": 1000})
+        );
+        let month = &instance["properties"]["month"];
+        assert_eq!(month["type"], "string");
+        assert_eq!(month["examples"][5], "june");
+        assert!(month["description"].as_str().unwrap().contains("jun"));
+        let batch = &document["paths"]["/api/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"]["oneOf"][1];
+        assert_eq!(batch["properties"]["instances"]["maxItems"], 1000);
+        let legacy = &document["paths"]["/predict/{seller_available}/{month}/{customer_visiting_website}"]
+            ["get"];
+        assert_eq!(legacy["parameters"][2]["schema"]["maximum"], 1_000_000);
+        // Every reference resolves.
+        let text = document.to_string();
+        for name in ["Instance", "Predictions", "Error"] {
+            assert!(text.contains(&format!("#/components/schemas/{name}")));
+            assert!(document["components"]["schemas"][name].is_object());
+        }
     }
 
     fn post_json(body: Value) -> Result<Response, ApiError> {
