@@ -22,7 +22,7 @@
 //! never a partial one. Temporary files a crash leaves are removed when the
 //! backend opens. A crash in the instant between a rename and its commit
 //! (or between a commit and the old file's removal) leaves one file the
-//! index does not name; those are counted, not removed: deleting every
+//! index does not name; those are left in place, not removed: deleting every
 //! file the index does not know would turn a lost or restored-from-backup
 //! index into lost data.
 
