@@ -197,18 +197,7 @@ pub fn list_events(app: &App, request: &mut Request<'_>) -> Result<Response, Api
     require_user(app, request)?;
     let user_id = path_user_id(request)?;
     let query = Fields::from_query(request)?;
-    let limit = match query.get("limit") {
-        None => DEFAULT_EVENTS_PAGE,
-        Some(text) => text
-            .parse()
-            .ok()
-            .filter(|n| (1..=MAX_EVENTS_PAGE).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "'limit' must be a whole number from 1 to {MAX_EVENTS_PAGE}"
-                ))
-            })?,
-    };
+    let limit = query.limit(DEFAULT_EVENTS_PAGE, MAX_EVENTS_PAGE)?;
     let before = match query.get("before") {
         None => None,
         Some(text) => Some(text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {

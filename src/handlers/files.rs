@@ -17,7 +17,8 @@ use crate::blob::{
 };
 use crate::http::body::BodyError;
 use crate::http::date::http_date;
-use crate::http::multipart::{self, Multipart};
+use crate::http::fields::multipart_body;
+use crate::http::request::media_type;
 use crate::http::{ApiError, Fields, Request, Response};
 
 /// Longest `Content-Type` kept with an object.
@@ -204,19 +205,7 @@ pub fn delete_file(app: &App, request: &mut Request<'_>) -> Result<Response, Api
 pub fn list_keys(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     let owner = owner(app, request)?;
     let blobs = app.storage.of(&owner)?;
-    // The first page is read here, so that a store that fails gets its
-    // status; a failure later can only cut the stream short.
-    let first = blobs.list_keys(&owner, None, MAX_PAGE)?;
-    let mut listing = KeyListing {
-        blobs,
-        owner,
-        page: MAX_PAGE,
-        after: None,
-        buffer: vec![b'['],
-        sent: 0,
-        done: false,
-    };
-    listing.add(first);
+    let listing = KeyListing::start(blobs, owner, MAX_PAGE)?;
     Ok(Response::stream(200, Box::new(listing), None)
         .with_header("Content-Type", "application/json"))
 }
@@ -236,6 +225,27 @@ struct KeyListing {
 }
 
 impl KeyListing {
+    /// Reads the first page here, so that a store that fails gets its
+    /// status; a failure later can only cut the stream short.
+    fn start(
+        blobs: std::sync::Arc<dyn crate::blob::Blobs>,
+        owner: Owner,
+        page: usize,
+    ) -> Result<KeyListing, ApiError> {
+        let first = blobs.list_keys(&owner, None, page)?;
+        let mut listing = KeyListing {
+            blobs,
+            owner,
+            page,
+            after: None,
+            buffer: vec![b'['],
+            sent: 0,
+            done: false,
+        };
+        listing.add(first);
+        Ok(listing)
+    }
+
     fn add(&mut self, page: crate::blob::KeyPage) {
         for key in page.keys {
             if self.after.is_some() {
@@ -285,17 +295,7 @@ pub fn list_files(app: &App, request: &mut Request<'_>) -> Result<Response, ApiE
         );
     }
     let after = query.get("after").filter(|after| !after.is_empty());
-    let limit = match query.get("limit") {
-        None => DEFAULT_PAGE,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!("limit must be a whole number from 1 to {MAX_PAGE}"))
-                    .with_code("invalid_query")
-            })?,
-    };
+    let limit = query.limit(DEFAULT_PAGE, MAX_PAGE)?;
     let page = app.storage.of(&owner)?.list(&owner, prefix, after, limit)?;
     let next_after = page
         .truncated
@@ -345,7 +345,7 @@ const SIGNATURE_BYTES: usize = 12;
 /// webp) or a multipart form with an `image` field.
 pub fn add_image(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     let owner = owner(app, request)?;
-    let media_type = media_type(request);
+    let media_type = request.media_type();
     if media_type == "multipart/form-data" {
         return upload_image_form(app, &owner, request);
     }
@@ -356,11 +356,6 @@ pub fn add_image(app: &App, request: &mut Request<'_>) -> Result<Response, ApiEr
 /// `POST /api/v1/images`: a multipart form with an `image` field.
 pub fn upload_image(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     let owner = owner(app, request)?;
-    if media_type(request) != "multipart/form-data" {
-        return Err(unsupported_image(
-            "send a multipart/form-data body with an 'image' field",
-        ));
-    }
     upload_image_form(app, &owner, request)
 }
 
@@ -369,29 +364,14 @@ fn upload_image_form(
     owner: &Owner,
     request: &mut Request<'_>,
 ) -> Result<Response, ApiError> {
-    let content_type = request.header("content-type").unwrap_or("");
-    let boundary = multipart::boundary(content_type).ok_or_else(|| {
-        ApiError::bad_request("a multipart/form-data body needs a valid boundary parameter")
-    })?;
-    let mut form = Multipart::new(request.body(), &boundary);
+    let mut form = multipart_body(request)?;
     while let Some(mut part) = form.next_part()? {
         if part.head.name != "image" {
             // Other fields are skipped, read through a small buffer.
             io::copy(&mut part, &mut io::sink())?;
             continue;
         }
-        let declared = part
-            .head
-            .content_type
-            .as_deref()
-            .map(|t| {
-                t.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_default();
+        let declared = media_type(part.head.content_type.as_deref().unwrap_or(""));
         let limit = app.config.storage.max_image_size;
         return store_image(app, owner, &declared, &mut part, limit);
     }
@@ -501,17 +481,6 @@ fn read_prefix(body: &mut dyn Read, n: usize) -> Result<Vec<u8>, ApiError> {
     Ok(first)
 }
 
-fn media_type(request: &Request<'_>) -> String {
-    request
-        .header("content-type")
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
-
 /// The request's `Content-Type`, kept with the object.
 fn content_type(request: &Request<'_>) -> Result<String, ApiError> {
     let Some(value) = request.header("content-type").map(str::trim) else {
@@ -578,17 +547,7 @@ mod tests {
             credentials: None,
         };
         let listing = |blobs: &std::sync::Arc<crate::blob::local::LocalBlobs>| {
-            let first = blobs.list_keys(&owner, None, 2).unwrap();
-            let mut listing = KeyListing {
-                blobs: blobs.clone(),
-                owner: owner.clone(),
-                page: 2,
-                after: None,
-                buffer: vec![b'['],
-                sent: 0,
-                done: false,
-            };
-            listing.add(first);
+            let mut listing = KeyListing::start(blobs.clone(), owner.clone(), 2).unwrap();
             let mut text = String::new();
             listing.read_to_string(&mut text).unwrap();
             text

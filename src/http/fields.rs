@@ -13,7 +13,7 @@ use super::body::Body;
 use super::error::{ApiError, excerpt};
 use super::multipart::{self, Multipart};
 use super::percent::percent_decode;
-use super::request::Request;
+use super::request::{Request, media_type};
 
 /// Fields in the order they were found; body fields first, then the query.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -21,25 +21,40 @@ pub struct Fields {
     values: Vec<(String, String)>,
 }
 
+const MULTIPART: &str = "multipart/form-data";
+
+/// The request's `multipart/form-data` body, to read part by part (for a
+/// part too large to hold as a field, such as an uploaded image).
+pub fn multipart_body<'r, 'a>(
+    request: &'r mut Request<'a>,
+) -> Result<Multipart<&'r mut Body<'a>>, ApiError> {
+    let content_type = request.header("content-type").unwrap_or("");
+    let media_type = media_type(content_type);
+    if media_type != MULTIPART {
+        return Err(ApiError::new(
+            415,
+            format!(
+                "send a multipart/form-data body, not '{}'",
+                excerpt(&media_type, 100)
+            ),
+        ));
+    }
+    let boundary = multipart::boundary(content_type).ok_or_else(|| {
+        ApiError::bad_request("a multipart/form-data body needs a valid boundary parameter")
+    })?;
+    Ok(Multipart::new(request.body(), &boundary))
+}
+
 impl Fields {
     /// Reads the body according to its `Content-Type` (none, or an empty
     /// body, means only the query string counts) and adds the query.
     pub fn from_request(request: &mut Request<'_>) -> Result<Fields, ApiError> {
         let mut fields = Fields::default();
-        let content_type = request.header("content-type").unwrap_or("");
-        let media_type = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if media_type == "multipart/form-data" {
-            let boundary = multipart::boundary(content_type).ok_or_else(|| {
-                ApiError::bad_request("a multipart/form-data body needs a valid boundary parameter")
-            })?;
+        let media_type = request.media_type();
+        if media_type == MULTIPART {
             // What follows the closing boundary is not read: the engine
             // drains or closes.
-            fields.add_multipart(request.body(), &boundary)?;
+            fields.add_multipart(multipart_body(request)?)?;
         } else {
             let body = request.body().read_to_vec()?;
             if !body.is_empty() {
@@ -79,6 +94,22 @@ impl Fields {
                     excerpt(other, 64)
                 ),
             )),
+        }
+    }
+
+    /// The page size in `limit`: `default` when absent, else a whole number
+    /// from 1 to `max`.
+    pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        match self.get("limit") {
+            None => Ok(default),
+            Some(text) => text
+                .parse()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("'limit' must be a whole number from 1 to {max}"))
+                        .with_code("invalid_query")
+                }),
         }
     }
 
@@ -125,8 +156,7 @@ impl Fields {
 
     /// Text parts become fields; file parts (those with a filename) are not
     /// fields, as in an HTML form's `request.form`.
-    fn add_multipart(&mut self, body: &mut Body<'_>, boundary: &str) -> Result<(), ApiError> {
-        let mut multipart = Multipart::new(body, boundary);
+    fn add_multipart(&mut self, mut multipart: Multipart<impl Read>) -> Result<(), ApiError> {
         while let Some(mut part) = multipart.next_part()? {
             if part.head.filename.is_some() {
                 continue;

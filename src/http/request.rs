@@ -105,6 +105,12 @@ impl<'a> Request<'a> {
         self.query.as_deref()
     }
 
+    /// The body's media type: `Content-Type` without its parameters, in
+    /// lower case (empty when there is none).
+    pub fn media_type(&self) -> String {
+        media_type(self.header("content-type").unwrap_or(""))
+    }
+
     /// The first header named `name`, compared without regard to case.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -177,6 +183,16 @@ impl<'a> Request<'a> {
     pub fn wants_json(&self) -> bool {
         self.header("accept").is_some_and(accepts_json)
     }
+}
+
+/// A `Content-Type` value's media type, without parameters, in lower case.
+pub fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// A handler asked for a parameter its route does not declare: a bug in the
