@@ -180,7 +180,7 @@ impl LocalBlobs {
     }
 
     /// Streams `body` into the new file `temp`, synced: its size and the
-    /// hex SHA-256 of its bytes.
+    /// first 128 bits of its SHA-256, in hex (the ETag).
     fn receive(temp: &Path, body: &mut dyn Read) -> Result<(u64, String), BlobError> {
         let mut file = OpenOptions::new()
             .write(true)
@@ -205,7 +205,7 @@ impl LocalBlobs {
         }
         file.sync_all()
             .map_err(|err| local_error("cannot sync", temp, err))?;
-        Ok((size, hex(&hasher.finalize())))
+        Ok((size, hex(&hasher.finalize()[..16])))
     }
 }
 
@@ -226,35 +226,23 @@ impl Blobs for LocalBlobs {
         let folder = self.folder(owner);
         create_folder(&folder)?;
         let name = file_name(key)?;
-        let temp = folder.join(format!(".{name}{TEMP_SUFFIX}"));
-        let received = LocalBlobs::receive(&temp, body);
-        let (size, digest) = match received {
-            Ok(received) => received,
-            Err(err) => {
-                let _ = fs::remove_file(&temp);
-                return Err(err);
-            }
-        };
+        // Removed on any way out before the index commits to it, a panic
+        // included.
+        let mut pending = Pending::new(folder.join(format!(".{name}{TEMP_SUFFIX}")));
+        let (size, digest) = LocalBlobs::receive(&pending.path, body)?;
         let _commit = self
             .commit
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let current = match self.lookup(owner, key) {
-            Ok(current) => current,
-            Err(err) => {
-                let _ = fs::remove_file(&temp);
-                return Err(err);
-            }
-        };
+        let current = self.lookup(owner, key)?;
         if !condition.allows(current.as_ref().map(|(info, _)| info)) {
-            let _ = fs::remove_file(&temp);
             return Err(BlobError::PreconditionFailed);
         }
         let path = folder.join(&name);
-        if let Err(err) = fs::rename(&temp, &path) {
-            let _ = fs::remove_file(&temp);
-            return Err(local_error("cannot rename into", &path, err));
-        }
+        fs::rename(&pending.path, &path)
+            .map_err(|err| local_error("cannot rename into", &path, err))?;
+        // From here on, what to remove on failure is the renamed file.
+        pending.path = path;
         sync_folder(&folder)?;
         let modified = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -263,32 +251,31 @@ impl Blobs for LocalBlobs {
         let info = ObjectInfo {
             key: key.to_owned(),
             size,
-            etag: format!("\"{}\"", &digest[..32]),
+            etag: format!("\"{digest}\""),
             content_type: content_type.to_owned(),
             modified: UNIX_EPOCH + Duration::from_secs(modified),
         };
-        let committed = self.index().execute(
-            "INSERT INTO objects (namespace, key, file, size, etag, content_type, modified)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (namespace, key) DO UPDATE SET
-                 file = excluded.file, size = excluded.size, etag = excluded.etag,
-                 content_type = excluded.content_type, modified = excluded.modified",
-            params![
-                owner.namespace,
-                key,
-                name,
-                size as i64,
-                info.etag,
-                info.content_type,
-                modified as i64
-            ],
-        );
-        if let Err(err) = committed {
-            let _ = fs::remove_file(&path);
-            return Err(index_error(err));
-        }
-        // The index no longer points at the old file; if this removal is
-        // lost to a crash, the next start sweeps it.
+        self.index()
+            .execute(
+                "INSERT INTO objects (namespace, key, file, size, etag, content_type, modified)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (namespace, key) DO UPDATE SET
+                     file = excluded.file, size = excluded.size, etag = excluded.etag,
+                     content_type = excluded.content_type, modified = excluded.modified",
+                params![
+                    owner.namespace,
+                    key,
+                    name,
+                    size as i64,
+                    info.etag,
+                    info.content_type,
+                    modified as i64
+                ],
+            )
+            .map_err(index_error)?;
+        pending.keep();
+        // The index no longer points at the old file; if a crash loses this
+        // removal, the file stays, unindexed (see the module docs).
         if let Some((_, old_file)) = &current {
             let _ = fs::remove_file(folder.join(old_file));
         }
@@ -434,6 +421,31 @@ impl Blobs for LocalBlobs {
         match self.lookup(owner, key) {
             Ok(Some((_, name))) => self.folder(owner).join(name).display().to_string(),
             _ => self.folder(owner).display().to_string(),
+        }
+    }
+}
+
+/// A file written for a put, removed when dropped until the index has taken
+/// it ([`Pending::keep`]).
+struct Pending {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl Pending {
+    fn new(path: PathBuf) -> Pending {
+        Pending { path, kept: false }
+    }
+
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = fs::remove_file(&self.path);
         }
     }
 }
