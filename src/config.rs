@@ -176,6 +176,21 @@ struct Args {
     version: bool,
 }
 
+/// The value named `s` among `choices`, or an error listing them.
+fn one_of<T: Copy>(s: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    choices
+        .iter()
+        .find(|(name, _)| *name == s)
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            let names: Vec<String> = choices
+                .iter()
+                .map(|(name, _)| format!("'{name}'"))
+                .collect();
+            format!("expected {}, got '{s}'", names.join(" or "))
+        })
+}
+
 /// Where files and images live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageKind {
@@ -187,11 +202,7 @@ impl FromStr for StorageKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "local" => Ok(StorageKind::Local),
-            "s3" => Ok(StorageKind::S3),
-            _ => Err(format!("expected 'local' or 's3', got '{s}'")),
-        }
+        one_of(s, &[("local", StorageKind::Local), ("s3", StorageKind::S3)])
     }
 }
 
@@ -206,11 +217,13 @@ impl FromStr for S3Addressing {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "path" => Ok(S3Addressing::Path),
-            "virtual" => Ok(S3Addressing::VirtualHost),
-            _ => Err(format!("expected 'path' or 'virtual', got '{s}'")),
-        }
+        one_of(
+            s,
+            &[
+                ("path", S3Addressing::Path),
+                ("virtual", S3Addressing::VirtualHost),
+            ],
+        )
     }
 }
 
@@ -265,11 +278,13 @@ impl FromStr for EventTimeUnit {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "ms" => Ok(EventTimeUnit(TimeUnit::MILLISECONDS)),
-            "s" => Ok(EventTimeUnit(TimeUnit::SECONDS)),
-            _ => Err(format!("expected 'ms' or 's', got '{s}'")),
-        }
+        one_of(
+            s,
+            &[
+                ("ms", EventTimeUnit(TimeUnit::MILLISECONDS)),
+                ("s", EventTimeUnit(TimeUnit::SECONDS)),
+            ],
+        )
     }
 }
 
