@@ -32,7 +32,7 @@
 use std::io::{self, Read};
 use std::sync::{Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rusty_s3::actions::{CompleteMultipartUploadResponse, CreateMultipartUpload, ListObjectsV2};
 use rusty_s3::{Bucket, Credentials, Method, S3Action, UrlStyle};
@@ -966,7 +966,7 @@ fn info_from(headers: &HeaderMap, key: &str, size: u64) -> Result<ObjectInfo, Bl
         // A store that sends no readable date gets "now": a client's cache
         // then revalidates rather than trusting a made-up old date.
         modified: header(headers, "last-modified")
-            .and_then(parse_http_date)
+            .and_then(crate::http::date::parse_http_date)
             .unwrap_or_else(SystemTime::now),
     })
 }
@@ -989,82 +989,9 @@ fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
     (first <= last && last < total).then_some((first, last, total))
 }
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form of
-/// `Last-Modified` that S3 stores send.
-fn parse_http_date(value: &str) -> Option<SystemTime> {
-    let (_, rest) = value.trim().split_once(", ")?;
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let [day, month, year, time, "GMT"] = fields.as_slice() else {
-        return None;
-    };
-    let day: u32 = day.parse().ok()?;
-    let month = MONTHS.iter().position(|name| name == month)? as u32 + 1;
-    let year: i64 = year.parse().ok()?;
-    let clock: Vec<u64> = time
-        .split(':')
-        .map(|part| part.parse().ok())
-        .collect::<Option<_>>()?;
-    let [hour, minute, second] = clock.as_slice() else {
-        return None;
-    };
-    if !(1..=31).contains(&day) || *hour > 23 || *minute > 59 || *second > 60 {
-        return None;
-    }
-    let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
-    Some(UNIX_EPOCH + Duration::from_secs(seconds))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// days-from-civil algorithm, the inverse of the one in `http::date`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400);
-    let month = i64::from(month);
-    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn http_dates_parse() {
-        let at = |seconds| Some(UNIX_EPOCH + Duration::from_secs(seconds));
-        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), at(0));
-        assert_eq!(
-            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
-            at(784_111_777)
-        );
-        assert_eq!(
-            parse_http_date("Tue, 29 Feb 2000 00:00:00 GMT"),
-            at(951_782_400)
-        );
-        for seconds in [86_399, 1_700_000_000, 4_102_444_800] {
-            let formatted = crate::http::date::http_date(seconds);
-            assert_eq!(parse_http_date(&formatted), at(seconds), "{formatted}");
-        }
-        for bad in [
-            "",
-            "Sun, 06 Nov 1994 08:49:37",
-            "Sun, 06 Nov 1994 08:49:37 UTC",
-            "Sun, 06 Foo 1994 08:49:37 GMT",
-            "Sun, 32 Nov 1994 08:49:37 GMT",
-            "Sun, 06 Nov 1994 24:00:00 GMT",
-            "Sun, 06 Nov 1994 08:49 GMT",
-            "Wed, 31 Dec 1969 23:59:59 GMT",
-            "Sunday, 06-Nov-94 08:49:37 GMT",
-        ] {
-            assert_eq!(parse_http_date(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn content_ranges_parse() {

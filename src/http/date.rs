@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
 const MONTHS: [&str; 12] = [
@@ -113,6 +113,48 @@ pub fn with_http_date_now<R>(f: impl FnOnce(&str) -> R) -> R {
     })
 }
 
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form
+/// wren writes and S3 stores send in `Last-Modified`. Years outside
+/// 1970..=9999 are refused, so no arithmetic below can overflow.
+pub fn parse_http_date(value: &str) -> Option<SystemTime> {
+    let (_, rest) = value.trim().split_once(", ")?;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = fields.as_slice() else {
+        return None;
+    };
+    let day: u32 = day.parse().ok()?;
+    let month = MONTHS.iter().position(|name| name == month)? as u32 + 1;
+    let year: i64 = year
+        .parse()
+        .ok()
+        .filter(|year| (1970..=9999).contains(year))?;
+    let clock: Vec<u64> = time
+        .split(':')
+        .map(|part| part.parse().ok())
+        .collect::<Option<_>>()?;
+    let [hour, minute, second] = clock.as_slice() else {
+        return None;
+    };
+    if !(1..=31).contains(&day) || *hour > 23 || *minute > 59 || *second > 60 {
+        return None;
+    }
+    let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+    UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date: the inverse of
+/// [`civil`] (Howard Hinnant's days-from-civil algorithm).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let month = i64::from(month);
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +177,38 @@ mod tests {
         let (secs, _) = unix_now();
         let cached = with_http_date_now(str::to_owned);
         assert!(cached == http_date(secs) || cached == http_date(secs + 1));
+    }
+    #[test]
+    fn http_dates_parse() {
+        let at = |seconds| Some(UNIX_EPOCH + Duration::from_secs(seconds));
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), at(0));
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            at(784_111_777)
+        );
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2000 00:00:00 GMT"),
+            at(951_782_400)
+        );
+        for seconds in [86_399, 1_700_000_000, 4_102_444_800] {
+            let formatted = http_date(seconds);
+            assert_eq!(parse_http_date(&formatted), at(seconds), "{formatted}");
+        }
+        for bad in [
+            "",
+            "Sun, 06 Nov 1994 08:49:37",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Wed, 31 Dec 1969 23:59:59 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun, 06 Nov 9223372036854775807 08:49:37 GMT",
+            "Sun, 06 Nov 300000000000 08:49:37 GMT",
+            "Sun, 06 Nov 10000 08:49:37 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
     }
 }
