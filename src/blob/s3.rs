@@ -40,13 +40,11 @@ use ureq::http::{HeaderMap, Response};
 use ureq::{AsSendBody, Body};
 
 use super::{
-    BlobError, Blobs, ByteRange, Download, KeyPage, ObjectInfo, Owner, Page, UserCredentials,
-    WriteCondition, Written,
+    BlobError, Blobs, ByteRange, Download, KeyPage, MAX_KEY_BYTES, ObjectInfo, Owner, Page,
+    UserCredentials, WriteCondition, Written,
 };
 use crate::config::{S3Addressing, S3Config};
-
-/// S3's longest object key, in bytes.
-pub const MAX_OBJECT_KEY_BYTES: usize = 1024;
+use crate::http::error::excerpt;
 
 /// Checks a bucket name by S3's rules: 3 to 63 characters of lower-case
 /// letters, digits, `.` and `-`, starting and ending with a letter or digit,
@@ -331,8 +329,17 @@ impl S3Blobs {
         format!("{}{}/", self.prefix, owner.namespace)
     }
 
-    fn object_key(&self, owner: &Owner, key: &str) -> String {
-        format!("{}{key}", self.namespace_prefix(owner))
+    /// The key in the bucket. S3 keys are at most 1024 bytes (the same
+    /// bound as wren's own keys), prefix and account name included; past
+    /// that the store's refusal would read as its own failure.
+    fn object_key(&self, owner: &Owner, key: &str) -> Result<String, BlobError> {
+        let prefix = self.namespace_prefix(owner);
+        if prefix.len() + key.len() > MAX_KEY_BYTES {
+            return Err(BlobError::KeyTooLong {
+                max: MAX_KEY_BYTES.saturating_sub(prefix.len()),
+            });
+        }
+        Ok(prefix + key)
     }
 
     /// Signs `action` with `headers` among the signed headers, and sends it
@@ -406,6 +413,11 @@ impl S3Blobs {
         limit: usize,
     ) -> Result<(Vec<(String, String)>, bool), BlobError> {
         let namespace = self.namespace_prefix(owner);
+        // No stored key is longer than MAX_KEY_BYTES, so none has a longer
+        // prefix; asking would get the store's refusal instead of nothing.
+        if namespace.len() + prefix.len() > MAX_KEY_BYTES {
+            return Ok((Vec::new(), false));
+        }
         let mut action = target.bucket.list_objects_v2(Some(&target.credentials));
         action.with_prefix(format!("{namespace}{prefix}"));
         if let Some(after) = after {
@@ -426,15 +438,19 @@ impl S3Blobs {
         if limit == 0 {
             return Ok((Vec::new(), !listing.contents.is_empty()));
         }
+        // A store that sends more than max-keys must not make a page (and
+        // its HEADs) larger than asked.
+        let beyond = listing.contents.len() > limit;
         let listed = listing
             .contents
             .iter()
+            .take(limit)
             .filter_map(|entry| {
                 let key = entry.key.strip_prefix(&namespace)?;
                 Some((entry.key.clone(), key.to_owned()))
             })
             .collect();
-        Ok((listed, listing.next_continuation_token.is_some()))
+        Ok((listed, beyond || listing.next_continuation_token.is_some()))
     }
 
     /// HEADs `listed` (object key, wren key) pairs, [`HEADS_IN_FLIGHT`] at
@@ -443,11 +459,11 @@ impl S3Blobs {
     fn head_each(
         &self,
         target: &Target,
-        listed: &[(&str, &str)],
+        listed: &[(String, String)],
     ) -> Result<Vec<ObjectInfo>, BlobError> {
-        let heads = |part: &[(&str, &str)]| -> Result<Vec<ObjectInfo>, BlobError> {
+        let heads = |part: &[(String, String)]| -> Result<Vec<ObjectInfo>, BlobError> {
             let mut found = Vec::with_capacity(part.len());
-            for &(object, key) in part {
+            for (object, key) in part {
                 found.extend(self.head_object(target, object, key)?);
             }
             Ok(found)
@@ -651,14 +667,7 @@ impl Blobs for S3Blobs {
         body: &mut dyn Read,
     ) -> Result<Written, BlobError> {
         let target = self.target(owner)?;
-        let object = self.object_key(owner, key);
-        // S3 keys are at most 1024 bytes, prefix and account name included;
-        // past that the store's refusal would read as its own failure.
-        if object.len() > MAX_OBJECT_KEY_BYTES {
-            return Err(BlobError::KeyTooLong {
-                max: MAX_OBJECT_KEY_BYTES - (object.len() - key.len()),
-            });
-        }
+        let object = self.object_key(owner, key)?;
         let current = self.head_object(&target, &object, key)?;
         if !condition.allows(current.as_ref()) {
             return Err(BlobError::PreconditionFailed);
@@ -688,7 +697,7 @@ impl Blobs for S3Blobs {
 
     fn head(&self, owner: &Owner, key: &str) -> Result<ObjectInfo, BlobError> {
         let target = self.target(owner)?;
-        self.head_object(&target, &self.object_key(owner, key), key)?
+        self.head_object(&target, &self.object_key(owner, key)?, key)?
             .ok_or(BlobError::NotFound)
     }
 
@@ -699,7 +708,7 @@ impl Blobs for S3Blobs {
         range: Option<ByteRange>,
     ) -> Result<Download, BlobError> {
         let target = self.target(owner)?;
-        let object = self.object_key(owner, key);
+        let object = self.object_key(owner, key)?;
         let action = target.bucket.get_object(Some(&target.credentials), &object);
         let range_value = range.map(ByteRange::header_value);
         let headers: Vec<_> = range_value
@@ -762,7 +771,7 @@ impl Blobs for S3Blobs {
 
     fn delete(&self, owner: &Owner, key: &str) -> Result<(), BlobError> {
         let target = self.target(owner)?;
-        let object = self.object_key(owner, key);
+        let object = self.object_key(owner, key)?;
         // S3's DELETE succeeds whether or not the key exists; ask first so
         // that a missing file is a 404.
         if self.head_object(&target, &object, key)?.is_none() {
@@ -786,10 +795,6 @@ impl Blobs for S3Blobs {
     ) -> Result<Page, BlobError> {
         let target = self.target(owner)?;
         let (listed, truncated) = self.list_objects(&target, owner, prefix, after, limit)?;
-        let listed: Vec<(&str, &str)> = listed
-            .iter()
-            .map(|(object, key)| (object.as_str(), key.as_str()))
-            .collect();
         // A listing has no content types, so each object is asked for its
         // own: one HEAD per listed object, which also gives size, ETag and
         // date in the same form as `head`.
@@ -818,7 +823,7 @@ impl Blobs for S3Blobs {
             .and_then(|own| own.bucket.as_deref())
             .or(self.bucket.as_deref())
             .unwrap_or("(no bucket)");
-        format!("s3://{bucket}/{}", self.object_key(owner, key))
+        format!("s3://{bucket}/{}{key}", self.namespace_prefix(owner))
     }
 }
 
@@ -857,7 +862,7 @@ fn check_write(response: &mut Response<Body>, keys: Keys) -> Result<(), BlobErro
     let text = error_text(response);
     // 409 ConditionalRequestConflict: AWS's answer to two conditional
     // writes racing for the same key.
-    if status == 412 || error_code(&text) == Some("ConditionalRequestConflict") {
+    if status == 412 || error_code(&text).as_deref() == Some("ConditionalRequestConflict") {
         return Err(BlobError::PreconditionFailed);
     }
     Err(store_error(status, &text, keys))
@@ -866,8 +871,9 @@ fn check_write(response: &mut Response<Body>, keys: Keys) -> Result<(), BlobErro
 /// The error for an S3 error answer: its code and message, blamed on the
 /// account when its own keys or bucket were refused.
 fn store_error(status: u16, text: &str, keys: Keys) -> BlobError {
+    let code = error_code(text);
     let message = describe(status, text);
-    let refused = status == 403 || error_code(text).is_some_and(|code| REFUSALS.contains(&code));
+    let refused = status == 403 || code.is_some_and(|code| REFUSALS.contains(&code.as_str()));
     if keys == Keys::Account && refused {
         BlobError::Credentials(message)
     } else {
@@ -876,19 +882,20 @@ fn store_error(status: u16, text: &str, keys: Keys) -> BlobError {
 }
 
 /// `Code: Message (HTTP status)` from an S3 error document, or just the
-/// status when there is none (HEAD answers have no body).
+/// status when there is none (HEAD answers have no body). The store's
+/// message is cut short: it goes into wren's own answer.
 fn describe(status: u16, text: &str) -> String {
-    match (xml_element(text, "Code"), xml_element(text, "Message")) {
-        (Some(code), Some(message)) => format!("{code}: {message} (HTTP {status})"),
+    match (error_code(text), xml_element(text, "Message")) {
+        (Some(code), Some(message)) => {
+            format!("{code}: {} (HTTP {status})", excerpt(&message, 200))
+        }
         (Some(code), None) => format!("{code} (HTTP {status})"),
         _ => format!("HTTP {status} with no S3 error code"),
     }
 }
 
-fn error_code(text: &str) -> Option<&str> {
-    let start = text.find("<Code>")? + "<Code>".len();
-    let end = start + text[start..].find("</Code>")?;
-    Some(text[start..end].trim())
+fn error_code(text: &str) -> Option<String> {
+    xml_element(text, "Code").map(|code| excerpt(&code, 64).to_owned())
 }
 
 /// The text of the first `<name>` element, XML escapes undone. Error
@@ -1012,7 +1019,7 @@ mod tests {
     fn error_documents_are_described_and_blamed() {
         let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>\
                    <Message>Forbidden: key &quot;k&quot; &amp; more</Message></Error>";
-        assert_eq!(error_code(xml), Some("AccessDenied"));
+        assert_eq!(error_code(xml).as_deref(), Some("AccessDenied"));
         assert_eq!(
             describe(403, xml),
             "AccessDenied: Forbidden: key \"k\" & more (HTTP 403)"
@@ -1506,7 +1513,7 @@ mod tests {
             };
             put(&blobs, &owner, "c", b"1");
             let target = blobs.target(&owner).unwrap();
-            let object = blobs.object_key(&owner, "c");
+            let object = blobs.object_key(&owner, "c").unwrap();
             for (guard, size) in [
                 (("if-none-match", "*"), 5),
                 (("if-match", "\"0123456789abcdef\""), 5),
