@@ -72,6 +72,10 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// S3 refuses multipart uploads of more parts (about 78 GiB at 8 MiB).
 const MAX_PARTS: usize = 10_000;
 
+/// Bodies shorter than this go up from a buffer of their own, without an
+/// upload slot.
+const SMALL_BODY: usize = 64 * 1024;
+
 /// Uploads that may hold a [`PART_SIZE`] buffer at once (128 MiB in all);
 /// one more waits up to [`UPLOAD_SLOT_WAIT`] for a slot, then gets `503`.
 pub const MAX_UPLOADS_IN_FLIGHT: usize = 16;
@@ -533,11 +537,22 @@ impl S3Blobs {
         guard: Option<(&'static str, &str)>,
         body: &mut dyn Read,
     ) -> Result<(u64, String), BlobError> {
+        // Small bodies (most files) need no slot: only a body that fills
+        // this first read waits for one and its PART_SIZE buffer, so slow
+        // clients sending small files cannot hold the slots.
+        let mut first = vec![0u8; SMALL_BODY];
+        let first_len = fill(body, &mut first).map_err(BlobError::Body)?;
+        if first_len < SMALL_BODY {
+            let etag = self.put_object(target, object, content_type, guard, &first[..first_len])?;
+            return Ok((first_len as u64, etag));
+        }
         let _slot = self.uploads.take()?;
-        // Zeroed pages are only mapped when written: a small body touches
+        // Zeroed pages are only mapped when written: a short body touches
         // little of the buffer.
         let mut buffer = vec![0u8; PART_SIZE];
-        let filled = fill(body, &mut buffer).map_err(BlobError::Body)?;
+        buffer[..SMALL_BODY].copy_from_slice(&first);
+        drop(first);
+        let filled = SMALL_BODY + fill(body, &mut buffer[SMALL_BODY..]).map_err(BlobError::Body)?;
         // A full buffer may also be the whole body: peek one byte to know.
         let mut peeked = [0u8; 1];
         if filled < PART_SIZE || fill(body, &mut peeked).map_err(BlobError::Body)? == 0 {
