@@ -13,6 +13,7 @@ pub mod auth;
 pub mod blob;
 pub mod config;
 pub mod handlers;
+pub mod hex;
 pub mod http;
 pub mod model;
 pub mod router;

@@ -39,7 +39,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     BlobError, Blobs, ByteRange, Download, KeyPage, ObjectInfo, Owner, Page, WriteCondition,
-    Written, hex,
+    Written,
 };
 
 /// Copy buffer for uploads.
@@ -205,7 +205,7 @@ impl LocalBlobs {
         }
         file.sync_all()
             .map_err(|err| local_error("cannot sync", temp, err))?;
-        Ok((size, hex(&hasher.finalize()[..16])))
+        Ok((size, crate::hex::encode(&hasher.finalize()[..16])))
     }
 }
 
@@ -461,8 +461,12 @@ fn file_name(key: &str) -> Result<String, BlobError> {
         (1..=8).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric())
     });
     Ok(match extension {
-        Some(ext) => format!("{}.{}", hex(&random), ext.to_ascii_lowercase()),
-        None => hex(&random),
+        Some(ext) => format!(
+            "{}.{}",
+            crate::hex::encode(&random),
+            ext.to_ascii_lowercase()
+        ),
+        None => crate::hex::encode(&random),
     })
 }
 

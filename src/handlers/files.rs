@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::App;
 use crate::auth::require_user;
 use crate::blob::{
-    ByteRange, MAX_KEY_BYTES, ObjectInfo, Owner, UserCredentials, WriteCondition, check_key, hex,
+    ByteRange, MAX_KEY_BYTES, ObjectInfo, Owner, UserCredentials, WriteCondition, check_key,
 };
 use crate::http::body::BodyError;
 use crate::http::date::http_date;
@@ -412,7 +412,7 @@ fn store_image(
         ApiError::new(503, "cannot name the image now")
             .with_cause(format!("no OS randomness: {err}"))
     })?;
-    let id = format!("{}.{extension}", hex(&random));
+    let id = format!("{}.{extension}", crate::hex::encode(&random));
     let key = format!("images/{id}");
     let blobs = app.storage.of(owner)?;
     blobs.put(

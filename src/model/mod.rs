@@ -177,10 +177,7 @@ impl Model {
         let mut tag = String::with_capacity(35);
         tag.push('"');
         for digest in [self.digest, inputs_digest] {
-            for shift in (0..64).step_by(4).rev() {
-                let nibble = ((digest >> shift) & 0xf) as u32;
-                tag.push(char::from_digit(nibble, 16).expect("a nibble is a hex digit"));
-            }
+            crate::hex::push(&mut tag, &digest.to_be_bytes());
         }
         tag.push(representation);
         tag.push('"');
