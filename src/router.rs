@@ -252,14 +252,15 @@ fn match_segments(
         let (at, raw) = segments[i];
         if let Segment::Rest(name) = segment {
             let rest = &path[at..];
+            if !rest.contains('%') {
+                params.push((*name, Param::InPath(at..path.len())));
+                continue;
+            }
             let decoded: Result<Vec<Cow<'_, str>>, ApiError> = segments[i..]
                 .iter()
                 .map(|(_, s)| decode_segment(s))
                 .collect();
             match decoded {
-                Ok(parts) if parts.iter().all(|part| matches!(part, Cow::Borrowed(_))) => {
-                    params.push((*name, Param::InPath(at..at + rest.len())));
-                }
                 Ok(parts) => params.push((*name, Param::Decoded(parts.join("/")))),
                 Err(error) => return Some(Err(error)),
             }

@@ -6,8 +6,6 @@
 //! Features are named by the model file; only the legacy routes assume the
 //! three sales features, and answer `409` when the model has others.
 
-use std::sync::Arc;
-
 use serde_json::{Map, Value, json};
 
 use crate::App;
@@ -127,22 +125,20 @@ fn not_finite() -> ApiError {
         .with_code("no_prediction")
 }
 
+/// A prediction as an integer, when the model rounds and the value fits
+/// exactly.
+fn as_integer(model: &Model, value: f64) -> Option<i64> {
+    (model.rounds() && value.abs() < 9.0e15).then_some(value as i64)
+}
+
 /// A prediction as text, as [`number`] shows it.
 fn text_number(model: &Model, value: f64) -> String {
-    if model.rounds() && value.abs() < 9.0e15 {
-        (value as i64).to_string()
-    } else {
-        value.to_string()
-    }
+    as_integer(model, value).map_or_else(|| value.to_string(), |n| n.to_string())
 }
 
 /// A prediction as JSON: an integer when the model rounds.
 fn number(model: &Model, value: f64) -> Value {
-    if model.rounds() && value.abs() < 9.0e15 {
-        json!(value as i64)
-    } else {
-        json!(value)
-    }
+    as_integer(model, value).map_or_else(|| json!(value), |n| json!(n))
 }
 
 /// `POST /api/v1/predict`: `{"instances": [...]}` or one bare instance.
@@ -151,11 +147,10 @@ pub fn predict_batch(app: &App, request: &mut Request<'_>) -> Result<Response, A
     let document: Value = serde_json::from_slice(&body)
         .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))?;
     let model = app.model.get();
-    let (inputs, count) = batch_inputs(&model, document, app.config.model.max_batch)?;
+    let inputs = batch_inputs(&model, document, app.config.model.max_batch)?;
     let mut problems = Problems::default();
     let predictions: Vec<Value> = inputs
         .chunks_exact(model.features.len())
-        .take(count)
         .enumerate()
         .map(|(i, instance)| {
             let prediction = model.predict_inputs(instance);
@@ -178,13 +173,9 @@ pub fn predict_batch(app: &App, request: &mut Request<'_>) -> Result<Response, A
     .with_header("Cache-Control", "no-store"))
 }
 
-/// Every instance's inputs, flat in feature order, and how many instances;
-/// or a `422` listing every problem found.
-fn batch_inputs(
-    model: &Arc<Model>,
-    document: Value,
-    max_batch: usize,
-) -> Result<(Vec<Input>, usize), ApiError> {
+/// Every instance's inputs, flat in feature order (the loader makes sure a
+/// model has features); or a `422` listing every problem found.
+fn batch_inputs(model: &Model, document: Value, max_batch: usize) -> Result<Vec<Input>, ApiError> {
     let instances = match document {
         Value::Object(mut object) => match object.remove("instances") {
             Some(Value::Array(instances)) => instances,
@@ -214,8 +205,7 @@ fn batch_inputs(
             }),
         ));
     }
-    let count = instances.len();
-    let mut inputs = Vec::with_capacity(count * model.features.len());
+    let mut inputs = Vec::with_capacity(instances.len() * model.features.len());
     let mut problems = Problems::default();
     for (i, instance) in instances.into_iter().enumerate() {
         let Value::Object(fields) = instance else {
@@ -225,7 +215,7 @@ fn batch_inputs(
         instance_inputs(model, i, &fields, &mut inputs, &mut problems);
     }
     if problems.is_empty() {
-        Ok((inputs, count))
+        Ok(inputs)
     } else {
         Err(problems.into_error(INVALID_INPUT))
     }

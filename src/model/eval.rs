@@ -143,10 +143,11 @@ impl TreeEnsemble {
         }
     }
 
-    /// Rounds the row as the trees compare it (to `f32` when `float32`),
-    /// once per row rather than at every node.
+    /// Rounds the row as the linked walker compares it (to `f32` when
+    /// `float32`), once per row rather than at every node. The complete
+    /// layout reads the row as `f32` itself.
     pub fn prepare(&self, row: &mut [f64]) {
-        if self.float32 {
+        if self.float32 && matches!(self.trees, Trees::Linked(_)) {
             for x in row {
                 *x = f64::from(*x as f32);
             }
@@ -345,7 +346,7 @@ fn walk<const SLOTS: usize, const N: usize>(
 /// The largest `f32` at or below `t` (-inf below the `f32` range). For an
 /// `f32` x, `x <= t` exactly when `x <= f32_at_or_below(t)`: x is one of
 /// the `f32`s at or below t, of which this is the largest. NaN stays NaN.
-pub fn f32_at_or_below(t: f64) -> f32 {
+pub(super) fn f32_at_or_below(t: f64) -> f32 {
     // Rounds to nearest, so at most one step too high; beyond the range
     // it gives ±inf, and +inf steps down to f32::MAX.
     let rounded = t as f32;
