@@ -464,7 +464,7 @@ impl Read for Limited<'_> {
         // from a longer one.
         let want = out
             .len()
-            .min(usize::try_from(self.left + 1).unwrap_or(usize::MAX));
+            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut out[..want])?;
         if n as u64 > self.left {
             return Err(io::Error::other(BodyError::TooLarge { limit: self.limit }));
