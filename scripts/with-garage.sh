@@ -7,11 +7,11 @@
 #   e.g. scripts/with-garage.sh cargo test --features test-routes
 #
 # What it does:
-#   - starts a single-node Garage (../shared/s3/garage-up.sh) in a fresh temp
+#   - starts a single-node Garage (scripts/garage.sh up) in a fresh temp
 #     folder, on a free loopback port (tried at random in 20000-59999, so two
 #     runs on one machine do not collide), and exports what it prints:
 #     S3_ENDPOINT, S3_REGION, S3_BUCKET, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY;
-#   - creates a second key with its own bucket (../shared/s3/garage-key.sh),
+#   - creates a second key with its own bucket (scripts/garage.sh key),
 #     for the accounts that sign up with their own S3 keys, and exports it as
 #     WREN_TEST_USER_KEY_ID, WREN_TEST_USER_KEY_SECRET, WREN_TEST_USER_BUCKET
 #     (the server's own key cannot reach that bucket, so a round trip there
@@ -23,9 +23,8 @@
 #     folder removed however the script ends (EXIT/INT/TERM trap).
 #
 # Nothing outlives a run and nothing is shared between runs, so it can be run
-# again (or twice at once) freely. The garage binary is found as garage-up.sh
-# finds it ($GARAGE_BIN, PATH, ~/.cache/garage/bin). Set WREN_S3_SCRIPTS to
-# use garage-up.sh / garage-key.sh from another folder.
+# again (or twice at once) freely. The garage binary is found as garage.sh
+# finds it ($GARAGE_BIN, PATH, else built once into ~/.cache/garage).
 set -euo pipefail
 
 if [[ $# -eq 0 ]]; then
@@ -33,14 +32,9 @@ if [[ $# -eq 0 ]]; then
   exit 2
 fi
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-scripts=${WREN_S3_SCRIPTS:-$repo/../shared/s3}
-for script in garage-up.sh garage-key.sh; do
-  if [[ ! -x $scripts/$script && ! -f $scripts/$script ]]; then
-    echo "with-garage: $scripts/$script not found (set WREN_S3_SCRIPTS)" >&2
-    exit 2
-  fi
-done
+garage=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/garage.sh
+# Build (or find) the binary first, outside the port-racing loop below.
+"$garage" install >/dev/null
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/wren-garage.XXXXXX")
 garage_pid=
@@ -50,7 +44,7 @@ cleanup() {
   trap - EXIT INT TERM
   if [[ -n $garage_pid ]] && kill -0 "$garage_pid" 2>/dev/null; then
     kill "$garage_pid" 2>/dev/null || true
-    # Not our child (garage-up.sh started it), so poll rather than `wait`.
+    # Not our child (garage.sh started it), so poll rather than `wait`.
     for _ in $(seq 1 50); do
       kill -0 "$garage_pid" 2>/dev/null || break
       sleep 0.1
@@ -67,7 +61,7 @@ trap 'exit 143' TERM
 # True when something accepts connections on 127.0.0.1:$1.
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# garage-up.sh uses BASE (S3 API), BASE+1 (RPC) and BASE+3 (admin).
+# garage.sh uses BASE (S3 API), BASE+1 (RPC) and BASE+3 (admin).
 started=
 for attempt in 1 2 3 4 5; do
   base=$((20000 + RANDOM % 40000))
@@ -75,7 +69,7 @@ for attempt in 1 2 3 4 5; do
     continue
   fi
   node=$tmp/node-$attempt
-  if exports=$(bash "$scripts/garage-up.sh" "$node" "$base" 2>"$tmp/garage-up.log"); then
+  if exports=$("$garage" up "$node" "$base" 2>"$tmp/garage-up.log"); then
     eval "$exports"
     garage_pid=$GARAGE_PID
     started=yes
@@ -84,7 +78,7 @@ for attempt in 1 2 3 4 5; do
   # Most likely a port race; stop whatever half-started and try elsewhere.
   pid=$(pgrep -f -- "-c $node/garage.toml server" || true)
   if [[ -n $pid ]]; then kill $pid 2>/dev/null || true; fi
-  echo "with-garage: garage-up.sh failed on port $base (attempt $attempt):" >&2
+  echo "with-garage: garage.sh up failed on port $base (attempt $attempt):" >&2
   tail -n 20 "$tmp/garage-up.log" >&2 || true
   tail -n 20 "$node/garage.log" >&2 2>/dev/null || true
 done
@@ -94,8 +88,8 @@ if [[ -z $started ]]; then
 fi
 
 user_bucket=wren-test-user-bucket
-user_exports=$(bash "$scripts/garage-key.sh" "$node" wren-test-user "$user_bucket" 2>>"$tmp/garage-up.log") || {
-  echo "with-garage: garage-key.sh failed:" >&2
+user_exports=$("$garage" key "$node" wren-test-user "$user_bucket" 2>>"$tmp/garage-up.log") || {
+  echo "with-garage: garage.sh key failed:" >&2
   tail -n 20 "$tmp/garage-up.log" >&2 || true
   exit 1
 }
