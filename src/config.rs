@@ -11,6 +11,7 @@ use std::time::Duration;
 use argh::FromArgs;
 
 use crate::alerts::TimeUnit;
+use crate::blob::{S3Addressing, S3Config, StorageConfig, StorageKind};
 use crate::http::Limits;
 use crate::http::log::LogFormat;
 use crate::model::ModelSource;
@@ -191,26 +192,12 @@ fn one_of<T: Copy>(s: &str, choices: &[(&str, T)]) -> Result<T, String> {
         })
 }
 
-/// Where files and images live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StorageKind {
-    Local,
-    S3,
-}
-
 impl FromStr for StorageKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         one_of(s, &[("local", StorageKind::Local), ("s3", StorageKind::S3)])
     }
-}
-
-/// How bucket names go into S3 URLs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum S3Addressing {
-    Path,
-    VirtualHost,
 }
 
 impl FromStr for S3Addressing {
@@ -224,50 +211,6 @@ impl FromStr for S3Addressing {
                 ("virtual", S3Addressing::VirtualHost),
             ],
         )
-    }
-}
-
-/// File storage settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StorageConfig {
-    pub kind: StorageKind,
-    /// Set when an endpoint is configured: for `--storage s3`, or for
-    /// accounts with their own keys.
-    pub s3: Option<S3Config>,
-    pub max_object_size: u64,
-    pub max_image_size: u64,
-}
-
-/// Where the S3-compatible store is. Its `Debug` output hides the secret.
-#[derive(Clone, PartialEq)]
-pub struct S3Config {
-    pub endpoint: String,
-    pub region: String,
-    /// The server's bucket; `None` only when the server stores locally and
-    /// the endpoint serves accounts that bring keys and buckets of their own.
-    pub bucket: Option<String>,
-    pub prefix: String,
-    pub addressing: S3Addressing,
-    /// The server's own keys (S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY):
-    /// environment only, never flags, which every user of the host can see.
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-}
-
-impl std::fmt::Debug for S3Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Config")
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("bucket", &self.bucket)
-            .field("prefix", &self.prefix)
-            .field("addressing", &self.addressing)
-            .field("access_key_id", &self.access_key_id)
-            .field(
-                "secret_access_key",
-                &self.secret_access_key.as_ref().map(|_| "<hidden>"),
-            )
-            .finish()
     }
 }
 

@@ -12,6 +12,7 @@ pub mod app;
 pub mod auth;
 pub mod blob;
 pub mod config;
+pub mod date;
 pub mod handlers;
 pub mod hex;
 pub mod http;
@@ -19,6 +20,7 @@ pub mod model;
 pub mod router;
 pub mod routes;
 pub mod store;
+pub mod text;
 
 pub use app::App;
 pub use config::Config;

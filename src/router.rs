@@ -18,10 +18,10 @@
 
 use std::borrow::Cow;
 
-use crate::http::error::excerpt;
 use crate::http::percent::percent_decode;
 use crate::http::request::Param;
 use crate::http::{ApiError, Request, Response};
+use crate::text::excerpt;
 
 /// A handler: a pure function of the application state and the request.
 pub type Handler<S> = fn(&S, &mut Request<'_>) -> Result<Response, ApiError>;

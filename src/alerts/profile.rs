@@ -180,7 +180,7 @@ impl Overrides {
             };
             if let Err(problem) = result {
                 valid = false;
-                let field = format!("overrides.{}", crate::http::error::excerpt(name, 64));
+                let field = format!("overrides.{}", crate::text::excerpt(name, 64));
                 report(field, problem);
             }
         }

@@ -20,13 +20,68 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::{StorageConfig, StorageKind};
-
-use crate::http::ApiError;
 pub use range::ByteRange;
 
 /// Longest key, in bytes after percent-decoding.
 pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Where files and images live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    Local,
+    S3,
+}
+
+/// How bucket names go into S3 URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Addressing {
+    Path,
+    VirtualHost,
+}
+
+/// File storage settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    pub kind: StorageKind,
+    /// Set when an endpoint is configured: for `--storage s3`, or for
+    /// accounts with their own keys.
+    pub s3: Option<S3Config>,
+    pub max_object_size: u64,
+    pub max_image_size: u64,
+}
+
+/// Where the S3-compatible store is. Its `Debug` output hides the secret.
+#[derive(Clone, PartialEq)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub region: String,
+    /// The server's bucket; `None` only when the server stores locally and
+    /// the endpoint serves accounts that bring keys and buckets of their own.
+    pub bucket: Option<String>,
+    pub prefix: String,
+    pub addressing: S3Addressing,
+    /// The server's own keys (S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY):
+    /// environment only, never flags, which every user of the host can see.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("addressing", &self.addressing)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<hidden>"),
+            )
+            .finish()
+    }
+}
 
 /// What is known about a stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,8 +192,8 @@ pub enum BlobError {
     RangeNotSatisfiable {
         size: u64,
     },
-    /// Reading the request body failed (too large, malformed, timed out);
-    /// the error is the body's own, which `ApiError` maps to a status.
+    /// Reading the body to store failed (too large, malformed, timed out):
+    /// the uploader's fault, not the store's. The error is the body's own.
     Body(io::Error),
     /// The object store answered with an error or could not be reached.
     Upstream(String),
@@ -148,42 +203,6 @@ pub enum BlobError {
     Local(String),
     /// A bounded resource is in use to its limit; try again shortly.
     Busy(String),
-}
-
-impl From<BlobError> for ApiError {
-    fn from(err: BlobError) -> Self {
-        match err {
-            BlobError::NotFound => ApiError::not_found("Not Found"),
-            BlobError::PreconditionFailed => ApiError::new(
-                412,
-                "the object's current version does not match If-Match / If-None-Match",
-            ),
-            BlobError::KeyTooLong { max } => ApiError::bad_request(format!(
-                "invalid key: with this server's prefix and the account's name, keys may be at most {max} bytes"
-            ))
-            .with_code("invalid_key"),
-            BlobError::RangeNotSatisfiable { size } => ApiError::new(
-                416,
-                format!("the range lies outside the object's {size} bytes"),
-            )
-            .with_header("Content-Range", format!("bytes */{size}")),
-            BlobError::Body(err) => ApiError::from(err),
-            BlobError::Upstream(message) => {
-                ApiError::new(502, format!("the object store failed: {message}"))
-                    .with_code("storage_error")
-            }
-            BlobError::Credentials(message) => ApiError::new(
-                502,
-                format!("the object store refused this account's S3 keys: {message}"),
-            )
-            .with_code("storage_credentials"),
-            BlobError::Busy(why) => ApiError::new(503, format!("{why}; try again shortly"))
-                .with_header("Retry-After", "5"),
-            BlobError::Local(cause) => {
-                ApiError::new(503, "file storage is unavailable; try again").with_cause(cause)
-            }
-        }
-    }
 }
 
 /// A storage backend. Keys given to it have passed [`check_key`].

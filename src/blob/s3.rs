@@ -43,8 +43,8 @@ use super::{
     BlobError, Blobs, ByteRange, Download, KeyPage, MAX_KEY_BYTES, ObjectInfo, Owner, Page,
     UserCredentials, WriteCondition, Written,
 };
-use crate::config::{S3Addressing, S3Config};
-use crate::http::error::excerpt;
+use crate::blob::{S3Addressing, S3Config};
+use crate::text::excerpt;
 
 /// Checks a bucket name by S3's rules: 3 to 63 characters of lower-case
 /// letters, digits, `.` and `-`, starting and ending with a letter or digit,
@@ -988,7 +988,7 @@ fn info_from(headers: &HeaderMap, key: &str, size: u64) -> Result<ObjectInfo, Bl
         // A store that sends no readable date gets "now": a client's cache
         // then revalidates rather than trusting a made-up old date.
         modified: header(headers, "last-modified")
-            .and_then(crate::http::date::parse_http_date)
+            .and_then(crate::date::parse_http_date)
             .unwrap_or_else(SystemTime::now),
     })
 }

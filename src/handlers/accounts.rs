@@ -8,8 +8,9 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::App;
-use crate::auth::{self, check_username, password, session_cookie_header};
+use crate::auth::{check_username, password};
 use crate::blob::{BlobError, UserCredentials};
+use crate::handlers::session::{self, session_cookie_header};
 use crate::http::{ApiError, Fields, Request, Response};
 use crate::store::S3Credentials;
 
@@ -181,7 +182,7 @@ pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
 
 /// `POST /api/logout`: revokes the token and clears the cookie.
 pub fn logout(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
-    let claims = auth::require_user(app, request)?;
+    let claims = session::require_user(app, request)?;
     app.store
         .revoke_token(&claims.jti, i64::try_from(claims.exp).unwrap_or(i64::MAX))?;
     let response = Response::json(
@@ -260,7 +261,7 @@ fn authenticate(
     if !valid {
         app.login_limiter.fail(&keys, now);
         // The same answer for an unknown user and a wrong password.
-        return Err(auth::unauthorized("invalid username or password"));
+        return Err(session::unauthorized("invalid username or password"));
     }
     if let Some(user_key) = &user_key {
         app.login_limiter.reset(user_key);

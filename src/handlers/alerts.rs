@@ -6,8 +6,8 @@ use serde_json::{Map, Value, json};
 
 use crate::App;
 use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk};
-use crate::auth::require_user;
-use crate::http::error::Problems;
+use crate::handlers::session::require_user;
+use crate::http::Problems;
 use crate::http::{ApiError, Fields, Request, Response};
 use crate::store::Recorded;
 
@@ -167,7 +167,7 @@ pub fn put_profile(app: &App, request: &mut Request<'_>) -> Result<Response, Api
             ),
             (other, _) => problems.add(|| {
                 json!({
-                    "field": crate::http::error::excerpt(other, 64),
+                    "field": crate::text::excerpt(other, 64),
                     "problem": "is not a profile field; the fields are risk and overrides",
                 })
             }),

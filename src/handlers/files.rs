@@ -11,12 +11,12 @@ use std::time::UNIX_EPOCH;
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::auth::require_user;
 use crate::blob::{
     ByteRange, MAX_KEY_BYTES, ObjectInfo, Owner, UserCredentials, WriteCondition, check_key,
 };
-use crate::http::body::BodyError;
-use crate::http::date::http_date;
+use crate::date::http_date;
+use crate::handlers::session::{require_user, unauthorized};
+use crate::http::body::Limited;
 use crate::http::fields::multipart_body;
 use crate::http::request::media_type;
 use crate::http::{ApiError, Fields, Request, Response};
@@ -36,7 +36,7 @@ fn owner(app: &App, request: &Request<'_>) -> Result<Owner, ApiError> {
     let account = app
         .store
         .find_account(&claims.sub)?
-        .ok_or_else(|| crate::auth::unauthorized("the account no longer exists"))?;
+        .ok_or_else(|| unauthorized("the account no longer exists"))?;
     let credentials = match account.s3 {
         None => None,
         Some(s3) => {
@@ -315,7 +315,7 @@ fn describe(info: &ObjectInfo) -> Value {
         "size": info.size,
         "etag": info.etag,
         "content_type": info.content_type,
-        "modified": crate::http::date::rfc3339_millis(modified, 0),
+        "modified": crate::date::rfc3339_millis(modified, 0),
     })
 }
 
@@ -365,10 +365,10 @@ fn upload_image_form(
     request: &mut Request<'_>,
 ) -> Result<Response, ApiError> {
     let mut form = multipart_body(request)?;
-    while let Some(mut part) = form.next_part()? {
+    while let Some(mut part) = form.next_part().map_err(ApiError::from_body_read)? {
         if part.head.name != "image" {
             // Other fields are skipped, read through a small buffer.
-            io::copy(&mut part, &mut io::sink())?;
+            io::copy(&mut part, &mut io::sink()).map_err(ApiError::from_body_read)?;
             continue;
         }
         let declared = media_type(part.head.content_type.as_deref().unwrap_or(""));
@@ -390,14 +390,11 @@ fn store_image(
     let Some((media_type, extension)) = IMAGE_TYPES.iter().find(|(t, _)| *t == declared) else {
         return Err(unsupported_image(&format!(
             "the Content-Type must be image/png, image/jpeg, image/gif or image/webp, not '{}'",
-            crate::http::error::excerpt(declared, 100)
+            crate::text::excerpt(declared, 100)
         )));
     };
-    let mut body = Limited {
-        inner: body,
-        left: limit,
-        limit,
-    };
+    // A multipart part is not bounded by the whole body's limit.
+    let mut body = Limited::new(body, limit);
     let first = read_prefix(&mut body, SIGNATURE_BYTES)?;
     if first.is_empty() {
         return Err(file_not_specified());
@@ -450,34 +447,12 @@ pub fn get_image(app: &App, request: &mut Request<'_>) -> Result<Response, ApiEr
     serve(app, &owner, &key, request)
 }
 
-/// A reader that fails with the body's own `413` error past `limit` bytes
-/// (for a multipart part, which the whole body's limit does not bound).
-struct Limited<'r> {
-    inner: &'r mut dyn Read,
-    left: u64,
-    limit: u64,
-}
-
-impl Read for Limited<'_> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        // One byte past the limit tells a body of exactly `limit` bytes
-        // from a longer one.
-        let want = out
-            .len()
-            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut out[..want])?;
-        if n as u64 > self.left {
-            return Err(io::Error::other(BodyError::TooLarge { limit: self.limit }));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
 /// Up to `n` bytes from the start of `body` (fewer only at its end).
 fn read_prefix(body: &mut dyn Read, n: usize) -> Result<Vec<u8>, ApiError> {
     let mut first = Vec::with_capacity(n);
-    body.take(n as u64).read_to_end(&mut first)?;
+    body.take(n as u64)
+        .read_to_end(&mut first)
+        .map_err(ApiError::from_body_read)?;
     Ok(first)
 }
 

@@ -4,7 +4,9 @@
 pub mod accounts;
 pub mod alerts;
 pub mod basics;
+mod errors;
 pub mod files;
 pub mod predict;
+pub mod session;
 #[cfg(feature = "test-routes")]
 pub mod testing;

@@ -9,10 +9,10 @@
 use serde_json::{Map, Value, json};
 
 use crate::App;
-use crate::http::error::Problems;
-use crate::http::error::excerpt;
+use crate::http::Problems;
 use crate::http::{ApiError, Fields, Request, Response};
 use crate::model::{Input, Model};
+use crate::text::excerpt;
 
 /// The features the legacy routes take, in their URL order.
 pub const LEGACY_FEATURES: [&str; 3] = ["seller_available", "month", "customer_visiting_website"];

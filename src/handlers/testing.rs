@@ -23,7 +23,7 @@ pub fn routes(router: Router<App>) -> Router<App> {
 
 /// A protected route: who the caller is signed in as.
 fn whoami(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
-    let claims = crate::auth::require_user(app, request)?;
+    let claims = crate::handlers::session::require_user(app, request)?;
     Ok(Response::json(
         200,
         &serde_json::json!({"user": claims.sub}),
@@ -62,7 +62,11 @@ fn count(_app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     let mut buf = [0u8; 64 * 1024];
     let mut total = 0u64;
     loop {
-        match request.body().read(&mut buf)? {
+        match request
+            .body()
+            .read(&mut buf)
+            .map_err(ApiError::from_body_read)?
+        {
             0 => break,
             n => total += n as u64,
         }

@@ -33,6 +33,33 @@ impl fmt::Display for BodyError {
 
 impl std::error::Error for BodyError {}
 
+impl ApiError {
+    /// The answer to a failed read of the request body: always the client's
+    /// doing (too large, malformed framing, too slow, cut short). Never use
+    /// it for the server's own I/O, such as a disk write while storing the
+    /// body: that is a `5xx` whose cause goes to the log (see
+    /// `handlers::errors`).
+    pub fn from_body_read(err: io::Error) -> ApiError {
+        if let Some(body_error) = err.get_ref().and_then(|e| e.downcast_ref::<BodyError>()) {
+            return match body_error {
+                BodyError::TooLarge { limit } => ApiError::body_too_large(*limit),
+                BodyError::Malformed(what) => {
+                    ApiError::bad_request(format!("malformed request body: {what}"))
+                }
+            };
+        }
+        match err.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                ApiError::new(408, "timed out reading the request body")
+            }
+            io::ErrorKind::UnexpectedEof => {
+                ApiError::bad_request("request body ended before its declared length")
+            }
+            _ => ApiError::bad_request(format!("could not read the request body: {err}")),
+        }
+    }
+}
+
 fn malformed(what: &'static str) -> io::Error {
     io::Error::other(BodyError::Malformed(what))
 }
@@ -279,29 +306,70 @@ impl<C: BufRead + Write> Read for BodyReader<'_, C> {
     }
 }
 
-/// The request body as a handler sees it: a stream bounded by the route's
-/// body limit. Reading past the limit fails with [`BodyError::TooLarge`].
-pub struct Body<'a> {
-    reader: Reader<'a>,
-    content_length: Option<u64>,
+/// A reader that fails with [`BodyError::TooLarge`] once more than `limit`
+/// bytes have come through it: the one size-limited reader, for a whole
+/// request body and for one part of it (an image in a multipart form).
+pub struct Limited<R> {
+    inner: R,
     limit: u64,
     read: u64,
 }
 
-/// The engine lends its decoder for the length of one request; tests and
-/// in-memory bodies own theirs.
-enum Reader<'a> {
+impl<R: Read> Limited<R> {
+    pub fn new(inner: R, limit: u64) -> Self {
+        Limited {
+            inner,
+            limit,
+            read: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        // Ask for one byte past the limit, so that exactly `limit` bytes
+        // pass and a longer input is caught.
+        let allowed = self.limit.saturating_sub(self.read).saturating_add(1);
+        let want = out
+            .len()
+            .min(usize::try_from(allowed).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut out[..want])?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(io::Error::other(BodyError::TooLarge { limit: self.limit }));
+        }
+        Ok(n)
+    }
+}
+
+/// The request body as a handler sees it: a stream bounded by the route's
+/// body limit. Reading past the limit fails with [`BodyError::TooLarge`].
+pub struct Body<'a> {
+    reader: Limited<Source<'a>>,
+    content_length: Option<u64>,
+}
+
+/// Where a body's bytes come from: the engine lends its decoder for the
+/// length of one request; tests and in-memory bodies own theirs.
+enum Source<'a> {
     Borrowed(&'a mut dyn Read),
     Owned(Box<dyn Read + 'a>),
+}
+
+impl Read for Source<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::Borrowed(reader) => reader.read(out),
+            Source::Owned(reader) => reader.read(out),
+        }
+    }
 }
 
 impl<'a> Body<'a> {
     pub(crate) fn new(reader: &'a mut dyn Read, content_length: Option<u64>, limit: u64) -> Self {
         Body {
-            reader: Reader::Borrowed(reader),
+            reader: Limited::new(Source::Borrowed(reader), limit),
             content_length,
-            limit,
-            read: 0,
         }
     }
 
@@ -313,10 +381,8 @@ impl<'a> Body<'a> {
     pub fn from_bytes(bytes: Vec<u8>) -> Body<'static> {
         let len = bytes.len() as u64;
         Body {
-            reader: Reader::Owned(Box::new(io::Cursor::new(bytes))),
+            reader: Limited::new(Source::Owned(Box::new(io::Cursor::new(bytes))), u64::MAX),
             content_length: Some(len),
-            limit: u64::MAX,
-            read: 0,
         }
     }
 
@@ -326,11 +392,11 @@ impl<'a> Body<'a> {
     }
 
     pub fn limit(&self) -> u64 {
-        self.limit
+        self.reader.limit
     }
 
     pub(crate) fn set_limit(&mut self, limit: u64) {
-        self.limit = limit;
+        self.reader.limit = limit;
     }
 
     /// Reads the whole body into memory, within the limit: the one way
@@ -339,31 +405,18 @@ impl<'a> Body<'a> {
         let capacity = self
             .content_length
             .unwrap_or(0)
-            .min(self.limit)
+            .min(self.limit())
             .min(1 << 20);
         let mut bytes = Vec::with_capacity(capacity as usize);
-        self.read_to_end(&mut bytes)?;
+        self.read_to_end(&mut bytes)
+            .map_err(ApiError::from_body_read)?;
         Ok(bytes)
     }
 }
 
 impl Read for Body<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        // Ask for one byte past the limit, so that a body of exactly `limit`
-        // bytes passes and a longer one is caught.
-        let allowed = self.limit.saturating_sub(self.read).saturating_add(1);
-        let want = out
-            .len()
-            .min(usize::try_from(allowed).unwrap_or(usize::MAX));
-        let n = match &mut self.reader {
-            Reader::Borrowed(reader) => reader.read(&mut out[..want])?,
-            Reader::Owned(reader) => reader.read(&mut out[..want])?,
-        };
-        self.read += n as u64;
-        if self.read > self.limit {
-            return Err(io::Error::other(BodyError::TooLarge { limit: self.limit }));
-        }
-        Ok(n)
+        self.reader.read(out)
     }
 }
 
@@ -514,5 +567,15 @@ mod tests {
         let mut body = Body::from_bytes(b"123456".to_vec());
         body.set_limit(5);
         assert_eq!(body.read_to_vec().unwrap_err().status(), 413);
+    }
+
+    #[test]
+    fn body_errors_map_to_statuses() {
+        let too_large = io::Error::other(BodyError::TooLarge { limit: 10 });
+        assert_eq!(ApiError::from_body_read(too_large).status(), 413);
+        let malformed = io::Error::other(BodyError::Malformed("bad chunk size"));
+        assert_eq!(ApiError::from_body_read(malformed).status(), 400);
+        let timeout = io::Error::from(io::ErrorKind::TimedOut);
+        assert_eq!(ApiError::from_body_read(timeout).status(), 408);
     }
 }

@@ -506,7 +506,7 @@ fn write_response(
     out.clear();
     let _ = write!(out, "HTTP/1.1 {} {}\r\n", status, reason_phrase(status));
     out.extend_from_slice(b"Date: ");
-    super::date::with_http_date_now(|date| out.extend_from_slice(date.as_bytes()));
+    crate::date::with_http_date_now(|date| out.extend_from_slice(date.as_bytes()));
     out.extend_from_slice(
         concat!("\r\nServer: wren/", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes(),
     );

@@ -12,12 +12,10 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::io;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::body::BodyError;
 use super::response::Response;
 
 /// An error that becomes an HTTP response with a JSON body.
@@ -135,89 +133,6 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// Problems found in client input, for a `422` listing them: the first
-/// [`Problems::MAX_LISTED`] are built and listed, the rest only counted, so
-/// a body of a million bad fields costs no more than a hundred.
-#[derive(Debug, Default)]
-pub struct Problems {
-    listed: Vec<Value>,
-    total: usize,
-}
-
-impl Problems {
-    pub const MAX_LISTED: usize = 100;
-
-    pub fn add(&mut self, problem: impl FnOnce() -> Value) {
-        self.total += 1;
-        if self.listed.len() < Self::MAX_LISTED {
-            self.listed.push(problem());
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.total == 0
-    }
-
-    /// A `422` with one problem; `subject` as for [`Problems::into_error`].
-    pub fn one(subject: (&str, &'static str), problem: Value) -> ApiError {
-        let mut problems = Problems::default();
-        problems.add(|| problem);
-        problems.into_error(subject)
-    }
-
-    /// The `422`; `subject` is what has the problems (`"the input"`) and the
-    /// error code.
-    pub fn into_error(self, (what, code): (&str, &'static str)) -> ApiError {
-        let total = self.total;
-        let message = if total == 1 {
-            format!("{what} has a problem, see details")
-        } else if total > Self::MAX_LISTED {
-            format!(
-                "{what} has {total} problems; the first {} are listed",
-                Self::MAX_LISTED
-            )
-        } else {
-            format!("{what} has {total} problems, see details")
-        };
-        ApiError::new(422, message)
-            .with_code(code)
-            .with_details(Value::Array(self.listed))
-    }
-}
-
-/// Errors from reading a request body: the one place where an I/O error
-/// while reading what the client sent becomes a status code.
-impl From<io::Error> for ApiError {
-    fn from(err: io::Error) -> Self {
-        if let Some(body_error) = err.get_ref().and_then(|e| e.downcast_ref::<BodyError>()) {
-            return match body_error {
-                BodyError::TooLarge { limit } => ApiError::body_too_large(*limit),
-                BodyError::Malformed(what) => {
-                    ApiError::bad_request(format!("malformed request body: {what}"))
-                }
-            };
-        }
-        match err.kind() {
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-                ApiError::new(408, "timed out reading the request body")
-            }
-            io::ErrorKind::UnexpectedEof => {
-                ApiError::bad_request("request body ended before its declared length")
-            }
-            _ => ApiError::bad_request(format!("could not read the request body: {err}")),
-        }
-    }
-}
-
-/// The first `max` characters of client input, for echoing it in a message
-/// without echoing a megabyte.
-pub fn excerpt(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
 fn default_code(status: u16) -> &'static str {
     match status {
         400 => "bad_request",
@@ -286,15 +201,5 @@ mod tests {
         let body: Value = serde_json::from_slice(response.body_bytes().unwrap()).unwrap();
         assert_eq!(body["details"][0]["field"], "x");
         assert_eq!(body["error"], "method_not_allowed");
-    }
-
-    #[test]
-    fn body_errors_map_to_statuses() {
-        let too_large = io::Error::other(BodyError::TooLarge { limit: 10 });
-        assert_eq!(ApiError::from(too_large).status(), 413);
-        let malformed = io::Error::other(BodyError::Malformed("bad chunk size"));
-        assert_eq!(ApiError::from(malformed).status(), 400);
-        let timeout = io::Error::from(io::ErrorKind::TimedOut);
-        assert_eq!(ApiError::from(timeout).status(), 408);
     }
 }

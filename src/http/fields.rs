@@ -10,10 +10,11 @@ use std::io::Read;
 use serde_json::Value;
 
 use super::body::Body;
-use super::error::{ApiError, excerpt};
+use super::error::ApiError;
 use super::multipart::{self, Multipart};
 use super::percent::percent_decode;
 use super::request::{Request, media_type};
+use crate::text::excerpt;
 
 /// Fields in the order they were found; body fields first, then the query.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -157,12 +158,13 @@ impl Fields {
     /// Text parts become fields; file parts (those with a filename) are not
     /// fields, as in an HTML form's `request.form`.
     fn add_multipart(&mut self, mut multipart: Multipart<impl Read>) -> Result<(), ApiError> {
-        while let Some(mut part) = multipart.next_part()? {
+        while let Some(mut part) = multipart.next_part().map_err(ApiError::from_body_read)? {
             if part.head.filename.is_some() {
                 continue;
             }
             let mut value = Vec::new();
-            part.read_to_end(&mut value)?;
+            part.read_to_end(&mut value)
+                .map_err(ApiError::from_body_read)?;
             let value = String::from_utf8(value).map_err(|_| {
                 ApiError::bad_request(format!(
                     "form field '{}' is not valid UTF-8",

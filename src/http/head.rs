@@ -6,8 +6,9 @@
 //! `Content-Length`, `Transfer-Encoding` only as `chunked`, and never both
 //! (the classic request-smuggling ambiguity).
 
-use super::error::{ApiError, excerpt};
+use super::error::ApiError;
 use super::limits::{MAX_HEAD_BYTES, MAX_HEADERS};
+use crate::text::excerpt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::date::{now_rfc3339, write_rfc3339_now};
+use crate::date::{now_rfc3339, write_rfc3339_now};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {

@@ -18,7 +18,6 @@
 
 pub mod body;
 mod conn;
-pub(crate) mod date;
 pub mod error;
 pub mod fields;
 mod head;
@@ -26,6 +25,7 @@ pub mod limits;
 pub mod log;
 pub mod multipart;
 pub mod percent;
+pub mod problems;
 pub mod request;
 pub mod response;
 pub mod server;
@@ -34,6 +34,7 @@ pub use body::Body;
 pub use error::ApiError;
 pub use fields::Fields;
 pub use limits::Limits;
+pub use problems::Problems;
 pub use request::{Param, Request};
 pub use response::Response;
 pub use server::{Server, Service};

@@ -195,7 +195,7 @@ impl Feature {
         match lookup.get(lowered.as_ref()) {
             Some(&index) => Ok(Input::Category(index)),
             None => {
-                let shown = crate::http::error::excerpt(text, 64);
+                let shown = crate::text::excerpt(text, 64);
                 let allowed = if values.len() <= 24 {
                     values.join(", ")
                 } else {

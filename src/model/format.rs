@@ -216,7 +216,7 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "{what}: must be 1 to 64 letters, digits, '.', '_' or '-', found \"{}\"",
-            crate::http::error::excerpt(name, 64)
+            crate::text::excerpt(name, 64)
         ))
     }
 }

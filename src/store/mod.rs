@@ -11,7 +11,6 @@ pub mod sqlite;
 use std::fmt;
 
 use crate::alerts::{AlertProfile, Event, TimeUnit};
-use crate::http::ApiError;
 
 /// An account as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,18 +48,6 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
-
-/// A storage failure is the server's problem, not the client's: `503`, with
-/// the cause kept out of the response and written to the log.
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Conflict => ApiError::new(409, "already exists"),
-            StoreError::Backend(cause) => ApiError::new(503, "storage is unavailable; try again")
-                .with_cause(format!("storage failed: {cause}")),
-        }
-    }
-}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
