@@ -18,7 +18,7 @@
 
 use std::borrow::Cow;
 
-use crate::http::percent::percent_decode;
+use crate::http::percent::{escapes_are_well_formed, percent_decode};
 use crate::http::request::Param;
 use crate::http::{ApiError, Request, Response};
 use crate::text::excerpt;
@@ -108,6 +108,9 @@ impl<S> Router<S> {
 
     fn try_dispatch(&self, state: &S, request: &mut Request<'_>) -> Result<Response, ApiError> {
         let path = request.path();
+        if !escapes_are_well_formed(path) {
+            return Err(malformed_escape());
+        }
         let segments = split_path(path);
         let method = match request.method() {
             "HEAD" => "GET",
@@ -212,11 +215,14 @@ fn decode_segment(segment: &str) -> Result<Cow<'_, str>, ApiError> {
     if !segment.contains('%') {
         return Ok(Cow::Borrowed(segment));
     }
-    let bytes = percent_decode(segment, false)
-        .ok_or_else(|| ApiError::bad_request("malformed percent-encoding in the request path"))?;
+    let bytes = percent_decode(segment, false).ok_or_else(malformed_escape)?;
     String::from_utf8(bytes).map(Cow::Owned).map_err(|_| {
         ApiError::bad_request("the request path is not valid UTF-8 after percent-decoding")
     })
+}
+
+fn malformed_escape() -> ApiError {
+    ApiError::bad_request("malformed percent-encoding in the request path")
 }
 
 /// A text parameter at `at` in the path: where it is when it needed no
@@ -413,9 +419,18 @@ mod tests {
     fn malformed_paths_are_400() {
         assert_eq!(call("GET", "/users/%zz").status(), 400);
         assert_eq!(call("GET", "/users/%ff").status(), 400);
-        // Undecodable, but the literal after it matches no route anyway.
-        assert_eq!(call("GET", "/users/%zz/nope").status(), 404);
+        // A broken escape makes the target no URI at all, whatever it
+        // would route to: 400 (RFC 3986 §2.1; `/users/%zz/nope` was a 404
+        // until issue 11's fuzzer findings).
+        assert_eq!(call("GET", "/users/%zz/nope").status(), 400);
         assert_eq!(call("GET", "/users/%zz/profile").status(), 400);
+        assert_eq!(call("GET", "/stat%zzus").status(), 400);
+        assert_eq!(call("GET", "/%").status(), 400);
+        // Well-formed escapes are decoded before matching; ones that name no
+        // route are still 404s.
+        assert_eq!(call("GET", "/stat%75s").status(), 200);
+        assert_eq!(call("GET", "/nop%65").status(), 404);
+        assert_eq!(call("GET", "/users/%ff/nope").status(), 404);
     }
 
     #[test]

@@ -30,6 +30,17 @@ pub fn percent_decode(input: &str, plus_as_space: bool) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Whether every `%` in `input` starts a `%XX` escape: a target with a
+/// broken one is not a URI at all (RFC 3986 §2.1), whatever route it names.
+pub fn escapes_are_well_formed(input: &str) -> bool {
+    let bytes = input.as_bytes();
+    memchr::memchr_iter(b'%', bytes).all(|at| {
+        bytes
+            .get(at + 1..at + 3)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +58,11 @@ mod tests {
         assert_eq!(percent_decode("%", false), None);
         assert_eq!(percent_decode("%2", false), None);
         assert_eq!(percent_decode("%zz", false), None);
+        for broken in ["%", "/a%2", "/%zz/b", "/ok%2Fthen%g1"] {
+            assert!(!escapes_are_well_formed(broken), "{broken}");
+        }
+        for fine in ["", "/a/b", "/a%2Fb%20c", "/%e2%9c%93"] {
+            assert!(escapes_are_well_formed(fine), "{fine}");
+        }
     }
 }
