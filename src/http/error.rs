@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::response::Response;
+use super::status::error_code;
 
 /// An error that becomes an HTTP response with a JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,7 +46,7 @@ impl ApiError {
     pub fn new(status: u16, message: impl Into<String>) -> Self {
         ApiError {
             status,
-            code: default_code(status),
+            code: error_code(status),
             message: message.into(),
             details: None,
             headers: Vec::new(),
@@ -132,35 +133,6 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
-
-fn default_code(status: u16) -> &'static str {
-    match status {
-        400 => "bad_request",
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        408 => "request_timeout",
-        409 => "conflict",
-        411 => "length_required",
-        412 => "precondition_failed",
-        413 => "payload_too_large",
-        414 => "uri_too_long",
-        415 => "unsupported_media_type",
-        416 => "range_not_satisfiable",
-        417 => "expectation_failed",
-        422 => "unprocessable_entity",
-        429 => "too_many_requests",
-        431 => "request_header_fields_too_large",
-        500 => "internal_error",
-        501 => "not_implemented",
-        502 => "bad_gateway",
-        503 => "service_unavailable",
-        505 => "http_version_not_supported",
-        _ if status < 500 => "client_error",
-        _ => "server_error",
-    }
-}
 
 #[cfg(test)]
 mod tests {

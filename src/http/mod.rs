@@ -1,40 +1,55 @@
-//! wren's HTTP/1.1 engine: blocking sockets, one thread per connection up
-//! to a cap, and a deadline on every read and write.
+//! wren's HTTP/1.1 engine: a sans-IO connection machine, the socket layer
+//! around it, parsing and limits. It knows HTTP and nothing of the
+//! application: it serves any [`Service`].
 //!
 //! Why not tiny_http: version 0.12 aborts the process on a large
 //! `Content-Length`, has no timeouts, starts unbounded threads, has no
 //! header size limit and can stop accepting for good after one accept
-//! error. This engine keeps its simplicity (blocking I/O, no async runtime)
-//! and bounds everything: see [`limits`].
+//! error. This engine keeps its simplicity (blocking handlers, no async
+//! runtime) and bounds everything: see [`limits`].
 //!
-//! The pieces, in the order a request meets them:
-//! - [`server`]: listener, accept loop, connection cap, threads, shutdown;
-//! - `conn`: one connection's request/response loop and response framing;
-//! - `head`: request-head parsing (on `httparse`) and body framing rules;
-//! - [`body`]: the chunked/length decoder and the handler-facing body;
-//! - [`request`], [`response`], [`error`]: the types handlers work with;
-//! - [`fields`], [`multipart`]: the parsers for what handlers read from bodies;
-//! - [`log`]: the access log; `date`: timestamps.
+//! The pieces, from the wire inwards:
+//! - [`server`]: the listener, the accept loop, the connection cap, the
+//!   registry of parked connections (an epoll set), the worker threads and
+//!   graceful shutdown;
+//! - `connection`: one connection driven over a [`transport`]: moves bytes
+//!   between the socket and the machine, runs the service for each request
+//!   (a panic becomes that request's `500`), writes the access log;
+//! - `machine`: the connection as a pure state machine: phases, deadlines,
+//!   keep-alive, pipelining, `100 Continue`, HEAD, framing of requests and
+//!   answers; unit-tested byte for byte with a fake clock;
+//! - `head`: request-head parsing (on `httparse`) and the framing rules;
+//!   `decode`: the body decoder (length and chunked) over byte slices;
+//! - [`request`], [`response`], [`body`], [`error`], [`problems`]: the types
+//!   handlers work with, and `status`: the one status-code table;
+//! - [`fields`], [`multipart`], [`percent`]: the parsers for what handlers
+//!   read from requests;
+//! - [`log`]: the server's log and access log.
 
 pub mod body;
-mod conn;
+mod connection;
+mod decode;
 pub mod error;
 pub mod fields;
 mod head;
 pub mod limits;
 pub mod log;
+mod machine;
 pub mod multipart;
 pub mod percent;
 pub mod problems;
 pub mod request;
 pub mod response;
 pub mod server;
+mod status;
+pub mod transport;
 
 pub use body::Body;
+pub use connection::Service;
 pub use error::ApiError;
 pub use fields::Fields;
 pub use limits::Limits;
 pub use problems::Problems;
 pub use request::{Param, Request};
 pub use response::Response;
-pub use server::{Server, Service};
+pub use server::Server;

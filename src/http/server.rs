@@ -30,25 +30,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::conn::{self, Conn, Next};
+use super::connection::{self, Connection, Context, Next, Service};
 use super::limits::{ACCEPT_BACKOFF, Limits};
 use super::log::Logger;
-use super::request::Request;
-use super::response::Response;
 
-/// What the engine serves: a function from a request to its response.
-pub trait Service: Send + Sync + 'static {
-    fn call(&self, request: &mut Request<'_>) -> Response;
-}
-
-impl<F> Service for F
-where
-    F: Fn(&mut Request<'_>) -> Response + Send + Sync + 'static,
-{
-    fn call(&self, request: &mut Request<'_>) -> Response {
-        self(request)
-    }
-}
+/// A TCP connection of the plain listener.
+type Conn = Connection<TcpStream>;
 
 /// How long all workers may be inside requests before another is started.
 pub const STALL_THRESHOLD: Duration = Duration::from_millis(50);
@@ -78,11 +65,8 @@ enum Entry {
 }
 
 /// State shared by the accept thread and the workers.
-pub(crate) struct Shared {
-    pub limits: Limits,
-    pub logger: Logger,
-    pub service: Box<dyn Service>,
-    pub shutting_down: AtomicBool,
+struct Shared {
+    context: Context,
     epoll: OwnedFd,
     connections: Mutex<HashMap<u64, Entry>>,
     /// Signalled whenever a connection ends, for shutdown to wait on.
@@ -155,17 +139,19 @@ impl Server {
         drop(signal_write);
 
         let shared = Arc::new(Shared {
-            limits: self.limits,
-            logger: self.logger,
-            service: Box::new(service),
-            shutting_down: AtomicBool::new(false),
+            context: Context {
+                limits: self.limits,
+                logger: self.logger,
+                service: Box::new(service),
+                shutting_down: AtomicBool::new(false),
+            },
             epoll: epoll_create()?,
             connections: Mutex::new(HashMap::new()),
             connection_ended: Condvar::new(),
             waiting: AtomicUsize::new(0),
             workers: AtomicUsize::new(0),
         });
-        for _ in 0..shared.limits.threads.max(1) {
+        for _ in 0..shared.context.limits.threads.max(1) {
             start_worker(&shared)?;
         }
         accept_loop(&self.listener, &signal_read, &shared);
@@ -196,13 +182,13 @@ fn accept_loop(listener: &TcpListener, signals: &UnixStream, shared: &Arc<Shared
         if ready < 0 {
             let err = io::Error::last_os_error();
             if err.kind() != io::ErrorKind::Interrupted {
-                shared.logger.error(&format!("poll failed: {err}"));
+                shared.context.logger.error(&format!("poll failed: {err}"));
                 thread::sleep(ACCEPT_BACKOFF);
             }
             continue;
         }
         if fds[1].revents != 0 {
-            shared.logger.info("shutting down");
+            shared.context.logger.info("shutting down");
             return;
         }
         if fds[0].revents == 0 {
@@ -221,7 +207,10 @@ fn accept_loop(listener: &TcpListener, signals: &UnixStream, shared: &Arc<Shared
                 Err(err) => {
                     // Out of descriptors or memory, or a connection aborted
                     // before it was accepted: log it, pause, go on serving.
-                    shared.logger.error(&format!("accept failed: {err}"));
+                    shared
+                        .context
+                        .logger
+                        .error(&format!("accept failed: {err}"));
                     thread::sleep(ACCEPT_BACKOFF);
                     break;
                 }
@@ -233,26 +222,31 @@ fn accept_loop(listener: &TcpListener, signals: &UnixStream, shared: &Arc<Shared
 /// Registers a new connection, parked until its first bytes arrive, or
 /// refuses it when the connection cap is reached.
 fn admit(shared: &Shared, stream: TcpStream, peer: SocketAddr, id: u64) {
-    let mut connections = shared.lock();
-    if connections.len() >= shared.limits.max_connections {
-        drop(connections);
-        conn::refuse(shared, stream, peer, "too many open connections");
+    // Non-blocking, for parking; small answers go out in one write, which
+    // Nagle would only delay.
+    if let Err(err) = stream
+        .set_nonblocking(true)
+        .and_then(|()| stream.set_nodelay(true))
+    {
+        shared
+            .context
+            .logger
+            .error(&format!("cannot set up a connection: {err}"));
         return;
     }
-    let conn = match Conn::new(stream, peer, &shared.limits) {
-        Ok(conn) => conn,
-        Err(err) => {
-            shared
-                .logger
-                .error(&format!("cannot set up a connection: {err}"));
-            return;
-        }
-    };
+    let mut connections = shared.lock();
+    if connections.len() >= shared.context.limits.max_connections {
+        drop(connections);
+        connection::refuse(&shared.context, stream, peer, "too many open connections");
+        return;
+    }
+    let conn = Conn::new(stream, peer, &shared.context.limits);
     let fd = conn.fd();
     connections.insert(id, Entry::Parked(conn));
     if let Err(err) = epoll_ctl(&shared.epoll, libc::EPOLL_CTL_ADD, fd, id) {
         connections.remove(&id);
         shared
+            .context
             .logger
             .error(&format!("cannot watch a connection: {err}"));
     }
@@ -296,7 +290,9 @@ fn monitor(shared: &Arc<Shared>) -> i32 {
         shared.connection_ended.notify_all();
     }
     for (id, conn) in expired {
-        if let Some(lingering) = conn::expire(shared, conn) {
+        // The monitor must never wait on one client: an answer (a 408) gets
+        // what fits in the send buffer now, or nothing.
+        if let Next::Park(lingering) = connection::serve(&shared.context, conn, Duration::ZERO) {
             next_due = Some(next_due.map_or(lingering.deadline(), |d| d.min(lingering.deadline())));
             shared.park(id, lingering);
         }
@@ -307,10 +303,11 @@ fn monitor(shared: &Arc<Shared>) -> i32 {
     if stalled > 0
         && stalled >= workers
         && shared.waiting.load(Ordering::SeqCst) == 0
-        && workers < shared.limits.max_connections
+        && workers < shared.context.limits.max_connections
         && let Err(err) = start_worker(shared)
     {
         shared
+            .context
             .logger
             .error(&format!("could not start a worker thread: {err}"));
     }
@@ -360,7 +357,7 @@ fn worker(shared: &Shared) {
             let surplus = shared
                 .workers
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                    (n > shared.limits.threads.max(1)).then(|| n - 1)
+                    (n > shared.context.limits.threads.max(1)).then(|| n - 1)
                 })
                 .is_ok();
             if surplus {
@@ -388,7 +385,7 @@ fn worker(shared: &Shared) {
             };
             conn
         };
-        match conn::serve(shared, conn) {
+        match connection::serve(&shared.context, conn, shared.context.limits.io_timeout) {
             Next::Park(conn) => shared.park(id, conn),
             Next::Close => shared.end(id),
         }
@@ -396,8 +393,8 @@ fn worker(shared: &Shared) {
 }
 
 fn shutdown(shared: &Shared) {
-    shared.shutting_down.store(true, Ordering::SeqCst);
-    let deadline = Instant::now() + shared.limits.shutdown_timeout;
+    shared.context.shutting_down.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + shared.context.limits.shutdown_timeout;
     let mut connections = shared.lock();
     loop {
         // Parked connections are between requests, or waiting for a head that
@@ -412,7 +409,7 @@ fn shutdown(shared: &Shared) {
             break;
         }
         if now >= deadline {
-            shared.logger.error(&format!(
+            shared.context.logger.error(&format!(
                 "shutdown timeout reached; cutting {} connection(s)",
                 connections.len()
             ));
@@ -432,7 +429,7 @@ fn shutdown(shared: &Shared) {
             .unwrap_or_else(PoisonError::into_inner)
             .0;
     }
-    shared.logger.info("all connections closed");
+    shared.context.logger.info("all connections closed");
 }
 
 fn epoll_create() -> io::Result<OwnedFd> {

@@ -1,0 +1,412 @@
+//! One connection on the wire: the connection machine (`machine.rs`) driven
+//! over a transport. This layer moves bytes and reads clocks; every protocol
+//! decision is the machine's. It also runs the service for each request
+//! (catching a panic as a `500` for that request alone) and writes the one
+//! access-log line per answer.
+//!
+//! Waiting for a request never holds a thread: when the machine wants input
+//! and none has arrived, the connection goes back to the server to be
+//! parked until its deadline. Inside a request, body reads and response
+//! writes block, each wait bounded by `--io-timeout`.
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::body::Body;
+use super::error::ApiError;
+use super::head::{Framing, Head};
+use super::limits::Limits;
+use super::log::{AccessEntry, Logger};
+use super::machine::{BodyStep, DrainStep, Machine, Step, Timeouts};
+use super::request::Request;
+use super::response::{Response, ResponseBody};
+use super::transport::{Transport, read_within, write_all_within};
+
+/// What the engine serves: a function from a request to its response.
+pub trait Service: Send + Sync + 'static {
+    fn call(&self, request: &mut Request<'_>) -> Response;
+}
+
+impl<F> Service for F
+where
+    F: Fn(&mut Request<'_>) -> Response + Send + Sync + 'static,
+{
+    fn call(&self, request: &mut Request<'_>) -> Response {
+        self(request)
+    }
+}
+
+/// What every connection shares: the service, the log, the limits and
+/// whether the server is shutting down.
+pub(crate) struct Context {
+    pub limits: Limits,
+    pub logger: Logger,
+    pub service: Box<dyn Service>,
+    pub shutting_down: AtomicBool,
+}
+
+/// What becomes of a connection after a turn of [`serve`].
+pub(crate) enum Next<T> {
+    /// Waiting for input: park it until it is readable or its deadline.
+    Park(Box<Connection<T>>),
+    Close,
+}
+
+/// A connection: its transport, its peer and its machine.
+pub(crate) struct Connection<T> {
+    transport: T,
+    peer: SocketAddr,
+    machine: Machine,
+}
+
+impl<T: Transport> Connection<T> {
+    pub fn new(transport: T, peer: SocketAddr, limits: &Limits) -> Box<Self> {
+        let timeouts = Timeouts {
+            header: limits.header_timeout,
+            keep_alive: limits.keep_alive_timeout,
+        };
+        Box::new(Connection {
+            transport,
+            peer,
+            machine: Machine::new(Instant::now(), timeouts),
+        })
+    }
+
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.transport.fd()
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.machine.deadline()
+    }
+
+    pub fn is_lingering(&self) -> bool {
+        self.machine.is_lingering()
+    }
+}
+
+/// Serves a connection until it would wait: every complete request in
+/// order, then parks it (or closes it). Writes may wait `write_timeout`
+/// each for the client to read: `--io-timeout` for a connection that became
+/// readable, nothing for one the monitor found past its deadline (the
+/// monitor must never wait on one client).
+pub(crate) fn serve<T: Transport>(
+    context: &Context,
+    mut conn: Box<Connection<T>>,
+    write_timeout: Duration,
+) -> Next<T> {
+    loop {
+        if context.shutting_down.load(Ordering::SeqCst) {
+            conn.machine.begin_shutdown();
+        }
+        match conn.machine.poll(Instant::now()) {
+            Step::Receive => {
+                let Connection {
+                    transport, machine, ..
+                } = &mut *conn;
+                match transport.read(machine.input()) {
+                    Ok(n) => machine.received(n, Instant::now()),
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                        return Next::Park(conn);
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Next::Close,
+                }
+            }
+            Step::Dispatch(head) => conn.exchange(context, head),
+            Step::Reject(error) => {
+                let started = Instant::now();
+                let request_id = new_request_id();
+                let answered = conn.answer(error.into_response(), &request_id, write_timeout);
+                log_access(context, &conn, &request_id, "-", "-", started, answered);
+            }
+            Step::HalfClose => conn.transport.shutdown_write(),
+            Step::Close => return Next::Close,
+        }
+    }
+}
+
+/// Answers a connection refused at accept time (the connection cap) with a
+/// `503`, without waiting on the client: the socket is new, so its empty
+/// send buffer takes the whole answer.
+pub(crate) fn refuse<T: Transport>(
+    context: &Context,
+    transport: T,
+    peer: SocketAddr,
+    reason: &str,
+) {
+    let started = Instant::now();
+    let mut conn = Connection::new(transport, peer, &context.limits);
+    // What the client sent already is read and dropped, so that closing
+    // does not reset the connection before the answer is read.
+    let mut sink = [0u8; 4096];
+    let _ = conn.transport.read(&mut sink);
+    conn.machine.refuse();
+    let request_id = new_request_id();
+    let response = ApiError::new(503, reason)
+        .with_header("Retry-After", "1")
+        .into_response();
+    let answered = conn.answer(response, &request_id, Duration::ZERO);
+    conn.transport.shutdown_write();
+    let _ = conn.transport.read(&mut sink);
+    log_access(context, &conn, &request_id, "-", "-", started, answered);
+}
+
+/// What one answer came to, for the access log.
+struct Answered {
+    status: u16,
+    bytes: u64,
+}
+
+impl<T: Transport> Connection<T> {
+    /// Runs one request through the service and answers it.
+    fn exchange(&mut self, context: &Context, head: Head) {
+        let started = Instant::now();
+        let request_id = request_id(&head.headers);
+        let content_length = match head.framing {
+            Framing::Empty => Some(0),
+            Framing::Length(len) => Some(len),
+            Framing::Chunked => None,
+        };
+        let io_timeout = context.limits.io_timeout;
+        let mut body_reader = BodyReader {
+            machine: &mut self.machine,
+            transport: &mut self.transport,
+            timeout: io_timeout,
+        };
+        let body = Body::new(&mut body_reader, content_length, context.limits.max_body);
+        let mut request = Request::from_parts(head.method, head.target)
+            .with_headers(head.headers)
+            .with_peer(self.peer)
+            .with_id(request_id)
+            .with_body(body);
+        let mut response =
+            panic::catch_unwind(AssertUnwindSafe(|| context.service.call(&mut request)))
+                .unwrap_or_else(|_| {
+                    // The panic hook has logged the panic itself.
+                    ApiError::new(500, "the server failed to handle this request").into_response()
+                });
+        let (request_id, method, path) = request.into_log_parts();
+        if let Some(note) = response.take_log_note() {
+            context
+                .logger
+                .error(&format!("request {request_id}: {note}"));
+        }
+        self.drain_body(io_timeout);
+        if context.shutting_down.load(Ordering::SeqCst) {
+            self.machine.begin_shutdown();
+        }
+        let answered = self.answer(response, &request_id, io_timeout);
+        log_access(
+            context,
+            self,
+            &request_id,
+            &method,
+            &path,
+            started,
+            answered,
+        );
+    }
+
+    /// Drops what the handler left of the body, as far as the machine finds
+    /// it worth it.
+    fn drain_body(&mut self, timeout: Duration) {
+        loop {
+            match self.machine.drain_body() {
+                DrainStep::Done | DrainStep::GiveUp => return,
+                DrainStep::Receive => {
+                    match read_within(&mut self.transport, self.machine.input(), timeout) {
+                        Ok(n) => self.machine.received(n, Instant::now()),
+                        Err(_) => self.machine.input_failed(),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Frames and writes `response`, then ends the exchange.
+    fn answer(&mut self, response: Response, request_id: &str, timeout: Duration) -> Answered {
+        let (status, headers, body) = response.into_parts();
+        let body_len = match &body {
+            ResponseBody::Empty => Some(0),
+            ResponseBody::Bytes(bytes) => Some(bytes.len() as u64),
+            ResponseBody::Stream { len, .. } => *len,
+        };
+        let sends_body = crate::date::with_http_date_now(|date| {
+            self.machine
+                .respond(status, &headers, body_len, request_id, date)
+        });
+        let sent_whole = if sends_body {
+            self.send_body(body, timeout)
+        } else {
+            self.flush(timeout).is_ok()
+        };
+        let answered = Answered {
+            status,
+            bytes: self.machine.response_bytes(),
+        };
+        self.machine.finish(Instant::now(), sent_whole);
+        answered
+    }
+
+    /// Sends the body after the head, in pieces of at most [`PIECE`] bytes.
+    /// Returns whether all of it went out whole.
+    fn send_body(&mut self, body: ResponseBody, timeout: Duration) -> bool {
+        match body {
+            ResponseBody::Empty => {}
+            ResponseBody::Bytes(bytes) => {
+                for piece in bytes.chunks(PIECE) {
+                    self.machine.push_body(piece);
+                    if self.machine.output().len() >= PIECE && self.flush(timeout).is_err() {
+                        return false;
+                    }
+                }
+            }
+            ResponseBody::Stream { reader, len } => {
+                let mut reader = reader.take(len.unwrap_or(u64::MAX));
+                let mut buf = vec![0u8; PIECE];
+                loop {
+                    let n = match reader.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                        // The source failed mid-body (a disk, an object
+                        // store): the head is out, so all that can be said
+                        // is to end the connection early.
+                        Err(_) => return false,
+                    };
+                    self.machine.push_body(&buf[..n]);
+                    if self.flush(timeout).is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
+        let whole = self.machine.end_body();
+        self.flush(timeout).is_ok() && whole
+    }
+
+    /// Writes what the machine has put in its output.
+    fn flush(&mut self, timeout: Duration) -> io::Result<()> {
+        let result = write_all_within(&mut self.transport, self.machine.output(), timeout);
+        match result {
+            Ok(()) => {
+                let n = self.machine.output().len();
+                self.machine.sent(n);
+                Ok(())
+            }
+            Err((n, err)) => {
+                self.machine.sent(n);
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Body bytes go out in pieces of this size: a body up to it leaves in the
+/// same write as the head.
+const PIECE: usize = 64 * 1024;
+
+/// The request body a handler reads: the machine decodes what the transport
+/// delivers, receiving (under the I/O timeout) only when it asks to.
+struct BodyReader<'c, T> {
+    machine: &'c mut Machine,
+    transport: &'c mut T,
+    timeout: Duration,
+}
+
+impl<T: Transport> Read for BodyReader<'_, T> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.machine.read_body(out)? {
+                BodyStep::Data(n) => return Ok(n),
+                BodyStep::End => return Ok(0),
+                BodyStep::Send => {
+                    let interim = self.machine.output();
+                    if let Err((_, err)) = write_all_within(self.transport, interim, self.timeout) {
+                        self.machine.input_failed();
+                        return Err(err);
+                    }
+                    let n = interim.len();
+                    self.machine.sent(n);
+                }
+                BodyStep::Receive => {
+                    match read_within(self.transport, self.machine.input(), self.timeout) {
+                        Ok(n) => self.machine.received(n, Instant::now()),
+                        Err(err) => {
+                            self.machine.input_failed();
+                            return Err(err);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The one place an access-log line is written.
+fn log_access<T>(
+    context: &Context,
+    conn: &Connection<T>,
+    request_id: &str,
+    method: &str,
+    path: &str,
+    started: Instant,
+    answered: Answered,
+) {
+    context.logger.access(&AccessEntry {
+        request_id,
+        peer: conn.peer,
+        method,
+        path,
+        status: answered.status,
+        bytes: answered.bytes,
+        duration: started.elapsed(),
+    });
+}
+
+/// The client's `X-Request-Id` when it is sane (1 to 64 characters of
+/// letters, digits and `-_.:`), otherwise a new random one.
+fn request_id(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("x-request-id"))
+        .map(|(_, v)| v.as_str())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(new_request_id)
+}
+
+/// Request ids only need to be unique enough to find a line in a log, so the
+/// fast non-cryptographic generator is right here.
+fn new_request_id() -> String {
+    format!("{:016x}", fastrand::u64(..))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sane_request_ids_are_kept() {
+        let headers = vec![("X-Request-Id".to_owned(), "abc-123.x:y_z".to_owned())];
+        assert_eq!(request_id(&headers), "abc-123.x:y_z");
+    }
+
+    #[test]
+    fn odd_request_ids_are_replaced() {
+        for bad in ["", "has space", "quote\"", &"x".repeat(65)] {
+            let headers = vec![("x-request-id".to_owned(), bad.to_owned())];
+            let id = request_id(&headers);
+            assert_eq!(id.len(), 16, "{bad:?}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+    }
+}
