@@ -291,6 +291,32 @@ fn head_has_no_body_and_the_connection_stays_in_sync() {
 }
 
 #[test]
+fn the_fuzzer_findings_hold_over_a_socket() {
+    let server = Server::start(&[]);
+    // HTTP/1.2 is served as HTTP/1.1, keep-alive and all.
+    let mut reader = server
+        .send("GET /status HTTP/1.2\r\nHost: t\r\n\r\nGET /status HTTP/1.1\r\nHost: t\r\n\r\n");
+    for _ in 0..2 {
+        let response = read_response(&mut reader, true);
+        assert_eq!((response.status, response.text().as_str()), (200, "Alive!"));
+    }
+    // Malformed request lines are 400s.
+    for line in ["GET /a b HTTP/1.1", "GET / http/1.1", "GET / HTTQ/1.1"] {
+        let response = server.request(&format!("{line}\r\nHost: t\r\n\r\n"));
+        assert_eq!(response.status, 400, "{line}");
+    }
+    // A HEAD refused while its head is parsed gets no body: the bytes after
+    // its head are nothing, then the end of the connection.
+    let mut reader = server.send("HEAD / HTTP/2.0\r\nHost: t\r\n\r\n");
+    let head = read_head(&mut reader);
+    assert_eq!(head.status, 505);
+    assert!(head.header("content-length").is_some());
+    assert!(is_closed(&mut reader));
+    // A broken escape is a 400 wherever it is.
+    assert_eq!(server.get("/stat%zzus").status, 400);
+}
+
+#[test]
 fn http10_closes_unless_asked_to_keep_alive() {
     let server = Server::start(&[]);
     let mut reader = server.send("GET /status HTTP/1.0\r\n\r\n");
