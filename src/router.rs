@@ -1,12 +1,12 @@
 //! A hand-rolled router: method + path pattern to handler.
 //!
-//! Patterns are literal segments and typed parameters:
-//! `/predict/{seller_available:int}/{month}/{visits:int}` or
-//! `/api/file/{key:path}`. `{name}` is one segment (percent-decoded),
+//! Patterns are literal segments and typed parameters, as in the route
+//! table: `/api/v1/users/{user_id:int}/events` or `/api/file/{key:path}`. `{name}` is one segment (percent-decoded),
 //! `{name:int}` one segment that must be an integer, and `{name:path}` the
 //! rest of the path, slashes included.
 //!
 //! Answers it gives itself, in the one error shape:
+//! - `400` when the path has a broken percent-escape (it is no URI);
 //! - `404` when no pattern matches the path;
 //! - `405` with `Allow` when a pattern matches but not for this method;
 //! - `400` naming the parameter when a typed segment does not parse (a
