@@ -51,9 +51,54 @@ impl From<BlobError> for ApiError {
             .with_code("storage_credentials"),
             BlobError::Busy(why) => ApiError::new(503, format!("{why}; try again shortly"))
                 .with_header("Retry-After", "5"),
+            // The server's own disk failed: nothing the client can fix or
+            // wait out. The cause (a path, an errno) is for the log only.
             BlobError::Local(cause) => {
-                ApiError::new(503, "file storage is unavailable; try again").with_cause(cause)
+                ApiError::new(500, "the server's file storage failed").with_cause(cause)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+    use crate::http::body::BodyError;
+
+    fn status(err: BlobError) -> u16 {
+        ApiError::from(err).status()
+    }
+
+    #[test]
+    fn the_client_is_blamed_only_for_what_it_sent() {
+        assert_eq!(status(BlobError::NotFound), 404);
+        assert_eq!(status(BlobError::PreconditionFailed), 412);
+        assert_eq!(status(BlobError::KeyTooLong { max: 10 }), 400);
+        assert_eq!(status(BlobError::RangeNotSatisfiable { size: 3 }), 416);
+        let too_large = io::Error::other(BodyError::TooLarge { limit: 1 });
+        assert_eq!(status(BlobError::Body(too_large)), 413);
+        let slow = io::Error::from(io::ErrorKind::TimedOut);
+        assert_eq!(status(BlobError::Body(slow)), 408);
+    }
+
+    #[test]
+    fn the_server_s_failures_are_5xx_with_the_cause_kept_for_the_log() {
+        assert_eq!(status(BlobError::Upstream("HTTP 500".into())), 502);
+        assert_eq!(status(BlobError::Credentials("denied".into())), 502);
+        assert_eq!(status(BlobError::Busy("all slots taken".into())), 503);
+        let disk = ApiError::from(BlobError::Local("cannot write /d/f: EIO".into()));
+        assert_eq!(disk.status(), 500);
+        let mut response = disk.into_response();
+        let body = String::from_utf8_lossy(response.body_bytes().unwrap()).into_owned();
+        assert!(!body.contains("EIO"), "{body}");
+        assert_eq!(
+            response.take_log_note().as_deref(),
+            Some("cannot write /d/f: EIO")
+        );
+        let store = ApiError::from(StoreError::Backend("database is locked".into()));
+        assert_eq!(store.status(), 503);
+        assert!(!store.message().contains("locked"));
     }
 }
