@@ -19,6 +19,7 @@ pub mod http;
 pub mod model;
 pub mod router;
 pub mod routes;
+pub mod sqlite;
 pub mod store;
 pub mod text;
 

@@ -52,6 +52,24 @@ const LOCK_FILE: &str = ".lock";
 const ACCOUNTS_FOLDER: &str = "accounts";
 const TEMP_SUFFIX: &str = ".tmp";
 
+/// The index's schema versions, in order; entry `n` takes `user_version`
+/// from `n` to `n + 1` (see [`crate::sqlite`]).
+const INDEX_MIGRATIONS: &[&str] = &[
+    // 1: the index as it was before it was versioned. `IF NOT EXISTS`
+    // because an index from then has this table at user_version 0: it is
+    // taken as version 1 as it stands, rows and all.
+    "CREATE TABLE IF NOT EXISTS objects (
+        namespace TEXT NOT NULL,
+        key TEXT NOT NULL,
+        file TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        etag TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        modified INTEGER NOT NULL,
+        PRIMARY KEY (namespace, key)
+    ) STRICT;",
+];
+
 pub struct LocalBlobs {
     /// `files/accounts`: one folder per account.
     accounts: PathBuf,
@@ -77,34 +95,7 @@ impl LocalBlobs {
             .map_err(|err| format!("cannot create the file store {}: {err}", accounts.display()))?;
         let lock = lock(&root.join(LOCK_FILE))?;
         let db = root.join(INDEX_FILE);
-        // Created private before SQLite opens it (SQLite's own files follow
-        // the database file's mode).
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&db)
-            .map_err(|err| format!("cannot create the file index {}: {err}", db.display()))?;
-        let conn = Connection::open(&db)
-            .and_then(|conn| {
-                conn.execute_batch(
-                    "PRAGMA journal_mode = WAL;
-                     PRAGMA synchronous = FULL;
-                     CREATE TABLE IF NOT EXISTS objects (
-                         namespace TEXT NOT NULL,
-                         key TEXT NOT NULL,
-                         file TEXT NOT NULL,
-                         size INTEGER NOT NULL,
-                         etag TEXT NOT NULL,
-                         content_type TEXT NOT NULL,
-                         modified INTEGER NOT NULL,
-                         PRIMARY KEY (namespace, key)
-                     ) STRICT;",
-                )?;
-                conn.busy_timeout(Duration::from_secs(5))?;
-                Ok(conn)
-            })
+        let conn = crate::sqlite::open(&db, INDEX_MIGRATIONS)
             .map_err(|err| format!("cannot open the file index {}: {err}", db.display()))?;
         let blobs = LocalBlobs {
             accounts,
@@ -525,7 +516,8 @@ fn index_error(err: rusqlite::Error) -> BlobError {
 mod tests {
     use super::*;
 
-    fn store() -> (LocalBlobs, PathBuf) {
+    /// A folder for a store, not there yet.
+    fn fresh_root() -> PathBuf {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let root = std::env::temp_dir().join(format!(
@@ -534,7 +526,19 @@ mod tests {
             NEXT.fetch_add(1, Ordering::SeqCst)
         ));
         let _ = fs::remove_dir_all(&root);
+        root
+    }
+
+    fn store() -> (LocalBlobs, PathBuf) {
+        let root = fresh_root();
         (LocalBlobs::open(&root).unwrap(), root)
+    }
+
+    fn index_version(root: &Path) -> i64 {
+        Connection::open(root.join(INDEX_FILE))
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap()
     }
 
     fn owner(name: &str) -> Owner {
@@ -741,5 +745,66 @@ mod tests {
         let rest = blobs.list(&ann, "b/", Some("b/2"), 2).unwrap();
         assert!(!rest.truncated);
         assert_eq!(keys(rest), ["b/3"]);
+    }
+
+    #[test]
+    fn a_new_index_has_every_migration() {
+        let (_blobs, root) = store();
+        assert_eq!(index_version(&root), INDEX_MIGRATIONS.len() as i64);
+    }
+
+    /// An index written before the index was versioned: the table as that
+    /// wren made it, with `user_version` left at 0.
+    #[test]
+    fn an_index_from_before_versions_opens_with_its_rows() {
+        let root = fresh_root();
+        let folder = root.join(ACCOUNTS_FOLDER).join("ann");
+        fs::create_dir_all(&folder).unwrap();
+        fs::write(folder.join("0a1b.txt"), b"from before").unwrap();
+        let old = Connection::open(root.join(INDEX_FILE)).unwrap();
+        old.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS objects (
+                 namespace TEXT NOT NULL,
+                 key TEXT NOT NULL,
+                 file TEXT NOT NULL,
+                 size INTEGER NOT NULL,
+                 etag TEXT NOT NULL,
+                 content_type TEXT NOT NULL,
+                 modified INTEGER NOT NULL,
+                 PRIMARY KEY (namespace, key)
+             ) STRICT;
+             INSERT INTO objects VALUES
+                 ('ann', 'old.txt', '0a1b.txt', 11, '\"e\"', 'text/plain', 1700000000);",
+        )
+        .unwrap();
+        drop(old);
+        assert_eq!(index_version(&root), 0);
+
+        let blobs = LocalBlobs::open(&root).unwrap();
+        assert_eq!(index_version(&root), 1);
+        let info = blobs.head(&owner("ann"), "old.txt").unwrap();
+        assert_eq!((info.size, info.etag.as_str()), (11, "\"e\""));
+        assert_eq!(read(&blobs, "ann", "old.txt", None), b"from before");
+        put(&blobs, "ann", "new.txt", b"after").unwrap();
+        assert_eq!(
+            blobs.list_keys(&owner("ann"), None, 10).unwrap().keys,
+            ["new.txt", "old.txt"]
+        );
+    }
+
+    #[test]
+    fn an_index_from_a_newer_wren_is_refused() {
+        let (blobs, root) = store();
+        drop(blobs);
+        let newer = INDEX_MIGRATIONS.len() as i64 + 1;
+        Connection::open(root.join(INDEX_FILE))
+            .unwrap()
+            .pragma_update(None, "user_version", newer)
+            .unwrap();
+        let err = LocalBlobs::open(&root).err().unwrap();
+        assert!(err.contains("file index"), "{err}");
+        assert!(err.contains("newer than this wren"), "{err}");
     }
 }

@@ -1,24 +1,18 @@
 //! The embedded store: one SQLite file, `<data-dir>/wren.db`.
 //!
-//! WAL mode, so readers never wait for the writer; `synchronous = FULL`, so a
-//! committed transaction survives a power cut; a small pool of connections
-//! shared by the server's threads, each waiting up to [`BUSY_TIMEOUT`] for
-//! the write lock. The schema is versioned by `PRAGMA user_version` and
-//! brought up to date by [`MIGRATIONS`] at open.
+//! Opened as every wren database is ([`crate::sqlite`]: private, WAL,
+//! `synchronous = FULL`, versioned by `PRAGMA user_version`), with its schema
+//! brought up to date by [`MIGRATIONS`]. A small pool of connections is
+//! shared by the server's threads.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Account, Recorded, S3Credentials, Store, StoreError, StoreResult, StoredEvent};
 use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk, TimeUnit};
-
-/// How long a connection waits for another's write to finish.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections kept open; more threads than this wait for one.
 pub const POOL_SIZE: usize = 4;
@@ -73,7 +67,6 @@ pub struct SqliteStore {
     event_writer: Mutex<()>,
 }
 
-#[derive(Default)]
 struct Pool {
     idle: Vec<Connection>,
     /// Connections open, idle or in use.
@@ -94,29 +87,17 @@ impl SqliteStore {
     /// Opens (creating, mode 0600) `<dir>/wren.db` and migrates its schema.
     pub fn open(dir: &Path) -> StoreResult<SqliteStore> {
         let path = dir.join("wren.db");
-        // Create the file ourselves so that it is private from the start;
-        // SQLite gives its -wal and -shm files the database's permissions.
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|err| {
-                StoreError::Backend(format!("cannot create {}: {err}", path.display()))
-            })?;
-        let store = SqliteStore {
+        let conn = crate::sqlite::open(&path, MIGRATIONS)
+            .map_err(|err| StoreError::Backend(format!("{}: {err}", path.display())))?;
+        Ok(SqliteStore {
             path,
-            pool: Mutex::new(Pool::default()),
+            pool: Mutex::new(Pool {
+                idle: vec![conn],
+                open: 1,
+            }),
             returned: Condvar::new(),
             event_writer: Mutex::new(()),
-        };
-        let mut conn = store.connect()?;
-        migrate(&mut conn)?;
-        *store.lock() = Pool {
-            idle: vec![conn],
-            open: 1,
-        };
-        Ok(store)
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
@@ -124,15 +105,7 @@ impl SqliteStore {
     }
 
     fn connect(&self) -> StoreResult<Connection> {
-        let conn = Connection::open(&self.path).map_err(backend)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             PRAGMA foreign_keys = ON;",
-        )
-        .map_err(backend)?;
-        Ok(conn)
+        crate::sqlite::connect(&self.path).map_err(backend)
     }
 
     /// Runs `f` on a pooled connection.
@@ -190,27 +163,6 @@ impl Drop for CheckedOut<'_> {
             _ => self.store.release_slot(),
         }
     }
-}
-
-fn migrate(conn: &mut Connection) -> StoreResult<()> {
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |row| row.get(0))
-        .map_err(backend)?;
-    let version = usize::try_from(version).unwrap_or(usize::MAX);
-    if version > MIGRATIONS.len() {
-        return Err(StoreError::Backend(format!(
-            "the database schema is version {version}, newer than this wren ({}); upgrade wren",
-            MIGRATIONS.len()
-        )));
-    }
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = conn.transaction().map_err(backend)?;
-        tx.execute_batch(migration).map_err(backend)?;
-        tx.pragma_update(None, "user_version", (index + 1) as i64)
-            .map_err(backend)?;
-        tx.commit().map_err(backend)?;
-    }
-    Ok(())
 }
 
 impl Store for SqliteStore {
