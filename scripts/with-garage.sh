@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run a command with a throwaway Garage S3 node, so that the S3 half of the
-# file tests (tests/files.rs) runs against a real object store instead of
-# being skipped.
+# file tests (tests/files.rs) and the S3 backend's own suite
+# (tests/s3_store.rs) run against a real object store instead of being
+# skipped.
 #
 # usage: scripts/with-garage.sh COMMAND [ARG...]
 #   e.g. scripts/with-garage.sh cargo test --features test-routes
