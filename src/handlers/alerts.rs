@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use crate::App;
 use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk};
 use crate::handlers::session::require_user;
-use crate::http::Problems;
+use crate::http::problems::{Problem, Problems};
 use crate::http::{ApiError, Fields, Request, Response};
 use crate::store::Recorded;
 
@@ -152,29 +152,30 @@ pub fn put_profile(app: &App, request: &mut Request<'_>) -> Result<Response, Api
             ("risk", Value::String(text)) if Risk::parse(text).is_some() => {
                 profile.risk = Risk::parse(text).unwrap_or_default();
             }
-            ("risk", _) => problems
-                .add(|| json!({"field": "risk", "problem": "must be one of low, medium, high"})),
+            ("risk", _) => {
+                problems.add(|| Problem::field("risk", "must be one of low, medium, high"))
+            }
             ("overrides", Value::Object(object)) => {
                 let mut report = |field: String, problem: String| {
-                    problems.add(|| json!({"field": field, "problem": problem}))
+                    problems.add(|| Problem::field(field, problem))
                 };
                 if let Some(overrides) = Overrides::from_json(object, &mut report) {
                     profile.overrides = overrides;
                 }
             }
-            ("overrides", _) => problems.add(
-                || json!({"field": "overrides", "problem": "must be an object of thresholds"}),
-            ),
+            ("overrides", _) => {
+                problems.add(|| Problem::field("overrides", "must be an object of thresholds"))
+            }
             (other, _) => problems.add(|| {
-                json!({
-                    "field": crate::text::excerpt(other, 64),
-                    "problem": "is not a profile field; the fields are risk and overrides",
-                })
+                Problem::field(
+                    crate::text::excerpt(other, 64),
+                    "is not a profile field; the fields are risk and overrides",
+                )
             }),
         }
     }
     if !problems.is_empty() {
-        return Err(problems.into_error(("the profile", "invalid_profile")));
+        return Err(problems.into_unprocessable("the profile", "invalid_profile"));
     }
     app.store.set_alert_profile(user_id, &profile)?;
     Ok(profile_response(user_id, &profile))

@@ -9,7 +9,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::App;
-use crate::http::Problems;
+use crate::http::problems::{Problem, Problems};
 use crate::http::{ApiError, Fields, Request, Response};
 use crate::model::{Input, Model};
 use crate::text::excerpt;
@@ -155,13 +155,13 @@ pub fn predict_batch(app: &App, request: &mut Request<'_>) -> Result<Response, A
         .map(|(i, instance)| {
             let prediction = model.predict_inputs(instance);
             if !prediction.is_finite() {
-                problems.add(|| json!({"instance": i, "problem": not_finite().message()}));
+                problems.add(|| Problem::new(not_finite().message()).in_instance(i));
             }
             number(&model, prediction)
         })
         .collect();
     if !problems.is_empty() {
-        return Err(problems.into_error(INVALID_INPUT));
+        return Err(invalid_input(problems));
     }
     Ok(Response::json(
         200,
@@ -180,36 +180,32 @@ fn batch_inputs(model: &Model, document: Value, max_batch: usize) -> Result<Vec<
         Value::Object(mut object) => match object.remove("instances") {
             Some(Value::Array(instances)) => instances,
             Some(_) => {
-                return Err(Problems::one(
-                    INVALID_INPUT,
-                    json!({"field": "instances", "problem": "must be an array of instance objects"}),
-                ));
+                let not_array = Problem::field("instances", "must be an array of instance objects");
+                return Err(invalid_input(Problems::one(not_array)));
             }
             None => vec![Value::Object(object)],
         },
         _ => {
-            return Err(Problems::one(
-                INVALID_INPUT,
-                json!({
-                    "problem": "the body must be an object: {\"instances\": [...]} or one instance"
-                }),
-            ));
+            let not_object =
+                Problem::new("the body must be an object: {\"instances\": [...]} or one instance");
+            return Err(invalid_input(Problems::one(not_object)));
         }
     };
     if instances.is_empty() || instances.len() > max_batch {
-        return Err(Problems::one(
-            INVALID_INPUT,
-            json!({
-                "field": "instances",
-                "problem": format!("must hold 1 to {max_batch} instances, found {}", instances.len()),
-            }),
-        ));
+        let size = Problem::field(
+            "instances",
+            format!(
+                "must hold 1 to {max_batch} instances, found {}",
+                instances.len()
+            ),
+        );
+        return Err(invalid_input(Problems::one(size)));
     }
     let mut inputs = Vec::with_capacity(instances.len() * model.features.len());
     let mut problems = Problems::default();
     for (i, instance) in instances.into_iter().enumerate() {
         let Value::Object(fields) = instance else {
-            problems.add(|| json!({"instance": i, "problem": "must be an object"}));
+            problems.add(|| Problem::new("must be an object").in_instance(i));
             continue;
         };
         instance_inputs(model, i, &fields, &mut inputs, &mut problems);
@@ -217,7 +213,7 @@ fn batch_inputs(model: &Model, document: Value, max_batch: usize) -> Result<Vec<
     if problems.is_empty() {
         Ok(inputs)
     } else {
-        Err(problems.into_error(INVALID_INPUT))
+        Err(invalid_input(problems))
     }
 }
 
@@ -230,30 +226,33 @@ fn instance_inputs(
 ) {
     for feature in &model.features {
         match fields.get(&feature.name) {
-            None => problems
-                .add(|| json!({"instance": index, "field": feature.name, "problem": "is missing"})),
+            None => problems.add(|| Problem::field(&feature.name, "is missing").in_instance(index)),
             Some(value) => match feature.parse_json(value) {
                 Ok(input) => inputs.push(input),
-                Err(problem) => problems
-                    .add(|| json!({"instance": index, "field": feature.name, "problem": problem})),
+                Err(problem) => {
+                    problems.add(|| Problem::field(&feature.name, problem).in_instance(index))
+                }
             },
         }
     }
     for name in fields.keys() {
         if model.feature(name).is_none() {
             problems.add(|| {
-                json!({
-                    "instance": index,
-                    "field": excerpt(name, 64),
-                    "problem": "is not a feature of this model (see GET /api/v1/model)",
-                })
+                Problem::field(
+                    excerpt(name, 64),
+                    "is not a feature of this model (see GET /api/v1/model)",
+                )
+                .in_instance(index)
             });
         }
     }
 }
 
-/// How a batch's problems are reported.
-const INVALID_INPUT: (&str, &str) = ("the input", "invalid_input");
+/// How the inference API answers problems in its input: a `422` listing
+/// each, for a client that fixes them from the details.
+fn invalid_input(problems: Problems) -> ApiError {
+    problems.into_unprocessable("the input", "invalid_input")
+}
 
 /// `GET /api/v1/model`: what the served model takes and how it was made.
 pub fn model_info(app: &App, _request: &mut Request<'_>) -> Result<Response, ApiError> {
