@@ -42,18 +42,18 @@ pub fn event(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError>
     }
 }
 
-/// The seed's payload, every problem reported with the seed's messages.
+/// The seed's payload. Every problem is reported, not just the first, as the
+/// seed's `400` with its sentences (`'amount' must be greater than 0`).
 fn parse_event(payload: &Map<String, Value>) -> Result<(i64, Event), ApiError> {
-    let mut problems = Vec::new();
+    let mut problems = Problems::default();
     let kind = match payload.get("type") {
         None | Some(Value::Null) => required("type", &mut problems),
         Some(value) => {
             let kind = value.as_str().and_then(Kind::parse);
             if kind.is_none() {
-                problems.push((
-                    "type",
-                    "'type' must be one of these values (deposit, withdraw)".to_owned(),
-                ));
+                problems.add(|| {
+                    Problem::field("type", "must be one of these values (deposit, withdraw)")
+                });
             }
             kind
         }
@@ -62,11 +62,11 @@ fn parse_event(payload: &Map<String, Value>) -> Result<(i64, Event), ApiError> {
         None | Some(Value::Null) => required("amount", &mut problems),
         Some(value) => match alerts::decimal_from_json(value) {
             None => {
-                problems.push(("amount", "'amount' must be a decimal number".to_owned()));
+                problems.add(|| Problem::field("amount", "must be a decimal number"));
                 None
             }
             Some(amount) if amount <= rust_decimal::Decimal::ZERO => {
-                problems.push(("amount", "'amount' must be greater than 0".to_owned()));
+                problems.add(|| Problem::field("amount", "must be greater than 0"));
                 None
             }
             Some(amount) => Some(amount),
@@ -74,56 +74,38 @@ fn parse_event(payload: &Map<String, Value>) -> Result<(i64, Event), ApiError> {
     };
     let user_id = non_negative_integer(payload, "user_id", &mut problems);
     let time = non_negative_integer(payload, "time", &mut problems);
+    // A field is None exactly when it added a problem.
     match (kind, amount, user_id, time) {
-        (Some(kind), Some(amount), Some(user_id), Some(time)) if problems.is_empty() => {
+        (Some(kind), Some(amount), Some(user_id), Some(time)) => {
             Ok((user_id, Event { kind, amount, time }))
         }
-        _ => {
-            let message: Vec<&str> = problems.iter().map(|(_, p)| p.as_str()).collect();
-            let details: Vec<Value> = problems
-                .iter()
-                .map(|(field, problem)| json!({"field": field, "problem": problem}))
-                .collect();
-            Err(ApiError::bad_request(message.join("; "))
-                .with_code("invalid_payload")
-                .with_details(Value::Array(details)))
-        }
+        _ => Err(problems.into_bad_request("invalid_payload")),
     }
 }
 
-fn required<T>(field: &'static str, problems: &mut Vec<(&'static str, String)>) -> Option<T> {
-    problems.push((field, format!("'{field}' is required")));
+fn required<T>(field: &'static str, problems: &mut Problems) -> Option<T> {
+    problems.add(|| Problem::field(field, "is required"));
     None
 }
 
 fn non_negative_integer(
     payload: &Map<String, Value>,
     field: &'static str,
-    problems: &mut Vec<(&'static str, String)>,
+    problems: &mut Problems,
 ) -> Option<i64> {
-    match payload.get(field) {
-        None | Some(Value::Null) => required(field, problems),
+    let problem = match payload.get(field) {
+        None | Some(Value::Null) => return required(field, problems),
         Some(Value::Number(number)) if number.is_i64() || number.is_u64() => {
             match number.as_i64() {
-                Some(n) if n >= 0 => Some(n),
-                Some(_) => {
-                    problems.push((
-                        field,
-                        format!("'{field}' must be greater than or equal to 0"),
-                    ));
-                    None
-                }
-                None => {
-                    problems.push((field, format!("'{field}' must be at most {}", i64::MAX)));
-                    None
-                }
+                Some(n) if n >= 0 => return Some(n),
+                Some(_) => "must be greater than or equal to 0".to_owned(),
+                None => format!("must be at most {}", i64::MAX),
             }
         }
-        Some(_) => {
-            problems.push((field, format!("'{field}' must be an integer")));
-            None
-        }
-    }
+        Some(_) => "must be an integer".to_owned(),
+    };
+    problems.add(|| Problem::field(field, problem));
+    None
 }
 
 /// `GET /api/v1/users/{user_id}/alert-profile`.
@@ -284,6 +266,13 @@ mod tests {
             err.message(),
             "'type' must be one of these values (deposit, withdraw); 'amount' must be greater than 0; \
              'user_id' must be an integer; 'time' is required"
+        );
+        let body: Value =
+            serde_json::from_slice(err.into_response().body_bytes().unwrap()).unwrap();
+        assert_eq!(body["error"], "invalid_payload");
+        assert_eq!(
+            body["details"][3],
+            json!({"field": "time", "problem": "is required"})
         );
         let err = post(&app, "not json").unwrap_err();
         assert_eq!(err.message(), "Request must be JSON");
