@@ -18,6 +18,7 @@ use crate::date::http_date;
 use crate::handlers::session::{require_user, unauthorized};
 use crate::http::body::Limited;
 use crate::http::fields::multipart_body;
+use crate::http::problems::{Problem, Problems};
 use crate::http::request::media_type;
 use crate::http::{ApiError, Fields, Request, Response};
 
@@ -375,7 +376,10 @@ fn upload_image_form(
         let limit = app.config.storage.max_image_size;
         return store_image(app, owner, &declared, &mut part, limit);
     }
-    Err(ApiError::bad_request("the form has no 'image' field").with_code("invalid_fields"))
+    // No image to store, as with an empty body ("File not specified"): a
+    // 400 on both image routes, which share this reader.
+    let missing = Problem::field("image", "is missing from the form");
+    Err(Problems::one(missing).into_bad_request("invalid_fields"))
 }
 
 /// Checks the type and signature, then stores the image under a random

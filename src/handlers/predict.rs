@@ -64,17 +64,22 @@ fn legacy_inputs<'a>(
         .with_code("model_mismatch"));
     }
     let mut inputs = [Input::Number(0.0); LEGACY_FEATURES.len()];
+    let mut problems = Problems::default();
     for (input, feature) in inputs.iter_mut().zip(&model.features) {
-        let text = value_of(&feature.name).ok_or_else(|| {
-            ApiError::bad_request(format!("missing field '{}'", feature.name))
-                .with_code("invalid_parameter")
-        })?;
-        *input = feature.parse_text(text).map_err(|problem| {
-            ApiError::bad_request(format!("'{}' {problem}", feature.name))
-                .with_code("invalid_parameter")
-        })?;
+        match value_of(&feature.name).map(|text| feature.parse_text(text)) {
+            Some(Ok(parsed)) => *input = parsed,
+            Some(Err(problem)) => problems.add(|| Problem::field(&feature.name, problem)),
+            None => problems.add(|| Problem::field(&feature.name, "is missing")),
+        }
     }
-    Ok(inputs)
+    if problems.is_empty() {
+        Ok(inputs)
+    } else {
+        // Path segments (and the form fields standing in for them) are the
+        // request target, not a JSON body: a 400 naming each, as the seed
+        // routes answer.
+        Err(problems.into_bad_request("invalid_parameter"))
+    }
 }
 
 /// The legacy answer: the integer as text, or JSON when asked. GET answers
@@ -493,6 +498,29 @@ mod tests {
         assert!(err.message().contains("unknown month 'smarch'"));
         let err = get(["1", "may", "lots"], false).unwrap_err();
         assert!(err.message().starts_with("'customer_visiting_website'"));
+    }
+
+    #[test]
+    fn every_bad_parameter_is_named_at_once() {
+        let err = get(["-1", "smarch", "lots"], false).unwrap_err();
+        assert_eq!(err.code(), "invalid_parameter");
+        let details = body_json(&err.into_response())["details"].clone();
+        let fields: Vec<&str> = details
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(fields, LEGACY_FEATURES);
+        let mut form = Request::new("POST", "/predict")
+            .with_header("Content-Type", "application/json")
+            .with_body(Body::from_bytes(br#"{"month": "march"}"#.to_vec()));
+        let err = predict_form(&app(), &mut form).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert_eq!(
+            err.message(),
+            "'seller_available' is missing; 'customer_visiting_website' is missing"
+        );
     }
 
     #[test]
