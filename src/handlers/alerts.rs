@@ -184,7 +184,8 @@ pub fn list_events(app: &App, request: &mut Request<'_>) -> Result<Response, Api
     let before = match query.get("before") {
         None => None,
         Some(text) => Some(text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            ApiError::bad_request("'before' must be a positive whole number (a next_before value)")
+            let problem = "must be a positive whole number (a next_before value)";
+            Problems::one(Problem::field("before", problem)).into_bad_request("invalid_query")
         })?),
     };
     let events = app.store.events(user_id, before, limit)?;
@@ -211,9 +212,8 @@ pub fn list_events(app: &App, request: &mut Request<'_>) -> Result<Response, Api
 fn path_user_id(request: &Request<'_>) -> Result<i64, ApiError> {
     let user_id = request.param_int("user_id")?;
     if user_id < 0 {
-        return Err(ApiError::bad_request(
-            "'user_id' must be greater than or equal to 0",
-        ));
+        let negative = Problem::field("user_id", "must be greater than or equal to 0");
+        return Err(Problems::one(negative).into_bad_request("invalid_parameter"));
     }
     Ok(user_id)
 }
@@ -222,7 +222,7 @@ fn path_user_id(request: &Request<'_>) -> Result<i64, ApiError> {
 mod tests {
     use super::*;
     use crate::app::test_app as app;
-    use crate::http::Body;
+    use crate::http::{Body, Param};
 
     fn post(app: &App, body: &str) -> Result<Response, ApiError> {
         let mut request =
@@ -280,6 +280,30 @@ mod tests {
             post(&app, "[1]").unwrap_err().message(),
             "Request must be JSON"
         );
+    }
+
+    #[test]
+    fn bad_path_and_query_parameters_are_400_naming_them() {
+        let app = app();
+        let (token, _) = app.tokens.issue("ann").unwrap();
+        let list = |target: &str, user_id: i64| {
+            let mut request = Request::new("GET", target)
+                .with_header("Authorization", &format!("Bearer {token}"));
+            request.set_params(vec![("user_id", Param::Int(user_id))]);
+            list_events(&app, &mut request).unwrap_err()
+        };
+        let negative = list("/api/v1/users/-1/events", -1);
+        assert_eq!(
+            (negative.status(), negative.code(), negative.message()),
+            (
+                400,
+                "invalid_parameter",
+                "'user_id' must be greater than or equal to 0"
+            )
+        );
+        let before = list("/api/v1/users/1/events?before=0", 1);
+        assert_eq!((before.status(), before.code()), (400, "invalid_query"));
+        assert!(before.message().starts_with("'before' must be a positive"));
     }
 
     #[test]

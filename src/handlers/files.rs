@@ -291,9 +291,8 @@ pub fn list_files(app: &App, request: &mut Request<'_>) -> Result<Response, ApiE
     let query = Fields::from_query(request)?;
     let prefix = query.get("prefix").unwrap_or("");
     if prefix.len() > MAX_KEY_BYTES {
-        return Err(
-            ApiError::bad_request("prefix is longer than 1024 bytes").with_code("invalid_query")
-        );
+        let too_long = Problem::field("prefix", format!("must be at most {MAX_KEY_BYTES} bytes"));
+        return Err(Problems::one(too_long).into_bad_request("invalid_query"));
     }
     let after = query.get("after").filter(|after| !after.is_empty());
     let limit = query.limit(DEFAULT_PAGE, MAX_PAGE)?;
