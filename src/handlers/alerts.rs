@@ -122,10 +122,19 @@ pub fn put_profile(app: &App, request: &mut Request<'_>) -> Result<Response, Api
     require_user(app, request)?;
     let user_id = path_user_id(request)?;
     let body = request.body().read_to_vec()?;
-    let Ok(Value::Object(update)) = serde_json::from_slice::<Value>(&body) else {
-        return Err(ApiError::bad_request(
-            "the body must be a JSON object: {\"risk\": ..., \"overrides\": {...}}",
-        ));
+    let update = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(update)) => update,
+        Ok(_) => {
+            let not_object = Problem::new(
+                "the body must be a JSON object: {\"risk\": ..., \"overrides\": {...}}",
+            );
+            return Err(invalid_profile(Problems::one(not_object)));
+        }
+        Err(err) => {
+            return Err(ApiError::bad_request(format!(
+                "the body is not valid JSON: {err}"
+            )));
+        }
     };
     let mut profile = app.store.alert_profile(user_id)?;
     let mut problems = Problems::default();
@@ -157,10 +166,16 @@ pub fn put_profile(app: &App, request: &mut Request<'_>) -> Result<Response, Api
         }
     }
     if !problems.is_empty() {
-        return Err(problems.into_unprocessable("the profile", "invalid_profile"));
+        return Err(invalid_profile(problems));
     }
     app.store.set_alert_profile(user_id, &profile)?;
     Ok(profile_response(user_id, &profile))
+}
+
+/// How the profile route answers problems in well-formed JSON: a `422`
+/// listing each, as wren's own routes do.
+fn invalid_profile(problems: Problems) -> ApiError {
+    problems.into_unprocessable("the profile", "invalid_profile")
 }
 
 fn profile_response(user_id: i64, profile: &AlertProfile) -> Response {
@@ -230,6 +245,26 @@ mod tests {
         event(app, &mut request)
     }
 
+    /// A signed-in request for one of a user's routes.
+    fn for_user(
+        app: &App,
+        method: &str,
+        target: &str,
+        user_id: i64,
+        body: &str,
+    ) -> Request<'static> {
+        let (token, _) = app.tokens.issue("ann").unwrap();
+        let mut request = Request::new(method, target)
+            .with_header("Authorization", &format!("Bearer {token}"))
+            .with_body(Body::from_bytes(body.as_bytes().to_vec()));
+        request.set_params(vec![("user_id", Param::Int(user_id))]);
+        request
+    }
+
+    fn error_body(err: ApiError) -> Value {
+        serde_json::from_slice(err.into_response().body_bytes().unwrap()).unwrap()
+    }
+
     fn codes(response: &Response) -> Value {
         let body: Value = serde_json::from_slice(response.body_bytes().unwrap()).unwrap();
         body["alert_codes"].clone()
@@ -267,8 +302,7 @@ mod tests {
             "'type' must be one of these values (deposit, withdraw); 'amount' must be greater than 0; \
              'user_id' must be an integer; 'time' is required"
         );
-        let body: Value =
-            serde_json::from_slice(err.into_response().body_bytes().unwrap()).unwrap();
+        let body = error_body(err);
         assert_eq!(body["error"], "invalid_payload");
         assert_eq!(
             body["details"][3],
@@ -285,12 +319,8 @@ mod tests {
     #[test]
     fn bad_path_and_query_parameters_are_400_naming_them() {
         let app = app();
-        let (token, _) = app.tokens.issue("ann").unwrap();
         let list = |target: &str, user_id: i64| {
-            let mut request = Request::new("GET", target)
-                .with_header("Authorization", &format!("Bearer {token}"));
-            request.set_params(vec![("user_id", Param::Int(user_id))]);
-            list_events(&app, &mut request).unwrap_err()
+            list_events(&app, &mut for_user(&app, "GET", target, user_id, "")).unwrap_err()
         };
         let negative = list("/api/v1/users/-1/events", -1);
         assert_eq!(
@@ -304,6 +334,29 @@ mod tests {
         let before = list("/api/v1/users/1/events?before=0", 1);
         assert_eq!((before.status(), before.code()), (400, "invalid_query"));
         assert!(before.message().starts_with("'before' must be a positive"));
+    }
+
+    #[test]
+    fn a_profile_body_that_is_json_but_no_object_is_422() {
+        let app = app();
+        let put = |body: &str| {
+            let mut request = for_user(&app, "PUT", "/api/v1/users/1/alert-profile", 1, body);
+            put_profile(&app, &mut request).unwrap_err()
+        };
+        let not_object = put("[1]");
+        assert_eq!(
+            (not_object.status(), not_object.code()),
+            (422, "invalid_profile")
+        );
+        assert!(
+            error_body(not_object)["details"][0]["problem"]
+                .as_str()
+                .unwrap()
+                .starts_with("the body must be a JSON object")
+        );
+        let not_json = put("{oops");
+        assert_eq!(not_json.status(), 400);
+        assert!(not_json.message().contains("not valid JSON"));
     }
 
     #[test]
