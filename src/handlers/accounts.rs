@@ -11,6 +11,7 @@ use crate::App;
 use crate::auth::{check_username, password};
 use crate::blob::{BlobError, UserCredentials};
 use crate::handlers::session::{self, session_cookie_header};
+use crate::http::problems::{Problem, Problems};
 use crate::http::{ApiError, Fields, Request, Response};
 use crate::store::S3Credentials;
 
@@ -64,27 +65,26 @@ pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
         return Err(ApiError::new(403, "sign-up is turned off on this server"));
     }
     let fields = Fields::from_request(request)?;
-    let mut problems = Vec::new();
+    let mut problems = Problems::default();
     let login = fields.get("login").unwrap_or("");
     let password = fields.get("password").unwrap_or("");
     if login.is_empty() {
-        problems.push(problem("login", "is missing or empty"));
+        problems.add(|| Problem::field("login", "is missing or empty"));
     } else if let Err(rule) = check_username(login) {
-        problems.push(problem("login", rule));
+        problems.add(|| Problem::field("login", rule));
     }
     let min = app.config.auth.min_password_length;
     if password.is_empty() {
-        problems.push(problem("password", "is missing or empty"));
+        problems.add(|| Problem::field("password", "is missing or empty"));
     } else if password.chars().count() < min {
-        problems.push(problem(
-            "password",
-            &format!("must be at least {min} characters"),
-        ));
+        problems.add(|| Problem::field("password", format!("must be at least {min} characters")));
     } else if password.len() > MAX_PASSWORD_BYTES {
-        problems.push(problem(
-            "password",
-            &format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
-        ));
+        problems.add(|| {
+            Problem::field(
+                "password",
+                format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
+            )
+        });
     }
     let access_key = fields.get("access_key_id").filter(|v| !v.is_empty());
     let secret_key = fields.get("secret_access_key").filter(|v| !v.is_empty());
@@ -92,24 +92,20 @@ pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
     let own_keys = match (access_key, secret_key) {
         (None, None) => None,
         (Some(_), None) => {
-            problems.push(problem(
-                "secret_access_key",
-                "is required with access_key_id",
-            ));
+            problems.add(|| Problem::field("secret_access_key", "is required with access_key_id"));
             None
         }
         (None, Some(_)) => {
-            problems.push(problem(
-                "access_key_id",
-                "is required with secret_access_key",
-            ));
+            problems.add(|| Problem::field("access_key_id", "is required with secret_access_key"));
             None
         }
         (Some(_), Some(_)) if !app.storage.takes_user_keys() => {
-            problems.push(problem(
-                "access_or_secret_key",
-                "this server has no S3 endpoint configured, so it cannot use your own S3 keys",
-            ));
+            problems.add(|| {
+                Problem::field(
+                    "access_or_secret_key",
+                    "this server has no S3 endpoint configured, so it cannot use your own S3 keys",
+                )
+            });
             None
         }
         (Some(access_key), Some(secret_key)) => Some(UserCredentials {
@@ -119,13 +115,15 @@ pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
         }),
     };
     if let Some(Err(rule)) = bucket.map(crate::blob::s3::check_bucket_name) {
-        problems.push(problem("bucket", rule));
+        problems.add(|| Problem::field("bucket", rule));
     }
     if bucket.is_some() && own_keys.is_none() && problems.is_empty() {
-        problems.push(problem(
-            "bucket",
-            "is only taken with access_key_id and secret_access_key",
-        ));
+        problems.add(|| {
+            Problem::field(
+                "bucket",
+                "is only taken with access_key_id and secret_access_key",
+            )
+        });
     }
     if !problems.is_empty() {
         return Err(invalid_fields(problems));
@@ -138,11 +136,10 @@ pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
             match app.storage.check_credentials(&keys) {
                 Ok(()) => {}
                 Err(BlobError::Credentials(reason)) => {
-                    return Err(invalid_fields(vec![json!({
-                        "field": "access_or_secret_key",
-                        "problem": "Not correct",
-                        "reason": reason,
-                    })]));
+                    // The seed's words, and the store's beside them.
+                    let refused =
+                        Problem::field("access_or_secret_key", "Not correct").with_reason(reason);
+                    return Err(invalid_fields(Problems::one(refused)));
                 }
                 Err(other) => return Err(other.into()),
             }
@@ -204,12 +201,12 @@ fn credentials<'f>(
     match (user, password) {
         (Some(user), Some(password)) => Ok((user, password)),
         _ => {
-            let mut problems = Vec::new();
+            let mut problems = Problems::default();
             if user.is_none() {
-                problems.push(problem(user_names[0], "is missing or empty"));
+                problems.add(|| Problem::field(user_names[0], "is missing or empty"));
             }
             if password.is_none() {
-                problems.push(problem(password_names[0], "is missing or empty"));
+                problems.add(|| Problem::field(password_names[0], "is missing or empty"));
             }
             Err(invalid_fields(problems))
         }
@@ -280,25 +277,10 @@ fn with_session(app: &App, response: Response, token: &str, expires_in: u64) -> 
         .with_header("Cache-Control", "no-store")
 }
 
-/// 1 to 64 letters, digits and `._-`.
-fn problem(field: &str, problem: &str) -> serde_json::Value {
-    json!({"field": field, "problem": problem})
-}
-
-fn invalid_fields(problems: Vec<serde_json::Value>) -> ApiError {
-    let summary: Vec<String> = problems
-        .iter()
-        .map(|p| {
-            format!(
-                "'{}' {}",
-                p["field"].as_str().unwrap_or(""),
-                p["problem"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
-    ApiError::bad_request(summary.join("; "))
-        .with_code("invalid_fields")
-        .with_details(serde_json::Value::Array(problems))
+/// How the accounts routes answer field problems: they are the seeds'
+/// routes, so a `400` whose message names each field, as their clients expect.
+fn invalid_fields(problems: Problems) -> ApiError {
+    problems.into_bad_request("invalid_fields")
 }
 
 #[cfg(test)]

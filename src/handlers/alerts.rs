@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use crate::App;
 use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk};
 use crate::handlers::session::require_user;
-use crate::http::Problems;
+use crate::http::problems::{Problem, Problems};
 use crate::http::{ApiError, Fields, Request, Response};
 use crate::store::Recorded;
 
@@ -42,18 +42,18 @@ pub fn event(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError>
     }
 }
 
-/// The seed's payload, every problem reported with the seed's messages.
+/// The seed's payload. Every problem is reported, not just the first, as the
+/// seed's `400` with its sentences (`'amount' must be greater than 0`).
 fn parse_event(payload: &Map<String, Value>) -> Result<(i64, Event), ApiError> {
-    let mut problems = Vec::new();
+    let mut problems = Problems::default();
     let kind = match payload.get("type") {
         None | Some(Value::Null) => required("type", &mut problems),
         Some(value) => {
             let kind = value.as_str().and_then(Kind::parse);
             if kind.is_none() {
-                problems.push((
-                    "type",
-                    "'type' must be one of these values (deposit, withdraw)".to_owned(),
-                ));
+                problems.add(|| {
+                    Problem::field("type", "must be one of these values (deposit, withdraw)")
+                });
             }
             kind
         }
@@ -62,11 +62,11 @@ fn parse_event(payload: &Map<String, Value>) -> Result<(i64, Event), ApiError> {
         None | Some(Value::Null) => required("amount", &mut problems),
         Some(value) => match alerts::decimal_from_json(value) {
             None => {
-                problems.push(("amount", "'amount' must be a decimal number".to_owned()));
+                problems.add(|| Problem::field("amount", "must be a decimal number"));
                 None
             }
             Some(amount) if amount <= rust_decimal::Decimal::ZERO => {
-                problems.push(("amount", "'amount' must be greater than 0".to_owned()));
+                problems.add(|| Problem::field("amount", "must be greater than 0"));
                 None
             }
             Some(amount) => Some(amount),
@@ -74,56 +74,38 @@ fn parse_event(payload: &Map<String, Value>) -> Result<(i64, Event), ApiError> {
     };
     let user_id = non_negative_integer(payload, "user_id", &mut problems);
     let time = non_negative_integer(payload, "time", &mut problems);
+    // A field is None exactly when it added a problem.
     match (kind, amount, user_id, time) {
-        (Some(kind), Some(amount), Some(user_id), Some(time)) if problems.is_empty() => {
+        (Some(kind), Some(amount), Some(user_id), Some(time)) => {
             Ok((user_id, Event { kind, amount, time }))
         }
-        _ => {
-            let message: Vec<&str> = problems.iter().map(|(_, p)| p.as_str()).collect();
-            let details: Vec<Value> = problems
-                .iter()
-                .map(|(field, problem)| json!({"field": field, "problem": problem}))
-                .collect();
-            Err(ApiError::bad_request(message.join("; "))
-                .with_code("invalid_payload")
-                .with_details(Value::Array(details)))
-        }
+        _ => Err(problems.into_bad_request("invalid_payload")),
     }
 }
 
-fn required<T>(field: &'static str, problems: &mut Vec<(&'static str, String)>) -> Option<T> {
-    problems.push((field, format!("'{field}' is required")));
+fn required<T>(field: &'static str, problems: &mut Problems) -> Option<T> {
+    problems.add(|| Problem::field(field, "is required"));
     None
 }
 
 fn non_negative_integer(
     payload: &Map<String, Value>,
     field: &'static str,
-    problems: &mut Vec<(&'static str, String)>,
+    problems: &mut Problems,
 ) -> Option<i64> {
-    match payload.get(field) {
-        None | Some(Value::Null) => required(field, problems),
+    let problem = match payload.get(field) {
+        None | Some(Value::Null) => return required(field, problems),
         Some(Value::Number(number)) if number.is_i64() || number.is_u64() => {
             match number.as_i64() {
-                Some(n) if n >= 0 => Some(n),
-                Some(_) => {
-                    problems.push((
-                        field,
-                        format!("'{field}' must be greater than or equal to 0"),
-                    ));
-                    None
-                }
-                None => {
-                    problems.push((field, format!("'{field}' must be at most {}", i64::MAX)));
-                    None
-                }
+                Some(n) if n >= 0 => return Some(n),
+                Some(_) => "must be greater than or equal to 0".to_owned(),
+                None => format!("must be at most {}", i64::MAX),
             }
         }
-        Some(_) => {
-            problems.push((field, format!("'{field}' must be an integer")));
-            None
-        }
-    }
+        Some(_) => "must be an integer".to_owned(),
+    };
+    problems.add(|| Problem::field(field, problem));
+    None
 }
 
 /// `GET /api/v1/users/{user_id}/alert-profile`.
@@ -140,10 +122,19 @@ pub fn put_profile(app: &App, request: &mut Request<'_>) -> Result<Response, Api
     require_user(app, request)?;
     let user_id = path_user_id(request)?;
     let body = request.body().read_to_vec()?;
-    let Ok(Value::Object(update)) = serde_json::from_slice::<Value>(&body) else {
-        return Err(ApiError::bad_request(
-            "the body must be a JSON object: {\"risk\": ..., \"overrides\": {...}}",
-        ));
+    let update = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(update)) => update,
+        Ok(_) => {
+            let not_object = Problem::new(
+                "the body must be a JSON object: {\"risk\": ..., \"overrides\": {...}}",
+            );
+            return Err(invalid_profile(Problems::one(not_object)));
+        }
+        Err(err) => {
+            return Err(ApiError::bad_request(format!(
+                "the body is not valid JSON: {err}"
+            )));
+        }
     };
     let mut profile = app.store.alert_profile(user_id)?;
     let mut problems = Problems::default();
@@ -152,32 +143,39 @@ pub fn put_profile(app: &App, request: &mut Request<'_>) -> Result<Response, Api
             ("risk", Value::String(text)) if Risk::parse(text).is_some() => {
                 profile.risk = Risk::parse(text).unwrap_or_default();
             }
-            ("risk", _) => problems
-                .add(|| json!({"field": "risk", "problem": "must be one of low, medium, high"})),
+            ("risk", _) => {
+                problems.add(|| Problem::field("risk", "must be one of low, medium, high"))
+            }
             ("overrides", Value::Object(object)) => {
                 let mut report = |field: String, problem: String| {
-                    problems.add(|| json!({"field": field, "problem": problem}))
+                    problems.add(|| Problem::field(field, problem))
                 };
                 if let Some(overrides) = Overrides::from_json(object, &mut report) {
                     profile.overrides = overrides;
                 }
             }
-            ("overrides", _) => problems.add(
-                || json!({"field": "overrides", "problem": "must be an object of thresholds"}),
-            ),
+            ("overrides", _) => {
+                problems.add(|| Problem::field("overrides", "must be an object of thresholds"))
+            }
             (other, _) => problems.add(|| {
-                json!({
-                    "field": crate::text::excerpt(other, 64),
-                    "problem": "is not a profile field; the fields are risk and overrides",
-                })
+                Problem::field(
+                    crate::text::excerpt(other, 64),
+                    "is not a profile field; the fields are risk and overrides",
+                )
             }),
         }
     }
     if !problems.is_empty() {
-        return Err(problems.into_error(("the profile", "invalid_profile")));
+        return Err(invalid_profile(problems));
     }
     app.store.set_alert_profile(user_id, &profile)?;
     Ok(profile_response(user_id, &profile))
+}
+
+/// How the profile route answers problems in well-formed JSON: a `422`
+/// listing each, as wren's own routes do.
+fn invalid_profile(problems: Problems) -> ApiError {
+    problems.into_unprocessable("the profile", "invalid_profile")
 }
 
 fn profile_response(user_id: i64, profile: &AlertProfile) -> Response {
@@ -201,7 +199,8 @@ pub fn list_events(app: &App, request: &mut Request<'_>) -> Result<Response, Api
     let before = match query.get("before") {
         None => None,
         Some(text) => Some(text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            ApiError::bad_request("'before' must be a positive whole number (a next_before value)")
+            let problem = "must be a positive whole number (a next_before value)";
+            Problems::one(Problem::field("before", problem)).into_bad_request("invalid_query")
         })?),
     };
     let events = app.store.events(user_id, before, limit)?;
@@ -228,9 +227,8 @@ pub fn list_events(app: &App, request: &mut Request<'_>) -> Result<Response, Api
 fn path_user_id(request: &Request<'_>) -> Result<i64, ApiError> {
     let user_id = request.param_int("user_id")?;
     if user_id < 0 {
-        return Err(ApiError::bad_request(
-            "'user_id' must be greater than or equal to 0",
-        ));
+        let negative = Problem::field("user_id", "must be greater than or equal to 0");
+        return Err(Problems::one(negative).into_bad_request("invalid_parameter"));
     }
     Ok(user_id)
 }
@@ -239,12 +237,32 @@ fn path_user_id(request: &Request<'_>) -> Result<i64, ApiError> {
 mod tests {
     use super::*;
     use crate::app::test_app as app;
-    use crate::http::Body;
+    use crate::http::{Body, Param};
 
     fn post(app: &App, body: &str) -> Result<Response, ApiError> {
         let mut request =
             Request::new("POST", "/event").with_body(Body::from_bytes(body.as_bytes().to_vec()));
         event(app, &mut request)
+    }
+
+    /// A signed-in request for one of a user's routes.
+    fn for_user(
+        app: &App,
+        method: &str,
+        target: &str,
+        user_id: i64,
+        body: &str,
+    ) -> Request<'static> {
+        let (token, _) = app.tokens.issue("ann").unwrap();
+        let mut request = Request::new(method, target)
+            .with_header("Authorization", &format!("Bearer {token}"))
+            .with_body(Body::from_bytes(body.as_bytes().to_vec()));
+        request.set_params(vec![("user_id", Param::Int(user_id))]);
+        request
+    }
+
+    fn error_body(err: ApiError) -> Value {
+        serde_json::from_slice(err.into_response().body_bytes().unwrap()).unwrap()
     }
 
     fn codes(response: &Response) -> Value {
@@ -284,12 +302,61 @@ mod tests {
             "'type' must be one of these values (deposit, withdraw); 'amount' must be greater than 0; \
              'user_id' must be an integer; 'time' is required"
         );
+        let body = error_body(err);
+        assert_eq!(body["error"], "invalid_payload");
+        assert_eq!(
+            body["details"][3],
+            json!({"field": "time", "problem": "is required"})
+        );
         let err = post(&app, "not json").unwrap_err();
         assert_eq!(err.message(), "Request must be JSON");
         assert_eq!(
             post(&app, "[1]").unwrap_err().message(),
             "Request must be JSON"
         );
+    }
+
+    #[test]
+    fn bad_path_and_query_parameters_are_400_naming_them() {
+        let app = app();
+        let list = |target: &str, user_id: i64| {
+            list_events(&app, &mut for_user(&app, "GET", target, user_id, "")).unwrap_err()
+        };
+        let negative = list("/api/v1/users/-1/events", -1);
+        assert_eq!(
+            (negative.status(), negative.code(), negative.message()),
+            (
+                400,
+                "invalid_parameter",
+                "'user_id' must be greater than or equal to 0"
+            )
+        );
+        let before = list("/api/v1/users/1/events?before=0", 1);
+        assert_eq!((before.status(), before.code()), (400, "invalid_query"));
+        assert!(before.message().starts_with("'before' must be a positive"));
+    }
+
+    #[test]
+    fn a_profile_body_that_is_json_but_no_object_is_422() {
+        let app = app();
+        let put = |body: &str| {
+            let mut request = for_user(&app, "PUT", "/api/v1/users/1/alert-profile", 1, body);
+            put_profile(&app, &mut request).unwrap_err()
+        };
+        let not_object = put("[1]");
+        assert_eq!(
+            (not_object.status(), not_object.code()),
+            (422, "invalid_profile")
+        );
+        assert!(
+            error_body(not_object)["details"][0]["problem"]
+                .as_str()
+                .unwrap()
+                .starts_with("the body must be a JSON object")
+        );
+        let not_json = put("{oops");
+        assert_eq!(not_json.status(), 400);
+        assert!(not_json.message().contains("not valid JSON"));
     }
 
     #[test]

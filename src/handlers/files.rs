@@ -18,6 +18,7 @@ use crate::date::http_date;
 use crate::handlers::session::{require_user, unauthorized};
 use crate::http::body::Limited;
 use crate::http::fields::multipart_body;
+use crate::http::problems::{Problem, Problems};
 use crate::http::request::media_type;
 use crate::http::{ApiError, Fields, Request, Response};
 
@@ -290,9 +291,8 @@ pub fn list_files(app: &App, request: &mut Request<'_>) -> Result<Response, ApiE
     let query = Fields::from_query(request)?;
     let prefix = query.get("prefix").unwrap_or("");
     if prefix.len() > MAX_KEY_BYTES {
-        return Err(
-            ApiError::bad_request("prefix is longer than 1024 bytes").with_code("invalid_query")
-        );
+        let too_long = Problem::field("prefix", format!("must be at most {MAX_KEY_BYTES} bytes"));
+        return Err(Problems::one(too_long).into_bad_request("invalid_query"));
     }
     let after = query.get("after").filter(|after| !after.is_empty());
     let limit = query.limit(DEFAULT_PAGE, MAX_PAGE)?;
@@ -375,7 +375,10 @@ fn upload_image_form(
         let limit = app.config.storage.max_image_size;
         return store_image(app, owner, &declared, &mut part, limit);
     }
-    Err(ApiError::bad_request("the form has no 'image' field").with_code("invalid_fields"))
+    // No image to store, as with an empty body ("File not specified"): a
+    // 400 on both image routes, which share this reader.
+    let missing = Problem::field("image", "is missing from the form");
+    Err(Problems::one(missing).into_bad_request("invalid_fields"))
 }
 
 /// Checks the type and signature, then stores the image under a random

@@ -9,7 +9,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::App;
-use crate::http::Problems;
+use crate::http::problems::{Problem, Problems};
 use crate::http::{ApiError, Fields, Request, Response};
 use crate::model::{Input, Model};
 use crate::text::excerpt;
@@ -64,17 +64,22 @@ fn legacy_inputs<'a>(
         .with_code("model_mismatch"));
     }
     let mut inputs = [Input::Number(0.0); LEGACY_FEATURES.len()];
+    let mut problems = Problems::default();
     for (input, feature) in inputs.iter_mut().zip(&model.features) {
-        let text = value_of(&feature.name).ok_or_else(|| {
-            ApiError::bad_request(format!("missing field '{}'", feature.name))
-                .with_code("invalid_parameter")
-        })?;
-        *input = feature.parse_text(text).map_err(|problem| {
-            ApiError::bad_request(format!("'{}' {problem}", feature.name))
-                .with_code("invalid_parameter")
-        })?;
+        match value_of(&feature.name).map(|text| feature.parse_text(text)) {
+            Some(Ok(parsed)) => *input = parsed,
+            Some(Err(problem)) => problems.add(|| Problem::field(&feature.name, problem)),
+            None => problems.add(|| Problem::field(&feature.name, "is missing")),
+        }
     }
-    Ok(inputs)
+    if problems.is_empty() {
+        Ok(inputs)
+    } else {
+        // Path segments (and the form fields standing in for them) are the
+        // request target, not a JSON body: a 400 naming each, as the seed
+        // routes answer.
+        Err(problems.into_bad_request("invalid_parameter"))
+    }
 }
 
 /// The legacy answer: the integer as text, or JSON when asked. GET answers
@@ -155,13 +160,13 @@ pub fn predict_batch(app: &App, request: &mut Request<'_>) -> Result<Response, A
         .map(|(i, instance)| {
             let prediction = model.predict_inputs(instance);
             if !prediction.is_finite() {
-                problems.add(|| json!({"instance": i, "problem": not_finite().message()}));
+                problems.add(|| Problem::new(not_finite().message()).in_instance(i));
             }
             number(&model, prediction)
         })
         .collect();
     if !problems.is_empty() {
-        return Err(problems.into_error(INVALID_INPUT));
+        return Err(invalid_input(problems));
     }
     Ok(Response::json(
         200,
@@ -180,36 +185,32 @@ fn batch_inputs(model: &Model, document: Value, max_batch: usize) -> Result<Vec<
         Value::Object(mut object) => match object.remove("instances") {
             Some(Value::Array(instances)) => instances,
             Some(_) => {
-                return Err(Problems::one(
-                    INVALID_INPUT,
-                    json!({"field": "instances", "problem": "must be an array of instance objects"}),
-                ));
+                let not_array = Problem::field("instances", "must be an array of instance objects");
+                return Err(invalid_input(Problems::one(not_array)));
             }
             None => vec![Value::Object(object)],
         },
         _ => {
-            return Err(Problems::one(
-                INVALID_INPUT,
-                json!({
-                    "problem": "the body must be an object: {\"instances\": [...]} or one instance"
-                }),
-            ));
+            let not_object =
+                Problem::new("the body must be an object: {\"instances\": [...]} or one instance");
+            return Err(invalid_input(Problems::one(not_object)));
         }
     };
     if instances.is_empty() || instances.len() > max_batch {
-        return Err(Problems::one(
-            INVALID_INPUT,
-            json!({
-                "field": "instances",
-                "problem": format!("must hold 1 to {max_batch} instances, found {}", instances.len()),
-            }),
-        ));
+        let size = Problem::field(
+            "instances",
+            format!(
+                "must hold 1 to {max_batch} instances, found {}",
+                instances.len()
+            ),
+        );
+        return Err(invalid_input(Problems::one(size)));
     }
     let mut inputs = Vec::with_capacity(instances.len() * model.features.len());
     let mut problems = Problems::default();
     for (i, instance) in instances.into_iter().enumerate() {
         let Value::Object(fields) = instance else {
-            problems.add(|| json!({"instance": i, "problem": "must be an object"}));
+            problems.add(|| Problem::new("must be an object").in_instance(i));
             continue;
         };
         instance_inputs(model, i, &fields, &mut inputs, &mut problems);
@@ -217,7 +218,7 @@ fn batch_inputs(model: &Model, document: Value, max_batch: usize) -> Result<Vec<
     if problems.is_empty() {
         Ok(inputs)
     } else {
-        Err(problems.into_error(INVALID_INPUT))
+        Err(invalid_input(problems))
     }
 }
 
@@ -230,30 +231,33 @@ fn instance_inputs(
 ) {
     for feature in &model.features {
         match fields.get(&feature.name) {
-            None => problems
-                .add(|| json!({"instance": index, "field": feature.name, "problem": "is missing"})),
+            None => problems.add(|| Problem::field(&feature.name, "is missing").in_instance(index)),
             Some(value) => match feature.parse_json(value) {
                 Ok(input) => inputs.push(input),
-                Err(problem) => problems
-                    .add(|| json!({"instance": index, "field": feature.name, "problem": problem})),
+                Err(problem) => {
+                    problems.add(|| Problem::field(&feature.name, problem).in_instance(index))
+                }
             },
         }
     }
     for name in fields.keys() {
         if model.feature(name).is_none() {
             problems.add(|| {
-                json!({
-                    "instance": index,
-                    "field": excerpt(name, 64),
-                    "problem": "is not a feature of this model (see GET /api/v1/model)",
-                })
+                Problem::field(
+                    excerpt(name, 64),
+                    "is not a feature of this model (see GET /api/v1/model)",
+                )
+                .in_instance(index)
             });
         }
     }
 }
 
-/// How a batch's problems are reported.
-const INVALID_INPUT: (&str, &str) = ("the input", "invalid_input");
+/// How the inference API answers problems in its input: a `422` listing
+/// each, for a client that fixes them from the details.
+fn invalid_input(problems: Problems) -> ApiError {
+    problems.into_unprocessable("the input", "invalid_input")
+}
 
 /// `GET /api/v1/model`: what the served model takes and how it was made.
 pub fn model_info(app: &App, _request: &mut Request<'_>) -> Result<Response, ApiError> {
@@ -494,6 +498,29 @@ mod tests {
         assert!(err.message().contains("unknown month 'smarch'"));
         let err = get(["1", "may", "lots"], false).unwrap_err();
         assert!(err.message().starts_with("'customer_visiting_website'"));
+    }
+
+    #[test]
+    fn every_bad_parameter_is_named_at_once() {
+        let err = get(["-1", "smarch", "lots"], false).unwrap_err();
+        assert_eq!(err.code(), "invalid_parameter");
+        let details = body_json(&err.into_response())["details"].clone();
+        let fields: Vec<&str> = details
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(fields, LEGACY_FEATURES);
+        let mut form = Request::new("POST", "/predict")
+            .with_header("Content-Type", "application/json")
+            .with_body(Body::from_bytes(br#"{"month": "march"}"#.to_vec()));
+        let err = predict_form(&app(), &mut form).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert_eq!(
+            err.message(),
+            "'seller_available' is missing; 'customer_visiting_website' is missing"
+        );
     }
 
     #[test]
