@@ -11,8 +11,8 @@ use crate::App;
 use crate::auth::{check_username, password};
 use crate::blob::{BlobError, UserCredentials};
 use crate::handlers::session::{self, session_cookie_header};
-use crate::http::problems::{Problem, Problems};
 use crate::http::{ApiError, Fields, Request, Response};
+use crate::http::{Problem, Problems};
 use crate::store::S3Credentials;
 
 /// The longest password accepted, in bytes (argon2 takes any length; this

@@ -7,8 +7,8 @@ use serde_json::{Map, Value, json};
 use crate::App;
 use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk};
 use crate::handlers::session::require_user;
-use crate::http::problems::{Problem, Problems};
 use crate::http::{ApiError, Fields, Request, Response};
+use crate::http::{Problem, Problems};
 use crate::store::Recorded;
 
 /// The default and largest page of `GET /api/v1/users/{id}/events`.
@@ -121,20 +121,11 @@ pub fn get_profile(app: &App, request: &mut Request<'_>) -> Result<Response, Api
 pub fn put_profile(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     require_user(app, request)?;
     let user_id = path_user_id(request)?;
-    let body = request.body().read_to_vec()?;
-    let update = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(update)) => update,
-        Ok(_) => {
-            let not_object = Problem::new(
-                "the body must be a JSON object: {\"risk\": ..., \"overrides\": {...}}",
-            );
-            return Err(invalid_profile(Problems::one(not_object)));
-        }
-        Err(err) => {
-            return Err(ApiError::bad_request(format!(
-                "the body is not valid JSON: {err}"
-            )));
-        }
+    let body = request.body().read_json()?;
+    let Value::Object(update) = body else {
+        let not_object =
+            Problem::new("the body must be a JSON object: {\"risk\": ..., \"overrides\": {...}}");
+        return Err(invalid_profile(Problems::one(not_object)));
     };
     let mut profile = app.store.alert_profile(user_id)?;
     let mut problems = Problems::default();

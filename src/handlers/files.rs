@@ -18,9 +18,9 @@ use crate::date::http_date;
 use crate::handlers::session::{require_user, unauthorized};
 use crate::http::body::Limited;
 use crate::http::fields::multipart_body;
-use crate::http::problems::{Problem, Problems};
 use crate::http::request::media_type;
 use crate::http::{ApiError, Fields, Request, Response};
+use crate::http::{Problem, Problems};
 
 /// Longest `Content-Type` kept with an object.
 pub const MAX_CONTENT_TYPE_BYTES: usize = 255;

@@ -9,8 +9,8 @@
 use serde_json::{Map, Value, json};
 
 use crate::App;
-use crate::http::problems::{Problem, Problems};
 use crate::http::{ApiError, Fields, Request, Response};
+use crate::http::{Problem, Problems};
 use crate::model::{Input, Model};
 use crate::text::excerpt;
 
@@ -148,9 +148,7 @@ fn number(model: &Model, value: f64) -> Value {
 
 /// `POST /api/v1/predict`: `{"instances": [...]}` or one bare instance.
 pub fn predict_batch(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
-    let body = request.body().read_to_vec()?;
-    let document: Value = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))?;
+    let document = request.body().read_json()?;
     let model = app.model.get();
     let inputs = batch_inputs(&model, document, app.config.model.max_batch)?;
     let mut problems = Problems::default();

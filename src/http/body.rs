@@ -165,6 +165,17 @@ impl<'a> Body<'a> {
             .map_err(ApiError::from_body_read)?;
         Ok(bytes)
     }
+
+    /// Reads the whole body as one JSON document, within the limit.
+    pub fn read_json(&mut self) -> Result<serde_json::Value, ApiError> {
+        parse_json(&self.read_to_vec()?)
+    }
+}
+
+/// Parses a JSON document, or says why it is not one (`400`).
+pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))
 }
 
 impl Read for Body<'_> {

@@ -9,10 +9,11 @@ use std::io::Read;
 
 use serde_json::Value;
 
-use super::body::Body;
+use super::body::{Body, parse_json};
 use super::error::ApiError;
 use super::multipart::{self, Multipart};
 use super::percent::percent_decode;
+use super::problems::{Problem, Problems};
 use super::request::{Request, media_type};
 use crate::text::excerpt;
 
@@ -108,8 +109,9 @@ impl Fields {
                 .ok()
                 .filter(|n| (1..=max).contains(n))
                 .ok_or_else(|| {
-                    ApiError::bad_request(format!("'limit' must be a whole number from 1 to {max}"))
-                        .with_code("invalid_query")
+                    let problem = format!("must be a whole number from 1 to {max}");
+                    Problems::one(Problem::field("limit", problem))
+                        .into_bad_request("invalid_query")
                 }),
         }
     }
@@ -132,9 +134,7 @@ impl Fields {
     }
 
     fn add_json(&mut self, body: &[u8]) -> Result<(), ApiError> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))?;
-        let Value::Object(object) = value else {
+        let Value::Object(object) = parse_json(body)? else {
             return Err(ApiError::bad_request("the JSON body must be an object"));
         };
         for (name, value) in object {

@@ -49,7 +49,7 @@ pub use connection::Service;
 pub use error::ApiError;
 pub use fields::Fields;
 pub use limits::Limits;
-pub use problems::Problems;
+pub use problems::{Problem, Problems};
 pub use request::{Param, Request};
 pub use response::Response;
 pub use server::Server;
