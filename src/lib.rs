@@ -6,6 +6,10 @@
 //! [`handlers`] → a [`http::Response`] written back by the engine. Handlers
 //! are plain functions of ([`App`], request), so they are unit-tested
 //! without sockets. See `docs/ARCHITECTURE.md` for the map.
+//!
+//! Comments say *seed* for one of the four small Flask projects whose
+//! contracts (routes, fields, messages) wren keeps; the glossary in
+//! `docs/ARCHITECTURE.md` lists them.
 
 pub mod alerts;
 pub mod app;
