@@ -25,7 +25,7 @@ fn run() -> ExitCode {
             } else {
                 eprintln!("{}", exit.output.trim_end());
             }
-            return ExitCode::from(exit.code as u8);
+            return ExitCode::from(exit.code);
         }
     };
     let logger = Logger::new(config.log_format);
