@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use common::{BIN, Server};
 
@@ -33,6 +33,24 @@ fn version_and_help() {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
     assert!(help.contains("WREN_HOST") && help.contains("PORT"));
+}
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    for flag in ["--help", "--version"] {
+        // The reading end is closed before wren writes: the write meets
+        // EPIPE (Rust ignores SIGPIPE), as in `wren --help | head -1`.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(BIN)
+            .arg(flag)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{flag}");
+        assert_eq!(String::from_utf8(out.stderr).unwrap(), "", "{flag}");
+    }
 }
 
 #[test]
