@@ -1,10 +1,12 @@
 //! The `wren` binary: command line -> config -> serve.
 
+use std::io::{self, ErrorKind, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
+use wren::config::EarlyExit;
 use wren::http::Server;
 use wren::http::log::{self, Logger};
 use wren::{App, Config, routes};
@@ -19,14 +21,7 @@ fn main() -> ExitCode {
 fn run() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
-        Err(exit) => {
-            if exit.code == 0 {
-                println!("{}", exit.output);
-            } else {
-                eprintln!("{}", exit.output.trim_end());
-            }
-            return ExitCode::from(exit.code as u8);
-        }
+        Err(exit) => return early_exit(&exit),
     };
     let logger = Logger::new(config.log_format);
     // Panics inside handlers become 500s; the hook puts the panic in the log
@@ -79,6 +74,32 @@ fn run() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             logger.error(&format!("server failed: {err}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Help or version text goes to stdout (exit 0), a usage error to stderr.
+fn early_exit(exit: &EarlyExit) -> ExitCode {
+    if exit.code == 0 {
+        return print(&exit.output);
+    }
+    // Nothing is left to report a failing stderr on.
+    let _ = writeln!(io::stderr().lock(), "{}", exit.output.trim_end());
+    ExitCode::from(exit.code)
+}
+
+/// Writes `text` to stdout. A reader that has gone away (`wren --help |
+/// head -1`) ends the command as if it had read it all, as in ripgrep: Rust
+/// ignores SIGPIPE, so the closed pipe surfaces here as EPIPE, and
+/// `println!` would panic on it.
+fn print(text: &str) -> ExitCode {
+    let mut stdout = io::stdout().lock();
+    match writeln!(stdout, "{}", text.trim_end()).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.kind() == ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr().lock(), "error: cannot write to stdout: {err}");
             ExitCode::FAILURE
         }
     }

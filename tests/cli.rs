@@ -1,22 +1,44 @@
-//! The command line as an operator meets it.
+//! The command line as an operator meets it: help and version, every kind
+//! of refused value, where values come from, and how wren starts or fails to.
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 
 use common::{BIN, Server};
+use wren::config::SETTINGS;
+
+/// Runs wren to completion with `args` and only the variables in `env`.
+fn wren(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
 
 #[test]
 fn version_and_help() {
-    let out = Command::new(BIN).arg("--version").output().unwrap();
+    let out = wren(&["--version"], &[]);
     assert!(out.status.success());
     assert_eq!(
-        String::from_utf8(out.stdout).unwrap().trim(),
+        stdout(&out).trim(),
         format!("wren {}", env!("CARGO_PKG_VERSION"))
     );
-    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let out = wren(&["--help"], &[]);
     assert!(out.status.success());
-    let help = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stderr(&out), "");
+    let help = stdout(&out);
     for flag in [
         "--host",
         "--port",
@@ -33,34 +55,255 @@ fn version_and_help() {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
     assert!(help.contains("WREN_HOST") && help.contains("PORT"));
+    assert!(help.lines().all(|line| line.len() <= 80), "{help}");
+    // `wren help` is `wren --help`.
+    assert_eq!(stdout(&wren(&["help"], &[])), help);
+}
+
+#[test]
+fn help_lists_every_setting_with_its_variables_and_default() {
+    let help = stdout(&wren(&["--help"], &[]));
+    for setting in SETTINGS {
+        // Environment-only settings are headed by their variables.
+        let heading = format!(
+            "  {}",
+            setting
+                .usage
+                .map_or_else(|| setting.env.join(", "), str::to_owned)
+        );
+        // The entry: its heading and the indented lines under it.
+        let entry: Vec<&str> = help
+            .lines()
+            .skip_while(|line| *line != heading)
+            .take_while(|line| *line == heading || line.starts_with("      "))
+            .collect();
+        assert!(!entry.is_empty(), "--help lacks {heading}:\n{help}");
+        let entry = entry.join(" ");
+        for var in setting.env {
+            assert!(entry.contains(var), "no {var} in {entry}");
+        }
+        assert!(
+            entry.contains(&format!("default: {}", setting.default)) || setting.default.is_empty(),
+            "no default in {entry}"
+        );
+    }
+    for action in ["--help", "--version"] {
+        assert!(help.contains(&format!("\n  {action}\n")), "{help}");
+    }
+}
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    for flag in ["--help", "--version"] {
+        // The reading end is closed before wren writes: the write meets
+        // EPIPE (Rust ignores SIGPIPE), as in `wren --help | head -1`.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(BIN)
+            .arg(flag)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{flag}");
+        assert_eq!(stderr(&out), "", "{flag}");
+    }
+}
+
+/// Runs wren with a bad command line and returns its one-line error after
+/// checking what every refusal shares: exit code 2, nothing on stdout.
+fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = wren(args, env);
+    assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}");
+    assert_eq!(stdout(&out), "", "{args:?} {env:?}");
+    let message = stderr(&out);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.starts_with("error: "), "{message}");
+    message.trim_end().to_owned()
 }
 
 #[test]
 fn a_bad_value_is_one_line_naming_the_flag_and_exit_2() {
-    for (args, env) in [
-        (vec!["--port", "eighty"], None),
-        (vec!["--header-timeout", "0"], None),
-        (vec!["--no-such-flag"], None),
-        (vec![], Some(("WREN_MAX_BODY", "lots"))),
+    for (args, expected) in [
+        // A number, and a number out of its type's range.
+        (
+            &["--port", "eighty"][..],
+            "error: --port: expected a whole number, got 'eighty'",
+        ),
+        (
+            &["--port", "70000"],
+            "error: --port: expected a whole number, got '70000'",
+        ),
+        (&["--threads", "0"], "error: --threads: must be at least 1"),
+        (
+            &["--max-image-size", "0"],
+            "error: --max-image-size: must be at least 1 byte",
+        ),
+        // A duration.
+        (
+            &["--header-timeout", "0"],
+            "error: --header-timeout: expected a positive number of seconds, got '0'",
+        ),
+        (
+            &["--io-timeout", "soon"],
+            "error: --io-timeout: expected a number of seconds, got 'soon'",
+        ),
+        (
+            &["--predict-max-age", "1.5"],
+            "error: --predict-max-age: expected a whole number of seconds, got '1.5'",
+        ),
+        // A host.
+        (
+            &["--host", "example.com"],
+            "error: --host: expected an IP address or 'localhost', got 'example.com'",
+        ),
+        // Choices.
+        (
+            &["--log-format", "xml"],
+            "error: --log-format: expected 'text' or 'json', got 'xml'",
+        ),
+        (
+            &["--event-time-unit", "h"],
+            "error: --event-time-unit: expected 'ms' or 's', got 'h'",
+        ),
+        (
+            &["--storage", "disk"],
+            "error: --storage: expected 'local' or 's3', got 'disk'",
+        ),
+        (
+            &["--s3-addressing", "dns"],
+            "error: --s3-addressing: expected 'path' or 'virtual', got 'dns'",
+        ),
+        // A URL, a path, a non-empty text.
+        (
+            &["--s3-endpoint", "s3.example.com"],
+            "error: --s3-endpoint: expected an http:// or https:// URL, got 's3.example.com'",
+        ),
+        (
+            &["--data-dir", ""],
+            "error: --data-dir: expected a path, got nothing",
+        ),
+        (
+            &["--s3-region", ""],
+            "error: --s3-region: expected a value, got nothing",
+        ),
+        // The user list, which never echoes a password.
+        (
+            &["--user", "ann:pw", "--user", "nopassword"],
+            "error: --user: expected NAME:PASSWORD with neither part empty",
+        ),
+        (
+            &["--user", "a b:secret-pw"],
+            "error: --user: a user name may hold only letters, digits, '.', '_' and '-'",
+        ),
+        // A switch given a value.
+        (
+            &["--no-signup=yes"],
+            "error: --no-signup: is a switch and takes no value",
+        ),
+        // The command line's own shape.
+        (&["--no-such-flag"], "error: unknown flag '--no-such-flag'"),
+        (&["--port"], "error: --port: no value given"),
+        (
+            &["--port", "1", "--port", "2"],
+            "error: --port: given more than once",
+        ),
+        (
+            &["--port", "1", "extra"],
+            "error: unexpected argument 'extra'",
+        ),
+        (&["serve"], "error: unknown command 'serve'"),
     ] {
-        let mut command = Command::new(BIN);
-        command.args(&args);
-        if let Some((name, value)) = env {
-            command.env(name, value);
-        }
-        let out = command.output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}");
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        let message = refused(args, &[]);
+        assert!(message.starts_with(expected), "{args:?}: {message}");
     }
-    let out = Command::new(BIN)
-        .env("WREN_MAX_BODY", "lots")
-        .output()
-        .unwrap();
+}
+
+#[test]
+fn a_bad_environment_value_names_the_flag_and_the_variable() {
+    for (var, value, expected) in [
+        (
+            "WREN_MAX_BODY",
+            "lots",
+            "error: --max-body (from WREN_MAX_BODY): expected a whole number, got 'lots'",
+        ),
+        (
+            "PORT",
+            "eighty",
+            "error: --port (from PORT): expected a whole number",
+        ),
+        (
+            "WREN_PORT",
+            "eighty",
+            "error: --port (from WREN_PORT): expected a whole number",
+        ),
+        (
+            "S3_ENDPOINT",
+            "minio:9000",
+            "error: --s3-endpoint (from S3_ENDPOINT): expected an http:// or https:// URL",
+        ),
+        (
+            "WREN_NO_SIGNUP",
+            "maybe",
+            "error: --no-signup (from WREN_NO_SIGNUP): expected 1, true, yes or on",
+        ),
+        (
+            "WREN_USERS",
+            "ann:pw,nopassword",
+            "error: --user (from WREN_USERS): expected NAME:PASSWORD",
+        ),
+    ] {
+        let message = refused(&[], &[(var, value)]);
+        assert!(message.starts_with(expected), "{var}={value}: {message}");
+    }
+    // The storage rules that span settings name the flag to fix.
+    let message = refused(&["--storage", "s3"], &[]);
+    assert_eq!(
+        message,
+        "error: --s3-endpoint: --storage s3 needs an endpoint"
+    );
+}
+
+#[test]
+fn a_flag_beats_the_environment() {
+    // Were the variables read, PORT would stop wren and the log would be
+    // JSON: the harness's `--port 0` and `--log-format text` win.
+    let server = Server::start_with(&["--log-format", "text"], |command| {
+        command
+            .env("PORT", "not-a-port")
+            .env("WREN_LOG_FORMAT", "json");
+    });
+    let line = server.wait_for_log("listening on");
+    assert!(!line.starts_with('{'), "{line}");
+}
+
+#[test]
+fn a_start_prints_the_listening_line() {
+    let server = Server::start(&[]);
+    let line = server.wait_for_log("listening on");
     assert!(
-        String::from_utf8(out.stderr)
-            .unwrap()
-            .contains("--max-body")
+        line.ends_with(&format!(
+            "wren {} listening on http://{}",
+            env!("CARGO_PKG_VERSION"),
+            server.addr
+        )),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_unusable_data_dir_stops_wren_with_one_line() {
+    // A file where the data folder should be.
+    let file = common::temp_dir("cli").join("not-a-folder");
+    std::fs::write(&file, "").unwrap();
+    let out = wren(&["--port", "0", "--data-dir", file.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "");
+    let message = stderr(&out);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains(&format!("cannot create the data folder {}", file.display())),
+        "{message}"
     );
 }
 

@@ -1,6 +1,6 @@
 //! Every bound the engine enforces, in one place. The ones an operator may
 //! change are fields of [`Limits`] (each a command-line flag, see
-//! `config.rs`); the fixed ones are constants.
+//! `config/settings.rs`); the fixed ones are constants.
 
 use std::time::Duration;
 

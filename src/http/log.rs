@@ -12,7 +12,6 @@
 use std::cell::RefCell;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::Duration;
@@ -26,18 +25,6 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
-}
-
-impl FromStr for LogFormat {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => Err(format!("expected 'text' or 'json', got '{other}'")),
-        }
-    }
 }
 
 /// One finished request.
@@ -265,17 +252,5 @@ pub fn flush() {
         if timeout.timed_out() {
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_format_parses() {
-        assert_eq!("text".parse::<LogFormat>(), Ok(LogFormat::Text));
-        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
-        assert!("xml".parse::<LogFormat>().is_err());
     }
 }

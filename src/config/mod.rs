@@ -1,0 +1,206 @@
+//! Command-line flags and environment variables, resolved into one
+//! [`Config`]. Every setting is declared once, in [`settings`]; a flag wins
+//! over its environment variables, which win over the default. A bad value
+//! is a one-line error naming the flag (exit code 2).
+
+mod help;
+mod parse;
+mod settings;
+mod values;
+
+use std::env;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::alerts::TimeUnit;
+use crate::blob::{S3Config, StorageConfig, StorageKind};
+use crate::http::Limits;
+use crate::http::log::LogFormat;
+use crate::model::ModelSource;
+use parse::{CommandLine, Input};
+use settings::Settings;
+pub use settings::{Form, SETTINGS, Setting};
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    pub log_format: LogFormat,
+    pub auth: AuthConfig,
+    pub model: ModelConfig,
+    pub event_time_unit: TimeUnit,
+    pub storage: StorageConfig,
+}
+
+/// Model-serving settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub source: ModelSource,
+    pub max_batch: usize,
+    pub max_age: Duration,
+}
+
+/// Account and session settings. Its `Debug` output hides the secret and
+/// the bootstrap passwords, so a debug print can never leak them.
+#[derive(Clone, PartialEq)]
+pub struct AuthConfig {
+    pub token_ttl: Duration,
+    pub cookie_secure: bool,
+    pub min_password_length: usize,
+    /// Accounts to create or update at start.
+    pub users: Vec<(String, String)>,
+    pub signup: bool,
+    pub login_rate_per_minute: u32,
+    pub login_burst: u32,
+    /// WREN_SECRET, when set (never a flag: command lines are visible to
+    /// every user of the host).
+    pub secret: Option<String>,
+}
+
+/// Why the program stops before serving: help or version text for stdout
+/// (exit 0), or a one-line error for stderr (exit 2).
+#[derive(Debug)]
+pub struct EarlyExit {
+    pub output: String,
+    pub code: u8,
+}
+
+impl EarlyExit {
+    fn print(output: String) -> EarlyExit {
+        EarlyExit { output, code: 0 }
+    }
+
+    /// A command line wren cannot use.
+    fn usage(problem: &str) -> EarlyExit {
+        EarlyExit {
+            output: format!("error: {problem}"),
+            code: 2,
+        }
+    }
+}
+
+/// A refused value, named by its flag (or environment variable).
+fn bad_value(name: &str, problem: &str) -> EarlyExit {
+    EarlyExit::usage(&format!("{name}: {problem}"))
+}
+
+impl Config {
+    /// Reads `std::env::args()` and the environment.
+    pub fn from_env() -> Result<Config, EarlyExit> {
+        let args: Vec<String> = env::args().collect();
+        let program = args.first().map_or("wren", String::as_str);
+        let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+        Config::parse(program, &rest, |name| env::var(name).ok())
+    }
+
+    /// Resolves flags, then environment variables (through `lookup`), then
+    /// defaults. `program` is how wren was called, for `--help`.
+    pub fn parse(
+        program: &str,
+        args: &[&str],
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, EarlyExit> {
+        let command_line = CommandLine::read(program, args)?;
+        // `wren` with no command is the server; commands are matched here.
+        if let Some(command) = command_line.command {
+            return Err(EarlyExit::usage(&format!("unknown command '{command}'")));
+        }
+        let settings = Settings::resolve(&Input::new(command_line, &lookup))?;
+        Config::from_settings(settings)
+    }
+
+    /// Groups the settings into the sections their users take, checking the
+    /// rules that span several settings.
+    fn from_settings(s: Settings) -> Result<Config, EarlyExit> {
+        Ok(Config {
+            storage: storage_config(&s)?,
+            addr: SocketAddr::new(s.host, s.port),
+            data_dir: s.data_dir,
+            limits: Limits {
+                threads: s.threads,
+                max_connections: s.max_connections,
+                header_timeout: s.header_timeout,
+                keep_alive_timeout: s.keep_alive_timeout,
+                io_timeout: s.io_timeout,
+                max_body: s.max_body,
+                shutdown_timeout: s.shutdown_timeout,
+            },
+            log_format: s.log_format,
+            auth: AuthConfig {
+                token_ttl: s.token_ttl,
+                cookie_secure: s.cookie_secure,
+                min_password_length: s.min_password_length,
+                users: s.users,
+                signup: !s.no_signup,
+                login_rate_per_minute: s.login_rate,
+                login_burst: s.login_burst,
+                secret: s.secret,
+            },
+            model: ModelConfig {
+                source: s.model,
+                max_batch: s.max_batch,
+                max_age: s.predict_max_age,
+            },
+            event_time_unit: s.event_time_unit,
+        })
+    }
+}
+
+/// The storage section: S3 settings take effect only with an endpoint, and
+/// `--storage s3` needs the endpoint, a bucket and the server's keys.
+fn storage_config(s: &Settings) -> Result<StorageConfig, EarlyExit> {
+    let s3 = match &s.s3_endpoint {
+        None if s.storage == StorageKind::S3 => {
+            return Err(bad_value("--s3-endpoint", "--storage s3 needs an endpoint"));
+        }
+        None => None,
+        Some(endpoint) => Some(S3Config {
+            endpoint: endpoint.clone(),
+            region: s.s3_region.clone(),
+            bucket: s.s3_bucket.clone(),
+            prefix: s.s3_prefix.clone(),
+            addressing: s.s3_addressing,
+            access_key_id: s.s3_access_key_id.clone(),
+            secret_access_key: s.s3_secret_access_key.clone(),
+        }),
+    };
+    if let Some(config) = s3.as_ref().filter(|_| s.storage == StorageKind::S3) {
+        if config.bucket.is_none() {
+            return Err(bad_value("--s3-bucket", "--storage s3 needs a bucket"));
+        }
+        if config.access_key_id.is_none() || config.secret_access_key.is_none() {
+            return Err(bad_value(
+                "--storage",
+                "--storage s3 needs S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY in the environment",
+            ));
+        }
+    }
+    Ok(StorageConfig {
+        kind: s.storage,
+        s3,
+        max_object_size: s.max_object_size,
+        max_image_size: s.max_image_size,
+    })
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let users: Vec<&str> = self.users.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("AuthConfig")
+            .field("token_ttl", &self.token_ttl)
+            .field("cookie_secure", &self.cookie_secure)
+            .field("min_password_length", &self.min_password_length)
+            .field("users", &users)
+            .field("signup", &self.signup)
+            .field("login_rate_per_minute", &self.login_rate_per_minute)
+            .field("login_burst", &self.login_burst)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

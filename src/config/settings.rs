@@ -1,0 +1,362 @@
+//! Every setting wren has, declared once. An entry names the field it fills
+//! and gives its flag (with the placeholder `--help` shows), its environment
+//! variables in priority order, its default as users read it, its value
+//! parser and its help line. The command-line reader, the resolution (flag,
+//! then environment, then default), `--help`, and the test that keeps
+//! README's configuration table in step all come from this one table.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::EarlyExit;
+use super::parse::Input;
+use super::values::{self, one_of};
+use crate::alerts::TimeUnit;
+use crate::blob::{S3Addressing, StorageKind};
+use crate::http::Limits;
+use crate::http::log::LogFormat;
+use crate::model::ModelSource;
+
+/// How a setting is given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `--flag VALUE`, at most once.
+    Value,
+    /// `--flag` alone, which turns it on; its environment variable takes
+    /// `1`, `true`, `yes`, `on` or their opposites.
+    Switch,
+    /// `--flag VALUE`, repeatable; its environment variable holds a
+    /// comma-separated list.
+    List,
+}
+
+/// One setting as users meet it: in `--help`, in error messages and in
+/// README's configuration table.
+#[derive(Debug)]
+pub struct Setting {
+    pub form: Form,
+    /// The flag with the placeholder of its value (`--port N`); `None` for a
+    /// setting only the environment can give (secrets: command lines are
+    /// visible to every user of the host).
+    pub usage: Option<&'static str>,
+    /// Environment variables in priority order: the first one set counts.
+    pub env: &'static [&'static str],
+    /// The default as shown to users; empty when there is none.
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+impl Setting {
+    /// The flag without its placeholder (`--port`).
+    pub fn flag(&self) -> Option<&'static str> {
+        self.usage
+            .map(|usage| usage.split_once(' ').map_or(usage, |(flag, _)| flag))
+    }
+
+    /// How messages name the setting: its flag, or else its first variable.
+    pub fn name(&self) -> &'static str {
+        self.flag().unwrap_or(self.env[0])
+    }
+}
+
+/// Declares the settings: for each, `FORM field: Type { flag, env, default,
+/// parse, help }`, where FORM is `value`, `switch` or `list` (see [`Form`];
+/// a `list` parses each item), `flag` is left out for environment-only
+/// settings, and `default: "shown"` is parsed like a given value unless
+/// `=> expression` computes it. Yields the [`Settings`] struct with one
+/// field per setting, [`SETTINGS`], and their resolution.
+macro_rules! settings {
+    (@setting $form:ident [$($usage:literal)?] [$($var:literal),+]
+        $shown:literal $help:literal) => {
+        Setting {
+            form: settings!(@form $form),
+            usage: settings!(@usage $($usage)?),
+            env: &[$($var),+],
+            default: $shown,
+            help: $help,
+        }
+    };
+    (@form value) => { Form::Value };
+    (@form switch) => { Form::Switch };
+    (@form list) => { Form::List };
+    (@usage) => { None };
+    (@usage $usage:literal) => { Some($usage) };
+    (@computed) => { None };
+    (@computed $computed:expr) => { Some(|| $computed) };
+    ($(
+        $form:ident $field:ident: $type:ty {
+            $(flag: $usage:literal,)?
+            env: [$($var:literal),+],
+            default: $shown:literal $(=> $computed:expr)?,
+            parse: $parse:expr,
+            help: $help:literal $(,)?
+        }
+    )*) => {
+        /// The value of every setting, resolved. Not `Debug`: it holds
+        /// secrets.
+        pub struct Settings {
+            $(#[doc = $help] pub $field: $type,)*
+        }
+
+        /// Every setting, in the order `--help` lists them.
+        pub const SETTINGS: &[Setting] = &[$(
+            settings!(@setting $form [$($usage)?] [$($var),+] $shown $help),
+        )*];
+
+        impl Settings {
+            /// Each setting from its flag, else its environment, else its default.
+            pub fn resolve(input: &Input<'_>) -> Result<Settings, EarlyExit> {
+                Ok(Settings {$(
+                    $field: input.$form(
+                        &settings!(@setting $form [$($usage)?] [$($var),+] $shown $help),
+                        $parse,
+                        settings!(@computed $($computed)?),
+                    )?,
+                )*})
+            }
+        }
+    };
+}
+
+settings! {
+    value host: IpAddr {
+        flag: "--host ADDRESS",
+        env: ["WREN_HOST"],
+        default: "127.0.0.1",
+        parse: values::host,
+        help: "address to listen on: an IP address or `localhost`",
+    }
+    value port: u16 {
+        flag: "--port N",
+        env: ["PORT", "WREN_PORT"],
+        default: "5000",
+        parse: values::number,
+        help: "port to listen on (0: any free port); PORT is the one Heroku-style platforms set",
+    }
+    value data_dir: PathBuf {
+        flag: "--data-dir PATH",
+        env: ["WREN_DATA_DIR"],
+        default: "./data",
+        parse: values::path,
+        help: "folder for the database, stored files and the server secret",
+    }
+    value threads: usize {
+        flag: "--threads N",
+        env: ["WREN_THREADS"],
+        default: "CPU cores" => Limits::default().threads,
+        parse: values::at_least_one,
+        help: "worker threads waiting for ready connections; more start while all are stuck \
+               in slow requests (up to --max-connections) and leave when idle",
+    }
+    value max_connections: usize {
+        flag: "--max-connections N",
+        env: ["WREN_MAX_CONNECTIONS"],
+        default: "1024",
+        parse: values::at_least_one,
+        help: "connections open at once; one more gets 503 with Retry-After: 1",
+    }
+    value header_timeout: Duration {
+        flag: "--header-timeout SECONDS",
+        env: ["WREN_HEADER_TIMEOUT"],
+        default: "10",
+        parse: values::seconds,
+        help: "seconds for the whole request head to arrive (else 408 and close)",
+    }
+    value keep_alive_timeout: Duration {
+        flag: "--keep-alive-timeout SECONDS",
+        env: ["WREN_KEEP_ALIVE_TIMEOUT"],
+        default: "5",
+        parse: values::seconds,
+        help: "seconds an idle keep-alive connection stays open",
+    }
+    value io_timeout: Duration {
+        flag: "--io-timeout SECONDS",
+        env: ["WREN_IO_TIMEOUT"],
+        default: "30",
+        parse: values::seconds,
+        help: "seconds each body read and response write may wait",
+    }
+    value max_body: u64 {
+        flag: "--max-body BYTES",
+        env: ["WREN_MAX_BODY"],
+        default: "1048576",
+        parse: values::number,
+        help: "largest request body in bytes for JSON and form routes (413 past it); \
+               upload routes set their own",
+    }
+    value shutdown_timeout: Duration {
+        flag: "--shutdown-timeout SECONDS",
+        env: ["WREN_SHUTDOWN_TIMEOUT"],
+        default: "10",
+        parse: values::seconds,
+        help: "seconds in-flight requests get to finish after SIGTERM or SIGINT",
+    }
+    value log_format: LogFormat {
+        flag: "--log-format FORMAT",
+        env: ["WREN_LOG_FORMAT"],
+        default: "text",
+        parse: |s| one_of(s, &[("text", LogFormat::Text), ("json", LogFormat::Json)]),
+        help: "`text` or `json` lines on stderr",
+    }
+    value token_ttl: Duration {
+        flag: "--token-ttl SECONDS",
+        env: ["WREN_TOKEN_TTL"],
+        default: "3600",
+        parse: values::seconds,
+        help: "seconds a session token stays valid",
+    }
+    switch cookie_secure: bool {
+        flag: "--cookie-secure",
+        env: ["WREN_COOKIE_SECURE"],
+        default: "off",
+        parse: values::switch,
+        help: "mark the session cookie Secure (behind HTTPS)",
+    }
+    value min_password_length: usize {
+        flag: "--min-password-length N",
+        env: ["WREN_MIN_PASSWORD_LENGTH"],
+        default: "8",
+        parse: values::number,
+        help: "shortest password accepted at sign-up",
+    }
+    list users: Vec<(String, String)> {
+        flag: "--user NAME:PASSWORD",
+        env: ["WREN_USERS"],
+        default: "",
+        parse: values::user,
+        help: "an account created or updated at start, with no password policy; repeatable, \
+               comma-separated in the variable (prefer it: command lines are visible to other \
+               users)",
+    }
+    switch no_signup: bool {
+        flag: "--no-signup",
+        env: ["WREN_NO_SIGNUP"],
+        default: "off",
+        parse: values::switch,
+        help: "turn sign-up off (403)",
+    }
+    value login_rate: u32 {
+        flag: "--login-rate N",
+        env: ["WREN_LOGIN_RATE"],
+        default: "5",
+        parse: values::at_least_one,
+        help: "failed logins allowed per minute, per username and per address",
+    }
+    value login_burst: u32 {
+        flag: "--login-burst N",
+        env: ["WREN_LOGIN_BURST"],
+        default: "10",
+        parse: values::at_least_one,
+        help: "failed logins allowed in a burst",
+    }
+    value secret: Option<String> {
+        env: ["WREN_SECRET"],
+        default: "generated" => None,
+        parse: values::optional_text,
+        help: "token-signing secret, at least 32 bytes; when unset, one is generated into \
+               the data folder",
+    }
+    value model: ModelSource {
+        flag: "--model FILE",
+        env: ["WREN_MODEL"],
+        default: "built-in sales model" => ModelSource::Embedded,
+        parse: values::model,
+        help: "a wren-model/1 file (reloaded on SIGHUP), or `random` for the seed's \
+               placeholder answers",
+    }
+    value max_batch: usize {
+        flag: "--max-batch N",
+        env: ["WREN_MAX_BATCH"],
+        default: "1000",
+        parse: values::at_least_one,
+        help: "most instances in one POST /api/v1/predict (its body limit is 1 KiB per \
+               instance, at least --max-body)",
+    }
+    value predict_max_age: Duration {
+        flag: "--predict-max-age SECONDS",
+        env: ["WREN_PREDICT_MAX_AGE"],
+        default: "300",
+        parse: values::whole_seconds,
+        help: "seconds GET /predict/... answers may be cached (Cache-Control max-age)",
+    }
+    value event_time_unit: TimeUnit {
+        flag: "--event-time-unit UNIT",
+        env: ["WREN_EVENT_TIME_UNIT"],
+        default: "ms",
+        parse: |s| one_of(s, &[("ms", TimeUnit::MILLISECONDS), ("s", TimeUnit::SECONDS)]),
+        help: "unit of POST /event's `time`, `ms` or `s`; the alert windows scale with it",
+    }
+    value storage: StorageKind {
+        flag: "--storage KIND",
+        env: ["WREN_STORAGE"],
+        default: "local",
+        parse: |s| one_of(s, &[("local", StorageKind::Local), ("s3", StorageKind::S3)]),
+        help: "where files and images live: `local` (under the data folder) or `s3`",
+    }
+    value s3_endpoint: Option<String> {
+        flag: "--s3-endpoint URL",
+        env: ["S3_ENDPOINT", "WREN_S3_ENDPOINT"],
+        default: "",
+        parse: values::optional_http_url,
+        help: "S3-compatible endpoint URL, e.g. https://s3.eu-west-1.amazonaws.com; needed by \
+               --storage s3 and by accounts with their own keys",
+    }
+    value s3_region: String {
+        flag: "--s3-region REGION",
+        env: ["S3_REGION", "WREN_S3_REGION"],
+        default: "us-east-1",
+        parse: values::non_empty,
+        help: "S3 region",
+    }
+    value s3_bucket: Option<String> {
+        flag: "--s3-bucket NAME",
+        env: ["S3_BUCKET", "WREN_S3_BUCKET"],
+        default: "",
+        parse: values::optional_text,
+        help: "the server's bucket (and the default for accounts' own keys)",
+    }
+    value s3_prefix: String {
+        flag: "--s3-prefix PREFIX",
+        env: ["S3_PREFIX", "WREN_S3_PREFIX"],
+        default: "none" => String::new(),
+        parse: values::text,
+        help: "prefix of every object key wren writes (then <account>/<key>), e.g. `wren/`",
+    }
+    value s3_addressing: S3Addressing {
+        flag: "--s3-addressing STYLE",
+        env: ["WREN_S3_ADDRESSING"],
+        default: "path",
+        parse: |s| {
+            one_of(s, &[("path", S3Addressing::Path), ("virtual", S3Addressing::VirtualHost)])
+        },
+        help: "`path` (endpoint/bucket/key; MinIO, Garage) or `virtual` (bucket as host \
+               name; AWS)",
+    }
+    value s3_access_key_id: Option<String> {
+        env: ["S3_ACCESS_KEY_ID", "WREN_S3_ACCESS_KEY_ID"],
+        default: "",
+        parse: values::optional_text,
+        help: "the server's S3 access key id",
+    }
+    value s3_secret_access_key: Option<String> {
+        env: ["S3_SECRET_ACCESS_KEY", "WREN_S3_SECRET_ACCESS_KEY"],
+        default: "",
+        parse: values::optional_text,
+        help: "the server's S3 secret key",
+    }
+    value max_object_size: u64 {
+        flag: "--max-object-size BYTES",
+        env: ["WREN_MAX_OBJECT_SIZE"],
+        default: "1073741824",
+        parse: values::at_least_one_byte,
+        help: "largest file PUT /api/file/... takes, in bytes (413)",
+    }
+    value max_image_size: u64 {
+        flag: "--max-image-size BYTES",
+        env: ["WREN_MAX_IMAGE_SIZE"],
+        default: "10485760",
+        parse: values::at_least_one_byte,
+        help: "largest image the image routes take, in bytes (413)",
+    }
+}

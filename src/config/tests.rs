@@ -1,0 +1,372 @@
+//! The settings table as `Config::parse` resolves it, and README's
+//! configuration table held to it.
+
+use std::collections::HashMap;
+
+use super::help::Action;
+use super::*;
+use crate::blob::S3Addressing;
+
+fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, EarlyExit> {
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::parse("wren", args, |name| env.get(name).cloned())
+}
+
+#[test]
+fn storage_settings() {
+    let local = parse(&[], &[]).unwrap().storage;
+    assert_eq!(local.kind, StorageKind::Local);
+    assert_eq!(local.s3, None);
+    assert_eq!(local.max_object_size, 1 << 30);
+    assert_eq!(local.max_image_size, 10 << 20);
+
+    let keys = [("S3_ACCESS_KEY_ID", "AK"), ("S3_SECRET_ACCESS_KEY", "SK")];
+    let s3 = parse(
+        &[
+            "--storage",
+            "s3",
+            "--s3-bucket",
+            "b",
+            "--s3-addressing",
+            "virtual",
+        ],
+        &[&keys[..], &[("WREN_S3_ENDPOINT", "https://s3.example.com")]].concat(),
+    )
+    .unwrap()
+    .storage;
+    let s3_config = s3.s3.unwrap();
+    assert_eq!(s3_config.endpoint, "https://s3.example.com");
+    assert_eq!(s3_config.region, "us-east-1");
+    assert_eq!(s3_config.addressing, S3Addressing::VirtualHost);
+    assert_eq!(s3_config.access_key_id.as_deref(), Some("AK"));
+    assert!(
+        !format!("{s3_config:?}").contains("SK"),
+        "Debug hides the secret"
+    );
+
+    let refused = |args: &[&str], env: &[(&str, &str)], needle: &str| {
+        let exit = parse(args, env).unwrap_err();
+        assert_eq!(exit.code, 2);
+        assert!(exit.output.contains(needle), "{}", exit.output);
+    };
+    refused(&["--storage", "s3"], &keys, "needs an endpoint");
+    let endpoint = ("S3_ENDPOINT", "http://127.0.0.1:3900");
+    refused(
+        &["--storage", "s3"],
+        &[keys[0], keys[1], endpoint],
+        "needs a bucket",
+    );
+    refused(
+        &["--storage", "s3", "--s3-bucket", "b"],
+        &[endpoint],
+        "S3_ACCESS_KEY_ID",
+    );
+    refused(&["--s3-endpoint", "s3.example.com"], &[], "http://");
+    refused(&["--storage", "disk"], &[], "expected 'local' or 's3'");
+    refused(&["--max-image-size", "0"], &[], "at least 1 byte");
+    // An endpoint alone serves accounts with their own keys.
+    let endpoint_only = parse(&[], &[endpoint]).unwrap().storage;
+    assert_eq!(endpoint_only.kind, StorageKind::Local);
+    assert_eq!(endpoint_only.s3.unwrap().bucket, None);
+}
+
+#[test]
+fn bootstrap_users_follow_the_username_rule() {
+    let ok = parse(&["--user", "orhan:12345"], &[]).unwrap();
+    assert_eq!(ok.auth.users, [("orhan".to_owned(), "12345".to_owned())]);
+    let bad = parse(&["--user", "a b:secret-pw"], &[]).unwrap_err();
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.output.contains("a user name may hold only"),
+        "{}",
+        bad.output
+    );
+    assert!(!bad.output.contains("secret-pw"));
+}
+
+#[test]
+fn defaults() {
+    let config = parse(&[], &[]).unwrap();
+    assert_eq!(config.addr, "127.0.0.1:5000".parse().unwrap());
+    assert_eq!(config.data_dir, PathBuf::from("./data"));
+    assert_eq!(config.limits, Limits::default());
+    assert_eq!(config.log_format, LogFormat::Text);
+}
+
+#[test]
+fn log_formats_parse() {
+    // Moved from http/log.rs when LogFormat's FromStr went with argh.
+    for (name, format) in [("text", LogFormat::Text), ("json", LogFormat::Json)] {
+        let config = parse(&["--log-format", name], &[]).unwrap();
+        assert_eq!(config.log_format, format);
+    }
+    assert!(parse(&["--log-format", "xml"], &[]).is_err());
+}
+
+#[test]
+fn flags_beat_environment_which_beats_defaults() {
+    let env = [
+        ("PORT", "8000"),
+        ("WREN_PORT", "9000"),
+        ("WREN_HOST", "0.0.0.0"),
+    ];
+    let config = parse(&[], &env).unwrap();
+    assert_eq!(config.addr, "0.0.0.0:8000".parse().unwrap());
+    let config = parse(&["--port", "7000"], &env).unwrap();
+    assert_eq!(config.addr.port(), 7000);
+    let config = parse(&[], &[("WREN_PORT", "9000")]).unwrap();
+    assert_eq!(config.addr.port(), 9000);
+}
+
+#[test]
+fn fractional_seconds() {
+    let config = parse(&["--header-timeout", "0.5"], &[("WREN_IO_TIMEOUT", "2")]).unwrap();
+    assert_eq!(config.limits.header_timeout, Duration::from_millis(500));
+    assert_eq!(config.limits.io_timeout, Duration::from_secs(2));
+}
+
+#[test]
+fn bad_values_exit_2_naming_the_flag() {
+    for (args, env, flag) in [
+        (vec!["--port", "http"], vec![], "--port"),
+        (vec!["--header-timeout", "-1"], vec![], "--header-timeout"),
+        (vec!["--log-format", "xml"], vec![], "--log-format"),
+        (vec![], vec![("WREN_IO_TIMEOUT", "soon")], "--io-timeout"),
+        (vec![], vec![("WREN_HOST", "example.com")], "--host"),
+        (vec!["--max-connections", "0"], vec![], "--max-connections"),
+    ] {
+        let exit = parse(&args, &env).unwrap_err();
+        assert_eq!(exit.code, 2, "{args:?} {env:?}");
+        assert!(exit.output.contains(flag), "{}", exit.output);
+        assert_eq!(exit.output.trim().lines().count(), 1, "{}", exit.output);
+    }
+}
+
+#[test]
+fn auth_settings() {
+    let config = parse(&[], &[]).unwrap();
+    assert_eq!(config.auth.token_ttl, Duration::from_secs(3600));
+    assert!(config.auth.signup && !config.auth.cookie_secure);
+    assert!(config.auth.users.is_empty());
+    let env = [
+        ("WREN_USERS", "orhan:12345, dustybot:1234567"),
+        ("WREN_NO_SIGNUP", "1"),
+    ];
+    let config = parse(&[], &env).unwrap();
+    assert_eq!(
+        config.auth.users,
+        vec![
+            ("orhan".into(), "12345".into()),
+            ("dustybot".into(), "1234567".into())
+        ]
+    );
+    assert!(!config.auth.signup);
+    let config = parse(&["--user", "a:b:c", "--cookie-secure"], &env).unwrap();
+    assert_eq!(config.auth.users, vec![("a".into(), "b:c".into())]);
+    assert!(config.auth.cookie_secure);
+    let secret = "s".repeat(40);
+    let config = parse(&["--user", "ann:hunter22"], &[("WREN_SECRET", &secret)]).unwrap();
+    let printed = format!("{config:?}");
+    assert!(
+        printed.contains("ann") && printed.contains("<redacted>"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("hunter22") && !printed.contains(&secret),
+        "{printed}"
+    );
+    let exit = parse(&["--user", "nopassword"], &[]).unwrap_err();
+    assert_eq!(exit.code, 2);
+    assert!(!exit.output.contains("nopassword"));
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let help = parse(&["--help"], &[]).unwrap_err();
+    assert_eq!(help.code, 0);
+    assert!(help.output.contains("WREN_MAX_CONNECTIONS"));
+    let version = parse(&["--version"], &[]).unwrap_err();
+    assert_eq!(version.code, 0);
+    assert_eq!(
+        version.output,
+        format!("wren {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn environment_errors_name_the_flag_and_the_variable() {
+    let exit = parse(&[], &[("WREN_PORT", "eighty")]).unwrap_err();
+    assert_eq!(
+        exit.output,
+        "error: --port (from WREN_PORT): expected a whole number, got 'eighty' \
+         (invalid digit found in string)"
+    );
+    // The first variable set counts, the empty one is not set.
+    let exit = parse(&[], &[("PORT", ""), ("WREN_PORT", "x")]).unwrap_err();
+    assert!(exit.output.contains("(from WREN_PORT)"), "{}", exit.output);
+    // A bad bootstrap account names the variable, never the password.
+    let exit = parse(&[], &[("WREN_USERS", "ann:ok-pw, nopassword")]).unwrap_err();
+    assert_eq!(exit.code, 2);
+    assert!(
+        exit.output
+            .starts_with("error: --user (from WREN_USERS): expected NAME:PASSWORD"),
+        "{}",
+        exit.output
+    );
+    assert!(!exit.output.contains("ok-pw") && !exit.output.contains("nopassword"));
+}
+
+#[test]
+fn switches_take_a_flag_or_a_clear_word() {
+    for (value, on) in [
+        ("1", true),
+        ("yes", true),
+        ("TRUE", true),
+        ("0", false),
+        ("off", false),
+    ] {
+        let config = parse(&[], &[("WREN_NO_SIGNUP", value)]).unwrap();
+        assert_eq!(config.auth.signup, !on, "WREN_NO_SIGNUP={value}");
+    }
+    // A word that is neither stops wren rather than leaving sign-up open.
+    let exit = parse(&[], &[("WREN_NO_SIGNUP", "please")]).unwrap_err();
+    assert!(
+        exit.output.contains("--no-signup (from WREN_NO_SIGNUP)"),
+        "{}",
+        exit.output
+    );
+    // The flag wins over a variable that says off.
+    let config = parse(&["--no-signup"], &[("WREN_NO_SIGNUP", "0")]).unwrap();
+    assert!(!config.auth.signup);
+    let exit = parse(&["--no-signup=1"], &[]).unwrap_err();
+    assert_eq!(
+        exit.output,
+        "error: --no-signup: is a switch and takes no value"
+    );
+}
+
+#[test]
+fn command_line_shapes() {
+    let config = parse(&["--port=7000", "--host", "localhost"], &[]).unwrap();
+    assert_eq!(config.addr, "127.0.0.1:7000".parse().unwrap());
+    let config = parse(&["--user", "ann:pw-one", "--user=bob:pw-two"], &[]).unwrap();
+    assert_eq!(config.auth.users.len(), 2);
+    for (args, message) in [
+        (&["--port"][..], "error: --port: no value given"),
+        (
+            &["--port", "1", "--port", "2"],
+            "error: --port: given more than once",
+        ),
+        (&["--no-such-flag"], "error: unknown flag '--no-such-flag'"),
+        (
+            &["--port", "1", "extra"],
+            "error: unexpected argument 'extra'",
+        ),
+        (&["serve"], "error: unknown command 'serve'"),
+        (&["-p", "1"], "error: unexpected argument '-p'"),
+    ] {
+        let exit = parse(args, &[]).unwrap_err();
+        assert_eq!((exit.code, exit.output.as_str()), (2, message), "{args:?}");
+    }
+    let help = parse(&["help"], &[]).unwrap_err();
+    assert_eq!(help.code, 0);
+    assert!(help.output.starts_with("wren: "), "{}", help.output);
+}
+
+#[test]
+fn environment_only_settings() {
+    let keys = [
+        ("WREN_S3_ACCESS_KEY_ID", "AK"),
+        ("WREN_S3_SECRET_ACCESS_KEY", "SK"),
+        ("S3_ENDPOINT", "http://127.0.0.1:3900"),
+    ];
+    let s3 = parse(&[], &keys).unwrap().storage.s3.unwrap();
+    assert_eq!(s3.access_key_id.as_deref(), Some("AK"));
+    assert_eq!(s3.secret_access_key.as_deref(), Some("SK"));
+    // Secrets are never flags.
+    for flag in ["--secret", "--s3-access-key-id", "--s3-secret-access-key"] {
+        let exit = parse(&[flag, "x"], &[]).unwrap_err();
+        assert_eq!(exit.output, format!("error: unknown flag '{flag}'"));
+    }
+}
+
+/// One row of README's configuration table: flag, variables, default.
+struct Row<'a> {
+    usage: &'a str,
+    env: Vec<&'a str>,
+    default: String,
+}
+
+/// The rows of the table under README's "## Configuration".
+fn readme_rows(readme: &str) -> Vec<Row<'_>> {
+    let section = readme
+        .split_once("\n## Configuration\n")
+        .expect("README has a Configuration section")
+        .1;
+    let section = section.split("\n#").next().unwrap();
+    section
+        .lines()
+        .filter(|line| {
+            line.starts_with("| ") && !line.starts_with("| flag") && !line.starts_with("| ---")
+        })
+        .map(|line| {
+            let cells: Vec<&str> = line.splitn(5, '|').map(str::trim).collect();
+            Row {
+                usage: cells[1].trim_matches('`'),
+                // `PORT`, then `WREN_PORT`; `WREN_COOKIE_SECURE=1`
+                env: cells[2]
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(|var| var.split('=').next().unwrap())
+                    .collect(),
+                default: cells[3].replace('`', ""),
+            }
+        })
+        .collect()
+}
+
+/// Whether `row` is about `setting`: the same flag, or for an
+/// environment-only setting, no flag and the same first variable.
+fn describes(row: &Row<'_>, setting: &Setting) -> bool {
+    match setting.usage {
+        Some(usage) => row.usage == usage,
+        None => row.usage.is_empty() && row.env.first() == setting.env.first(),
+    }
+}
+
+#[test]
+fn readme_lists_every_setting_and_nothing_else() {
+    let rows = readme_rows(include_str!("../../README.md"));
+    for setting in SETTINGS {
+        let row = rows
+            .iter()
+            .find(|row| describes(row, setting))
+            .unwrap_or_else(|| panic!("README lacks a row for {}", setting.name()));
+        assert_eq!(
+            row.env,
+            setting.env,
+            "README's variables for {}",
+            setting.name()
+        );
+        assert_eq!(
+            row.default,
+            setting.default,
+            "README's default for {}",
+            setting.name()
+        );
+    }
+    for row in &rows {
+        let is_setting = SETTINGS.iter().any(|setting| describes(row, setting));
+        let is_action = Action::ALL.iter().any(|action| row.usage == action.flag());
+        assert!(
+            is_setting || is_action,
+            "README lists '{}' {:?}, which is no setting",
+            row.usage,
+            row.env
+        );
+    }
+}

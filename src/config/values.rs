@@ -1,0 +1,150 @@
+//! The value parsers of the settings table: each turns one raw value, from a
+//! flag or an environment variable, into its type, or says in one line what
+//! it expected. A message quotes the value it refuses unless the value may
+//! hold a password.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::num::ParseIntError;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::model::ModelSource;
+
+/// A whole number of the setting's type (`u16` refuses `70000`).
+pub fn number<T: FromStr<Err = ParseIntError>>(s: &str) -> Result<T, String> {
+    s.parse()
+        .map_err(|err| format!("expected a whole number, got '{s}' ({err})"))
+}
+
+/// A whole number other than 0, for counts where 0 would stop all service.
+pub fn at_least_one<T: FromStr<Err = ParseIntError> + PartialEq + From<u8>>(
+    s: &str,
+) -> Result<T, String> {
+    let value = number(s)?;
+    if value == T::from(0) {
+        return Err("must be at least 1".to_owned());
+    }
+    Ok(value)
+}
+
+/// A size limit in bytes; 0 would refuse every upload.
+pub fn at_least_one_byte(s: &str) -> Result<u64, String> {
+    match number(s)? {
+        0 => Err("must be at least 1 byte".to_owned()),
+        bytes => Ok(bytes),
+    }
+}
+
+/// A positive number of seconds up to a year, fractions allowed (`2`, `0.5`).
+pub fn seconds(s: &str) -> Result<Duration, String> {
+    let value: f64 = s
+        .parse()
+        .map_err(|_| format!("expected a number of seconds, got '{s}'"))?;
+    if !(value > 0.0 && value <= 86_400.0 * 365.0) {
+        return Err(format!("expected a positive number of seconds, got '{s}'"));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// A whole number of seconds, for values sent on as whole seconds
+/// (`Cache-Control: max-age`).
+pub fn whole_seconds(s: &str) -> Result<Duration, String> {
+    s.parse()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("expected a whole number of seconds, got '{s}'"))
+}
+
+/// An address to bind: an IP address, or `localhost` (resolved here, since a
+/// static binary in a scratch image has no resolver configuration).
+pub fn host(s: &str) -> Result<IpAddr, String> {
+    if s.eq_ignore_ascii_case("localhost") {
+        return Ok(Ipv4Addr::LOCALHOST.into());
+    }
+    s.parse()
+        .map_err(|_| format!("expected an IP address or 'localhost', got '{s}'"))
+}
+
+/// The value named `s` among `choices`, or an error listing them.
+pub fn one_of<T: Copy>(s: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    choices
+        .iter()
+        .find(|(name, _)| *name == s)
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            let names: Vec<String> = choices
+                .iter()
+                .map(|(name, _)| format!("'{name}'"))
+                .collect();
+            format!("expected {}, got '{s}'", names.join(" or "))
+        })
+}
+
+/// An environment variable standing for a switch. Anything else is refused
+/// rather than read as "off": `WREN_NO_SIGNUP=on` must not leave sign-up open.
+pub fn switch(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "expected 1, true, yes or on (or 0, false, no, off), got '{s}'"
+        )),
+    }
+}
+
+/// A folder or file path.
+pub fn path(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("expected a path, got nothing".to_owned());
+    }
+    Ok(PathBuf::from(s))
+}
+
+/// Any text, the empty one included.
+pub fn text(s: &str) -> Result<String, String> {
+    Ok(s.to_owned())
+}
+
+/// Text that must not be empty.
+pub fn non_empty(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("expected a value, got nothing".to_owned());
+    }
+    Ok(s.to_owned())
+}
+
+/// Text, where the empty text means "not set".
+pub fn optional_text(s: &str) -> Result<Option<String>, String> {
+    Ok((!s.is_empty()).then(|| s.to_owned()))
+}
+
+/// An `http://` or `https://` URL, where the empty text means "not set".
+pub fn optional_http_url(s: &str) -> Result<Option<String>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if !(s.starts_with("http://") || s.starts_with("https://")) {
+        return Err(format!("expected an http:// or https:// URL, got '{s}'"));
+    }
+    Ok(Some(s.to_owned()))
+}
+
+/// `random`, a model file, or the empty text for the built-in model.
+pub fn model(s: &str) -> Result<ModelSource, String> {
+    let Ok(source) = s.parse();
+    Ok(source)
+}
+
+/// One bootstrap account, `NAME:PASSWORD` (the password may hold colons).
+/// Errors never quote the entry: it holds a password.
+pub fn user(entry: &str) -> Result<(String, String), String> {
+    match entry.split_once(':') {
+        Some((name, password)) if !name.is_empty() && !password.is_empty() => {
+            // A name sign-up would refuse could never sign in through it
+            // (nor get a limiter bucket).
+            crate::auth::check_username(name).map_err(|rule| format!("a user name {rule}"))?;
+            Ok((name.to_owned(), password.to_owned()))
+        }
+        _ => Err("expected NAME:PASSWORD with neither part empty".to_owned()),
+    }
+}
