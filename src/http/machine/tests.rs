@@ -26,6 +26,22 @@ impl Wire {
         }
     }
 
+    /// A machine that has dispatched `request` (a whole head, and perhaps
+    /// some of its body).
+    fn serving(request: &[u8]) -> Self {
+        let mut wire = Wire::new();
+        wire.feed(request);
+        wire.dispatch();
+        wire
+    }
+
+    /// A machine in the middle of a `GET /status`, ready to answer it.
+    fn answering_get() -> Self {
+        let mut wire = Wire::serving(GET);
+        assert_eq!(wire.machine.drain_body(), DrainStep::Done);
+        wire
+    }
+
     fn advance(&mut self, by: Duration) {
         self.now += by;
     }
@@ -191,9 +207,7 @@ fn keep_alive_follows_the_version_and_connection() {
         ),
     ];
     for (request, connection, kept) in cases {
-        let mut wire = Wire::new();
-        wire.feed(request);
-        wire.dispatch();
+        let mut wire = Wire::serving(request);
         wire.answer(200, Some(b"ok"));
         assert_eq!(
             wire.take_sent(),
@@ -216,9 +230,7 @@ fn keep_alive_follows_the_version_and_connection() {
 
 #[test]
 fn idle_connections_close_quietly_at_the_keep_alive_deadline() {
-    let mut wire = Wire::new();
-    wire.feed(GET);
-    wire.dispatch();
+    let mut wire = Wire::serving(GET);
     wire.answer(200, Some(b"ok"));
     wire.take_sent();
     wire.advance(TIMEOUTS.keep_alive - Duration::from_millis(1));
@@ -263,9 +275,7 @@ fn the_first_head_deadline_runs_from_the_accept_later_ones_from_their_first_byte
     wire.advance(Duration::from_secs(1));
     assert_eq!(wire.reject(), 408);
 
-    let mut wire = Wire::new();
-    wire.feed(GET);
-    wire.dispatch();
+    let mut wire = Wire::serving(GET);
     wire.answer(200, Some(b"ok"));
     wire.advance(Duration::from_secs(4));
     wire.feed(b"GET / HTTP/1.1\r\n");
@@ -288,9 +298,7 @@ fn a_client_that_connects_and_sends_nothing_is_closed_quietly() {
 fn continue_is_sent_only_when_the_body_is_read() {
     let request =
         b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
-    let mut wire = Wire::new();
-    wire.feed(request);
-    wire.dispatch();
+    let mut wire = Wire::serving(request);
     assert!(wire.machine.output().is_empty());
     let (body, ended) = wire.read_body().unwrap();
     assert_eq!((body.as_slice(), ended), (&b""[..], false));
@@ -311,9 +319,7 @@ fn continue_is_sent_only_when_the_body_is_read() {
 
     // Refused without reading: the final status, no 100, and the body that
     // was never sent cannot be skipped, so the connection closes.
-    let mut wire = Wire::new();
-    wire.feed(request);
-    wire.dispatch();
+    let mut wire = Wire::serving(request);
     assert_eq!(wire.machine.drain_body(), DrainStep::GiveUp);
     wire.answer_undrained(413, Some(b"big"));
     assert_eq!(
@@ -333,9 +339,7 @@ fn continue_is_not_owed_for_an_empty_body_or_http10() {
         &b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nExpect: 100-continue\r\n\r\n"[..],
         b"POST / HTTP/1.0\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi",
     ] {
-        let mut wire = Wire::new();
-        wire.feed(request);
-        wire.dispatch();
+        let mut wire = Wire::serving(request);
         wire.read_body().unwrap();
         assert_eq!(wire.take_sent(), "");
     }
@@ -343,9 +347,7 @@ fn continue_is_not_owed_for_an_empty_body_or_http10() {
 
 #[test]
 fn head_answers_never_carry_a_body() {
-    let mut wire = Wire::new();
-    wire.feed(b"HEAD /status HTTP/1.1\r\nHost: t\r\n\r\n");
-    wire.dispatch();
+    let mut wire = Wire::serving(b"HEAD /status HTTP/1.1\r\nHost: t\r\n\r\n");
     wire.answer(200, Some(b"Alive!"));
     assert_eq!(
         wire.take_sent(),
@@ -395,10 +397,7 @@ fn head_requests_refused_while_parsing_get_no_body_either() {
 
 #[test]
 fn chunked_answers_are_framed_and_http10_ones_end_with_the_connection() {
-    let mut wire = Wire::new();
-    wire.feed(GET);
-    wire.dispatch();
-    assert_eq!(wire.machine.drain_body(), DrainStep::Done);
+    let mut wire = Wire::answering_get();
     assert!(wire.machine.respond(200, &[], None, "id", DATE));
     for piece in [&b"hello"[..], b"", b" world"] {
         wire.machine.push_body(piece);
@@ -414,9 +413,7 @@ fn chunked_answers_are_framed_and_http10_ones_end_with_the_connection() {
     );
     assert!(matches!(wire.poll(), Step::Receive));
 
-    let mut wire = Wire::new();
-    wire.feed(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    wire.dispatch();
+    let mut wire = Wire::serving(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     wire.answer(200, None);
     assert_eq!(
         wire.take_sent(),
@@ -427,10 +424,7 @@ fn chunked_answers_are_framed_and_http10_ones_end_with_the_connection() {
 
 #[test]
 fn a_streamed_body_short_of_its_length_closes_the_connection() {
-    let mut wire = Wire::new();
-    wire.feed(GET);
-    wire.dispatch();
-    assert_eq!(wire.machine.drain_body(), DrainStep::Done);
+    let mut wire = Wire::answering_get();
     assert!(wire.machine.respond(200, &[], Some(10), "id", DATE));
     wire.machine.push_body(b"12345");
     assert!(!wire.machine.end_body());
@@ -438,10 +432,7 @@ fn a_streamed_body_short_of_its_length_closes_the_connection() {
     wire.machine.finish(wire.now, true);
     assert!(matches!(wire.poll(), Step::HalfClose));
     // And bytes past a declared length never go out.
-    let mut wire = Wire::new();
-    wire.feed(GET);
-    wire.dispatch();
-    assert_eq!(wire.machine.drain_body(), DrainStep::Done);
+    let mut wire = Wire::answering_get();
     wire.machine.respond(200, &[], Some(2), "id", DATE);
     wire.machine.push_body(b"12345");
     assert!(wire.machine.end_body());
@@ -451,10 +442,7 @@ fn a_streamed_body_short_of_its_length_closes_the_connection() {
 
 #[test]
 fn bodiless_statuses_send_no_length_and_no_body() {
-    let mut wire = Wire::new();
-    wire.feed(GET);
-    wire.dispatch();
-    assert_eq!(wire.machine.drain_body(), DrainStep::Done);
+    let mut wire = Wire::answering_get();
     assert!(!wire.machine.respond(304, &[], Some(0), "id", DATE));
     wire.send();
     assert_eq!(
@@ -467,10 +455,7 @@ fn bodiless_statuses_send_no_length_and_no_body() {
 
 #[test]
 fn header_values_that_would_split_the_answer_are_dropped() {
-    let mut wire = Wire::new();
-    wire.feed(GET);
-    wire.dispatch();
-    wire.machine.drain_body();
+    let mut wire = Wire::answering_get();
     let headers = [
         ("X-Bad", Cow::Borrowed("a\r\nSet-Cookie: evil")),
         ("X-Good", Cow::Borrowed("fine")),
@@ -601,9 +586,7 @@ fn a_body_in_any_split_reads_the_same() {
     let request = b"POST /e HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nTrailer: v\r\n\r\n";
     let head_len = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     for split in 1..=8 {
-        let mut wire = Wire::new();
-        wire.feed(&request[..head_len]);
-        wire.dispatch();
+        let mut wire = Wire::serving(&request[..head_len]);
         let mut body = Vec::new();
         for piece in request[head_len..].chunks(split) {
             wire.feed(piece);
@@ -617,9 +600,7 @@ fn a_body_in_any_split_reads_the_same() {
 
 #[test]
 fn unread_small_bodies_are_drained_and_large_ones_close() {
-    let mut wire = Wire::new();
-    wire.feed(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123");
-    wire.dispatch();
+    let mut wire = Wire::serving(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123");
     assert_eq!(wire.machine.drain_body(), DrainStep::Receive);
     wire.feed(b"456789");
     wire.feed(GET);
@@ -637,9 +618,8 @@ fn unread_small_bodies_are_drained_and_large_ones_close() {
     assert!(matches!(wire.poll(), Step::HalfClose));
 
     // Chunked: counted as it is dropped.
-    let mut wire = Wire::new();
-    wire.feed(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
-    wire.dispatch();
+    let mut wire =
+        Wire::serving(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
     let chunk = format!("{:x}\r\n{}\r\n", 8192, "y".repeat(8192));
     let mut step = wire.machine.drain_body();
     while step == DrainStep::Receive {
@@ -651,9 +631,7 @@ fn unread_small_bodies_are_drained_and_large_ones_close() {
 
 #[test]
 fn a_peer_gone_mid_body_is_an_early_end() {
-    let mut wire = Wire::new();
-    wire.feed(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhel");
-    wire.dispatch();
+    let mut wire = Wire::serving(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhel");
     assert_eq!(wire.read_body().unwrap(), (b"hel".to_vec(), false));
     wire.machine.received(0, wire.now);
     let error = wire.read_body().unwrap_err();
@@ -663,9 +641,7 @@ fn a_peer_gone_mid_body_is_an_early_end() {
 
 #[test]
 fn a_failed_receive_loses_the_framing() {
-    let mut wire = Wire::new();
-    wire.feed(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n");
-    wire.dispatch();
+    let mut wire = Wire::serving(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n");
     wire.machine.input_failed();
     assert_eq!(wire.machine.drain_body(), DrainStep::GiveUp);
     wire.answer_undrained(408, Some(b"slow"));
@@ -678,9 +654,7 @@ fn shutting_down_closes_idle_connections_and_ends_exchanges_with_close() {
     wire.machine.begin_shutdown();
     assert!(matches!(wire.poll(), Step::Close));
 
-    let mut wire = Wire::new();
-    wire.feed(GET);
-    wire.dispatch();
+    let mut wire = Wire::serving(GET);
     wire.machine.begin_shutdown();
     wire.answer(200, Some(b"ok"));
     assert!(wire.take_sent().contains("Connection: close"));
@@ -705,9 +679,9 @@ fn a_refused_connection_gets_its_answer_and_closes() {
 
 #[test]
 fn only_the_answer_is_counted_for_the_log() {
-    let mut wire = Wire::new();
-    wire.feed(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n");
-    wire.dispatch();
+    let mut wire = Wire::serving(
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+    );
     wire.read_body().unwrap();
     wire.feed(b"hi");
     wire.read_body().unwrap();
