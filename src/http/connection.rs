@@ -103,6 +103,7 @@ pub(crate) fn serve<T: Transport>(
             conn.machine.begin_shutdown();
         }
         match conn.machine.poll(Instant::now()) {
+            Step::Wait => return Next::Park(conn),
             Step::Receive => {
                 let Connection {
                     transport, machine, ..

@@ -43,6 +43,11 @@ pub(crate) struct Timeouts {
 /// What the socket layer does next, from [`Machine::poll`].
 #[derive(Debug)]
 pub(crate) enum Step {
+    /// Nothing can have arrived yet: the client is still reading the
+    /// answer just sent. Wait (parked) until the transport is readable or
+    /// [`Machine::deadline`] passes, then poll again; trying a read now
+    /// would cost a system call per request for nothing.
+    Wait,
     /// Read what has arrived into [`Machine::input`] and report it with
     /// [`Machine::received`]; when nothing has, wait (parked) until
     /// [`Machine::deadline`] at the latest, then poll again.
@@ -174,6 +179,9 @@ pub(crate) struct Machine {
     first: bool,
     peer_closed: bool,
     shutting_down: bool,
+    /// An answer just went out and nothing followed it: wait for the
+    /// transport to be readable before reading.
+    answered: bool,
     lingered: usize,
     exchange: Exchange,
 }
@@ -193,6 +201,7 @@ impl Machine {
             first: true,
             peer_closed: false,
             shutting_down: false,
+            answered: false,
             lingered: 0,
             exchange: Exchange::new(Version::Http11, false, false, Framing::Empty),
         }
@@ -235,6 +244,7 @@ impl Machine {
     /// `n` bytes were read into [`Machine::input`] at `now`; `0` means the
     /// peer closed its side.
     pub fn received(&mut self, n: usize, now: Instant) {
+        self.answered = false;
         if n == 0 {
             self.peer_closed = true;
             return;
@@ -326,6 +336,9 @@ impl Machine {
             }
             return Step::Close;
         }
+        if std::mem::take(&mut self.answered) {
+            return Step::Wait;
+        }
         Step::Receive
     }
 
@@ -415,6 +428,10 @@ impl Machine {
     /// `100 Continue` was never sent.
     pub fn drain_body(&mut self) -> DrainStep {
         let exchange = &mut self.exchange;
+        if exchange.body.is_done() {
+            // The common case, before the scratch space costs anything.
+            return DrainStep::Done;
+        }
         let mut scratch = [0u8; 4096];
         loop {
             if exchange.body.is_done() {
@@ -572,6 +589,7 @@ impl Machine {
             if self.buffered().is_empty() {
                 self.phase = Phase::Idle;
                 self.deadline = now + self.timeouts.keep_alive;
+                self.answered = true;
             } else {
                 self.phase = Phase::Head;
                 self.deadline = now + self.timeouts.header;
