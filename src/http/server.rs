@@ -12,7 +12,7 @@
 //! also the monitor: when every worker has been inside one request for more
 //! than [`STALL_THRESHOLD`], it starts another, so a slow handler never holds
 //! up other clients for longer than that. Extra workers leave after
-//! [`IDLE_WORKER_EXIT`] without work.
+//! `IDLE_WORKER_EXIT` without work.
 //!
 //! Why not a thread per connection: measured with `make bench`, blocking in
 //! `recv` between requests costs a context switch per request; with only

@@ -2,7 +2,7 @@
 //!
 //! Opened as every wren database is ([`crate::sqlite`]: private, WAL,
 //! `synchronous = FULL`, versioned by `PRAGMA user_version`), with its schema
-//! brought up to date by [`MIGRATIONS`]. A small pool of connections is
+//! brought up to date by `MIGRATIONS`. A small pool of connections is
 //! shared by the server's threads.
 
 use std::path::{Path, PathBuf};

@@ -33,7 +33,7 @@ const MAX_PARTS: usize = 10_000;
 const SMALL_BODY: usize = 64 * 1024;
 
 /// Uploads that may hold a [`PART_SIZE`] buffer at once (128 MiB in all);
-/// one more waits up to [`UPLOAD_SLOT_WAIT`] for a slot, then gets `503`.
+/// one more waits up to `UPLOAD_SLOT_WAIT` for a slot, then gets `503`.
 pub const MAX_UPLOADS_IN_FLIGHT: usize = 16;
 pub(super) const UPLOAD_SLOT_WAIT: Duration = Duration::from_secs(30);
 
