@@ -317,6 +317,20 @@ fn the_fuzzer_findings_hold_over_a_socket() {
 }
 
 #[test]
+fn connections_from_other_loopback_addresses_are_seen_as_theirs() {
+    let server = Server::start(&[]);
+    let mut stream = server.connect_from("127.0.0.2".parse().unwrap());
+    assert_eq!(stream.local_addr().unwrap().ip().to_string(), "127.0.0.2");
+    stream
+        .write_all(b"GET /status HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let response = read_response(&mut BufReader::new(stream), true);
+    assert_eq!(response.text(), "Alive!");
+    let line = server.wait_for_log("GET /status 200");
+    assert!(line.contains("127.0.0.2:"), "{line}");
+}
+
+#[test]
 fn http10_closes_unless_asked_to_keep_alive() {
     let server = Server::start(&[]);
     let mut reader = server.send("GET /status HTTP/1.0\r\n\r\n");

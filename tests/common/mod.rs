@@ -95,6 +95,48 @@ impl Server {
         stream
     }
 
+    /// A connection from another loopback address (`127.0.0.2`, say), for
+    /// tests of per-address limits: the socket is bound to `from` before it
+    /// connects. The server must listen where `from` can reach it (any
+    /// loopback address reaches `127.0.0.1`).
+    pub fn connect_from(&self, from: std::net::Ipv4Addr) -> TcpStream {
+        use std::os::fd::FromRawFd;
+        let SocketAddr::V4(to) = self.addr else {
+            panic!(
+                "connect_from needs an IPv4 server address, got {}",
+                self.addr
+            );
+        };
+        let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(ip).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: a new socket, bound and connected with valid sockaddr_in
+        // structs that outlive the calls; the descriptor is handed to the
+        // TcpStream, which owns it from then on.
+        let stream = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let stream = TcpStream::from_raw_fd(fd);
+            let local = sockaddr(from, 0);
+            let bound = libc::bind(fd, (&raw const local).cast(), len);
+            assert_eq!(bound, 0, "bind {from}: {}", std::io::Error::last_os_error());
+            let remote = sockaddr(*to.ip(), to.port());
+            let connected = libc::connect(fd, (&raw const remote).cast(), len);
+            assert_eq!(connected, 0, "connect: {}", std::io::Error::last_os_error());
+            stream
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+    }
+
     /// Sends raw bytes on a new connection; returns the connection to read
     /// the answers from.
     pub fn send(&self, raw: &str) -> BufReader<TcpStream> {
