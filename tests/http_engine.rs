@@ -576,7 +576,9 @@ fn a_slow_handler_does_not_hold_up_other_clients() {
 
 #[test]
 fn idle_connections_hold_no_threads() {
-    let server = Server::start(&["--threads", "2"]);
+    // 200 connections from one address: past the per-address cap, which
+    // this test is not about.
+    let server = Server::start(&["--threads", "2", "--max-connections-per-ip", "0"]);
     assert_eq!(server.get("/status").status, 200);
     let threads_before = server.proc_status("Threads");
     let idle: Vec<BufReader<TcpStream>> = (0..200)
@@ -595,4 +597,130 @@ fn idle_connections_hold_no_threads() {
             .unwrap();
         assert_eq!(read_response(&mut reader, true).text(), "Alive!");
     }
+}
+
+#[test]
+fn one_address_gets_at_most_its_share_of_connections() {
+    let server = Server::start(&["--max-connections-per-ip", "64"]);
+    let mine: Vec<BufReader<TcpStream>> = (0..64)
+        .map(|_| {
+            let mut reader = server.send("GET /status HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(read_response(&mut reader, true).status, 200);
+            reader
+        })
+        .collect();
+    // The 65th from the same address is refused, and closed.
+    let mut extra = BufReader::new(server.connect());
+    let response = read_response(&mut extra, true);
+    assert_eq!(response.status, 503);
+    assert_eq!(response.header("retry-after"), Some("1"));
+    assert!(
+        response.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("from your address"),
+        "{}",
+        response.text()
+    );
+    assert!(is_closed(&mut extra));
+    // Another address is still served while the first holds its 64.
+    let mut other = server.connect_from("127.0.0.2".parse().unwrap());
+    other
+        .write_all(b"GET /status HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let response = read_response(&mut BufReader::new(other), true);
+    assert_eq!((response.status, response.text().as_str()), (200, "Alive!"));
+    // A connection that closes gives its address a slot back.
+    drop(mine);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.get("/status").status != 200 {
+        assert!(Instant::now() < deadline, "the slots did not come back");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_dripped_body_is_cut_with_408_after_the_grace() {
+    let server = Server::start(&[]);
+    let mut stream = server.connect();
+    stream
+        .write_all(b"POST /__test/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    // Ten bytes a second, far below the 512 bytes/s minimum.
+    let dripping = stream.try_clone().unwrap();
+    let dripper = thread::spawn(move || {
+        let mut dripping = dripping;
+        for _ in 0..200 {
+            if dripping.write_all(b"x").is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let response = read_response(&mut BufReader::new(stream), true);
+    let cut_after = started.elapsed();
+    assert_eq!(response.status, 408, "{}", response.text());
+    assert!(
+        response.text().contains("512 bytes per second"),
+        "{}",
+        response.text()
+    );
+    assert_eq!(response.header("connection"), Some("close"));
+    // Not before the grace (5 s); and long before the 30 s I/O timeout a
+    // byte every 100 ms would never have tripped.
+    assert!(
+        cut_after >= Duration::from_secs(5),
+        "cut after {cut_after:?}"
+    );
+    dripper.join().unwrap();
+}
+
+#[test]
+fn an_answer_the_client_does_not_read_is_cut_at_the_minimum_pace() {
+    // A fast minimum, so that what the socket buffers absorb at once (some
+    // megabytes on loopback) buys the answer well under a second past the
+    // 5 s grace, not minutes.
+    let server = Server::start(&["--min-rate", "50000000"]);
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /__test/stream/100000000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    thread::sleep(Duration::from_secs(8));
+    // Read what was sent before the cut: less than the whole, then the end.
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    assert!(
+        received.len() < 100_000_000,
+        "the whole answer arrived ({} bytes)",
+        received.len()
+    );
+    assert!(received.starts_with(b"HTTP/1.1 200 OK"));
+    // The server is fine.
+    assert_eq!(server.get("/status").status, 200);
+}
+
+#[test]
+fn workers_never_exceed_max_threads() {
+    // One worker to start with, two at most: three slow requests at once
+    // are served two at a time, and /proc never shows a third worker.
+    let server = Server::start(&["--threads", "1", "--max-threads", "2"]);
+    assert_eq!(server.get("/status").status, 200);
+    thread::sleep(Duration::from_millis(200));
+    let base = server.proc_status("Threads") - 1;
+    let started = Instant::now();
+    let slow: Vec<BufReader<TcpStream>> = (0..3)
+        .map(|_| server.send("GET /__test/sleep/1500 HTTP/1.1\r\nHost: t\r\n\r\n"))
+        .collect();
+    let mut most = 0;
+    while started.elapsed() < Duration::from_millis(1400) {
+        most = most.max(server.proc_status("Threads") - base);
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(most <= 2, "{most} workers");
+    for mut reader in slow {
+        assert_eq!(read_response(&mut reader, true).text(), "slept 1500 ms");
+    }
+    // The third waited for a free worker.
+    assert!(started.elapsed() >= Duration::from_millis(3000));
 }

@@ -115,13 +115,25 @@ impl Config {
     /// Groups the settings into the sections their users take, checking the
     /// rules that span several settings.
     fn from_settings(s: Settings) -> Result<Config, EarlyExit> {
+        if s.threads > s.max_threads {
+            return Err(bad_value(
+                "--threads",
+                &format!(
+                    "{} is more than --max-threads ({})",
+                    s.threads, s.max_threads
+                ),
+            ));
+        }
         Ok(Config {
             storage: storage_config(&s)?,
             addr: SocketAddr::new(s.host, s.port),
             data_dir: s.data_dir,
             limits: Limits {
                 threads: s.threads,
+                max_threads: s.max_threads,
                 max_connections: s.max_connections,
+                max_connections_per_address: s.max_connections_per_ip,
+                min_rate: s.min_rate,
                 header_timeout: s.header_timeout,
                 keep_alive_timeout: s.keep_alive_timeout,
                 io_timeout: s.io_timeout,

@@ -147,7 +147,15 @@ settings! {
         default: "CPU cores" => Limits::default().threads,
         parse: values::at_least_one,
         help: "worker threads waiting for ready connections; more start while all are stuck \
-               in slow requests (up to --max-connections) and leave when idle",
+               in slow requests (up to --max-threads) and leave when idle",
+    }
+    value max_threads: usize {
+        flag: "--max-threads N",
+        env: ["WREN_MAX_THREADS"],
+        default: "256",
+        parse: values::at_least_one,
+        help: "most worker threads ever running; when all are busy, ready connections wait \
+               their turn under their deadlines",
     }
     value max_connections: usize {
         flag: "--max-connections N",
@@ -155,6 +163,22 @@ settings! {
         default: "1024",
         parse: values::at_least_one,
         help: "connections open at once; one more gets 503 with Retry-After: 1",
+    }
+    value max_connections_per_ip: usize {
+        flag: "--max-connections-per-ip N",
+        env: ["WREN_MAX_CONNECTIONS_PER_IP"],
+        default: "64",
+        parse: values::number,
+        help: "connections open at once from one address (IPv6: one /64); one more gets 503 \
+               with Retry-After: 1 while other addresses are served; 0: no such limit",
+    }
+    value min_rate: u64 {
+        flag: "--min-rate BYTES",
+        env: ["WREN_MIN_RATE"],
+        default: "512",
+        parse: values::number,
+        help: "slowest average pace in bytes per second of a request body (else 408) or an \
+               answer (else cut) after a 5 s grace; 0: no minimum",
     }
     value header_timeout: Duration {
         flag: "--header-timeout SECONDS",

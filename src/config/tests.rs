@@ -122,6 +122,18 @@ fn flags_beat_environment_which_beats_defaults() {
 }
 
 #[test]
+fn fair_share_settings_reach_the_limits() {
+    let config = parse(
+        &["--max-connections-per-ip", "0", "--min-rate", "100"],
+        &[("WREN_MAX_THREADS", "16")],
+    )
+    .unwrap();
+    assert_eq!(config.limits.max_connections_per_address, 0);
+    assert_eq!(config.limits.min_rate, 100);
+    assert_eq!(config.limits.max_threads, 16);
+}
+
+#[test]
 fn fractional_seconds() {
     let config = parse(&["--header-timeout", "0.5"], &[("WREN_IO_TIMEOUT", "2")]).unwrap();
     assert_eq!(config.limits.header_timeout, Duration::from_millis(500));
@@ -137,6 +149,18 @@ fn bad_values_exit_2_naming_the_flag() {
         (vec![], vec![("WREN_IO_TIMEOUT", "soon")], "--io-timeout"),
         (vec![], vec![("WREN_HOST", "example.com")], "--host"),
         (vec!["--max-connections", "0"], vec![], "--max-connections"),
+        (vec!["--max-threads", "0"], vec![], "--max-threads"),
+        (
+            vec!["--threads", "8", "--max-threads", "4"],
+            vec![],
+            "--threads",
+        ),
+        (vec!["--min-rate", "fast"], vec![], "--min-rate"),
+        (
+            vec![],
+            vec![("WREN_MAX_CONNECTIONS_PER_IP", "-1")],
+            "--max-connections-per-ip",
+        ),
     ] {
         let exit = parse(&args, &env).unwrap_err();
         assert_eq!(exit.code, 2, "{args:?} {env:?}");

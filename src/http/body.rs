@@ -19,6 +19,8 @@ pub enum BodyError {
     TooLarge { limit: u64 },
     /// Broken chunked framing (`400`).
     Malformed(&'static str),
+    /// Arriving slower than the minimum pace, in bytes per second (`408`).
+    TooSlow { min_rate: u64 },
 }
 
 impl fmt::Display for BodyError {
@@ -26,6 +28,9 @@ impl fmt::Display for BodyError {
         match self {
             BodyError::TooLarge { limit } => write!(f, "body exceeds {limit} bytes"),
             BodyError::Malformed(what) => write!(f, "malformed body: {what}"),
+            BodyError::TooSlow { min_rate } => {
+                write!(f, "body slower than {min_rate} bytes per second")
+            }
         }
     }
 }
@@ -45,6 +50,10 @@ impl ApiError {
                 BodyError::Malformed(what) => {
                     ApiError::bad_request(format!("malformed request body: {what}"))
                 }
+                BodyError::TooSlow { min_rate } => ApiError::new(
+                    408,
+                    format!("the request body arrived slower than {min_rate} bytes per second"),
+                ),
             };
         }
         match err.kind() {
@@ -200,6 +209,8 @@ mod tests {
 
     #[test]
     fn body_errors_map_to_statuses() {
+        let slow = io::Error::other(BodyError::TooSlow { min_rate: 512 });
+        assert_eq!(ApiError::from_body_read(slow).status(), 408);
         let too_large = io::Error::other(BodyError::TooLarge { limit: 10 });
         assert_eq!(ApiError::from_body_read(too_large).status(), 413);
         let malformed = io::Error::other(BodyError::Malformed("bad chunk size"));

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::body::Body;
+use super::body::BodyError;
 use super::error::ApiError;
 use super::head::{Framing, Head};
 use super::limits::Limits;
@@ -23,7 +24,7 @@ use super::log::{AccessEntry, Logger};
 use super::machine::{BodyStep, DrainStep, Machine, Step, Timeouts};
 use super::request::Request;
 use super::response::{Response, ResponseBody};
-use super::transport::{Transport, read_within, write_all_within};
+use super::transport::{Transport, read_by, write_by};
 
 /// What the engine serves: a function from a request to its response.
 pub trait Service: Send + Sync + 'static {
@@ -67,6 +68,7 @@ impl<T: Transport> Connection<T> {
         let timeouts = Timeouts {
             header: limits.header_timeout,
             keep_alive: limits.keep_alive_timeout,
+            min_rate: limits.min_rate,
         };
         Box::new(Connection {
             transport,
@@ -216,13 +218,11 @@ impl<T: Transport> Connection<T> {
     /// it worth it.
     fn drain_body(&mut self, timeout: Duration) {
         loop {
-            match self.machine.drain_body() {
+            match self.machine.drain_body(Instant::now()) {
                 DrainStep::Done | DrainStep::GiveUp => return,
                 DrainStep::Receive => {
-                    match read_within(&mut self.transport, self.machine.input(), timeout) {
-                        Ok(n) => self.machine.received(n, Instant::now()),
-                        Err(_) => self.machine.input_failed(),
-                    }
+                    // A failure marks the body failed; the next turn gives up.
+                    let _ = receive_body(&mut self.machine, &mut self.transport, timeout);
                 }
             }
         }
@@ -238,7 +238,7 @@ impl<T: Transport> Connection<T> {
         };
         let sends_body = crate::date::with_http_date_now(|date| {
             self.machine
-                .respond(status, &headers, body_len, request_id, date)
+                .respond(status, &headers, body_len, request_id, date, Instant::now())
         });
         let sent_whole = if sends_body {
             self.send_body(body, timeout)
@@ -290,19 +290,55 @@ impl<T: Transport> Connection<T> {
         self.flush(timeout).is_ok() && whole
     }
 
-    /// Writes what the machine has put in its output.
     fn flush(&mut self, timeout: Duration) -> io::Result<()> {
-        let result = write_all_within(&mut self.transport, self.machine.output(), timeout);
-        match result {
-            Ok(()) => {
-                let n = self.machine.output().len();
-                self.machine.sent(n);
-                Ok(())
+        send_output(&mut self.machine, &mut self.transport, timeout)
+    }
+}
+
+/// The deadline of one wait: `timeout` from now, or sooner when the
+/// machine's pace deadline (`--min-rate`) comes first.
+fn wait_deadline(timeout: Duration, paced: Option<Instant>) -> Instant {
+    let by_timeout = Instant::now() + timeout;
+    paced.map_or(by_timeout, |paced| paced.min(by_timeout))
+}
+
+/// Writes what the machine has put in its output, each wait for room
+/// bounded by `timeout` and by the answer's minimum pace.
+fn send_output<T: Transport>(
+    machine: &mut Machine,
+    transport: &mut T,
+    timeout: Duration,
+) -> io::Result<()> {
+    while !machine.output().is_empty() {
+        let deadline = wait_deadline(timeout, machine.output_deadline());
+        let n = write_by(transport, machine.output(), deadline)?;
+        machine.sent(n);
+    }
+    Ok(())
+}
+
+/// Receives more of the request body for the machine, the wait bounded by
+/// `timeout` and by the body's minimum pace. A body that falls behind that
+/// pace fails with its own error (`408`); any failure loses the framing.
+fn receive_body<T: Transport>(
+    machine: &mut Machine,
+    transport: &mut T,
+    timeout: Duration,
+) -> io::Result<()> {
+    let paced = machine.input_deadline();
+    let deadline = wait_deadline(timeout, paced);
+    match read_by(transport, machine.input(), deadline) {
+        Ok(n) => {
+            machine.received(n, Instant::now());
+            Ok(())
+        }
+        Err(err) => {
+            machine.input_failed();
+            if err.kind() == io::ErrorKind::TimedOut && paced == Some(deadline) {
+                let min_rate = machine.min_rate();
+                return Err(io::Error::other(BodyError::TooSlow { min_rate }));
             }
-            Err((n, err)) => {
-                self.machine.sent(n);
-                Err(err)
-            }
+            Err(err)
         }
     }
 }
@@ -312,7 +348,8 @@ impl<T: Transport> Connection<T> {
 const PIECE: usize = 64 * 1024;
 
 /// The request body a handler reads: the machine decodes what the transport
-/// delivers, receiving (under the I/O timeout) only when it asks to.
+/// delivers, receiving (under the I/O timeout and the minimum pace) only
+/// when it asks to.
 struct BodyReader<'c, T> {
     machine: &'c mut Machine,
     transport: &'c mut T,
@@ -322,27 +359,16 @@ struct BodyReader<'c, T> {
 impl<T: Transport> Read for BodyReader<'_, T> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
-            match self.machine.read_body(out)? {
+            match self.machine.read_body(out, Instant::now())? {
                 BodyStep::Data(n) => return Ok(n),
                 BodyStep::End => return Ok(0),
                 BodyStep::Send => {
-                    let interim = self.machine.output();
-                    if let Err((_, err)) = write_all_within(self.transport, interim, self.timeout) {
+                    if let Err(err) = send_output(self.machine, self.transport, self.timeout) {
                         self.machine.input_failed();
                         return Err(err);
                     }
-                    let n = interim.len();
-                    self.machine.sent(n);
                 }
-                BodyStep::Receive => {
-                    match read_within(self.transport, self.machine.input(), self.timeout) {
-                        Ok(n) => self.machine.received(n, Instant::now()),
-                        Err(err) => {
-                            self.machine.input_failed();
-                            return Err(err);
-                        }
-                    }
-                }
+                BodyStep::Receive => receive_body(self.machine, self.transport, self.timeout)?,
             }
         }
     }

@@ -86,7 +86,7 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, ApiError> 
         .map(|h| {
             (
                 h.name.to_owned(),
-                String::from_utf8_lossy(h.value).trim().to_owned(),
+                trim_ows(&String::from_utf8_lossy(h.value)).to_owned(),
             )
         })
         .collect();
@@ -166,6 +166,13 @@ fn parse_other_version(buf: &[u8]) -> Result<Option<(Head, usize)>, ApiError> {
     }
 }
 
+/// A field value (or list item) without the optional whitespace around it:
+/// only SP and HTAB are that (RFC 9110 §5.6.3). `str::trim` would also take
+/// Unicode spaces, and `Content-Length: 5\u{a0}` would pass as 5.
+fn trim_ows(value: &str) -> &str {
+    value.trim_matches([' ', '\t'])
+}
+
 /// A head that does not fit the limit: `414` when even the request line does
 /// not fit, `431` otherwise.
 fn head_too_large(buf: &[u8]) -> ApiError {
@@ -218,7 +225,7 @@ fn framing(headers: &[(String, String)], version: Version) -> Result<Framing, Ap
             // A list of identical values ("5, 5") is allowed; anything else
             // that disagrees is an attempt at ambiguity.
             for item in value.split(',') {
-                let parsed = parse_content_length(item.trim())?;
+                let parsed = parse_content_length(trim_ows(item))?;
                 if length.is_some_and(|l| l != parsed) {
                     return Err(ApiError::bad_request("conflicting Content-Length values"));
                 }
@@ -252,7 +259,7 @@ fn framing(headers: &[(String, String)], version: Version) -> Result<Framing, Ap
 fn transfer_coding(value: &str) -> Result<Framing, ApiError> {
     let codings: Vec<&str> = value
         .split(',')
-        .map(str::trim)
+        .map(trim_ows)
         .filter(|c| !c.is_empty())
         .collect();
     match codings[..] {
@@ -290,7 +297,7 @@ fn has_token(headers: &[(String, String)], name: &str, token: &str) -> bool {
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case(name))
         .flat_map(|(_, v)| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .any(|t| trim_ows(t).eq_ignore_ascii_case(token))
 }
 
 fn keep_alive(headers: &[(String, String)], version: Version) -> bool {
@@ -435,6 +442,21 @@ mod tests {
         let conflict =
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
         assert_eq!(status_of(conflict), 400);
+    }
+
+    #[test]
+    fn only_spaces_and_tabs_are_trimmed_from_values() {
+        let nbsp = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\u{a0}\r\n\r\n";
+        assert_eq!(status_of(nbsp), 400);
+        let tabbed = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \t5 \t\r\n\r\n";
+        assert_eq!(
+            parse(tabbed).unwrap().unwrap().0.framing,
+            Framing::Length(5)
+        );
+        let (head, _) = parse("GET / HTTP/1.1\r\nHost: a\r\nX-Name: \u{2003}b\u{2003}\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.headers[1].1, "\u{2003}b\u{2003}");
     }
 
     #[test]

@@ -36,15 +36,32 @@ pub const LINGER_LIMIT: usize = 64 * 1024;
 /// of file descriptors, so that it does not spin while the condition lasts.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How long a request body or an answer may move at any pace before the
+/// minimum rate (`Limits::min_rate`) applies: room for TCP's slow start and
+/// for a client that pauses once.
+pub const MIN_RATE_GRACE: Duration = Duration::from_secs(5);
+
 /// The bounds an operator can set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Connections open at once; one more gets `503` with `Retry-After: 1`.
     pub max_connections: usize,
+    /// Connections open at once from one address (an IPv6 client counts by
+    /// its /64, which is what one host is usually given); one more gets
+    /// `503` while other addresses are still served. `0`: no such limit.
+    pub max_connections_per_address: usize,
     /// Worker threads waiting for ready connections. More are started while
-    /// all are stuck in slow requests, up to `max_connections`, and leave
-    /// when idle. More than one per core only adds wake-ups.
+    /// all are stuck in slow requests, up to `max_threads`, and leave when
+    /// idle. More than one per core only adds wake-ups.
     pub threads: usize,
+    /// The most worker threads ever running. When all are busy, ready
+    /// connections wait their turn, under their deadlines.
+    pub max_threads: usize,
+    /// The slowest average pace, in bytes per second, of a request body or
+    /// an answer after [`MIN_RATE_GRACE`]: a body slower than that gets
+    /// `408`, an answer slower than that is cut, so that a client dripping a
+    /// byte now and then cannot hold a worker for ever. `0`: no minimum.
+    pub min_rate: u64,
     /// The whole request head must arrive within this time.
     pub header_timeout: Duration,
     /// An idle keep-alive connection is closed after this time.
@@ -61,7 +78,10 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 1024,
+            max_connections_per_address: 64,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_threads: 256,
+            min_rate: 512,
             header_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(5),
             io_timeout: Duration::from_secs(30),

@@ -12,7 +12,8 @@
 //!   (request body in, response out), lingering close;
 //! - the deadlines of the phases a connection is parked in: the header
 //!   timeout (from the accept for the first request, from the first byte
-//!   for later ones), the keep-alive timeout, the linger;
+//!   for later ones), the keep-alive timeout, the linger; and the minimum
+//!   pace of a body or an answer in flight (`--min-rate`);
 //! - keep-alive by version and `Connection`, pipelining (bytes after a
 //!   request are the next one), `100 Continue` (sent only when the handler
 //!   first reads the body), HEAD (never a body, error answers included);
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 use super::decode::Decoder;
 use super::error::ApiError;
 use super::head::{Framing, Head, Version, parse_head};
-use super::limits::{DRAIN_LIMIT, LINGER_LIMIT, LINGER_TIMEOUT, MAX_HEAD_BYTES};
+use super::limits::{DRAIN_LIMIT, LINGER_LIMIT, LINGER_TIMEOUT, MAX_HEAD_BYTES, MIN_RATE_GRACE};
 use super::status::{has_body, reason_phrase};
 
 /// The timeouts the machine keeps as deadlines.
@@ -38,6 +39,9 @@ pub(crate) struct Timeouts {
     pub header: Duration,
     /// An idle connection between requests closes after this time.
     pub keep_alive: Duration,
+    /// The slowest average pace, in bytes per second, of a request body or
+    /// an answer after [`MIN_RATE_GRACE`]; `0`: none.
+    pub min_rate: u64,
 }
 
 /// What the socket layer does next, from [`Machine::poll`].
@@ -138,6 +142,13 @@ struct Exchange {
     /// The answer's head has been produced; output is counted from here.
     responded: bool,
     bytes_sent: u64,
+    /// When the handler first asked for the body: its pace is measured
+    /// from here, not from the head (a handler may think first).
+    body_clock: Option<Instant>,
+    /// Body bytes received so far, framing included.
+    body_bytes: u64,
+    /// When the answer's head was produced: its pace is measured from here.
+    response_clock: Option<Instant>,
 }
 
 impl Exchange {
@@ -152,6 +163,9 @@ impl Exchange {
             framing: BodyFraming::Nothing,
             responded: false,
             bytes_sent: 0,
+            body_clock: None,
+            body_bytes: 0,
+            response_clock: None,
         }
     }
 }
@@ -172,6 +186,8 @@ pub(crate) struct Machine {
     /// a head arriving a byte at a time is not parsed again per byte.
     head_checked: usize,
     output: Vec<u8>,
+    /// How much of `output` has been sent.
+    output_sent: usize,
     phase: Phase,
     deadline: Instant,
     /// No request has been served yet: the first head's deadline runs from
@@ -196,6 +212,7 @@ impl Machine {
             end: 0,
             head_checked: 0,
             output: Vec::with_capacity(512),
+            output_sent: 0,
             phase: Phase::Idle,
             deadline: now + timeouts.header,
             first: true,
@@ -265,15 +282,48 @@ impl Machine {
     /// Bytes to send, produced by [`Machine::respond`],
     /// [`Machine::push_body`], [`Machine::end_body`] or a `100 Continue`.
     pub fn output(&self) -> &[u8] {
-        &self.output
+        &self.output[self.output_sent..]
     }
 
-    /// The first `n` bytes of the output were sent.
+    /// The first `n` bytes of [`Machine::output`] were sent.
     pub fn sent(&mut self, n: usize) {
-        self.output.drain(..n);
+        self.output_sent += n;
+        if self.output_sent == self.output.len() {
+            self.output.clear();
+            self.output_sent = 0;
+        }
         if self.exchange.responded {
             self.exchange.bytes_sent += n as u64;
         }
+    }
+
+    /// The latest the rest of the request body may arrive by, at the
+    /// minimum pace: after the grace, each second must have brought
+    /// `min_rate` bytes on average. `None` before the body is asked for, or
+    /// without a minimum.
+    pub fn input_deadline(&self) -> Option<Instant> {
+        let exchange = &self.exchange;
+        self.paced(exchange.body_clock?, exchange.body_bytes)
+    }
+
+    /// The latest the rest of the answer may leave by, as for the body.
+    pub fn output_deadline(&self) -> Option<Instant> {
+        let exchange = &self.exchange;
+        self.paced(exchange.response_clock?, exchange.bytes_sent)
+    }
+
+    fn paced(&self, since: Instant, bytes: u64) -> Option<Instant> {
+        let rate = self.timeouts.min_rate;
+        if rate == 0 {
+            return None;
+        }
+        let earned = Duration::from_secs_f64(bytes as f64 / rate as f64);
+        since.checked_add(MIN_RATE_GRACE)?.checked_add(earned)
+    }
+
+    /// The pace a body or answer must keep, for the message of a refusal.
+    pub fn min_rate(&self) -> u64 {
+        self.timeouts.min_rate
     }
 
     /// Bytes of the answer sent so far, head included.
@@ -376,11 +426,12 @@ impl Machine {
         self.begin_rejection();
     }
 
-    /// Reads request body bytes into `out`. Errors are the body's own
-    /// (malformed framing, the peer gone mid-body); after one, the
-    /// connection cannot carry another request.
-    pub fn read_body(&mut self, out: &mut [u8]) -> io::Result<BodyStep> {
+    /// Reads request body bytes into `out`, at `now`. Errors are the
+    /// body's own (malformed framing, the peer gone mid-body); after one,
+    /// the connection cannot carry another request.
+    pub fn read_body(&mut self, out: &mut [u8], now: Instant) -> io::Result<BodyStep> {
         let exchange = &mut self.exchange;
+        exchange.body_clock.get_or_insert(now);
         if exchange.continue_owed {
             exchange.continue_owed = false;
             self.output
@@ -398,6 +449,7 @@ impl Machine {
             .decode(&self.input[self.start..self.end], out)
             .map_err(io::Error::other)?;
         self.start += progress.consumed;
+        exchange.body_bytes += progress.consumed as u64;
         if progress.produced > 0 {
             return Ok(BodyStep::Data(progress.produced));
         }
@@ -426,12 +478,13 @@ impl Machine {
     /// request can follow, as long as that is cheap. A remainder over
     /// [`DRAIN_LIMIT`] is cheaper to cut than to read; a body still owed a
     /// `100 Continue` was never sent.
-    pub fn drain_body(&mut self) -> DrainStep {
+    pub fn drain_body(&mut self, now: Instant) -> DrainStep {
         let exchange = &mut self.exchange;
         if exchange.body.is_done() {
             // The common case, before the scratch space costs anything.
             return DrainStep::Done;
         }
+        exchange.body_clock.get_or_insert(now);
         let mut scratch = [0u8; 4096];
         loop {
             if exchange.body.is_done() {
@@ -454,6 +507,7 @@ impl Machine {
                 return DrainStep::GiveUp;
             };
             self.start += progress.consumed;
+            exchange.body_bytes += progress.consumed as u64;
             exchange.drained += progress.produced as u64;
             if exchange.drained > DRAIN_LIMIT {
                 return DrainStep::GiveUp;
@@ -464,11 +518,11 @@ impl Machine {
         }
     }
 
-    /// Puts the answer's head in the output, with the framing headers
-    /// (`Content-Length` or `Transfer-Encoding`, `Connection`) the machine
-    /// decides and `Date`, `Server` and `X-Request-Id`. `body_len` is the
-    /// body's length when known. Returns whether body bytes follow: not for
-    /// HEAD, `1xx`, `204` or `304`.
+    /// Puts the answer's head in the output, at `now`, with the framing
+    /// headers (`Content-Length` or `Transfer-Encoding`, `Connection`) the
+    /// machine decides and `Date`, `Server` and `X-Request-Id`. `body_len`
+    /// is the body's length when known. Returns whether body bytes follow:
+    /// not for HEAD, `1xx`, `204` or `304`.
     pub fn respond(
         &mut self,
         status: u16,
@@ -476,8 +530,10 @@ impl Machine {
         body_len: Option<u64>,
         request_id: &str,
         date: &str,
+        now: Instant,
     ) -> bool {
         let exchange = &mut self.exchange;
+        exchange.response_clock = Some(now);
         let with_body = has_body(status);
         // Without a length, HTTP/1.1 streams chunked; HTTP/1.0 has only the
         // end of the connection to mark the end of the body.
@@ -581,6 +637,7 @@ impl Machine {
     /// request (already there when pipelined), or closes.
     pub fn finish(&mut self, now: Instant, sent_whole: bool) {
         self.output.clear();
+        self.output_sent = 0;
         if self.output.capacity() > OUTPUT_KEPT {
             self.output = Vec::with_capacity(512);
         }

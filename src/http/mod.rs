@@ -9,9 +9,10 @@
 //! runtime) and bounds everything: see [`limits`].
 //!
 //! The pieces, from the wire inwards:
-//! - [`server`]: the listener, the accept loop, the connection cap, the
-//!   registry of parked connections (an epoll set), the worker threads and
-//!   graceful shutdown;
+//! - [`server`]: the listener, the accept loop and monitor, the worker
+//!   threads (up to `--max-threads`) and graceful shutdown; `registry`:
+//!   the open connections, parked in an epoll set or busy, and the caps on
+//!   them in all and per client address;
 //! - `connection`: one connection driven over a [`transport`]: moves bytes
 //!   between the socket and the machine, runs the service for each request
 //!   (a panic becomes that request's `500`), writes the access log;
@@ -38,6 +39,7 @@ mod machine;
 pub mod multipart;
 pub mod percent;
 pub mod problems;
+mod registry;
 pub mod request;
 pub mod response;
 pub mod server;

@@ -20,7 +20,6 @@
 //! up without sleeping (4.3 µs of CPU per request against 7.4 in a bare
 //! prototype of each).
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -33,6 +32,7 @@ use std::time::{Duration, Instant};
 use super::connection::{self, Connection, Context, Next, Service};
 use super::limits::{ACCEPT_BACKOFF, Limits};
 use super::log::Logger;
+use super::registry::{Address, Registry, State};
 
 /// A TCP connection of the plain listener.
 type Conn = Connection<TcpStream>;
@@ -57,18 +57,11 @@ const IDLE_WORKER_EXIT: Duration = Duration::from_secs(10);
 /// Worker stacks: handlers keep their data on the heap.
 const WORKER_STACK: usize = 512 * 1024;
 
-/// A registered connection: parked (waiting for input, no thread), or in the
-/// hands of a worker since the given instant.
-enum Entry {
-    Parked(Box<Conn>),
-    Busy { since: Instant, fd: RawFd },
-}
-
 /// State shared by the accept thread and the workers.
 struct Shared {
     context: Context,
     epoll: OwnedFd,
-    connections: Mutex<HashMap<u64, Entry>>,
+    connections: Mutex<Registry<Conn>>,
     /// Signalled whenever a connection ends, for shutdown to wait on.
     connection_ended: Condvar,
     /// Workers blocked in `epoll_wait`.
@@ -78,7 +71,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, Registry<Conn>> {
         // A panic elsewhere must not take the server down; the map stays
         // consistent whatever a thread panicked in.
         self.connections
@@ -92,17 +85,28 @@ impl Shared {
     fn park(&self, id: u64, conn: Box<Conn>) {
         let fd = conn.fd();
         let mut connections = self.lock();
-        connections.insert(id, Entry::Parked(conn));
+        connections.park(id, conn);
         if epoll_ctl(&self.epoll, libc::EPOLL_CTL_MOD, fd, id).is_err() {
-            connections.remove(&id);
+            connections.remove(id);
             drop(connections);
             self.connection_ended.notify_all();
         }
     }
 
-    fn end(&self, id: u64) {
-        self.lock().remove(&id);
-        self.connection_ended.notify_all();
+    /// Takes a parked connection to serve it (`None`: gone or taken).
+    fn take(&self, id: u64) -> Option<Box<Conn>> {
+        self.lock().take(id, Conn::fd, Instant::now())
+    }
+
+    /// After a turn of serving: parks the connection again or forgets it.
+    fn settle(&self, id: u64, next: Next<TcpStream>) {
+        match next {
+            Next::Park(conn) => self.park(id, conn),
+            Next::Close => {
+                self.lock().remove(id);
+                self.connection_ended.notify_all();
+            }
+        }
     }
 }
 
@@ -138,6 +142,10 @@ impl Server {
         }
         drop(signal_write);
 
+        let registry = Registry::new(
+            self.limits.max_connections,
+            self.limits.max_connections_per_address,
+        );
         let shared = Arc::new(Shared {
             context: Context {
                 limits: self.limits,
@@ -146,12 +154,13 @@ impl Server {
                 shutting_down: AtomicBool::new(false),
             },
             epoll: epoll_create()?,
-            connections: Mutex::new(HashMap::new()),
+            connections: Mutex::new(registry),
             connection_ended: Condvar::new(),
             waiting: AtomicUsize::new(0),
             workers: AtomicUsize::new(0),
         });
-        for _ in 0..shared.context.limits.threads.max(1) {
+        let limits = &shared.context.limits;
+        for _ in 0..limits.threads.clamp(1, limits.max_threads.max(1)) {
             start_worker(&shared)?;
         }
         accept_loop(&self.listener, &signal_read, &shared);
@@ -234,17 +243,18 @@ fn admit(shared: &Shared, stream: TcpStream, peer: SocketAddr, id: u64) {
             .error(&format!("cannot set up a connection: {err}"));
         return;
     }
+    let address = Address::of(peer.ip());
     let mut connections = shared.lock();
-    if connections.len() >= shared.context.limits.max_connections {
+    if let Err(refusal) = connections.check(address) {
         drop(connections);
-        connection::refuse(&shared.context, stream, peer, "too many open connections");
+        connection::refuse(&shared.context, stream, peer, refusal.reason());
         return;
     }
     let conn = Conn::new(stream, peer, &shared.context.limits);
     let fd = conn.fd();
-    connections.insert(id, Entry::Parked(conn));
+    connections.admit(id, address, conn);
     if let Err(err) = epoll_ctl(&shared.epoll, libc::EPOLL_CTL_ADD, fd, id) {
-        connections.remove(&id);
+        connections.remove(id);
         shared
             .context
             .logger
@@ -259,17 +269,18 @@ fn monitor(shared: &Arc<Shared>) -> i32 {
     let now = Instant::now();
     let mut next_due: Option<Instant> = None;
     let mut stalled = 0usize;
+    // Expired connections are taken as a worker takes a ready one.
     let expired: Vec<(u64, Box<Conn>)> = {
         let mut connections = shared.lock();
         let mut expired_ids = Vec::new();
-        for (id, entry) in connections.iter() {
-            let due = match entry {
-                Entry::Parked(conn) if conn.deadline() <= now => {
-                    expired_ids.push(*id);
+        for (id, state) in connections.states() {
+            let due = match state {
+                State::Parked(conn) if conn.deadline() <= now => {
+                    expired_ids.push(id);
                     continue;
                 }
-                Entry::Parked(conn) => conn.deadline(),
-                Entry::Busy { since, .. } => {
+                State::Parked(conn) => conn.deadline(),
+                State::Busy { since, .. } => {
                     if now.duration_since(*since) >= STALL_THRESHOLD {
                         stalled += 1;
                     }
@@ -280,22 +291,17 @@ fn monitor(shared: &Arc<Shared>) -> i32 {
         }
         expired_ids
             .into_iter()
-            .filter_map(|id| match connections.remove(&id) {
-                Some(Entry::Parked(conn)) => Some((id, conn)),
-                _ => None,
-            })
+            .filter_map(|id| Some((id, connections.take(id, Conn::fd, now)?)))
             .collect()
     };
-    if !expired.is_empty() {
-        shared.connection_ended.notify_all();
-    }
     for (id, conn) in expired {
         // The monitor must never wait on one client: an answer (a 408) gets
         // what fits in the send buffer now, or nothing.
-        if let Next::Park(lingering) = connection::serve(&shared.context, conn, Duration::ZERO) {
+        let next = connection::serve(&shared.context, conn, Duration::ZERO);
+        if let Next::Park(lingering) = &next {
             next_due = Some(next_due.map_or(lingering.deadline(), |d| d.min(lingering.deadline())));
-            shared.park(id, lingering);
         }
+        shared.settle(id, next);
     }
     // Only when every worker is stuck: one slow request among busy workers
     // is not a reason for another thread.
@@ -303,7 +309,7 @@ fn monitor(shared: &Arc<Shared>) -> i32 {
     if stalled > 0
         && stalled >= workers
         && shared.waiting.load(Ordering::SeqCst) == 0
-        && workers < shared.context.limits.max_connections
+        && workers < shared.context.limits.max_threads
         && let Err(err) = start_worker(shared)
     {
         shared
@@ -369,26 +375,12 @@ fn worker(shared: &Shared) {
             continue;
         }
         let id = event.u64;
-        let conn = {
-            let mut connections = shared.lock();
-            // Gone when the monitor closed it in the meantime.
-            let fd = match connections.get(&id) {
-                Some(Entry::Parked(conn)) => conn.fd(),
-                _ => continue,
-            };
-            let busy = Entry::Busy {
-                since: Instant::now(),
-                fd,
-            };
-            let Some(Entry::Parked(conn)) = connections.insert(id, busy) else {
-                continue;
-            };
-            conn
+        // Gone or taken when the monitor got to it first.
+        let Some(conn) = shared.take(id) else {
+            continue;
         };
-        match connection::serve(&shared.context, conn, shared.context.limits.io_timeout) {
-            Next::Park(conn) => shared.park(id, conn),
-            Next::Close => shared.end(id),
-        }
+        let next = connection::serve(&shared.context, conn, shared.context.limits.io_timeout);
+        shared.settle(id, next);
     }
 }
 
@@ -401,10 +393,7 @@ fn shutdown(shared: &Shared) {
         // will not be served: close them. A lingering one gets the rest of
         // its short linger, so its last response is not lost to a reset.
         let now = Instant::now();
-        connections.retain(|_, entry| match entry {
-            Entry::Parked(conn) => conn.is_lingering() && conn.deadline() > now,
-            Entry::Busy { .. } => true,
-        });
+        connections.retain_parked(|conn| conn.is_lingering() && conn.deadline() > now);
         if connections.is_empty() {
             break;
         }
@@ -413,8 +402,8 @@ fn shutdown(shared: &Shared) {
                 "shutdown timeout reached; cutting {} connection(s)",
                 connections.len()
             ));
-            for entry in connections.values() {
-                if let Entry::Busy { fd, .. } = entry {
+            for (_, state) in connections.states() {
+                if let State::Busy { fd, .. } = state {
                     // SAFETY: a busy entry's descriptor stays open until its
                     // worker removes the entry, which needs this lock.
                     unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };

@@ -4,14 +4,15 @@
 //! and the connection machine), so nothing above this module knows which.
 //!
 //! Waiting is explicit: reads and writes never block on their own, and
-//! [`read_within`] / [`write_all_within`] wait with `poll(2)` for at most a
-//! given time per call (`--io-timeout` inside a request, nothing at all
-//! when the monitor answers an expired connection).
+//! [`read_by`] / [`write_by`] wait with `poll(2)` until a deadline the
+//! connection layer sets (`--io-timeout` per wait, sooner when a body or an
+//! answer falls behind `--min-rate`, at once when the monitor answers an
+//! expired connection).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A non-blocking byte stream.
 pub trait Transport: Send {
@@ -45,13 +46,13 @@ impl Transport for TcpStream {
     }
 }
 
-/// Reads into `buf`, waiting up to `timeout` for something to arrive.
-pub fn read_within(
+/// Reads into `buf`, waiting until `deadline` at the latest for something
+/// to arrive (`TimedOut` then).
+pub fn read_by(
     transport: &mut impl Transport,
     buf: &mut [u8],
-    timeout: Duration,
+    deadline: Instant,
 ) -> io::Result<usize> {
-    let deadline = Instant::now() + timeout;
     loop {
         match transport.read(buf) {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
@@ -63,27 +64,23 @@ pub fn read_within(
     }
 }
 
-/// Writes all of `data`, each wait for room taking up to `timeout`. On
-/// failure, the error comes with how many bytes did go out.
-pub fn write_all_within(
+/// Writes what fits of `data`, waiting until `deadline` at the latest for
+/// room (`TimedOut` then). Returns how many bytes went out, at least one.
+pub fn write_by(
     transport: &mut impl Transport,
     data: &[u8],
-    timeout: Duration,
-) -> Result<(), (usize, io::Error)> {
-    let mut written = 0;
-    while written < data.len() {
-        match transport.write(&data[written..]) {
-            Ok(0) => return Err((written, io::ErrorKind::WriteZero.into())),
-            Ok(n) => written += n,
+    deadline: Instant,
+) -> io::Result<usize> {
+    loop {
+        match transport.write(data) {
+            Ok(0) if !data.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                let deadline = Instant::now() + timeout;
-                wait(transport.fd(), libc::POLLOUT, deadline).map_err(|err| (written, err))?
+                wait(transport.fd(), libc::POLLOUT, deadline)?
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err((written, err)),
+            result => return result,
         }
     }
-    Ok(())
 }
 
 /// Waits until `fd` is ready for `events` or `deadline` passes

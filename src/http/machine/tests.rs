@@ -7,6 +7,7 @@ const SERVER: &str = concat!("Server: wren/", env!("CARGO_PKG_VERSION"));
 const TIMEOUTS: Timeouts = Timeouts {
     header: Duration::from_secs(10),
     keep_alive: Duration::from_secs(5),
+    min_rate: 512,
 };
 
 /// A machine, the time it lives in, and everything it has sent.
@@ -38,7 +39,7 @@ impl Wire {
     /// A machine in the middle of a `GET /status`, ready to answer it.
     fn answering_get() -> Self {
         let mut wire = Wire::serving(GET);
-        assert_eq!(wire.machine.drain_body(), DrainStep::Done);
+        assert_eq!(wire.machine.drain_body(wire.now), DrainStep::Done);
         wire
     }
 
@@ -91,7 +92,7 @@ impl Wire {
         let mut body = Vec::new();
         let mut buf = [0u8; 7];
         loop {
-            match self.machine.read_body(&mut buf)? {
+            match self.machine.read_body(&mut buf, self.now)? {
                 BodyStep::Data(n) => body.extend_from_slice(&buf[..n]),
                 BodyStep::End => return Ok((body, true)),
                 BodyStep::Receive => return Ok((body, false)),
@@ -103,14 +104,17 @@ impl Wire {
     /// Answers the current exchange as the socket layer does: drain, head,
     /// body, finish. `body: None` answers with an unknown length.
     fn answer(&mut self, status: u16, body: Option<&[u8]>) {
-        assert_eq!(self.machine.drain_body(), DrainStep::Done);
+        assert_eq!(self.machine.drain_body(self.now), DrainStep::Done);
         self.answer_undrained(status, body);
     }
 
     fn answer_undrained(&mut self, status: u16, body: Option<&[u8]>) {
         let headers = [("Content-Type", Cow::Borrowed("text/plain"))];
         let len = body.map(|b| b.len() as u64);
-        if self.machine.respond(status, &headers, len, "id", DATE) {
+        if self
+            .machine
+            .respond(status, &headers, len, "id", DATE, self.now)
+        {
             self.machine.push_body(body.unwrap_or(b"streamed"));
             assert!(self.machine.end_body());
         }
@@ -324,7 +328,7 @@ fn continue_is_sent_only_when_the_body_is_read() {
     // Refused without reading: the final status, no 100, and the body that
     // was never sent cannot be skipped, so the connection closes.
     let mut wire = Wire::serving(request);
-    assert_eq!(wire.machine.drain_body(), DrainStep::GiveUp);
+    assert_eq!(wire.machine.drain_body(wire.now), DrainStep::GiveUp);
     wire.answer_undrained(413, Some(b"big"));
     assert_eq!(
         wire.take_sent(),
@@ -402,7 +406,7 @@ fn head_requests_refused_while_parsing_get_no_body_either() {
 #[test]
 fn chunked_answers_are_framed_and_http10_ones_end_with_the_connection() {
     let mut wire = Wire::answering_get();
-    assert!(wire.machine.respond(200, &[], None, "id", DATE));
+    assert!(wire.machine.respond(200, &[], None, "id", DATE, wire.now));
     for piece in [&b"hello"[..], b"", b" world"] {
         wire.machine.push_body(piece);
     }
@@ -429,7 +433,10 @@ fn chunked_answers_are_framed_and_http10_ones_end_with_the_connection() {
 #[test]
 fn a_streamed_body_short_of_its_length_closes_the_connection() {
     let mut wire = Wire::answering_get();
-    assert!(wire.machine.respond(200, &[], Some(10), "id", DATE));
+    assert!(
+        wire.machine
+            .respond(200, &[], Some(10), "id", DATE, wire.now)
+    );
     wire.machine.push_body(b"12345");
     assert!(!wire.machine.end_body());
     wire.send();
@@ -437,7 +444,8 @@ fn a_streamed_body_short_of_its_length_closes_the_connection() {
     assert!(matches!(wire.poll(), Step::HalfClose));
     // And bytes past a declared length never go out.
     let mut wire = Wire::answering_get();
-    wire.machine.respond(200, &[], Some(2), "id", DATE);
+    wire.machine
+        .respond(200, &[], Some(2), "id", DATE, wire.now);
     wire.machine.push_body(b"12345");
     assert!(wire.machine.end_body());
     wire.send();
@@ -447,7 +455,11 @@ fn a_streamed_body_short_of_its_length_closes_the_connection() {
 #[test]
 fn bodiless_statuses_send_no_length_and_no_body() {
     let mut wire = Wire::answering_get();
-    assert!(!wire.machine.respond(304, &[], Some(0), "id", DATE));
+    assert!(
+        !wire
+            .machine
+            .respond(304, &[], Some(0), "id", DATE, wire.now)
+    );
     wire.send();
     assert_eq!(
         wire.take_sent(),
@@ -464,7 +476,8 @@ fn header_values_that_would_split_the_answer_are_dropped() {
         ("X-Bad", Cow::Borrowed("a\r\nSet-Cookie: evil")),
         ("X-Good", Cow::Borrowed("fine")),
     ];
-    wire.machine.respond(204, &headers, Some(0), "id", DATE);
+    wire.machine
+        .respond(204, &headers, Some(0), "id", DATE, wire.now);
     wire.send();
     let sent = wire.take_sent();
     assert!(!sent.contains("evil"), "{sent}");
@@ -564,7 +577,7 @@ fn a_framing_error_in_the_body_ends_in_a_lingering_close() {
     wire.dispatch();
     let error = wire.read_body().unwrap_err();
     assert_eq!(ApiError::from_body_read(error).status(), 400);
-    assert_eq!(wire.machine.drain_body(), DrainStep::GiveUp);
+    assert_eq!(wire.machine.drain_body(wire.now), DrainStep::GiveUp);
     wire.answer_undrained(400, Some(b"bad"));
     assert!(wire.take_sent().ends_with("Connection: close\r\n\r\nbad"));
     assert!(matches!(wire.poll(), Step::HalfClose));
@@ -598,14 +611,14 @@ fn a_body_in_any_split_reads_the_same() {
             body.extend(read);
         }
         assert_eq!(body, b"Wikipedia in\r\n\r\nchunks.", "split {split}");
-        assert_eq!(wire.machine.drain_body(), DrainStep::Done);
+        assert_eq!(wire.machine.drain_body(wire.now), DrainStep::Done);
     }
 }
 
 #[test]
 fn unread_small_bodies_are_drained_and_large_ones_close() {
     let mut wire = Wire::serving(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123");
-    assert_eq!(wire.machine.drain_body(), DrainStep::Receive);
+    assert_eq!(wire.machine.drain_body(wire.now), DrainStep::Receive);
     wire.feed(b"456789");
     wire.feed(GET);
     wire.answer(200, Some(b"ok"));
@@ -616,7 +629,7 @@ fn unread_small_bodies_are_drained_and_large_ones_close() {
     let big = DRAIN_LIMIT + 1;
     wire.feed(format!("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {big}\r\n\r\n").as_bytes());
     wire.dispatch();
-    assert_eq!(wire.machine.drain_body(), DrainStep::GiveUp);
+    assert_eq!(wire.machine.drain_body(wire.now), DrainStep::GiveUp);
     wire.answer_undrained(413, Some(b"no"));
     assert!(wire.take_sent().contains("Connection: close"));
     assert!(matches!(wire.poll(), Step::HalfClose));
@@ -625,10 +638,10 @@ fn unread_small_bodies_are_drained_and_large_ones_close() {
     let mut wire =
         Wire::serving(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
     let chunk = format!("{:x}\r\n{}\r\n", 8192, "y".repeat(8192));
-    let mut step = wire.machine.drain_body();
+    let mut step = wire.machine.drain_body(wire.now);
     while step == DrainStep::Receive {
         wire.feed(chunk.as_bytes());
-        step = wire.machine.drain_body();
+        step = wire.machine.drain_body(wire.now);
     }
     assert_eq!(step, DrainStep::GiveUp);
 }
@@ -640,14 +653,14 @@ fn a_peer_gone_mid_body_is_an_early_end() {
     wire.machine.received(0, wire.now);
     let error = wire.read_body().unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
-    assert_eq!(wire.machine.drain_body(), DrainStep::GiveUp);
+    assert_eq!(wire.machine.drain_body(wire.now), DrainStep::GiveUp);
 }
 
 #[test]
 fn a_failed_receive_loses_the_framing() {
     let mut wire = Wire::serving(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n");
     wire.machine.input_failed();
-    assert_eq!(wire.machine.drain_body(), DrainStep::GiveUp);
+    assert_eq!(wire.machine.drain_body(wire.now), DrainStep::GiveUp);
     wire.answer_undrained(408, Some(b"slow"));
     assert!(wire.take_sent().contains("Connection: close"));
 }
@@ -694,4 +707,67 @@ fn only_the_answer_is_counted_for_the_log() {
     wire.answer(200, Some(b"ok"));
     let sent = wire.take_sent();
     assert_eq!(wire.machine.response_bytes(), sent.len() as u64);
+}
+
+#[test]
+fn a_body_must_keep_the_minimum_pace_after_the_grace() {
+    let mut wire = Wire::serving(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n");
+    // The clock starts when the handler first asks for the body.
+    assert_eq!(wire.machine.input_deadline(), None);
+    wire.advance(Duration::from_secs(3));
+    let asked = wire.now;
+    wire.read_body().unwrap();
+    assert_eq!(wire.machine.input_deadline(), Some(asked + MIN_RATE_GRACE));
+    // Each 512 bytes buys one more second.
+    wire.feed(&[b'x'; 1024]);
+    wire.read_body().unwrap();
+    assert_eq!(
+        wire.machine.input_deadline(),
+        Some(asked + MIN_RATE_GRACE + Duration::from_secs(2))
+    );
+}
+
+#[test]
+fn an_answer_must_keep_the_minimum_pace_from_its_head() {
+    let mut wire = Wire::answering_get();
+    assert_eq!(wire.machine.output_deadline(), None);
+    wire.advance(Duration::from_secs(7));
+    let started = wire.now;
+    wire.machine
+        .respond(200, &[], Some(4096), "id", DATE, wire.now);
+    assert_eq!(
+        wire.machine.output_deadline(),
+        Some(started + MIN_RATE_GRACE)
+    );
+    wire.machine.push_body(&[b'y'; 4096]);
+    let head = wire.machine.output().len() - 4096;
+    wire.machine.sent(head + 512);
+    assert_eq!(
+        wire.machine.output_deadline(),
+        Some(started + MIN_RATE_GRACE + Duration::from_secs_f64((head + 512) as f64 / 512.0))
+    );
+    // What is left to send is what was not sent.
+    assert_eq!(wire.machine.output().len(), 4096 - 512);
+}
+
+#[test]
+fn no_minimum_pace_means_no_pace_deadlines() {
+    let mut wire = Wire {
+        machine: Machine::new(
+            Instant::now(),
+            Timeouts {
+                min_rate: 0,
+                ..TIMEOUTS
+            },
+        ),
+        now: Instant::now(),
+        sent: Vec::new(),
+    };
+    wire.feed(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n");
+    wire.dispatch();
+    wire.read_body().unwrap();
+    assert_eq!(wire.machine.input_deadline(), None);
+    wire.feed(b"hello");
+    wire.answer(200, Some(b"ok"));
+    assert_eq!(wire.machine.output_deadline(), None);
 }

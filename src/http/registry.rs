@@ -1,0 +1,234 @@
+//! The open connections and the caps on them: how many at once in all
+//! (`--max-connections`) and from one client address
+//! (`--max-connections-per-ip`, after nginx's `limit_conn`), so that one
+//! client holding connections open cannot take every slot from the others.
+//!
+//! A connection is registered when it is accepted and stays until it
+//! closes, *parked* (waiting for input in the epoll set, no thread) or
+//! *busy* (a worker, or the monitor, is serving it). Whoever turns an entry
+//! busy owns the connection until it parks it again or removes it.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry as MapEntry;
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+use std::time::Instant;
+
+/// Who a connection counts against: an IPv4 address, or an IPv6 /64 (what
+/// one host or home network is usually given, so that a client cannot slip
+/// past the cap by rotating through its own addresses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Address {
+    V4(u32),
+    V6Prefix(u64),
+}
+
+impl Address {
+    pub fn of(ip: IpAddr) -> Address {
+        match ip {
+            IpAddr::V4(v4) => Address::V4(u32::from(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Address::V4(u32::from(v4)),
+                None => Address::V6Prefix((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// A connection's place in the registry.
+pub(crate) enum State<C> {
+    Parked(Box<C>),
+    /// Being served since the given instant; its descriptor, for shutdown
+    /// to cut it.
+    Busy {
+        since: Instant,
+        fd: RawFd,
+    },
+}
+
+struct Slot<C> {
+    address: Address,
+    state: State<C>,
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Full,
+    AddressFull,
+}
+
+impl Refusal {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Full => "too many open connections",
+            Refusal::AddressFull => "too many open connections from your address",
+        }
+    }
+}
+
+/// The registry of open connections (`C` is the connection type).
+pub(crate) struct Registry<C> {
+    slots: HashMap<u64, Slot<C>>,
+    per_address: HashMap<Address, usize>,
+    max_connections: usize,
+    /// `0`: no per-address cap.
+    max_per_address: usize,
+}
+
+impl<C> Registry<C> {
+    pub fn new(max_connections: usize, max_per_address: usize) -> Self {
+        Registry {
+            slots: HashMap::new(),
+            per_address: HashMap::new(),
+            max_connections,
+            max_per_address,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Whether a connection from `address` fits under both caps.
+    pub fn check(&self, address: Address) -> Result<(), Refusal> {
+        if self.slots.len() >= self.max_connections {
+            return Err(Refusal::Full);
+        }
+        let held = self.per_address.get(&address).copied().unwrap_or(0);
+        if self.max_per_address > 0 && held >= self.max_per_address {
+            return Err(Refusal::AddressFull);
+        }
+        Ok(())
+    }
+
+    /// Registers a new connection, parked. The caller has checked it fits.
+    pub fn admit(&mut self, id: u64, address: Address, conn: Box<C>) {
+        *self.per_address.entry(address).or_insert(0) += 1;
+        let state = State::Parked(conn);
+        self.slots.insert(id, Slot { address, state });
+    }
+
+    /// Parks a busy connection again.
+    pub fn park(&mut self, id: u64, conn: Box<C>) {
+        if let Some(slot) = self.slots.get_mut(&id) {
+            slot.state = State::Parked(conn);
+        }
+    }
+
+    /// Takes a parked connection to serve it; `None` when it is not parked
+    /// (gone, or already being served).
+    pub fn take(&mut self, id: u64, fd_of: impl Fn(&C) -> RawFd, now: Instant) -> Option<Box<C>> {
+        let slot = self.slots.get_mut(&id)?;
+        let State::Parked(conn) = &slot.state else {
+            return None;
+        };
+        let busy = State::Busy {
+            since: now,
+            fd: fd_of(conn),
+        };
+        match std::mem::replace(&mut slot.state, busy) {
+            State::Parked(conn) => Some(conn),
+            State::Busy { .. } => None,
+        }
+    }
+
+    /// Forgets a connection that closed.
+    pub fn remove(&mut self, id: u64) {
+        if let Some(slot) = self.slots.remove(&id) {
+            self.release(slot.address);
+        }
+    }
+
+    /// Closes (drops) every parked connection `keep` does not want.
+    pub fn retain_parked(&mut self, mut keep: impl FnMut(&C) -> bool) {
+        let mut released = Vec::new();
+        self.slots.retain(|_, slot| match &slot.state {
+            State::Parked(conn) if !keep(conn) => {
+                released.push(slot.address);
+                false
+            }
+            _ => true,
+        });
+        for address in released {
+            self.release(address);
+        }
+    }
+
+    fn release(&mut self, address: Address) {
+        if let MapEntry::Occupied(mut held) = self.per_address.entry(address) {
+            *held.get_mut() -= 1;
+            if *held.get() == 0 {
+                held.remove();
+            }
+        }
+    }
+
+    pub fn states(&self) -> impl Iterator<Item = (u64, &State<C>)> {
+        self.slots.iter().map(|(id, slot)| (*id, &slot.state))
+    }
+
+    /// How many connections `address` holds (for tests).
+    #[cfg(test)]
+    fn held_by(&self, address: Address) -> usize {
+        self.per_address.get(&address).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> Address {
+        Address::of(text.parse().unwrap())
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_64() {
+        assert_eq!(ip("2001:db8:1:2::1"), ip("2001:db8:1:2:ffff::9"));
+        assert_ne!(ip("2001:db8:1:2::1"), ip("2001:db8:1:3::1"));
+        assert_eq!(ip("::ffff:10.0.0.1"), ip("10.0.0.1"));
+        assert_ne!(ip("10.0.0.1"), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn caps_in_all_and_per_address() {
+        let mut registry: Registry<()> = Registry::new(4, 2);
+        let (a, b) = (ip("10.0.0.1"), ip("10.0.0.2"));
+        for id in 0..2 {
+            assert_eq!(registry.check(a), Ok(()));
+            registry.admit(id, a, Box::new(()));
+        }
+        assert_eq!(registry.check(a), Err(Refusal::AddressFull));
+        registry.admit(2, b, Box::new(()));
+        registry.admit(3, b, Box::new(()));
+        assert_eq!(registry.check(ip("10.0.0.3")), Err(Refusal::Full));
+        registry.remove(0);
+        assert_eq!(registry.check(a), Ok(()));
+        assert_eq!(registry.held_by(a), 1);
+    }
+
+    #[test]
+    fn counts_follow_connections_through_every_exit() {
+        let mut registry: Registry<u8> = Registry::new(100, 0);
+        let a = ip("10.0.0.1");
+        for id in 0..5 {
+            registry.admit(id, a, Box::new(id as u8));
+        }
+        // Busy and parked again: still held.
+        let conn = registry.take(1, |_| 7, Instant::now()).unwrap();
+        assert!(registry.take(1, |_| 7, Instant::now()).is_none());
+        registry.park(1, conn);
+        assert_eq!(registry.held_by(a), 5);
+        registry.remove(4);
+        registry.retain_parked(|conn| *conn % 2 == 0);
+        assert_eq!(registry.held_by(a), 2);
+        assert_eq!(registry.len(), 2);
+        // No per-address cap with 0.
+        assert_eq!(registry.check(a), Ok(()));
+    }
+}
