@@ -13,6 +13,7 @@ use super::EarlyExit;
 use super::parse::Input;
 use super::values::{self, one_of};
 use crate::alerts::TimeUnit;
+use crate::auth::password;
 use crate::blob::{S3Addressing, StorageKind};
 use crate::http::Limits;
 use crate::http::log::LogFormat;
@@ -249,6 +250,14 @@ settings! {
         default: "10",
         parse: values::at_least_one,
         help: "failed logins allowed in a burst",
+    }
+    value max_concurrent_hashes: usize {
+        flag: "--max-concurrent-hashes N",
+        env: ["WREN_MAX_CONCURRENT_HASHES"],
+        default: "CPU cores + 1" => password::default_slots(),
+        parse: values::at_least_one,
+        help: "password hashes (argon2id, 19 MiB each) computed at once by sign-ups and logins; \
+               one waiting over a second for its turn gets 503 with Retry-After",
     }
     value secret: Option<String> {
         env: ["WREN_SECRET"],

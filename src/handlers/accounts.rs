@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::App;
-use crate::auth::{check_username, password};
+use crate::auth::check_username;
 use crate::blob::{BlobError, UserCredentials};
 use crate::handlers::session::{self, session_cookie_header};
 use crate::http::{ApiError, Fields, Request, Response};
@@ -156,8 +156,7 @@ pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
             })
         }
     };
-    let hash = password::hash(password)
-        .map_err(|err| ApiError::new(503, "cannot hash the password now").with_cause(err))?;
+    let hash = app.hashers.hash(password)?;
     let account = crate::store::Account {
         username: login.to_owned(),
         password_hash: hash,
@@ -248,9 +247,9 @@ fn authenticate(
         false
     } else {
         match app.store.find_account(username)? {
-            Some(account) => password::verify(&account.password_hash, password),
+            Some(account) => app.hashers.verify(&account.password_hash, password)?,
             None => {
-                password::verify_unknown_user(password);
+                app.hashers.verify_unknown_user(password)?;
                 false
             }
         }
