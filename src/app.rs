@@ -1,6 +1,6 @@
 //! The application state every handler receives.
 
-use crate::auth::limiter::LoginLimiter;
+use crate::auth::limiter::{LoginLimiter, SignupLimiter};
 use crate::auth::password::{self, HashPool};
 use crate::auth::seal::Sealer;
 use crate::auth::secret;
@@ -17,6 +17,7 @@ pub struct App {
     pub store: Box<dyn Store>,
     pub tokens: Tokens,
     pub login_limiter: LoginLimiter,
+    pub signup_limiter: SignupLimiter,
     /// Where every password is hashed and verified, a bounded number at once.
     pub hashers: HashPool,
     pub model: ModelSlot,
@@ -53,6 +54,10 @@ impl App {
             login_limiter: LoginLimiter::new(
                 config.auth.login_rate_per_minute,
                 config.auth.login_burst,
+            ),
+            signup_limiter: SignupLimiter::new(
+                config.auth.signup_rate_per_hour,
+                config.auth.signup_burst,
             ),
             hashers,
             store: Box::new(store),
