@@ -1,9 +1,10 @@
 //! The application state every handler receives.
 
-use crate::auth::limiter::LoginLimiter;
+use crate::auth::limiter::{LoginLimiter, SignupLimiter};
+use crate::auth::password::{self, HashPool};
 use crate::auth::seal::Sealer;
+use crate::auth::secret;
 use crate::auth::tokens::Tokens;
-use crate::auth::{password, secret};
 use crate::blob::Storage;
 use crate::config::Config;
 use crate::model::ModelSlot;
@@ -16,6 +17,9 @@ pub struct App {
     pub store: Box<dyn Store>,
     pub tokens: Tokens,
     pub login_limiter: LoginLimiter,
+    pub signup_limiter: SignupLimiter,
+    /// Where every password is hashed and verified, a bounded number at once.
+    pub hashers: HashPool,
     pub model: ModelSlot,
     pub storage: Storage,
     /// Seals the S3 secrets accounts bring, with a key from the server secret.
@@ -35,8 +39,12 @@ impl App {
         let store = SqliteStore::open(&config.data_dir).map_err(|err| err.to_string())?;
         let secret = secret::load(config.auth.secret.as_deref(), &config.data_dir)?;
         let storage = Storage::open(&config.storage, &config.data_dir)?;
+        let hashers = HashPool::new(config.auth.max_concurrent_hashes, password::SLOT_WAIT);
+        // Nothing else hashes yet, so these never wait for a slot.
         for (username, plain) in &config.auth.users {
-            let hash = password::hash(plain)?;
+            let hash = hashers
+                .hash(plain)
+                .map_err(|err| format!("cannot hash the password of --user {username}: {err}"))?;
             store
                 .upsert_password(username, &hash)
                 .map_err(|err| format!("cannot create the account from --user: {err}"))?;
@@ -47,6 +55,11 @@ impl App {
                 config.auth.login_rate_per_minute,
                 config.auth.login_burst,
             ),
+            signup_limiter: SignupLimiter::new(
+                config.auth.signup_rate_per_hour,
+                config.auth.signup_burst,
+            ),
+            hashers,
             store: Box::new(store),
             model,
             storage,

@@ -21,6 +21,7 @@ pub mod handlers;
 pub mod hex;
 pub mod http;
 pub mod model;
+pub mod peer;
 pub mod router;
 pub mod routes;
 pub mod sqlite;

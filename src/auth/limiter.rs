@@ -1,134 +1,487 @@
-//! Brute-force limits on failed logins: a token bucket per username and one
-//! per client address. Each failure takes a token; an empty bucket means
-//! `429` with the seconds until the next token. A success refills the
-//! username's bucket.
+//! Brute-force and flood limits: token buckets keyed by who is asking.
+//!
+//! A request takes its tokens *before* the expensive work (the password
+//! hash) and settles afterwards, so concurrent requests cannot all pass one
+//! check and then all do the work: the take is atomic over every key it
+//! names, and an empty bucket means `429` with the seconds until the next
+//! token. A taken charge that is dropped unsettled (the server could not
+//! serve the request) gives its tokens back.
+//!
+//! Logins ([`LoginLimiter`], after OWASP's authentication guidance) count
+//! per (username, address), per address and per username across addresses,
+//! so an attacker's failures from one address do not lock the owner out
+//! from another while a distributed guesser is still slowed down. Sign-ups
+//! ([`SignupLimiter`]) count per address.
+//!
+//! Memory is bounded: a limiter keeps at most [`MAX_BUCKETS`] buckets and
+//! evicts the one touched longest ago. A key is kept as its 64-bit keyed
+//! hash, so an entry's size does not depend on what the client sent, and a
+//! client cannot aim two keys at one bucket without the process's random
+//! hash keys. IPv6 clients count by their /64, which one host usually holds
+//! whole.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hash};
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The most buckets kept; past it, full buckets (which carry no
-/// information) are dropped, so a flood of made-up usernames cannot grow
-/// memory without bound.
+use crate::peer::client_address;
+
+/// The most buckets one limiter keeps (under 10 MiB); past it, the
+/// bucket touched longest ago is dropped. The oldest buckets are the ones
+/// most likely refilled, and a full bucket is the same as none.
 pub const MAX_BUCKETS: usize = 100_000;
+
+/// An address may fail twice as often as one username from it, so that one
+/// person's forgotten password does not lock out everyone behind the same
+/// NAT address.
+pub const ADDRESS_SCALE: u32 = 2;
+
+/// One username may fail five times as often across all addresses as from
+/// one (burst and rate): no single address can keep it empty, but a guesser
+/// spread over many addresses is delayed once it has spent five bursts.
+pub const USERNAME_SCALE: u32 = 5;
+
+/// How much one bucket holds and how fast it refills.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limit {
+    burst: f64,
+    per_second: f64,
+}
+
+impl Limit {
+    /// `burst` at once, then `rate` a minute.
+    pub fn per_minute(rate: u32, burst: u32) -> Limit {
+        Limit {
+            burst: f64::from(burst),
+            per_second: f64::from(rate) / 60.0,
+        }
+    }
+
+    /// `burst` at once, then `rate` an hour.
+    pub fn per_hour(rate: u32, burst: u32) -> Limit {
+        Limit {
+            burst: f64::from(burst),
+            per_second: f64::from(rate) / 3600.0,
+        }
+    }
+
+    /// `factor` times the burst and the rate.
+    pub fn scaled(self, factor: u32) -> Limit {
+        Limit {
+            burst: self.burst * f64::from(factor),
+            per_second: self.per_second * f64::from(factor),
+        }
+    }
+
+    /// The tokens of `bucket` at `now`.
+    fn refilled(&self, bucket: &Bucket, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        (bucket.tokens + elapsed * self.per_second).min(self.burst)
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
     updated: Instant,
+    /// When it was last taken from, in the limiter's own count: the key of
+    /// its entry in `Buckets::by_age`.
+    touched: u64,
 }
 
+/// The buckets and their order of use, oldest first.
+#[derive(Default)]
+struct Buckets {
+    by_key: HashMap<u64, Bucket>,
+    by_age: BTreeMap<u64, u64>,
+    touches: u64,
+}
+
+impl Buckets {
+    /// The bucket of `key` with a token taken (a new one starts full), made
+    /// the newest; the oldest goes when there are more than `capacity`.
+    fn take(&mut self, key: u64, limit: Limit, now: Instant, capacity: usize) {
+        self.touches += 1;
+        let touched = self.touches;
+        let tokens = match self.by_key.get(&key) {
+            Some(previous) => {
+                self.by_age.remove(&previous.touched);
+                limit.refilled(previous, now)
+            }
+            None => limit.burst,
+        };
+        let bucket = Bucket {
+            tokens: tokens - 1.0,
+            updated: now,
+            touched,
+        };
+        self.by_key.insert(key, bucket);
+        self.by_age.insert(touched, key);
+        if self.by_key.len() > capacity
+            && let Some((_, oldest)) = self.by_age.pop_first()
+        {
+            self.by_key.remove(&oldest);
+        }
+    }
+
+    fn remove(&mut self, key: u64) {
+        if let Some(bucket) = self.by_key.remove(&key) {
+            self.by_age.remove(&bucket.touched);
+        }
+    }
+}
+
+/// Token buckets under one lock, at most `capacity` of them.
+struct Limiter {
+    buckets: Mutex<Buckets>,
+    capacity: usize,
+    keys: RandomState,
+}
+
+impl Limiter {
+    fn new(capacity: usize) -> Limiter {
+        Limiter {
+            buckets: Mutex::new(Buckets::default()),
+            capacity,
+            keys: RandomState::new(),
+        }
+    }
+
+    /// The key a subject's bucket is kept under.
+    fn key(&self, subject: impl Hash) -> u64 {
+        self.keys.hash_one(subject)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Buckets> {
+        self.buckets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a token from each of `keys`, or from none of them: `Err(wait)`
+    /// when any is empty, `wait` being the time until all have one. A
+    /// refused request creates no bucket.
+    fn charge(&self, keys: Vec<(u64, Limit)>, now: Instant) -> Result<Charge<'_>, Duration> {
+        let mut buckets = self.lock();
+        let mut wait = Duration::ZERO;
+        for (key, limit) in &keys {
+            if let Some(bucket) = buckets.by_key.get(key) {
+                let tokens = limit.refilled(bucket, now);
+                if tokens < 1.0 {
+                    wait = wait.max(Duration::from_secs_f64((1.0 - tokens) / limit.per_second));
+                }
+            }
+        }
+        if !wait.is_zero() {
+            return Err(wait);
+        }
+        for (key, limit) in &keys {
+            buckets.take(*key, *limit, now, self.capacity);
+        }
+        Ok(Charge {
+            limiter: self,
+            keys,
+            settled: false,
+        })
+    }
+
+    /// How many buckets are kept.
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        let buckets = self.lock();
+        assert_eq!(buckets.by_key.len(), buckets.by_age.len());
+        buckets.by_key.len()
+    }
+}
+
+/// Tokens taken for one request, before its work. [`Charge::keep`] counts
+/// the request; dropping the charge unsettled gives the tokens back, for a
+/// request the server could not serve.
+#[must_use = "a charge dropped unsettled gives its tokens back"]
+pub struct Charge<'l> {
+    limiter: &'l Limiter,
+    keys: Vec<(u64, Limit)>,
+    settled: bool,
+}
+
+impl Charge<'_> {
+    /// The request counts: its tokens stay taken.
+    pub fn keep(mut self) {
+        self.settled = true;
+    }
+
+    /// Gives the tokens back, except that `forget`'s bucket is dropped
+    /// whole (a success wipes the failures before it).
+    fn give_back(&mut self, forget: Option<u64>) {
+        self.settled = true;
+        let now = Instant::now();
+        let mut buckets = self.limiter.lock();
+        for (key, limit) in &self.keys {
+            if Some(*key) == forget {
+                buckets.remove(*key);
+            } else if let Some(bucket) = buckets.by_key.get_mut(key) {
+                // An evicted bucket is not recreated: a new one starts full.
+                bucket.tokens = (limit.refilled(bucket, now) + 1.0).min(limit.burst);
+                bucket.updated = now;
+            }
+        }
+    }
+}
+
+impl Drop for Charge<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.give_back(None);
+        }
+    }
+}
+
+/// What a login bucket counts. Each kind hashes apart from the others, so
+/// a username and an address can never share a bucket by spelling.
+#[derive(Hash)]
+enum LoginSubject<'a> {
+    Pair(&'a str, IpAddr),
+    Address(IpAddr),
+    Username(&'a str),
+}
+
+/// Failed logins: per (username, address) at `--login-rate` and
+/// `--login-burst`, per address at [`ADDRESS_SCALE`] times that, per
+/// username across addresses at [`USERNAME_SCALE`] times that.
 pub struct LoginLimiter {
-    per_second: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    limiter: Limiter,
+    pair: Limit,
 }
 
 impl LoginLimiter {
     pub fn new(per_minute: u32, burst: u32) -> Self {
         LoginLimiter {
-            per_second: f64::from(per_minute) / 60.0,
-            burst: f64::from(burst),
-            buckets: Mutex::new(HashMap::new()),
+            limiter: Limiter::new(MAX_BUCKETS),
+            pair: Limit::per_minute(per_minute, burst),
         }
     }
 
-    /// `Err(wait)` when any of `keys` has no attempt left.
-    pub fn check(&self, keys: &[&str], now: Instant) -> Result<(), Duration> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut wait = Duration::ZERO;
-        for key in keys {
-            if let Some(bucket) = buckets.get_mut(*key) {
-                self.refill(bucket, now);
-                if bucket.tokens < 1.0 {
-                    let seconds = (1.0 - bucket.tokens) / self.per_second;
-                    wait = wait.max(Duration::from_secs_f64(seconds));
-                }
-            }
+    /// Takes the tokens for one login attempt, before its password is
+    /// checked; `Err(wait)` when the attempt must wait. `username` is `None`
+    /// for a name no account can have: the client chose it, so it gets no
+    /// bucket of its own, and the address alone counts it.
+    pub fn attempt(
+        &self,
+        username: Option<&str>,
+        ip: IpAddr,
+    ) -> Result<LoginAttempt<'_>, Duration> {
+        let address = client_address(ip);
+        let limiter = &self.limiter;
+        let mut keys = vec![(
+            limiter.key(LoginSubject::Address(address)),
+            self.pair.scaled(ADDRESS_SCALE),
+        )];
+        let mut pair = None;
+        if let Some(name) = username {
+            let key = limiter.key(LoginSubject::Pair(name, address));
+            keys.push((key, self.pair));
+            keys.push((
+                limiter.key(LoginSubject::Username(name)),
+                self.pair.scaled(USERNAME_SCALE),
+            ));
+            pair = Some(key);
         }
-        if wait.is_zero() { Ok(()) } else { Err(wait) }
-    }
-
-    /// Takes a token from each of `keys` for a failed attempt.
-    pub fn fail(&self, keys: &[&str], now: Instant) {
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if buckets.len() + keys.len() > MAX_BUCKETS {
-            buckets.retain(|_, bucket| {
-                self.refill(bucket, now);
-                bucket.tokens < self.burst
-            });
-        }
-        for key in keys {
-            let bucket = buckets.entry((*key).to_owned()).or_insert(Bucket {
-                tokens: self.burst,
-                updated: now,
-            });
-            self.refill(bucket, now);
-            bucket.tokens = (bucket.tokens - 1.0).max(0.0);
-        }
-    }
-
-    /// Forgets `key`'s failures (after a successful login).
-    pub fn reset(&self, key: &str) {
-        self.buckets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+        let charge = limiter.charge(keys, Instant::now())?;
+        Ok(LoginAttempt { charge, pair })
     }
 
     /// How many buckets are kept.
     #[cfg(test)]
     pub fn tracked(&self) -> usize {
-        self.buckets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.limiter.tracked()
+    }
+}
+
+/// One login attempt's tokens. Dropped unsettled (the password was never
+/// checked), it gives them back.
+#[must_use = "an attempt dropped unsettled gives its tokens back"]
+pub struct LoginAttempt<'l> {
+    charge: Charge<'l>,
+    pair: Option<u64>,
+}
+
+impl LoginAttempt<'_> {
+    /// A wrong password: the tokens stay taken.
+    pub fn failed(self) {
+        self.charge.keep();
     }
 
-    fn refill(&self, bucket: &mut Bucket, now: Instant) {
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
-        bucket.updated = now;
+    /// The right password: the owner's failures from this address are
+    /// forgotten, and the address's and the username's tokens given back
+    /// (a success is no failure; resetting those would let an attacker
+    /// with an account of their own wipe their address's count).
+    pub fn succeeded(mut self) {
+        self.charge.give_back(self.pair);
+    }
+}
+
+/// Sign-ups per address, at `--signup-rate` an hour after `--signup-burst`.
+pub struct SignupLimiter {
+    limiter: Limiter,
+    limit: Limit,
+}
+
+impl SignupLimiter {
+    pub fn new(per_hour: u32, burst: u32) -> Self {
+        SignupLimiter {
+            limiter: Limiter::new(MAX_BUCKETS),
+            limit: Limit::per_hour(per_hour, burst),
+        }
+    }
+
+    /// Takes a token for one sign-up from `ip`, before its password is
+    /// hashed; `Err(wait)` when it must wait.
+    pub fn attempt(&self, ip: IpAddr) -> Result<Charge<'_>, Duration> {
+        let key = self.limiter.key(client_address(ip));
+        self.limiter.charge(vec![(key, self.limit)], Instant::now())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use super::*;
+
+    const ONE: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    const TWO: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+
+    fn charge(limiter: &Limiter, keys: &[u64], limit: Limit, now: Instant) -> Result<(), Duration> {
+        let keys = keys.iter().map(|key| (*key, limit)).collect();
+        limiter.charge(keys, now).map(Charge::keep)
+    }
 
     #[test]
     fn a_burst_then_the_rate() {
-        let limiter = LoginLimiter::new(6, 3);
+        let limiter = Limiter::new(MAX_BUCKETS);
+        let limit = Limit::per_minute(6, 3);
         let start = Instant::now();
         for _ in 0..3 {
-            assert_eq!(limiter.check(&["u:ann"], start), Ok(()));
-            limiter.fail(&["u:ann"], start);
+            assert_eq!(charge(&limiter, &[1], limit, start), Ok(()));
         }
-        let wait = limiter.check(&["u:ann"], start).unwrap_err();
+        let wait = charge(&limiter, &[1], limit, start).unwrap_err();
         assert_eq!(wait.as_secs(), 10, "6 a minute: one every 10 s");
-        assert_eq!(
-            limiter.check(&["u:ann"], start + Duration::from_secs(10)),
-            Ok(())
-        );
-        assert_eq!(limiter.check(&["u:bob"], start), Ok(()));
+        let later = start + Duration::from_secs(10);
+        assert_eq!(charge(&limiter, &[1], limit, later), Ok(()));
+        assert_eq!(charge(&limiter, &[2], limit, start), Ok(()));
     }
 
     #[test]
-    fn any_exhausted_key_blocks() {
-        let limiter = LoginLimiter::new(5, 1);
+    fn a_charge_takes_from_every_key_or_from_none() {
+        let limiter = Limiter::new(MAX_BUCKETS);
+        let limit = Limit::per_minute(1, 1);
         let now = Instant::now();
-        limiter.fail(&["a:10.0.0.1"], now);
-        assert!(limiter.check(&["u:new", "a:10.0.0.1"], now).is_err());
-        assert!(limiter.check(&["u:new", "a:10.0.0.2"], now).is_ok());
+        charge(&limiter, &[1], limit, now).unwrap();
+        assert!(charge(&limiter, &[2, 1], limit, now).is_err());
+        // The refused charge took nothing from key 2 and made no bucket.
+        assert_eq!(limiter.tracked(), 1);
+        assert_eq!(charge(&limiter, &[2, 3], limit, now), Ok(()));
     }
 
     #[test]
-    fn success_resets_the_username() {
-        let limiter = LoginLimiter::new(5, 1);
+    fn an_unsettled_charge_gives_its_tokens_back() {
+        let limiter = Limiter::new(MAX_BUCKETS);
+        let limit = Limit::per_minute(1, 1);
         let now = Instant::now();
-        limiter.fail(&["u:ann"], now);
-        assert!(limiter.check(&["u:ann"], now).is_err());
-        limiter.reset("u:ann");
-        assert!(limiter.check(&["u:ann"], now).is_ok());
+        drop(limiter.charge(vec![(1, limit)], now).unwrap());
+        assert_eq!(charge(&limiter, &[1], limit, now), Ok(()));
+        assert!(charge(&limiter, &[1], limit, now).is_err());
+    }
+
+    #[test]
+    fn a_million_keys_keep_the_map_at_its_bound() {
+        let limiter = Limiter::new(MAX_BUCKETS);
+        let limit = Limit::per_minute(5, 10);
+        let now = Instant::now();
+        for key in 0..1_000_000u64 {
+            charge(&limiter, &[key], limit, now).unwrap();
+            if key % 100_000 == 0 {
+                assert!(limiter.tracked() <= MAX_BUCKETS);
+            }
+        }
+        assert_eq!(limiter.tracked(), MAX_BUCKETS);
+        // The newest are kept, the oldest evicted: an evicted key starts
+        // full again, a kept one has spent a token.
+        let kept = 999_999;
+        for _ in 0..9 {
+            charge(&limiter, &[kept], limit, now).unwrap();
+        }
+        assert!(charge(&limiter, &[kept], limit, now).is_err());
+        for _ in 0..10 {
+            charge(&limiter, &[0], limit, now).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_owner_signs_in_from_another_address_after_an_attack() {
+        let logins = LoginLimiter::new(5, 10);
+        for _ in 0..10 {
+            logins.attempt(Some("ann"), ONE).unwrap().failed();
+        }
+        assert!(logins.attempt(Some("ann"), ONE).is_err());
+        logins.attempt(Some("ann"), TWO).unwrap().succeeded();
+        // The attacker's address may still try other names, up to its own
+        // bucket.
+        for _ in 0..10 {
+            logins.attempt(Some("bob"), ONE).unwrap().failed();
+        }
+        assert!(logins.attempt(Some("cat"), ONE).is_err());
+    }
+
+    #[test]
+    fn a_distributed_guesser_is_delayed_at_five_bursts() {
+        let logins = LoginLimiter::new(5, 2);
+        let addresses = (1..=5u8).map(|n| IpAddr::V4(Ipv4Addr::new(10, 0, 1, n)));
+        for address in addresses {
+            for _ in 0..2 {
+                logins.attempt(Some("ann"), address).unwrap().failed();
+            }
+        }
+        let fresh = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1));
+        let wait = logins.attempt(Some("ann"), fresh).err().unwrap();
+        assert!(wait <= Duration::from_secs(3), "25 a minute: {wait:?}");
+        assert!(logins.attempt(Some("bob"), fresh).is_ok());
+    }
+
+    #[test]
+    fn success_forgets_the_pair_and_gives_back_the_rest() {
+        let logins = LoginLimiter::new(1, 2);
+        logins.attempt(Some("ann"), ONE).unwrap().failed();
+        logins.attempt(Some("ann"), ONE).unwrap().succeeded();
+        // The pair is forgotten: two more failures before it is empty.
+        logins.attempt(Some("ann"), ONE).unwrap().failed();
+        logins.attempt(Some("ann"), ONE).unwrap().failed();
+        assert!(logins.attempt(Some("ann"), ONE).is_err());
+        // Successes never empty the address's bucket (4 tokens: 3 failures
+        // so far, the success given back).
+        for _ in 0..10 {
+            logins.attempt(Some("bob"), ONE).unwrap().succeeded();
+        }
+    }
+
+    #[test]
+    fn impossible_names_count_against_the_address_only() {
+        let logins = LoginLimiter::new(5, 10);
+        logins.attempt(None, ONE).unwrap().failed();
+        assert_eq!(logins.tracked(), 1);
+        logins.attempt(Some("ann"), ONE).unwrap().failed();
+        assert_eq!(logins.tracked(), 3);
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_64() {
+        // The grouping itself is tested in crate::peer.
+        let host = |last: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, last));
+        let other = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1));
+        let signups = SignupLimiter::new(1, 1);
+        signups.attempt(host(1)).unwrap().keep();
+        assert!(signups.attempt(host(2)).is_err());
+        assert!(signups.attempt(other).is_ok());
     }
 }

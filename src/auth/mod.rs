@@ -1,5 +1,6 @@
-//! Accounts and authentication: password hashing, tokens, the server
-//! secret, the username rule, and brute-force limits on failed logins.
+//! Accounts and authentication: password hashing (in a bounded pool),
+//! tokens, the server secret, the username rule, and the limits on failed
+//! logins and on sign-ups.
 //! (The HTTP side, tokens from headers and cookies, is `handlers::session`.)
 
 pub mod limiter;

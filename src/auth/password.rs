@@ -1,11 +1,21 @@
 //! Password hashing: argon2id at the OWASP minimum cost (m = 19 MiB,
 //! t = 2, p = 1), stored as PHC strings so that the parameters travel with
 //! each hash and can be raised later without breaking old ones.
+//!
+//! Every hash and verification runs in a slot of a [`HashPool`]: at most
+//! its number of slots run at once, each in a 19 MiB workspace the slot
+//! keeps for the next one, so hashing memory stays at slots × 19 MiB
+//! however many sign-ups and logins arrive together (argon2 allocating its
+//! own would leave freed workspaces resident in the allocator's per-thread
+//! arenas). A request that waits [`SLOT_WAIT`] without a slot is refused
+//! with [`Busy`]. Nothing else in wren hashes: the functions that do are
+//! private to this module.
 
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 /// Memory cost in KiB (19 MiB).
 pub const MEMORY_KIB: u32 = 19 * 1024;
@@ -14,69 +24,324 @@ pub const TIME_COST: u32 = 2;
 /// Lanes.
 pub const PARALLELISM: u32 = 1;
 
-fn hasher() -> Argon2<'static> {
+/// How long a request waits for a hashing slot before it is refused.
+pub const SLOT_WAIT: Duration = Duration::from_secs(1);
+
+/// The default number of slots: one hash per core, plus one so that a core
+/// freed between two hashes is not left idle.
+pub fn default_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| cores.get()) + 1
+}
+
+fn params() -> Params {
     // These constants are valid argon2 parameters (checked by the tests).
-    let params = Params::new(MEMORY_KIB, TIME_COST, PARALLELISM, None).unwrap_or_default();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    Params::new(MEMORY_KIB, TIME_COST, PARALLELISM, None).unwrap_or_default()
+}
+
+/// Every slot stayed taken for the whole [`SLOT_WAIT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy {
+    pub slots: usize,
+}
+
+/// Why a password could not be hashed.
+#[derive(Debug)]
+pub enum HashError {
+    Busy(Busy),
+    /// The OS random source gave no salt, or argon2 refused its input.
+    Failed(String),
+}
+
+impl From<Busy> for HashError {
+    fn from(busy: Busy) -> Self {
+        HashError::Busy(busy)
+    }
+}
+
+impl std::fmt::Display for HashError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HashError::Busy(Busy { slots }) => {
+                write!(f, "all {slots} password hashing slots are busy")
+            }
+            HashError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The argon2 memory of one slot, kept between hashes.
+type Workspace = Vec<Block>;
+
+/// At most `slots` password hashes at once, each in a workspace of its own.
+pub struct HashPool {
+    slots: usize,
+    idle: Mutex<Idle>,
+    freed: Condvar,
+    wait: Duration,
+}
+
+struct Idle {
+    /// Slots free to take.
+    free: usize,
+    /// Workspaces of slots used before; a slot taken finds one here or
+    /// makes its own, so there are never more than `slots`.
+    workspaces: Vec<Workspace>,
+}
+
+/// A taken slot with its workspace, both given back on drop.
+struct Slot<'p> {
+    pool: &'p HashPool,
+    workspace: Workspace,
+}
+
+impl HashPool {
+    pub fn new(slots: usize, wait: Duration) -> HashPool {
+        HashPool {
+            slots,
+            idle: Mutex::new(Idle {
+                free: slots,
+                workspaces: Vec::new(),
+            }),
+            freed: Condvar::new(),
+            wait,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take(&self) -> Result<Slot<'_>, Busy> {
+        let (mut idle, _) = self
+            .freed
+            .wait_timeout_while(self.lock(), self.wait, |idle| idle.free == 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        if idle.free == 0 {
+            return Err(Busy { slots: self.slots });
+        }
+        idle.free -= 1;
+        let workspace = idle.workspaces.pop().unwrap_or_default();
+        Ok(Slot {
+            pool: self,
+            workspace,
+        })
+    }
+
+    /// Hashes `password` with a fresh random salt.
+    pub fn hash(&self, password: &str) -> Result<String, HashError> {
+        hash(&mut self.take()?.workspace, password).map_err(HashError::Failed)
+    }
+
+    /// Checks `password` against a stored PHC string. A hash that does not
+    /// parse never verifies.
+    pub fn verify(&self, stored: &str, password: &str) -> Result<bool, Busy> {
+        Ok(verify(&mut self.take()?.workspace, stored, password))
+    }
+
+    /// Spends the time (and the slot) a real verification takes, for a
+    /// username that does not exist, so that neither response times nor
+    /// the pool's load tell which usernames do.
+    pub fn verify_unknown_user(&self, password: &str) -> Result<(), Busy> {
+        let mut slot = self.take()?;
+        let dummy = dummy_hash(&mut slot.workspace);
+        verify(&mut slot.workspace, dummy, password);
+        Ok(())
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let workspace = std::mem::take(&mut self.workspace);
+        let mut idle = self.pool.lock();
+        idle.free += 1;
+        idle.workspaces.push(workspace);
+        drop(idle);
+        self.pool.freed.notify_one();
+    }
+}
+
+/// Runs argon2 with `params` in `workspace`, growing it when the
+/// parameters ask for more memory than it has (a hash stored with a higher
+/// cost); returns the `len`-byte output.
+fn argon2_output(
+    workspace: &mut Workspace,
+    argon2: &Argon2<'_>,
+    params: &Params,
+    password: &str,
+    salt: &[u8],
+    len: usize,
+) -> Result<Output, String> {
+    if workspace.len() < params.block_count() {
+        workspace.resize(params.block_count(), Block::default());
+    }
+    Output::init_with(len, |out| {
+        argon2
+            .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut workspace[..])
+            .map_err(argon2::password_hash::Error::from)
+    })
+    .map_err(|err| format!("cannot hash a password: {err}"))
 }
 
 /// Hashes `password` with a fresh random salt. Fails only when the OS
 /// random source does.
-pub fn hash(password: &str) -> Result<String, String> {
+fn hash(workspace: &mut Workspace, password: &str) -> Result<String, String> {
     let mut salt = [0u8; 16];
     getrandom::getrandom(&mut salt).map_err(|err| format!("no OS randomness for a salt: {err}"))?;
+    let params = params();
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let output = argon2_output(
+        workspace,
+        &argon2,
+        &params,
+        password,
+        &salt,
+        Params::DEFAULT_OUTPUT_LEN,
+    )?;
     let salt = SaltString::encode_b64(&salt).map_err(|err| format!("bad salt: {err}"))?;
-    hasher()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|err| format!("cannot hash a password: {err}"))
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: (&params)
+            .try_into()
+            .map_err(|err| format!("bad argon2 parameters: {err}"))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
 }
 
-/// Checks `password` against a stored PHC string. A hash that does not
-/// parse never verifies.
-pub fn verify(stored: &str, password: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|parsed| {
-        hasher()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
-}
-
-/// Spends the time a real verification takes, for a username that does not
-/// exist, so that response times do not tell which usernames do.
-pub fn verify_unknown_user(password: &str) {
-    let _ = verify(dummy_hash(), password);
+/// Checks `password` against a stored PHC string, with the parameters and
+/// salt it carries; outputs are compared in constant time (`Output`'s
+/// equality).
+fn verify(workspace: &mut Workspace, stored: &str, password: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    argon2_output(workspace, &argon2, &params, password, salt, expected.len())
+        .is_ok_and(|actual| actual == expected)
 }
 
 /// A real hash with the same parameters as every stored one, so that
-/// verifying against it costs the same.
-fn dummy_hash() -> &'static str {
+/// verifying against it costs the same. Made once, in the first caller's
+/// slot.
+fn dummy_hash(workspace: &mut Workspace) -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| hash("wren: no such user").unwrap_or_default())
+    DUMMY.get_or_init(|| hash(workspace, "wren: no such user").unwrap_or_default())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::thread;
+
+    use argon2::PasswordHasher;
+
     use super::*;
+
+    fn pool() -> HashPool {
+        HashPool::new(2, SLOT_WAIT)
+    }
 
     #[test]
     fn hashes_verify_and_carry_their_parameters() {
-        let stored = hash("correct horse").unwrap();
+        let pool = pool();
+        let stored = pool.hash("correct horse").unwrap();
         assert!(
             stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{stored}"
         );
-        assert!(verify(&stored, "correct horse"));
-        assert!(!verify(&stored, "correct horsf"));
-        assert!(!verify("not a hash", "correct horse"));
-        assert_ne!(hash("correct horse").unwrap(), stored, "salts differ");
+        assert_eq!(pool.verify(&stored, "correct horse"), Ok(true));
+        assert_eq!(pool.verify(&stored, "correct horsf"), Ok(false));
+        assert_eq!(pool.verify("not a hash", "correct horse"), Ok(false));
+        assert_ne!(pool.hash("correct horse").unwrap(), stored, "salts differ");
+    }
+
+    #[test]
+    fn hashes_agree_with_the_argon2_crate_both_ways() {
+        let pool = pool();
+        let salt = SaltString::encode_b64(b"sixteen byte salt").unwrap();
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params());
+        let theirs = argon2.hash_password(b"pw", &salt).unwrap().to_string();
+        assert_eq!(pool.verify(&theirs, "pw"), Ok(true));
+        // Other parameters (a cheaper, older hash; a costlier, newer one)
+        // verify with the parameters they carry.
+        for m in [8 * 1024, 24 * 1024] {
+            let other = Argon2::new(
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(m, 1, 1, None).unwrap(),
+            );
+            let stored = other.hash_password(b"pw", &salt).unwrap().to_string();
+            assert_eq!(pool.verify(&stored, "pw"), Ok(true), "{stored}");
+            assert_eq!(pool.verify(&stored, "pW"), Ok(false), "{stored}");
+        }
+        let ours = pool.hash("pw").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(argon2::PasswordVerifier::verify_password(&argon2, b"pw", &parsed).is_ok());
     }
 
     #[test]
     fn unknown_users_are_checked_against_a_hash_of_the_same_cost() {
-        let real = hash("pw").unwrap();
+        let pool = pool();
+        let real = pool.hash("pw").unwrap();
+        let mut workspace = Workspace::new();
+        let dummy = dummy_hash(&mut workspace);
         let params = |phc: &str| phc.split('$').take(4).collect::<Vec<_>>().join("$");
-        assert_eq!(params(dummy_hash()), params(&real));
-        assert!(!verify(dummy_hash(), "pw"));
+        assert_eq!(params(dummy), params(&real));
+        assert_eq!(pool.verify(dummy, "pw"), Ok(false));
+        assert_eq!(pool.verify_unknown_user("pw"), Ok(()));
+    }
+
+    #[test]
+    fn no_more_than_the_slots_run_and_a_long_wait_is_refused() {
+        let pool = Arc::new(HashPool::new(2, Duration::from_millis(50)));
+        let first = pool.take().unwrap();
+        let second = pool.take().unwrap();
+        assert_eq!(pool.take().err(), Some(Busy { slots: 2 }));
+        assert!(matches!(pool.hash("pw"), Err(HashError::Busy(_))));
+        drop(first);
+        assert!(pool.take().is_ok(), "a freed slot is taken again");
+        drop(second);
+
+        // Eight threads at once on two slots: never more than two
+        // workspaces, every hash done (the wait is long enough here).
+        let pool = Arc::new(HashPool::new(2, Duration::from_secs(60)));
+        let done = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (pool, done) = (pool.clone(), done.clone());
+                thread::spawn(move || {
+                    pool.hash("pw").unwrap();
+                    done.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(done.load(Ordering::SeqCst), 8);
+        let idle = pool.lock();
+        assert_eq!(idle.free, 2);
+        assert!(idle.workspaces.len() <= 2, "{}", idle.workspaces.len());
     }
 }

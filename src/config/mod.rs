@@ -55,6 +55,10 @@ pub struct AuthConfig {
     pub signup: bool,
     pub login_rate_per_minute: u32,
     pub login_burst: u32,
+    pub signup_rate_per_hour: u32,
+    pub signup_burst: u32,
+    /// Password hashes computed at once.
+    pub max_concurrent_hashes: usize,
     /// WREN_SECRET, when set (never a flag: command lines are visible to
     /// every user of the host).
     pub secret: Option<String>,
@@ -149,6 +153,9 @@ impl Config {
                 signup: !s.no_signup,
                 login_rate_per_minute: s.login_rate,
                 login_burst: s.login_burst,
+                signup_rate_per_hour: s.signup_rate,
+                signup_burst: s.signup_burst,
+                max_concurrent_hashes: s.max_concurrent_hashes,
                 secret: s.secret,
             },
             model: ModelConfig {
@@ -209,6 +216,9 @@ impl std::fmt::Debug for AuthConfig {
             .field("signup", &self.signup)
             .field("login_rate_per_minute", &self.login_rate_per_minute)
             .field("login_burst", &self.login_burst)
+            .field("signup_rate_per_hour", &self.signup_rate_per_hour)
+            .field("signup_burst", &self.signup_burst)
+            .field("max_concurrent_hashes", &self.max_concurrent_hashes)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .finish()
     }

@@ -13,6 +13,7 @@ use super::EarlyExit;
 use super::parse::Input;
 use super::values::{self, one_of};
 use crate::alerts::TimeUnit;
+use crate::auth::password;
 use crate::blob::{S3Addressing, StorageKind};
 use crate::http::Limits;
 use crate::http::log::LogFormat;
@@ -265,14 +266,40 @@ settings! {
         env: ["WREN_LOGIN_RATE"],
         default: "5",
         parse: values::at_least_one,
-        help: "failed logins allowed per minute, per username and per address",
+        help: "failed logins allowed per minute for one username from one address, after the \
+               burst; an address may fail twice as often, a username across all addresses five \
+               times as often",
     }
     value login_burst: u32 {
         flag: "--login-burst N",
         env: ["WREN_LOGIN_BURST"],
         default: "10",
         parse: values::at_least_one,
-        help: "failed logins allowed in a burst",
+        help: "failed logins allowed in a burst for one username from one address (twice that \
+               per address, five times that per username across addresses)",
+    }
+    value signup_rate: u32 {
+        flag: "--signup-rate N",
+        env: ["WREN_SIGNUP_RATE"],
+        default: "60",
+        parse: values::at_least_one,
+        help: "sign-ups allowed per hour from one address (an IPv6 /64), after the burst",
+    }
+    value signup_burst: u32 {
+        flag: "--signup-burst N",
+        env: ["WREN_SIGNUP_BURST"],
+        default: "20",
+        parse: values::at_least_one,
+        help: "sign-ups allowed at once from one address: room for a class or an office behind \
+               one NAT address, while a flood gets 429 after it",
+    }
+    value max_concurrent_hashes: usize {
+        flag: "--max-concurrent-hashes N",
+        env: ["WREN_MAX_CONCURRENT_HASHES"],
+        default: "CPU cores + 1" => password::default_slots(),
+        parse: values::at_least_one,
+        help: "password hashes (argon2id, 19 MiB each) computed at once by sign-ups and logins; \
+               one waiting over a second for its turn gets 503 with Retry-After",
     }
     value secret: Option<String> {
         env: ["WREN_SECRET"],

@@ -3,12 +3,13 @@
 //! account system. The seeds' messages and body shapes are kept; the HTTP
 //! statuses are real (the cloud service always said 200).
 
-use std::time::Instant;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::App;
-use crate::auth::{check_username, password};
+use crate::auth::check_username;
 use crate::blob::{BlobError, UserCredentials};
 use crate::handlers::session::{self, session_cookie_header};
 use crate::http::{ApiError, Fields, Request, Response};
@@ -128,6 +129,30 @@ pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
     if !problems.is_empty() {
         return Err(invalid_fields(problems));
     }
+    // The address's token is taken before the work a sign-up costs (a call
+    // to the user's S3 endpoint, a password hash), so a flood cannot start
+    // more of it at once than the burst allows.
+    let charge = app
+        .signup_limiter
+        .attempt(client_ip(request))
+        .map_err(|wait| too_many(wait, "too many sign-ups from this address; try again later"))?;
+    let created = create_account(app, login, password, own_keys);
+    // A sign-up counts whatever its answer, unless the server failed to
+    // serve it (5xx): then its token is given back for the retry.
+    if !matches!(&created, Err(err) if err.status() >= 500) {
+        charge.keep();
+    }
+    created
+}
+
+/// The work of a valid sign-up: checks the user's own S3 keys, hashes the
+/// password and stores the account.
+fn create_account(
+    app: &App,
+    login: &str,
+    password: &str,
+    own_keys: Option<UserCredentials>,
+) -> Result<Response, ApiError> {
     // The seed checked the keys by listing buckets; wren asks the bucket the
     // files will go to, with a signed request.
     let s3 = match own_keys {
@@ -156,8 +181,7 @@ pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
             })
         }
     };
-    let hash = password::hash(password)
-        .map_err(|err| ApiError::new(503, "cannot hash the password now").with_cause(err))?;
+    let hash = app.hashers.hash(password)?;
     let account = crate::store::Account {
         username: login.to_owned(),
         password_hash: hash,
@@ -221,53 +245,53 @@ fn authenticate(
     username: &str,
     password: &str,
 ) -> Result<(String, u64), ApiError> {
-    let peer_key = format!(
-        "a:{}",
-        request
-            .peer()
-            .map(|p| p.ip().to_string())
-            .unwrap_or_default()
-    );
-    // A name no account can have gets no bucket of its own: the client
-    // chooses it, and megabyte-long made-up names would otherwise grow the
-    // limiter. The address bucket still counts the attempt.
-    let user_key = check_username(username)
-        .is_ok()
-        .then(|| format!("u:{username}"));
-    let mut keys = vec![peer_key.as_str()];
-    keys.extend(user_key.as_deref());
-    let now = Instant::now();
-    if let Err(wait) = app.login_limiter.check(&keys, now) {
-        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-        return Err(
-            ApiError::new(429, "too many failed logins; try again later")
-                .with_header("Retry-After", seconds.to_string()),
-        );
-    }
+    // The attempt's tokens are taken before the password is checked, so
+    // concurrent guesses cannot all pass one check: no more than the burst
+    // is ever evaluated. An error below (busy hashers, the store) drops the
+    // attempt unsettled, which gives the tokens back. A name no account can
+    // have gets no bucket of its own: the client chose it; the address's
+    // bucket still counts it.
+    let bucketed = check_username(username).is_ok().then_some(username);
+    let attempt = app
+        .login_limiter
+        .attempt(bucketed, client_ip(request))
+        .map_err(|wait| too_many(wait, "too many failed logins; try again later"))?;
     let valid = if password.len() > MAX_PASSWORD_BYTES {
         false
     } else {
         match app.store.find_account(username)? {
-            Some(account) => password::verify(&account.password_hash, password),
+            Some(account) => app.hashers.verify(&account.password_hash, password)?,
             None => {
-                password::verify_unknown_user(password);
+                app.hashers.verify_unknown_user(password)?;
                 false
             }
         }
     };
     if !valid {
-        app.login_limiter.fail(&keys, now);
+        attempt.failed();
         // The same answer for an unknown user and a wrong password.
         return Err(session::unauthorized("invalid username or password"));
     }
-    if let Some(user_key) = &user_key {
-        app.login_limiter.reset(user_key);
-    }
+    attempt.succeeded();
     let (token, _) = app
         .tokens
         .issue(username)
         .map_err(|err| ApiError::new(503, "cannot issue a session token now").with_cause(err))?;
     Ok((token, app.tokens.ttl().as_secs()))
+}
+
+/// The client's address, which the limits count by; requests built in
+/// memory (unit tests) have none and share one.
+fn client_ip(request: &Request<'_>) -> IpAddr {
+    request
+        .peer()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.ip())
+}
+
+/// `429` with the whole seconds until the limiter has a token again.
+fn too_many(wait: Duration, message: &'static str) -> ApiError {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    ApiError::new(429, message).with_header("Retry-After", seconds.to_string())
 }
 
 fn with_session(app: &App, response: Response, token: &str, expires_in: u64) -> Response {
@@ -379,7 +403,8 @@ mod tests {
             &mut post("/login", r#"{"username":"zed","password":"nope"}"#),
         )
         .unwrap_err();
-        assert_eq!(app.login_limiter.tracked(), 2);
+        // A possible name adds its (name, address) and its own bucket.
+        assert_eq!(app.login_limiter.tracked(), 3);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! (`4xx`, with a message naming what to fix) or the server's (`5xx`, the
 //! cause kept for the log and out of the response).
 
+use crate::auth::password::{Busy, HashError};
 use crate::blob::BlobError;
 use crate::http::ApiError;
 use crate::store::StoreError;
@@ -16,6 +17,32 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict => ApiError::new(409, "already exists"),
             StoreError::Backend(cause) => ApiError::new(503, "storage is unavailable; try again")
                 .with_cause(format!("storage failed: {cause}")),
+        }
+    }
+}
+
+/// Every password-hashing slot stayed taken for a second: the server is
+/// saturated, not broken, so `503` with a short `Retry-After`.
+impl From<Busy> for ApiError {
+    fn from(busy: Busy) -> Self {
+        ApiError::new(
+            503,
+            "the server is busy checking passwords; try again shortly",
+        )
+        .with_header("Retry-After", "1")
+        .with_cause(HashError::Busy(busy).to_string())
+    }
+}
+
+/// A password that could not be hashed: the pool was busy, or the OS gave
+/// no randomness for a salt (the server's fault; the cause is for the log).
+impl From<HashError> for ApiError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Busy(busy) => busy.into(),
+            HashError::Failed(cause) => {
+                ApiError::new(503, "cannot hash the password now").with_cause(cause)
+            }
         }
     }
 }
@@ -100,5 +127,17 @@ mod tests {
         let store = ApiError::from(StoreError::Backend("database is locked".into()));
         assert_eq!(store.status(), 503);
         assert!(!store.message().contains("locked"));
+        let busy = ApiError::from(HashError::Busy(Busy { slots: 3 }));
+        assert_eq!(busy.status(), 503);
+        let mut response = busy.into_response();
+        assert_eq!(response.header("retry-after"), Some("1"));
+        assert!(
+            response
+                .take_log_note()
+                .is_some_and(|note| note.contains("3 password hashing slots"))
+        );
+        let no_salt = ApiError::from(HashError::Failed("no OS randomness".into()));
+        assert_eq!(no_salt.status(), 503);
+        assert!(!no_salt.message().contains("randomness"));
     }
 }

@@ -14,26 +14,9 @@ use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::time::Instant;
 
-/// Who a connection counts against: an IPv4 address, or an IPv6 /64 (what
-/// one host or home network is usually given, so that a client cannot slip
-/// past the cap by rotating through its own addresses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Address {
-    V4(u32),
-    V6Prefix(u64),
-}
-
-impl Address {
-    pub fn of(ip: IpAddr) -> Address {
-        match ip {
-            IpAddr::V4(v4) => Address::V4(u32::from(v4)),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Address::V4(u32::from(v4)),
-                None => Address::V6Prefix((u128::from(v6) >> 64) as u64),
-            },
-        }
-    }
-}
+/// Who a connection counts against: its IPv4 address or IPv6 /64, as
+/// [`crate::peer::client_address`] gives it.
+pub(crate) type Address = IpAddr;
 
 /// A connection's place in the registry.
 pub(crate) enum State<C> {
@@ -182,17 +165,10 @@ impl<C> Registry<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::peer::client_address;
 
     fn ip(text: &str) -> Address {
-        Address::of(text.parse().unwrap())
-    }
-
-    #[test]
-    fn ipv6_clients_count_by_their_64() {
-        assert_eq!(ip("2001:db8:1:2::1"), ip("2001:db8:1:2:ffff::9"));
-        assert_ne!(ip("2001:db8:1:2::1"), ip("2001:db8:1:3::1"));
-        assert_eq!(ip("::ffff:10.0.0.1"), ip("10.0.0.1"));
-        assert_ne!(ip("10.0.0.1"), ip("10.0.0.2"));
+        client_address(text.parse().unwrap())
     }
 
     #[test]

@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 use super::connection::{self, Connection, Context, Next, Service};
 use super::limits::{ACCEPT_BACKOFF, Limits};
 use super::log::Logger;
-use super::registry::{Address, Registry, State};
+use super::registry::{Registry, State};
+use crate::peer::client_address;
 
 /// A TCP connection of the plain listener.
 type Conn = Connection<TcpStream>;
@@ -243,7 +244,7 @@ fn admit(shared: &Shared, stream: TcpStream, peer: SocketAddr, id: u64) {
             .error(&format!("cannot set up a connection: {err}"));
         return;
     }
-    let address = Address::of(peer.ip());
+    let address = client_address(peer.ip());
     let mut connections = shared.lock();
     if let Err(refusal) = connections.check(address) {
         drop(connections);
