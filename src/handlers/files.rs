@@ -6,7 +6,7 @@
 //! namespace. Bodies stream from the client to the backend and back.
 //! Uploads go through `Storage::upload`, which holds them to the account's
 //! quota and the disk's floor (`507`), before their first byte when their
-//! length is declared.
+//! length is declared; `GET /api/v1/account` shows the figures.
 
 use std::io::{self, Cursor, Read};
 use std::time::UNIX_EPOCH;
@@ -433,6 +433,24 @@ fn store_image(
             "server_path": blobs.location(owner, &key),
             "id": id,
             "url": format!("/api/v1/images/{id}"),
+        }),
+    ))
+}
+
+/// `GET /api/v1/account`: the signed-in account and what its files use:
+/// bytes and files stored, and its limits (`null` for none).
+pub fn account(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let owner = owner(app, request)?;
+    let usage = app.storage.usage(&owner)?;
+    let quota = app.storage.quota();
+    Ok(Response::json(
+        200,
+        &json!({
+            "login": owner.namespace,
+            "bytes_used": usage.bytes,
+            "files": usage.files,
+            "quota": quota.bytes,
+            "max_files": quota.files,
         }),
     ))
 }
