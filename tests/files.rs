@@ -197,6 +197,17 @@ impl Wren {
         Wren::start_opts(backend, Options::default())
     }
 
+    /// A server on `backend` with `extra` flags.
+    fn start_with(backend: Backend, extra: &[&str]) -> Option<Wren> {
+        Wren::start_opts(
+            backend,
+            Options {
+                extra,
+                ..Options::default()
+            },
+        )
+    }
+
     fn start_opts(backend: Backend, options: Options<'_>) -> Option<Wren> {
         let s3 = match (backend, options.user_keys) {
             (Backend::Local, false) => None,
@@ -462,6 +473,17 @@ impl User<'_> {
             });
             read_response(&mut BufReader::new(stream), true)
         })
+    }
+
+    /// `POST /img/add` of a raw PNG body through [`User::upload`].
+    fn add_png(&self, png: &[u8]) -> Response {
+        self.upload(
+            "POST",
+            "/img/add",
+            &[("Content-Type", "image/png")],
+            png,
+            false,
+        )
     }
 
     /// `PUT`s `body` to `key` through [`User::upload`].
@@ -1393,13 +1415,7 @@ fn sign_up_with_own_s3_keys(backend: Backend) {
 /// Images: real PNG and JPEG bodies raw or in a multipart `image` field;
 /// anything else is 415; only the owner can fetch them back.
 fn image_uploads(backend: Backend) {
-    let Some(wren) = Wren::start_opts(
-        backend,
-        Options {
-            extra: &["--max-image-size", "4096"],
-            ..Options::default()
-        },
-    ) else {
+    let Some(wren) = Wren::start_with(backend, &["--max-image-size", "4096"]) else {
         return;
     };
     let ann = wren.user("ann");
@@ -1540,13 +1556,7 @@ fn image_uploads(backend: Backend) {
 /// `--max-object-size` bounds a PUT: one byte over is 413 and nothing is
 /// stored; exactly the limit is fine.
 fn object_size_limit(backend: Backend) {
-    let Some(wren) = Wren::start_opts(
-        backend,
-        Options {
-            extra: &["--max-object-size", "1000"],
-            ..Options::default()
-        },
-    ) else {
+    let Some(wren) = Wren::start_with(backend, &["--max-object-size", "1000"]) else {
         return;
     };
     let ann = wren.user("ann");
@@ -1841,13 +1851,7 @@ fn assert_local_files(wren: &Wren, login: &str, count: usize) {
 /// image routes are held to the same quota.
 fn quota_refuses_what_does_not_fit(backend: Backend) {
     const KB600: usize = 600_000;
-    let Some(wren) = Wren::start_opts(
-        backend,
-        Options {
-            extra: &["--account-quota", "1000000"],
-            ..Options::default()
-        },
-    ) else {
+    let Some(wren) = Wren::start_with(backend, &["--account-quota", "1000000"]) else {
         return;
     };
     let ann = wren.user("ann");
@@ -1890,8 +1894,7 @@ fn quota_refuses_what_does_not_fit(backend: Backend) {
     // form's image as it streams.
     let mut big_png = PNG.to_vec();
     big_png.resize(KB600, 0);
-    let image_headers = [("Content-Type", "image/png")];
-    let raw = ann.upload("POST", "/img/add", &image_headers, &big_png, false);
+    let raw = ann.add_png(&big_png);
     assert_507(&raw, "quota_exceeded", "1000000 bytes");
     let (form_type, form) = multipart(&[("image", Some(("big.png", "image/png")), &big_png)]);
     let form_headers = [("Content-Type", form_type.as_str())];
@@ -1909,26 +1912,14 @@ fn quota_refuses_what_does_not_fit(backend: Backend) {
     assert_eq!(ann.put_streamed("second.bin", &second, true).status, 201);
     assert_eq!(ann.get("second.bin").body, second);
     assert_eq!(ann.usage(), (600_000, 1));
-    let image = ann.upload(
-        "POST",
-        "/img/add",
-        &image_headers,
-        &big_png[..300_000],
-        false,
-    );
+    let image = ann.add_png(&big_png[..300_000]);
     assert_eq!(image.status, 201, "{}", image.text());
     assert_eq!(ann.usage(), (900_000, 2));
 }
 
 /// Replacing a file counts only the difference, both ways.
 fn replacing_counts_only_the_difference(backend: Backend) {
-    let Some(wren) = Wren::start_opts(
-        backend,
-        Options {
-            extra: &["--account-quota", "1000000"],
-            ..Options::default()
-        },
-    ) else {
+    let Some(wren) = Wren::start_with(backend, &["--account-quota", "1000000"]) else {
         return;
     };
     let ann = wren.user("ann");
@@ -1964,13 +1955,7 @@ fn replacing_counts_only_the_difference(backend: Backend) {
 /// `--account-max-files`: one file past it is refused before its body;
 /// replacing an existing one is fine, and a delete makes room.
 fn file_count_limit(backend: Backend) {
-    let Some(wren) = Wren::start_opts(
-        backend,
-        Options {
-            extra: &["--account-max-files", "3"],
-            ..Options::default()
-        },
-    ) else {
+    let Some(wren) = Wren::start_with(backend, &["--account-max-files", "3"]) else {
         return;
     };
     let ann = wren.user("ann");
@@ -1983,13 +1968,7 @@ fn file_count_limit(backend: Backend) {
         "quota_exceeded",
         "file quota exceeded: the account may store 3 files",
     );
-    let image = ann.upload(
-        "POST",
-        "/img/add",
-        &[("Content-Type", "image/png")],
-        &PNG,
-        false,
-    );
+    let image = ann.add_png(&PNG);
     assert_507(&image, "quota_exceeded", "3 files");
     assert_eq!(ann.put("a", None, b"replaced").status, 200);
     assert_eq!(ann.usage(), (10, 3));
@@ -2006,13 +1985,7 @@ fn file_count_limit(backend: Backend) {
 /// Usage is durable: after a restart on the same data, the same figures,
 /// and the quota still holds.
 fn usage_survives_a_restart(backend: Backend) {
-    let Some(mut wren) = Wren::start_opts(
-        backend,
-        Options {
-            extra: &["--account-quota", "1000000"],
-            ..Options::default()
-        },
-    ) else {
+    let Some(mut wren) = Wren::start_with(backend, &["--account-quota", "1000000"]) else {
         return;
     };
     let before = {
@@ -2045,13 +2018,8 @@ fn usage_survives_a_restart(backend: Backend) {
 fn concurrent_uploads_stay_within_the_quota(backend: Backend) {
     const QUOTA: u64 = 1_000_000;
     const SIZE: usize = 300_000;
-    let Some(wren) = Wren::start_opts(
-        backend,
-        Options {
-            extra: &["--account-quota", "1000000", "--threads", "8"],
-            ..Options::default()
-        },
-    ) else {
+    let Some(wren) = Wren::start_with(backend, &["--account-quota", "1000000", "--threads", "8"])
+    else {
         return;
     };
     let race = |user: &User<'_>, uploads: Vec<(String, usize, bool)>| -> Vec<(String, u16)> {
@@ -2142,13 +2110,7 @@ fn concurrent_uploads_stay_within_the_quota(backend: Backend) {
 fn chunked_uploads_over_quota_are_cut(backend: Backend) {
     const QUOTA: u64 = 12 * MIB;
     let quota = QUOTA.to_string();
-    let Some(wren) = Wren::start_opts(
-        backend,
-        Options {
-            extra: &["--account-quota", &quota],
-            ..Options::default()
-        },
-    ) else {
+    let Some(wren) = Wren::start_with(backend, &["--account-quota", &quota]) else {
         return;
     };
     let ann = wren.user("ann");
@@ -2203,14 +2165,8 @@ fn multipart_uploads(s3: &S3Env, prefix: &str) -> usize {
 /// insufficient_storage` and stores nothing, while sign-up, sign-in and
 /// events (which the database must commit) still work.
 fn min_free_disk_refuses_uploads(backend: Backend) {
-    let Some(wren) = Wren::start_opts(
-        backend,
-        Options {
-            // An exabyte: more than any test machine has free.
-            extra: &["--min-free-disk", "1000000000000000000"],
-            ..Options::default()
-        },
-    ) else {
+    // An exabyte: more than any test machine has free.
+    let Some(wren) = Wren::start_with(backend, &["--min-free-disk", "1000000000000000000"]) else {
         return;
     };
     let ann = wren.user("ann");
@@ -2226,13 +2182,7 @@ fn min_free_disk_refuses_uploads(backend: Backend) {
         "insufficient_storage",
         "disk",
     );
-    let image = ann.upload(
-        "POST",
-        "/img/add",
-        &[("Content-Type", "image/png")],
-        &PNG,
-        false,
-    );
+    let image = ann.add_png(&PNG);
     assert_507(&image, "insufficient_storage", "disk");
     assert!(ann.keys().is_empty());
     assert_eq!(ann.usage(), (0, 0));

@@ -20,10 +20,10 @@
 //! renamed to its final name and the folder fsynced; only then does one
 //! index transaction point the key at it (and move the account's usage row
 //! with it, by trigger: see `blob::usage`), and the replaced file is removed
-//! after that commit. The account's usage is therefore exactly the sum of
-//! the sizes the index names, whatever a crash interrupts. A crash leaves the key on its old file or its new one,
-//! never a partial one. Temporary files a crash leaves are removed when the
-//! backend opens. A crash in the instant between a rename and its commit
+//! after that commit. A crash leaves the key on its old file or its new
+//! one, never a partial one, and the account's usage exactly the sum of the
+//! sizes the index names. Temporary files a crash leaves are removed when
+//! the backend opens. A crash in the instant between a rename and its commit
 //! (or between a commit and the old file's removal) leaves one file the
 //! index does not name; those are left in place, not removed: deleting every
 //! file the index does not know would turn a lost or restored-from-backup
@@ -40,7 +40,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use super::usage::{self, usage_schema};
+use super::usage::{self, USAGE_SCHEMA};
 use super::{
     BlobError, Blobs, Book, ByteRange, Download, KeyPage, ObjectInfo, Owner, Page, Settle, Usage,
     WriteCondition, Written,
@@ -73,7 +73,7 @@ const INDEX_MIGRATIONS: &[&str] = &[
         PRIMARY KEY (namespace, key)
     ) STRICT;",
     // 2: each account's usage, kept by triggers on `objects`.
-    usage_schema!("objects"),
+    USAGE_SCHEMA,
 ];
 
 pub struct LocalBlobs {
@@ -431,15 +431,7 @@ impl Book for LocalBlobs {
     }
 
     fn recorded_size(&self, namespace: &str, key: &str) -> Result<Option<u64>, BlobError> {
-        self.index()
-            .prepare_cached("SELECT size FROM objects WHERE namespace = ?1 AND key = ?2")
-            .and_then(|mut statement| {
-                statement
-                    .query_row(params![namespace, key], |row| row.get::<_, i64>(0))
-                    .optional()
-            })
-            .map(|size| size.map(|size| size as u64))
-            .map_err(index_error)
+        usage::recorded_size(&self.index(), namespace, key).map_err(index_error)
     }
 }
 
@@ -646,17 +638,10 @@ mod tests {
         let settled = Mutex::new(Vec::new());
         let settle = |size: Option<u64>| settled.lock().unwrap().push(size);
         let ann = owner("ann");
-        let mut body: &[u8] = b"12345";
-        blobs
-            .put(
-                &ann,
-                "a",
-                "text/plain",
-                &WriteCondition::Always,
-                &mut body,
-                &settle,
-            )
-            .unwrap();
+        let write = |key: &str, mut body: &[u8], condition: &WriteCondition| {
+            blobs.put(&ann, key, "text/plain", condition, &mut body, &settle)
+        };
+        write("a", b"12345", &WriteCondition::Always).unwrap();
         put(&blobs, "ann", "b", b"123").unwrap();
         put(&blobs, "bob", "a", b"1").unwrap();
         let usage = |who: &str| {
@@ -664,31 +649,14 @@ mod tests {
             (bytes, files)
         };
         assert_eq!(usage("ann"), (8, 2));
-        let mut body: &[u8] = b"1234567890";
-        blobs
-            .put(
-                &ann,
-                "a",
-                "text/plain",
-                &WriteCondition::Always,
-                &mut body,
-                &settle,
-            )
-            .unwrap();
+        write("a", b"1234567890", &WriteCondition::Always).unwrap();
         assert_eq!(usage("ann"), (13, 2));
         assert_eq!(blobs.recorded_size("ann", "a").unwrap(), Some(10));
         blobs.delete(&ann, "a", &settle).unwrap();
         assert_eq!(usage("ann"), (3, 1));
         assert_eq!(blobs.recorded_size("ann", "a").unwrap(), None);
         // A write that fails settles nothing and changes nothing.
-        let refused = blobs.put(
-            &ann,
-            "b",
-            "text/plain",
-            &WriteCondition::Absent,
-            &mut &b"x"[..],
-            &settle,
-        );
+        let refused = write("b", b"x", &WriteCondition::Absent);
         assert!(matches!(refused, Err(BlobError::PreconditionFailed)));
         assert_eq!(usage("ann"), (3, 1));
         assert_eq!(usage("bob"), (1, 1));

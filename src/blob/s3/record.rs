@@ -28,9 +28,9 @@ use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
-use crate::blob::usage::{self, usage_schema};
+use crate::blob::usage::{self, USAGE_SCHEMA};
 use crate::blob::{BlobError, Book, Usage};
 
 const RECORD_FILE: &str = "s3-index.db";
@@ -40,14 +40,14 @@ const LOCK_FILE: &str = ".s3-lock";
 /// The record's schema versions, in order (see [`crate::sqlite`]).
 const RECORD_MIGRATIONS: &[&str] = &[
     // 1: each recorded object's size.
-    "CREATE TABLE sizes (
+    "CREATE TABLE objects (
         namespace TEXT NOT NULL,
         key TEXT NOT NULL,
         size INTEGER NOT NULL,
         PRIMARY KEY (namespace, key)
     ) STRICT;",
-    // 2: each account's usage, kept by triggers on `sizes`.
-    usage_schema!("sizes"),
+    // 2: each account's usage, kept by triggers on `objects`.
+    USAGE_SCHEMA,
 ];
 
 /// The longest a write or delete waits for another of the same key to be
@@ -97,12 +97,12 @@ impl Record {
         let index = self.index();
         let changed = match size {
             Some(size) => index.execute(
-                "INSERT INTO sizes (namespace, key, size) VALUES (?1, ?2, ?3)
+                "INSERT INTO objects (namespace, key, size) VALUES (?1, ?2, ?3)
                  ON CONFLICT (namespace, key) DO UPDATE SET size = excluded.size",
                 params![namespace, key, size as i64],
             ),
             None => index.execute(
-                "DELETE FROM sizes WHERE namespace = ?1 AND key = ?2",
+                "DELETE FROM objects WHERE namespace = ?1 AND key = ?2",
                 params![namespace, key],
             ),
         };
@@ -116,15 +116,7 @@ impl Book for Record {
     }
 
     fn recorded_size(&self, namespace: &str, key: &str) -> Result<Option<u64>, BlobError> {
-        self.index()
-            .prepare_cached("SELECT size FROM sizes WHERE namespace = ?1 AND key = ?2")
-            .and_then(|mut statement| {
-                statement
-                    .query_row(params![namespace, key], |row| row.get::<_, i64>(0))
-                    .optional()
-            })
-            .map(|size| size.map(|size| size as u64))
-            .map_err(record_error)
+        usage::recorded_size(&self.index(), namespace, key).map_err(record_error)
     }
 }
 
