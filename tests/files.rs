@@ -2165,8 +2165,15 @@ fn multipart_uploads(s3: &S3Env, prefix: &str) -> usize {
 /// insufficient_storage` and stores nothing, while sign-up, sign-in and
 /// events (which the database must commit) still work.
 fn min_free_disk_refuses_uploads(backend: Backend) {
-    // An exabyte: more than any test machine has free.
-    let Some(wren) = Wren::start_with(backend, &["--min-free-disk", "1000000000000000000"]) else {
+    // An exabyte: more than any test machine has free. No byte quota, so
+    // the refusals can only be the disk's.
+    let flags = [
+        "--min-free-disk",
+        "1000000000000000000",
+        "--account-quota",
+        "0",
+    ];
+    let Some(wren) = Wren::start_with(backend, &flags) else {
         return;
     };
     let ann = wren.user("ann");
@@ -2189,7 +2196,11 @@ fn min_free_disk_refuses_uploads(backend: Backend) {
     assert_local_files(&wren, "ann", 0);
     // The database still takes accounts, sign-ins and events.
     let bob = wren.user("bob");
-    assert_eq!(bob.usage(), (0, 0));
+    let account = bob.call("GET", "/api/v1/account", &[], None).json();
+    assert_eq!(
+        account,
+        json!({"login": "bob", "bytes_used": 0, "files": 0, "quota": null, "max_files": 100_000})
+    );
     let event = json!({"type": "deposit", "amount": "10.00", "user_id": 7, "time": 1});
     let recorded = wren
         .server
