@@ -37,6 +37,7 @@ pub fn table(app: &App) -> Router<App> {
         .delete("/api/file/{key:path}", files::delete_file)
         .get("/api/files_keys", files::list_keys)
         .get("/api/v1/files", files::list_files)
+        .get("/api/v1/account", files::account)
         .post("/img/add", files::add_image)
         .body_limit(image_body_limit(app))
         .post("/api/v1/images", files::upload_image)

@@ -186,12 +186,26 @@ const SCRUBBED_ENV: &[&str] = &[
     "WREN_MAX_OBJECT_SIZE",
     "WREN_MAX_IMAGE_SIZE",
     "WREN_MAX_BODY",
+    "WREN_ACCOUNT_QUOTA",
+    "WREN_ACCOUNT_MAX_FILES",
+    "WREN_MIN_FREE_DISK",
 ];
 
 impl Wren {
     /// `None` when the test is skipped (S3 without an endpoint).
     fn start(backend: Backend) -> Option<Wren> {
         Wren::start_opts(backend, Options::default())
+    }
+
+    /// A server on `backend` with `extra` flags.
+    fn start_with(backend: Backend, extra: &[&str]) -> Option<Wren> {
+        Wren::start_opts(
+            backend,
+            Options {
+                extra,
+                ..Options::default()
+            },
+        )
     }
 
     fn start_opts(backend: Backend, options: Options<'_>) -> Option<Wren> {
@@ -416,6 +430,77 @@ impl User<'_> {
             .collect();
         self.call("POST", target, &headers, Some(body))
     }
+
+    /// One upload on a new connection, with a Content-Length or chunked,
+    /// its body written by another thread while this one reads the answer:
+    /// a server that answers before reading all of it (a refusal) cannot
+    /// stall the writer, and a write it cut short is no failure.
+    fn upload(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        chunked: bool,
+    ) -> Response {
+        let mut head = format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        if let Some(token) = &self.token {
+            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if chunked {
+            head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+        } else {
+            head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        }
+        let stream = self.wren.server.connect();
+        let mut writer = stream.try_clone().unwrap();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let _cut_short = writer.write_all(head.as_bytes()).and_then(|()| {
+                    if !chunked {
+                        return writer.write_all(body);
+                    }
+                    for chunk in body.chunks(64 * 1024) {
+                        writer.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+                        writer.write_all(chunk)?;
+                        writer.write_all(b"\r\n")?;
+                    }
+                    writer.write_all(b"0\r\n\r\n")
+                });
+            });
+            read_response(&mut BufReader::new(stream), true)
+        })
+    }
+
+    /// `POST /img/add` of a raw PNG body through [`User::upload`].
+    fn add_png(&self, png: &[u8]) -> Response {
+        self.upload(
+            "POST",
+            "/img/add",
+            &[("Content-Type", "image/png")],
+            png,
+            false,
+        )
+    }
+
+    /// `PUT`s `body` to `key` through [`User::upload`].
+    fn put_streamed(&self, key: &str, body: &[u8], chunked: bool) -> Response {
+        self.upload("PUT", &file_url(key), &[], body, chunked)
+    }
+
+    /// `GET /api/v1/account`: (bytes used, files).
+    fn usage(&self) -> (u64, u64) {
+        let account = self.call("GET", "/api/v1/account", &[], None);
+        assert_eq!(account.status, 200, "{}", account.text());
+        let answer = account.json();
+        (
+            answer["bytes_used"].as_u64().unwrap(),
+            answer["files"].as_u64().unwrap(),
+        )
+    }
 }
 
 /// `/api/file/` and the key, each segment percent-encoded.
@@ -449,6 +534,13 @@ fn assert_error(response: &Response, status: u16, message_part: &str) {
         message.contains(message_part),
         "message {message:?} lacks {message_part:?}"
     );
+}
+
+/// Asserts a `507` refusal with its `error` code and a part of its message.
+#[track_caller]
+fn assert_507(response: &Response, code: &str, message_part: &str) {
+    assert_error(response, 507, message_part);
+    assert_eq!(response.json()["error"], code, "{}", response.text());
 }
 
 /// Seconds since the epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
@@ -1323,13 +1415,7 @@ fn sign_up_with_own_s3_keys(backend: Backend) {
 /// Images: real PNG and JPEG bodies raw or in a multipart `image` field;
 /// anything else is 415; only the owner can fetch them back.
 fn image_uploads(backend: Backend) {
-    let Some(wren) = Wren::start_opts(
-        backend,
-        Options {
-            extra: &["--max-image-size", "4096"],
-            ..Options::default()
-        },
-    ) else {
+    let Some(wren) = Wren::start_with(backend, &["--max-image-size", "4096"]) else {
         return;
     };
     let ann = wren.user("ann");
@@ -1470,13 +1556,7 @@ fn image_uploads(backend: Backend) {
 /// `--max-object-size` bounds a PUT: one byte over is 413 and nothing is
 /// stored; exactly the limit is fine.
 fn object_size_limit(backend: Backend) {
-    let Some(wren) = Wren::start_opts(
-        backend,
-        Options {
-            extra: &["--max-object-size", "1000"],
-            ..Options::default()
-        },
-    ) else {
+    let Some(wren) = Wren::start_with(backend, &["--max-object-size", "1000"]) else {
         return;
     };
     let ann = wren.user("ann");
@@ -1751,6 +1831,385 @@ fn sign_up_with_keys_needs_an_endpoint(backend: Backend) {
     );
 }
 
+// ---------------------------------------------------------------------------
+// Quotas and the disk
+// ---------------------------------------------------------------------------
+
+/// On the local backend, that the account's folder holds `count` files:
+/// the stored ones, and no temporary file an upload left.
+#[track_caller]
+fn assert_local_files(wren: &Wren, login: &str, count: usize) {
+    if wren.backend == Backend::Local {
+        let files = file_names(&wren.account_folder(login));
+        assert_eq!(files.len(), count, "{files:?}");
+    }
+}
+
+/// A quota of 1 MB takes a 600 kB file, refuses a second one (declared,
+/// chunked, or behind `Expect: 100-continue`, before its body) with `507`
+/// and stores nothing of it, and takes it once the first is deleted; the
+/// image routes are held to the same quota.
+fn quota_refuses_what_does_not_fit(backend: Backend) {
+    const KB600: usize = 600_000;
+    let Some(wren) = Wren::start_with(backend, &["--account-quota", "1000000"]) else {
+        return;
+    };
+    let ann = wren.user("ann");
+    let first = vec![1u8; KB600];
+    let second = vec![2u8; KB600];
+    assert_eq!(ann.put_streamed("first.bin", &first, false).status, 201);
+    assert_eq!(ann.usage(), (600_000, 1));
+
+    let refused = ann.put_streamed("second.bin", &second, false);
+    assert_507(
+        &refused,
+        "quota_exceeded",
+        "may store 1000000 bytes and stores 600000",
+    );
+    assert!(
+        refused.text().contains("needs 600000 more"),
+        "{}",
+        refused.text()
+    );
+    let chunked = ann.put_streamed("second.bin", &second, true);
+    assert_507(&chunked, "quota_exceeded", "needs at least");
+    // The answer comes before the body: no 100 Continue invites it.
+    let mut stream = wren.server.connect();
+    write!(
+        stream,
+        "PUT /api/file/second.bin HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {}\r\nContent-Length: {KB600}\r\nExpect: 100-continue\r\n\r\n",
+        ann.token.as_deref().unwrap()
+    )
+    .unwrap();
+    let early = read_head(&mut BufReader::new(stream));
+    assert_eq!(early.status, 507, "{early:?}");
+
+    // Nothing of it was stored.
+    assert_eq!(ann.keys(), ["first.bin"]);
+    assert_error(&ann.get("second.bin"), 404, "Not Found");
+    assert_eq!(ann.usage(), (600_000, 1));
+    assert_local_files(&wren, "ann", 1);
+
+    // Images count too: a raw body is refused on its declared length, a
+    // form's image as it streams.
+    let mut big_png = PNG.to_vec();
+    big_png.resize(KB600, 0);
+    let raw = ann.add_png(&big_png);
+    assert_507(&raw, "quota_exceeded", "1000000 bytes");
+    let (form_type, form) = multipart(&[("image", Some(("big.png", "image/png")), &big_png)]);
+    let form_headers = [("Content-Type", form_type.as_str())];
+    let in_form = ann.upload("POST", "/api/v1/images", &form_headers, &form, false);
+    assert_507(&in_form, "quota_exceeded", "needs at least");
+    assert_eq!(ann.keys(), ["first.bin"]);
+    assert_local_files(&wren, "ann", 1);
+
+    // Another account has its own quota.
+    let bob = wren.user("bob");
+    assert_eq!(bob.put_streamed("second.bin", &second, false).status, 201);
+
+    assert_eq!(ann.delete("first.bin").status, 200);
+    assert_eq!(ann.usage(), (0, 0));
+    assert_eq!(ann.put_streamed("second.bin", &second, true).status, 201);
+    assert_eq!(ann.get("second.bin").body, second);
+    assert_eq!(ann.usage(), (600_000, 1));
+    let image = ann.add_png(&big_png[..300_000]);
+    assert_eq!(image.status, 201, "{}", image.text());
+    assert_eq!(ann.usage(), (900_000, 2));
+}
+
+/// Replacing a file counts only the difference, both ways.
+fn replacing_counts_only_the_difference(backend: Backend) {
+    let Some(wren) = Wren::start_with(backend, &["--account-quota", "1000000"]) else {
+        return;
+    };
+    let ann = wren.user("ann");
+    ann.store("k", &[1u8; 600_000]);
+    // 600 kB more than the quota's room, had the old bytes counted.
+    assert_eq!(ann.put_streamed("k", &[2u8; 900_000], false).status, 200);
+    assert_eq!(ann.usage(), (900_000, 1));
+    assert_507(
+        &ann.put_streamed("k", &[3u8; 1_000_001], false),
+        "quota_exceeded",
+        "needs 100001 more",
+    );
+    assert_eq!(
+        ann.get("k").body,
+        [2u8; 900_000],
+        "the refused write replaced it"
+    );
+    ann.store("j", &[4u8; 100_000]);
+    assert_eq!(ann.usage(), (1_000_000, 2));
+    assert_507(
+        &ann.put_streamed("k", &[5u8; 900_001], true),
+        "quota_exceeded",
+        "stores 1000000",
+    );
+    // Shrinking a file makes room.
+    assert_eq!(ann.put_streamed("k", &[6u8; 100_000], true).status, 200);
+    assert_eq!(ann.usage(), (200_000, 2));
+    ann.store("l", &[7u8; 800_000]);
+    assert_eq!(ann.usage(), (1_000_000, 3));
+    assert_local_files(&wren, "ann", 3);
+}
+
+/// `--account-max-files`: one file past it is refused before its body;
+/// replacing an existing one is fine, and a delete makes room.
+fn file_count_limit(backend: Backend) {
+    let Some(wren) = Wren::start_with(backend, &["--account-max-files", "3"]) else {
+        return;
+    };
+    let ann = wren.user("ann");
+    for key in ["a", "b", "c"] {
+        ann.store(key, key.as_bytes());
+    }
+    let refused = ann.put_streamed("d", b"d", false);
+    assert_507(
+        &refused,
+        "quota_exceeded",
+        "file quota exceeded: the account may store 3 files",
+    );
+    let image = ann.add_png(&PNG);
+    assert_507(&image, "quota_exceeded", "3 files");
+    assert_eq!(ann.put("a", None, b"replaced").status, 200);
+    assert_eq!(ann.usage(), (10, 3));
+    assert_eq!(ann.delete("b").status, 200);
+    assert_eq!(ann.put("d", None, b"d").status, 201);
+    assert_eq!(ann.keys(), ["a", "c", "d"]);
+    let answer = ann.call("GET", "/api/v1/account", &[], None).json();
+    assert_eq!(
+        answer,
+        json!({"login": "ann", "bytes_used": 10, "files": 3, "quota": 1u64 << 30, "max_files": 3})
+    );
+}
+
+/// Usage is durable: after a restart on the same data, the same figures,
+/// and the quota still holds.
+fn usage_survives_a_restart(backend: Backend) {
+    let Some(mut wren) = Wren::start_with(backend, &["--account-quota", "1000000"]) else {
+        return;
+    };
+    let before = {
+        let ann = wren.user("ann");
+        ann.store("a", &[1u8; 300_000]);
+        ann.store("b", &[2u8; 200_000]);
+        ann.store("a", &[3u8; 100_000]);
+        ann.store("c", &[4u8; 50_000]);
+        assert_eq!(ann.delete("b").status, 200);
+        ann.usage()
+    };
+    assert_eq!(before, (150_000, 2));
+    wren.server.signal(libc::SIGTERM);
+    assert!(wren.server.wait_exit(Duration::from_secs(10)).is_some());
+    wren.restart();
+    let ann = wren.sign_in("ann");
+    assert_eq!(ann.usage(), before);
+    assert_507(
+        &ann.put_streamed("d", &[5u8; 850_001], false),
+        "quota_exceeded",
+        "stores 150000",
+    );
+    assert_eq!(ann.put_streamed("d", &[5u8; 850_000], false).status, 201);
+    assert_eq!(ann.usage(), (1_000_000, 3));
+}
+
+/// Uploads racing for an account's room: those that fit alone but not
+/// together are refused whichever finishes first, and the usage is exactly
+/// the sum of what was stored; uploads racing for one key count once.
+fn concurrent_uploads_stay_within_the_quota(backend: Backend) {
+    const QUOTA: u64 = 1_000_000;
+    const SIZE: usize = 300_000;
+    let Some(wren) = Wren::start_with(backend, &["--account-quota", "1000000", "--threads", "8"])
+    else {
+        return;
+    };
+    let race = |user: &User<'_>, uploads: Vec<(String, usize, bool)>| -> Vec<(String, u16)> {
+        let start = std::sync::Barrier::new(uploads.len());
+        std::thread::scope(|scope| {
+            let racers: Vec<_> = uploads
+                .into_iter()
+                .map(|(key, size, chunked)| {
+                    let start = &start;
+                    scope.spawn(move || {
+                        let body = vec![size as u8; size];
+                        start.wait();
+                        let answer = user.put_streamed(&key, &body, chunked);
+                        assert!(
+                            answer.status == 201 || answer.status == 200 || answer.status == 507,
+                            "{key}: {} {}",
+                            answer.status,
+                            answer.text()
+                        );
+                        (key, answer.status)
+                    })
+                })
+                .collect();
+            racers
+                .into_iter()
+                .map(|racer| racer.join().unwrap())
+                .collect()
+        })
+    };
+    // Declared lengths: exactly three of eight fit, whatever the order.
+    let ann = wren.user("ann");
+    let declared = (0..8).map(|i| (format!("k{i}"), SIZE, false)).collect();
+    let results = race(&ann, declared);
+    let stored: Vec<String> = results
+        .iter()
+        .filter(|(_, status)| *status == 201)
+        .map(|(key, _)| key.clone())
+        .collect();
+    assert_eq!(stored.len(), 3, "{results:?}");
+    assert_eq!(ann.keys(), stored);
+    assert_eq!(ann.usage(), (3 * SIZE as u64, 3));
+
+    // Chunked: each is judged as it streams; what is stored never passes
+    // the quota and is exactly what the account is charged.
+    let bob = wren.user("bob");
+    let chunked = (0..8).map(|i| (format!("c{i}"), SIZE, true)).collect();
+    let results = race(&bob, chunked);
+    let stored: Vec<String> = results
+        .iter()
+        .filter(|(_, status)| *status == 201)
+        .map(|(key, _)| key.clone())
+        .collect();
+    assert!(!stored.is_empty() && stored.len() <= 3, "{results:?}");
+    assert_eq!(bob.keys(), stored);
+    let (bytes, files) = bob.usage();
+    assert_eq!(
+        (bytes, files),
+        (stored.len() as u64 * SIZE as u64, stored.len() as u64)
+    );
+    assert!(bytes <= QUOTA);
+    assert_local_files(&wren, "bob", stored.len());
+
+    // One key: 500 kB stored beside it, so each replacement of up to 500 kB
+    // fits alone, and all of them fit together since only one is kept.
+    let cat = wren.user("cat");
+    cat.store("base", &[0u8; 500_000]);
+    let sizes = [100_000, 200_000, 300_000, 400_000, 500_000, 500_001];
+    let same_key = sizes
+        .iter()
+        .map(|&size| ("shared".to_owned(), size, size % 2 == 0))
+        .collect();
+    let results = race(&cat, same_key);
+    for ((_, status), size) in results.iter().zip(sizes) {
+        let expected: &[u16] = if size > 500_000 { &[507] } else { &[200, 201] };
+        assert!(expected.contains(status), "{size}: {status}");
+    }
+    let kept = cat.get("shared");
+    assert_eq!(kept.status, 200);
+    let kept_size = kept.body.len() as u64;
+    assert!(sizes.contains(&(kept_size as usize)) && kept_size <= 500_000);
+    assert_eq!(cat.usage(), (500_000 + kept_size, 2));
+    assert_local_files(&wren, "cat", 2);
+}
+
+/// A chunked upload over the quota is cut as soon as it passes it (on S3 in
+/// the middle of a multipart upload, which is aborted) and leaves nothing:
+/// no object, no temporary file, no upload in progress in the bucket.
+fn chunked_uploads_over_quota_are_cut(backend: Backend) {
+    const QUOTA: u64 = 12 * MIB;
+    let quota = QUOTA.to_string();
+    let Some(wren) = Wren::start_with(backend, &["--account-quota", &quota]) else {
+        return;
+    };
+    let ann = wren.user("ann");
+    ann.store("small", &[1u8; MIB as usize]);
+    let mut big = vec![0u8; 20 * MIB as usize];
+    Generator(42).fill(&mut big);
+    let cut = ann.put_streamed("big", &big, true);
+    assert_507(&cut, "quota_exceeded", "needs at least");
+    assert_eq!(ann.keys(), ["small"]);
+    assert_error(&ann.get("big"), 404, "Not Found");
+    assert_eq!(ann.usage(), (MIB, 1));
+    assert_local_files(&wren, "ann", 1);
+    if let Some(s3) = &wren.s3 {
+        assert_eq!(
+            multipart_uploads(s3, &wren.prefix),
+            0,
+            "a multipart upload was left"
+        );
+    }
+    // What fits still goes through, in parts on S3.
+    let fits = &big[..11 * MIB as usize];
+    assert_eq!(ann.put_streamed("big", fits, true).status, 201);
+    assert_eq!(ann.usage(), (12 * MIB, 2));
+}
+
+/// Multipart uploads in progress under `prefix` in the test bucket.
+/// rusty-s3 has no ListMultipartUploads action: it is a GET of the bucket's
+/// URL with `?uploads`, signed here as a GetObject of the empty key.
+fn multipart_uploads(s3: &S3Env, prefix: &str) -> usize {
+    use rusty_s3::S3Action;
+    let bucket = rusty_s3::Bucket::new(
+        s3.endpoint.parse().unwrap(),
+        rusty_s3::UrlStyle::Path,
+        s3.bucket.clone(),
+        s3.region.clone(),
+    )
+    .unwrap();
+    let credentials = rusty_s3::Credentials::new(&s3.access_key_id, &s3.secret_access_key);
+    let mut action = bucket.get_object(Some(&credentials), "");
+    action.query_mut().insert("uploads", "");
+    action.query_mut().insert("prefix", prefix);
+    let url = action.sign(Duration::from_secs(60));
+    let mut answer = ureq::get(url.as_str())
+        .call()
+        .expect("ListMultipartUploads");
+    let xml = answer.body_mut().read_to_string().unwrap();
+    assert!(xml.contains("ListMultipartUploadsResult"), "{xml}");
+    xml.matches("<Upload>").count()
+}
+
+/// `--min-free-disk` past the disk's free space: every upload gets `507
+/// insufficient_storage` and stores nothing, while sign-up, sign-in and
+/// events (which the database must commit) still work.
+fn min_free_disk_refuses_uploads(backend: Backend) {
+    // An exabyte: more than any test machine has free. No byte quota, so
+    // the refusals can only be the disk's.
+    let flags = [
+        "--min-free-disk",
+        "1000000000000000000",
+        "--account-quota",
+        "0",
+    ];
+    let Some(wren) = Wren::start_with(backend, &flags) else {
+        return;
+    };
+    let ann = wren.user("ann");
+    let refused = ann.put_streamed("k", b"some bytes", false);
+    assert_507(&refused, "insufficient_storage", "short of disk space");
+    assert!(
+        !refused.text().contains("1000000000000000000"),
+        "{}",
+        refused.text()
+    );
+    assert_507(
+        &ann.put_streamed("k", b"some bytes", true),
+        "insufficient_storage",
+        "disk",
+    );
+    let image = ann.add_png(&PNG);
+    assert_507(&image, "insufficient_storage", "disk");
+    assert!(ann.keys().is_empty());
+    assert_eq!(ann.usage(), (0, 0));
+    assert_local_files(&wren, "ann", 0);
+    // The database still takes accounts, sign-ins and events.
+    let bob = wren.user("bob");
+    let account = bob.call("GET", "/api/v1/account", &[], None).json();
+    assert_eq!(
+        account,
+        json!({"login": "bob", "bytes_used": 0, "files": 0, "quota": null, "max_files": 100_000})
+    );
+    let event = json!({"type": "deposit", "amount": "10.00", "user_id": 7, "time": 1});
+    let recorded = wren
+        .server
+        .post("/event", "application/json", &event.to_string(), "");
+    assert_eq!(recorded.status, 200, "{}", recorded.text());
+    // The figures go to the log, not to the client.
+    wren.server.wait_for_log("min-free-disk");
+}
+
 /// `local::NAME` and `s3::NAME` for each scenario; the scenarios after `;`
 /// only make sense on the local backend.
 macro_rules! scenarios {
@@ -1779,6 +2238,13 @@ scenarios! {
     image_uploads,
     object_size_limit,
     large_file_streams_both_ways,
-    crash_mid_upload_keeps_the_old_object;
+    crash_mid_upload_keeps_the_old_object,
+    quota_refuses_what_does_not_fit,
+    replacing_counts_only_the_difference,
+    file_count_limit,
+    usage_survives_a_restart,
+    concurrent_uploads_stay_within_the_quota,
+    chunked_uploads_over_quota_are_cut,
+    min_free_disk_refuses_uploads;
     local only: sign_up_with_keys_needs_an_endpoint,
 }

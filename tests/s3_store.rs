@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 
 use wren::blob::s3::{PART_SIZE, S3Blobs};
 use wren::blob::{
-    BlobError, Blobs, ByteRange, Download, Owner, Page, S3Addressing, S3Config, UserCredentials,
-    WriteCondition, Written,
+    BlobError, Blobs, Book, ByteRange, Download, Owner, Page, S3Addressing, S3Config,
+    UserCredentials, WriteCondition, Written,
 };
 
 fn var(name: &str) -> Option<String> {
@@ -51,8 +51,16 @@ fn config(test: &str) -> Option<S3Config> {
     })
 }
 
+/// A fresh folder for a backend's size record.
+fn record_folder(name: &str) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("s3-record-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 fn setup(test: &str) -> Option<(S3Blobs, Owner)> {
-    let blobs = S3Blobs::new(&config(test)?).unwrap();
+    let blobs = S3Blobs::new(&config(test)?, &record_folder(test)).unwrap();
     let owner = Owner {
         namespace: "ann".to_owned(),
         credentials: None,
@@ -71,7 +79,7 @@ fn put_if(
     condition: &WriteCondition,
     mut bytes: &[u8],
 ) -> Result<Written, BlobError> {
-    blobs.put(owner, key, "text/plain", condition, &mut bytes)
+    blobs.put(owner, key, "text/plain", condition, &mut bytes, &|_| {})
 }
 
 fn read_all(mut download: Download) -> Vec<u8> {
@@ -123,6 +131,7 @@ fn awkward_keys_round_trip() {
             "text/plain; charset=utf-8",
             &WriteCondition::Always,
             &mut &b"hello"[..],
+            &|_| {},
         )
         .unwrap();
     assert!(written.created);
@@ -180,6 +189,7 @@ fn large_bodies_go_up_in_parts() {
             "application/octet-stream",
             &WriteCondition::Always,
             &mut noise(size),
+            &|_| {},
         )
         .unwrap();
     assert_eq!(written.info.size, size as u64);
@@ -201,6 +211,7 @@ fn large_bodies_go_up_in_parts() {
             "application/octet-stream",
             &WriteCondition::Always,
             &mut noise(PART_SIZE),
+            &|_| {},
         )
         .unwrap();
     assert_eq!(written.info.size, PART_SIZE as u64);
@@ -213,6 +224,7 @@ fn large_bodies_go_up_in_parts() {
             "application/octet-stream",
             &WriteCondition::Always,
             &mut noise(PART_SIZE + 1),
+            &|_| {},
         )
         .unwrap();
     assert!(written.info.etag.ends_with("-2\""), "{}", written.info.etag);
@@ -236,6 +248,7 @@ fn a_failing_body_leaves_nothing_behind() {
             "text/plain",
             &WriteCondition::Always,
             &mut failing,
+            &|_| {},
         )
         .unwrap_err();
     match err {
@@ -254,6 +267,7 @@ fn a_failing_body_leaves_nothing_behind() {
             "text/plain",
             &WriteCondition::Always,
             &mut noise(10).chain(Failing),
+            &|_| {},
         )
         .unwrap_err();
     assert!(matches!(err, BlobError::Body(_)), "{err:?}");
@@ -389,7 +403,7 @@ fn the_store_takes_conditional_headers() {
             rival_written: false,
             body: noise(size),
         };
-        let result = blobs.put(&owner, key, "text/plain", &condition, &mut body);
+        let result = blobs.put(&owner, key, "text/plain", &condition, &mut body, &|_| {});
         assert!(body.rival_written, "{key}");
         // Whichever write the store kept is there whole.
         let kept = blobs.head(&owner, key).unwrap().size;
@@ -435,7 +449,7 @@ fn delete_then_gone() {
         return;
     };
     put(&blobs, &owner, "d/x", b"x");
-    blobs.delete(&owner, "d/x").unwrap();
+    blobs.delete(&owner, "d/x", &|_| {}).unwrap();
     assert!(matches!(
         blobs.head(&owner, "d/x"),
         Err(BlobError::NotFound)
@@ -445,10 +459,75 @@ fn delete_then_gone() {
         Err(BlobError::NotFound)
     ));
     assert!(matches!(
-        blobs.delete(&owner, "d/x"),
+        blobs.delete(&owner, "d/x", &|_| {}),
         Err(BlobError::NotFound)
     ));
     assert!(blobs.list(&owner, "", None, 10).unwrap().objects.is_empty());
+}
+
+/// Each write and delete the store takes is recorded (the object's size
+/// and the account's usage) and settled, in order; a write the store
+/// refused is neither. A record the store no longer backs (an object
+/// deleted behind this backend's back, as a crash between a delete and its
+/// record would leave) goes when the key is deleted.
+#[test]
+fn the_size_record_follows_the_store() {
+    let Some(config) = config("record") else {
+        return;
+    };
+    let folder = record_folder("record");
+    let blobs = S3Blobs::new(&config, &folder).unwrap();
+    let owner = Owner {
+        namespace: "ann".to_owned(),
+        credentials: None,
+    };
+    let settled = std::sync::Mutex::new(Vec::new());
+    let settle = |size: Option<u64>| settled.lock().unwrap().push(size);
+    let write = |key: &str, body: &mut dyn Read, condition: &WriteCondition| {
+        blobs.put(&owner, key, "text/plain", condition, body, &settle)
+    };
+    write("a", &mut &[1u8; 10][..], &WriteCondition::Always).unwrap();
+    write("big", &mut noise(PART_SIZE + 5), &WriteCondition::Always).unwrap();
+    write("a", &mut &[2u8; 3][..], &WriteCondition::Always).unwrap();
+    let refused = write("a", &mut &[3u8; 50][..], &WriteCondition::Absent);
+    assert!(
+        matches!(refused, Err(BlobError::PreconditionFailed)),
+        "{refused:?}"
+    );
+    let usage = |blobs: &S3Blobs| {
+        let usage = blobs.usage("ann").unwrap();
+        (usage.bytes, usage.files)
+    };
+    assert_eq!(usage(&blobs), (PART_SIZE as u64 + 8, 2));
+    assert_eq!(blobs.recorded_size("ann", "a").unwrap(), Some(3));
+    blobs.delete(&owner, "big", &settle).unwrap();
+    assert_eq!(usage(&blobs), (3, 1));
+
+    // Another backend (its own record) deletes "a" from the store.
+    let other = S3Blobs::new(&config, &record_folder("record-other")).unwrap();
+    other.delete(&owner, "a", &|_| {}).unwrap();
+    assert_eq!(usage(&blobs), (3, 1));
+    assert!(matches!(
+        blobs.delete(&owner, "a", &settle),
+        Err(BlobError::NotFound)
+    ));
+    assert_eq!(usage(&blobs), (0, 0));
+    write("c", &mut &[4u8; 7][..], &WriteCondition::Always).unwrap();
+    assert_eq!(
+        *settled.lock().unwrap(),
+        [
+            Some(10),
+            Some(PART_SIZE as u64 + 5),
+            Some(3),
+            None,
+            None,
+            Some(7)
+        ]
+    );
+    // The record is durable.
+    drop(blobs);
+    let reopened = S3Blobs::new(&config, &folder).unwrap();
+    assert_eq!(usage(&reopened), (7, 1));
 }
 
 #[test]
@@ -523,7 +602,7 @@ fn refused_credentials() {
     let Some(config) = config("refused") else {
         return;
     };
-    let blobs = S3Blobs::new(&config).unwrap();
+    let blobs = S3Blobs::new(&config, &record_folder("credentials")).unwrap();
     let key_id = config.access_key_id.clone().unwrap();
     let wrong_secret = UserCredentials {
         access_key_id: key_id,
@@ -546,7 +625,7 @@ fn refused_credentials() {
     // The server's own keys refused are the server's problem.
     let mut broken = config.clone();
     broken.secret_access_key = Some("0".repeat(64));
-    let broken = S3Blobs::new(&broken).unwrap();
+    let broken = S3Blobs::new(&broken, &record_folder("broken")).unwrap();
     let owner = Owner {
         namespace: "ann".to_owned(),
         credentials: None,
@@ -557,7 +636,7 @@ fn refused_credentials() {
     // A store that cannot be reached is not the account's fault.
     let mut away = config;
     away.endpoint = "http://127.0.0.1:9".to_owned();
-    let away = S3Blobs::new(&away).unwrap();
+    let away = S3Blobs::new(&away, &record_folder("away")).unwrap();
     let err = away
         .check_credentials(&UserCredentials {
             access_key_id: "id".to_owned(),

@@ -2,7 +2,8 @@
 //! SQLite index that maps each account's keys to them.
 //!
 //! ```text
-//! files/index.db                       key -> file, size, ETag, type, time
+//! files/index.db                       key -> file, size, ETag, type, time;
+//!                                      usage per account
 //! files/.lock                          held by the one process serving it
 //! files/accounts/<account>/<random>    one object's bytes, nothing else
 //! files/accounts/<account>/.<random>.tmp   an upload in progress
@@ -17,10 +18,12 @@
 //!
 //! A write streams into a temporary file in the same folder, is fsynced,
 //! renamed to its final name and the folder fsynced; only then does one
-//! index transaction point the key at it, and the replaced file is removed
-//! after that commit. A crash leaves the key on its old file or its new one,
-//! never a partial one. Temporary files a crash leaves are removed when the
-//! backend opens. A crash in the instant between a rename and its commit
+//! index transaction point the key at it (and move the account's usage row
+//! with it, by trigger: see `blob::usage`), and the replaced file is removed
+//! after that commit. A crash leaves the key on its old file or its new
+//! one, never a partial one, and the account's usage exactly the sum of the
+//! sizes the index names. Temporary files a crash leaves are removed when
+//! the backend opens. A crash in the instant between a rename and its commit
 //! (or between a commit and the old file's removal) leaves one file the
 //! index does not name; those are left in place, not removed: deleting every
 //! file the index does not know would turn a lost or restored-from-backup
@@ -37,9 +40,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use super::usage::{self, USAGE_SCHEMA};
 use super::{
-    BlobError, Blobs, ByteRange, Download, KeyPage, ObjectInfo, Owner, Page, WriteCondition,
-    Written,
+    BlobError, Blobs, Book, ByteRange, Download, KeyPage, ObjectInfo, Owner, Page, Settle, Usage,
+    WriteCondition, Written,
 };
 
 /// Copy buffer for uploads.
@@ -68,6 +72,8 @@ const INDEX_MIGRATIONS: &[&str] = &[
         modified INTEGER NOT NULL,
         PRIMARY KEY (namespace, key)
     ) STRICT;",
+    // 2: each account's usage, kept by triggers on `objects`.
+    USAGE_SCHEMA,
 ];
 
 pub struct LocalBlobs {
@@ -77,9 +83,9 @@ pub struct LocalBlobs {
     /// folder would remove each other's uploads.
     _lock: File,
     index: Mutex<Connection>,
-    /// Held while a write checks its condition and commits, so two writes
-    /// to one key cannot both pass `If-None-Match: *`. Uploads stream
-    /// without it.
+    /// Held while a write checks its condition and commits (and settles),
+    /// so two writes to one key cannot both pass `If-None-Match: *` and
+    /// changes are settled in the index's order. Uploads stream without it.
     commit: Mutex<()>,
 }
 
@@ -208,6 +214,7 @@ impl Blobs for LocalBlobs {
         content_type: &str,
         condition: &WriteCondition,
         body: &mut dyn Read,
+        settle: Settle<'_>,
     ) -> Result<Written, BlobError> {
         // Refuse early when the condition already fails, before any bytes
         // are stored; it is checked again at commit.
@@ -265,6 +272,7 @@ impl Blobs for LocalBlobs {
             )
             .map_err(index_error)?;
         pending.keep();
+        settle(Some(size));
         // The index no longer points at the old file; if a crash loses this
         // removal, the file stays, unindexed (see the module docs).
         if let Some((_, old_file)) = &current {
@@ -320,7 +328,7 @@ impl Blobs for LocalBlobs {
         )))
     }
 
-    fn delete(&self, owner: &Owner, key: &str) -> Result<(), BlobError> {
+    fn delete(&self, owner: &Owner, key: &str, settle: Settle<'_>) -> Result<(), BlobError> {
         let _commit = self
             .commit
             .lock()
@@ -332,6 +340,7 @@ impl Blobs for LocalBlobs {
                 params![owner.namespace, key],
             )
             .map_err(index_error)?;
+        settle(None);
         let _ = fs::remove_file(self.folder(owner).join(name));
         Ok(())
     }
@@ -416,6 +425,16 @@ impl Blobs for LocalBlobs {
     }
 }
 
+impl Book for LocalBlobs {
+    fn usage(&self, namespace: &str) -> Result<Usage, BlobError> {
+        usage::read(&self.index(), namespace).map_err(index_error)
+    }
+
+    fn recorded_size(&self, namespace: &str, key: &str) -> Result<Option<u64>, BlobError> {
+        usage::recorded_size(&self.index(), namespace, key).map_err(index_error)
+    }
+}
+
 /// A file written for a put, removed when dropped until the index has taken
 /// it ([`Pending::keep`]).
 struct Pending {
@@ -478,7 +497,7 @@ fn create_folder(folder: &Path) -> Result<(), BlobError> {
 }
 
 /// Takes the store's advisory lock, for the life of the returned file.
-fn lock(path: &Path) -> Result<File, String> {
+pub(super) fn lock(path: &Path) -> Result<File, String> {
     let file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -555,6 +574,7 @@ mod tests {
             "text/plain",
             &WriteCondition::Always,
             &mut &bytes[..],
+            &|_| {},
         )
     }
 
@@ -598,16 +618,49 @@ mod tests {
         let names = files(&root);
         assert_eq!(names.len(), 1, "{names:?}");
         assert!(names[0].ends_with(".txt"));
-        blobs.delete(&owner("ann"), "a/b ✓.txt").unwrap();
+        blobs.delete(&owner("ann"), "a/b ✓.txt", &|_| {}).unwrap();
         assert!(matches!(
             blobs.head(&owner("ann"), "a/b ✓.txt"),
             Err(BlobError::NotFound)
         ));
         assert!(matches!(
-            blobs.delete(&owner("ann"), "a/b ✓.txt"),
+            blobs.delete(&owner("ann"), "a/b ✓.txt", &|_| {}),
             Err(BlobError::NotFound)
         ));
         assert!(files(&root).is_empty());
+    }
+
+    /// Every write and delete moves the account's usage with the index, and
+    /// settles each change, in order, with what the index then records.
+    #[test]
+    fn usage_and_settled_sizes_follow_the_index() {
+        let (blobs, _root) = store();
+        let settled = Mutex::new(Vec::new());
+        let settle = |size: Option<u64>| settled.lock().unwrap().push(size);
+        let ann = owner("ann");
+        let write = |key: &str, mut body: &[u8], condition: &WriteCondition| {
+            blobs.put(&ann, key, "text/plain", condition, &mut body, &settle)
+        };
+        write("a", b"12345", &WriteCondition::Always).unwrap();
+        put(&blobs, "ann", "b", b"123").unwrap();
+        put(&blobs, "bob", "a", b"1").unwrap();
+        let usage = |who: &str| {
+            let Usage { bytes, files } = blobs.usage(who).unwrap();
+            (bytes, files)
+        };
+        assert_eq!(usage("ann"), (8, 2));
+        write("a", b"1234567890", &WriteCondition::Always).unwrap();
+        assert_eq!(usage("ann"), (13, 2));
+        assert_eq!(blobs.recorded_size("ann", "a").unwrap(), Some(10));
+        blobs.delete(&ann, "a", &settle).unwrap();
+        assert_eq!(usage("ann"), (3, 1));
+        assert_eq!(blobs.recorded_size("ann", "a").unwrap(), None);
+        // A write that fails settles nothing and changes nothing.
+        let refused = write("b", b"x", &WriteCondition::Absent);
+        assert!(matches!(refused, Err(BlobError::PreconditionFailed)));
+        assert_eq!(usage("ann"), (3, 1));
+        assert_eq!(usage("bob"), (1, 1));
+        assert_eq!(*settled.lock().unwrap(), [Some(5), Some(10), None]);
     }
 
     #[test]
@@ -638,14 +691,22 @@ mod tests {
             "text/plain",
             &WriteCondition::Absent,
             &mut &b"x"[..],
+            &|_| {},
         );
         assert!(matches!(absent, Err(BlobError::PreconditionFailed)));
         let stale = WriteCondition::Matches(vec!["\"nope\"".into()]);
-        let stale = blobs.put(&ann, "k", "text/plain", &stale, &mut &b"x"[..]);
+        let stale = blobs.put(&ann, "k", "text/plain", &stale, &mut &b"x"[..], &|_| {});
         assert!(matches!(stale, Err(BlobError::PreconditionFailed)));
         let current = WriteCondition::Matches(vec![written.info.etag.clone()]);
         blobs
-            .put(&ann, "k", "text/plain", &current, &mut &b"0123456789"[..])
+            .put(
+                &ann,
+                "k",
+                "text/plain",
+                &current,
+                &mut &b"0123456789"[..],
+                &|_| {},
+            )
             .unwrap();
         let range = ByteRange::From {
             first: 2,
@@ -688,6 +749,7 @@ mod tests {
             "text/plain",
             &WriteCondition::Always,
             &mut Broken(100),
+            &|_| {},
         );
         assert!(matches!(failed, Err(BlobError::Body(_))));
         assert_eq!(read(&blobs, "ann", "k", None), b"old");
@@ -783,8 +845,11 @@ mod tests {
         assert_eq!(index_version(&root), 0);
 
         let blobs = LocalBlobs::open(&root).unwrap();
-        assert_eq!(index_version(&root), 1);
+        assert_eq!(index_version(&root), INDEX_MIGRATIONS.len() as i64);
         let info = blobs.head(&owner("ann"), "old.txt").unwrap();
+        // Usage counts the files from before it was kept.
+        let usage = blobs.usage("ann").unwrap();
+        assert_eq!((usage.bytes, usage.files), (11, 1));
         assert_eq!((info.size, info.etag.as_str()), (11, "\"e\""));
         assert_eq!(read(&blobs, "ann", "old.txt", None), b"from before");
         put(&blobs, "ann", "new.txt", b"after").unwrap();

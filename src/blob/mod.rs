@@ -9,10 +9,19 @@
 //!   one, never a part, whatever happens mid-upload.
 //! - Bodies stream in both directions with bounded buffers; nothing holds
 //!   a whole object in memory.
+//! - Each account's usage (bytes and files) is recorded durably beside its
+//!   objects' sizes, and every write and delete settles its change with the
+//!   quota ledger in the order the record took it ([`quota`]).
+//!
+//! Uploads and deletes go through [`Storage`], which holds them to the
+//! account's quota and to the disk's free-space floor; reads go to the
+//! backend [`Storage::of`] picks.
 
 pub mod local;
+pub mod quota;
 pub mod range;
 pub mod s3;
+mod usage;
 
 use std::fmt;
 use std::io::{self, Read};
@@ -20,7 +29,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+pub use quota::{Book, Quota, Usage};
 pub use range::ByteRange;
+
+use quota::{Claim, DiskFloor, Ledger, Metered};
 
 /// Longest key, in bytes after percent-decoding.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -48,6 +60,11 @@ pub struct StorageConfig {
     pub s3: Option<S3Config>,
     pub max_object_size: u64,
     pub max_image_size: u64,
+    /// What each account may store.
+    pub quota: Quota,
+    /// Bytes kept free on the data folder's filesystem; uploads that would
+    /// leave less are refused (0: no floor).
+    pub min_free_disk: u64,
 }
 
 /// Where the S3-compatible store is. Its `Debug` output hides the secret.
@@ -203,12 +220,25 @@ pub enum BlobError {
     Local(String),
     /// A bounded resource is in use to its limit; try again shortly.
     Busy(String),
+    /// The upload would take the account past its quota.
+    QuotaExceeded(quota::Exceeded),
+    /// The upload would leave the data folder's disk under its floor.
+    InsufficientStorage(quota::LowDisk),
 }
 
-/// A storage backend. Keys given to it have passed [`check_key`].
-pub trait Blobs: Send + Sync {
-    /// Streams `body` into `key`; the object appears whole or not at all.
-    /// `content_type` has been checked by the caller.
+/// Told by a backend that a key's durable record changed: it now holds that
+/// many bytes, or (`None`) nothing. Called right after the change commits
+/// and before any later change of the key can, so that whoever listens
+/// (the quota ledger) sees one key's changes in the record's order.
+pub type Settle<'a> = &'a dyn Fn(Option<u64>);
+
+/// A storage backend. Keys given to it have passed [`check_key`]. As a
+/// [`Book`] it answers each account's usage and each object's size from its
+/// durable record.
+pub trait Blobs: Book + Send + Sync {
+    /// Streams `body` into `key`; the object appears whole or not at all,
+    /// and `settle` hears of it (see [`Settle`]). `content_type` has been
+    /// checked by the caller.
     fn put(
         &self,
         owner: &Owner,
@@ -216,6 +246,7 @@ pub trait Blobs: Send + Sync {
         content_type: &str,
         condition: &WriteCondition,
         body: &mut dyn Read,
+        settle: Settle<'_>,
     ) -> Result<Written, BlobError>;
 
     fn head(&self, owner: &Owner, key: &str) -> Result<ObjectInfo, BlobError>;
@@ -228,7 +259,8 @@ pub trait Blobs: Send + Sync {
         range: Option<ByteRange>,
     ) -> Result<Download, BlobError>;
 
-    fn delete(&self, owner: &Owner, key: &str) -> Result<(), BlobError>;
+    /// Removes `key`; `settle` hears of it (see [`Settle`]).
+    fn delete(&self, owner: &Owner, key: &str, settle: Settle<'_>) -> Result<(), BlobError>;
 
     /// Up to `limit` objects whose keys start with `prefix` and sort after
     /// `after` (bytewise), in key order.
@@ -253,31 +285,50 @@ pub trait Blobs: Send + Sync {
     fn location(&self, owner: &Owner, key: &str) -> String;
 }
 
-/// The storage a server runs with: its default backend, and the S3 backend
+/// The storage a server runs with: its default backend, the S3 backend
 /// whenever an endpoint is configured (for `--storage s3`, and for accounts
-/// that brought their own keys).
+/// that brought their own keys), and what holds uploads to the accounts'
+/// quotas and the disk's floor.
 pub struct Storage {
     default: Arc<dyn Blobs>,
+    default_kind: StorageKind,
     s3: Option<Arc<s3::S3Blobs>>,
+    quota: Quota,
+    ledger: Ledger,
+    floor: DiskFloor,
 }
 
 impl Storage {
+    /// Opens the backends; their records live under `<data_dir>/files/`.
     pub fn open(config: &StorageConfig, data_dir: &Path) -> Result<Storage, String> {
+        let files = data_dir.join("files");
         let s3 = match &config.s3 {
-            Some(s3_config) => Some(Arc::new(s3::S3Blobs::new(s3_config)?)),
+            Some(s3_config) => Some(Arc::new(s3::S3Blobs::new(s3_config, &files)?)),
             None => None,
         };
         let default: Arc<dyn Blobs> = match (config.kind, &s3) {
             (StorageKind::S3, Some(s3)) => s3.clone(),
             (StorageKind::S3, None) => return Err("--storage s3 needs --s3-endpoint".into()),
-            (StorageKind::Local, _) => Arc::new(local::LocalBlobs::open(&data_dir.join("files"))?),
+            (StorageKind::Local, _) => Arc::new(local::LocalBlobs::open(&files)?),
         };
-        Ok(Storage { default, s3 })
+        Ok(Storage {
+            default,
+            default_kind: config.kind,
+            s3,
+            quota: config.quota,
+            ledger: Ledger::new(),
+            floor: DiskFloor::new(data_dir, config.min_free_disk)?,
+        })
     }
 
     /// The backend that holds `owner`'s files (shared, so a streamed
     /// response can keep using it).
     pub fn of(&self, owner: &Owner) -> Result<Arc<dyn Blobs>, BlobError> {
+        self.backend(owner).map(|(blobs, _)| blobs)
+    }
+
+    /// The backend that holds `owner`'s files, and which kind it is.
+    fn backend(&self, owner: &Owner) -> Result<(Arc<dyn Blobs>, StorageKind), BlobError> {
         // The namespace is a folder and a key prefix; an account made
         // before the name rules (or by hand) must not become `..`.
         if let Err(rule) = crate::auth::check_username(&owner.namespace) {
@@ -287,13 +338,63 @@ impl Storage {
             )));
         }
         match (&owner.credentials, &self.s3) {
-            (None, _) => Ok(self.default.clone()),
-            (Some(_), Some(s3)) => Ok(s3.clone()),
+            (None, _) => Ok((self.default.clone(), self.default_kind)),
+            (Some(_), Some(s3)) => Ok((s3.clone(), StorageKind::S3)),
             // The account signed up while an endpoint was configured.
             (Some(_), None) => Err(BlobError::Credentials(
                 "this account stores its files with its own S3 keys, but the server has no S3 endpoint configured now".into(),
             )),
         }
+    }
+
+    /// Begins an upload of `owner`'s `key`, whose body declares `declared`
+    /// bytes when its length is known: refused before any byte is read when
+    /// the account's quota or the disk's floor cannot take it (a new key
+    /// past the file limit, a declared size past the byte limit, a disk
+    /// already under its floor).
+    pub fn upload<'s>(
+        &'s self,
+        owner: &'s Owner,
+        key: &'s str,
+        declared: Option<u64>,
+    ) -> Result<Upload<'s>, BlobError> {
+        let (blobs, kind) = self.backend(owner)?;
+        let claim = self
+            .ledger
+            .reserve(&*blobs, &owner.namespace, key, self.quota)?;
+        if let Some(size) = declared {
+            claim.cover(size, true).map_err(BlobError::QuotaExceeded)?;
+        }
+        // S3 uploads write nothing to the local disk (parts are buffered in
+        // memory), but their record is committed there.
+        let local = kind == StorageKind::Local;
+        let incoming = if local { declared.unwrap_or(0) } else { 0 };
+        self.floor.check(incoming)?;
+        Ok(Upload {
+            blobs,
+            owner,
+            key,
+            claim,
+            floor: local.then_some(&self.floor),
+            declared: declared.is_some(),
+        })
+    }
+
+    /// Deletes `owner`'s `key`, settling its usage.
+    pub fn delete(&self, owner: &Owner, key: &str) -> Result<(), BlobError> {
+        let blobs = self.of(owner)?;
+        let claim = self.ledger.track(&*blobs, &owner.namespace, key)?;
+        blobs.delete(owner, key, &|size| claim.settle(size))
+    }
+
+    /// What `owner` stores, from the durable record.
+    pub fn usage(&self, owner: &Owner) -> Result<Usage, BlobError> {
+        self.of(owner)?.usage(&owner.namespace)
+    }
+
+    /// What each account may store.
+    pub fn quota(&self) -> Quota {
+        self.quota
     }
 
     /// Whether accounts may bring their own S3 keys (an endpoint is set).
@@ -309,6 +410,42 @@ impl Storage {
                 "no S3 endpoint is configured".into(),
             )),
         }
+    }
+}
+
+/// An upload that [`Storage::upload`] let begin: its claim on the account's
+/// quota lasts until it is stored or dropped.
+pub struct Upload<'s> {
+    blobs: Arc<dyn Blobs>,
+    owner: &'s Owner,
+    key: &'s str,
+    claim: Claim<'s>,
+    /// The disk's floor, when the backend writes the bytes there.
+    floor: Option<&'s DiskFloor>,
+    /// Whether the claim covers the body's declared length already.
+    declared: bool,
+}
+
+impl Upload<'_> {
+    /// Streams `body` to the backend, each byte covered by the claim; a
+    /// body that would pass the quota (or fill the disk) is stopped as soon
+    /// as it would, and nothing of it is stored.
+    pub fn put(
+        self,
+        content_type: &str,
+        condition: &WriteCondition,
+        body: &mut dyn Read,
+    ) -> Result<Written, BlobError> {
+        let mut metered = Metered::new(body, &self.claim, self.floor, self.declared);
+        let written = self.blobs.put(
+            self.owner,
+            self.key,
+            content_type,
+            condition,
+            &mut metered,
+            &|size| self.claim.settle(size),
+        );
+        metered.outcome(written)
     }
 }
 

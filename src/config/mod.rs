@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::alerts::TimeUnit;
-use crate::blob::{S3Config, StorageConfig, StorageKind};
+use crate::blob::{Quota, S3Config, StorageConfig, StorageKind};
 use crate::http::Limits;
 use crate::http::log::LogFormat;
 use crate::model::ModelSource;
@@ -202,6 +202,11 @@ fn storage_config(s: &Settings) -> Result<StorageConfig, EarlyExit> {
         s3,
         max_object_size: s.max_object_size,
         max_image_size: s.max_image_size,
+        quota: Quota {
+            bytes: s.account_quota,
+            files: s.account_max_files,
+        },
+        min_free_disk: s.min_free_disk,
     })
 }
 

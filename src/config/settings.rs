@@ -410,4 +410,28 @@ settings! {
         parse: values::at_least_one_byte,
         help: "largest image the image routes take, in bytes (413)",
     }
+    value account_quota: Option<u64> {
+        flag: "--account-quota BYTES",
+        env: ["WREN_ACCOUNT_QUOTA"],
+        default: "1073741824",
+        parse: values::limit,
+        help: "bytes of files and images each account may store (507 quota_exceeded past \
+               it; a replaced file counts only the difference); 0: no limit",
+    }
+    value account_max_files: Option<u64> {
+        flag: "--account-max-files N",
+        env: ["WREN_ACCOUNT_MAX_FILES"],
+        default: "100000",
+        parse: values::limit,
+        help: "files and images each account may store (507 quota_exceeded past it); \
+               0: no limit",
+    }
+    value min_free_disk: u64 {
+        flag: "--min-free-disk BYTES",
+        env: ["WREN_MIN_FREE_DISK"],
+        default: "268435456",
+        parse: values::number,
+        help: "bytes kept free on the data folder's filesystem, so the database can still \
+               commit: uploads that would leave less get 507 insufficient_storage; 0: no floor",
+    }
 }

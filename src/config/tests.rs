@@ -16,12 +16,47 @@ fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, EarlyExit> {
 }
 
 #[test]
+fn quota_settings_take_zero_for_no_limit() {
+    let storage = parse(
+        &["--account-quota", "0", "--min-free-disk", "0"],
+        &[("WREN_ACCOUNT_MAX_FILES", "0")],
+    )
+    .unwrap()
+    .storage;
+    assert_eq!(storage.quota, Quota::default());
+    assert_eq!(storage.min_free_disk, 0);
+    let storage = parse(
+        &["--account-quota", "1000000"],
+        &[("WREN_ACCOUNT_MAX_FILES", "3")],
+    )
+    .unwrap()
+    .storage;
+    assert_eq!(
+        storage.quota,
+        Quota {
+            bytes: Some(1_000_000),
+            files: Some(3)
+        }
+    );
+    let exit = parse(&["--account-quota", "1GB"], &[]).unwrap_err();
+    assert!(exit.output.contains("--account-quota"), "{}", exit.output);
+}
+
+#[test]
 fn storage_settings() {
     let local = parse(&[], &[]).unwrap().storage;
     assert_eq!(local.kind, StorageKind::Local);
     assert_eq!(local.s3, None);
     assert_eq!(local.max_object_size, 1 << 30);
     assert_eq!(local.max_image_size, 10 << 20);
+    assert_eq!(
+        local.quota,
+        Quota {
+            bytes: Some(1 << 30),
+            files: Some(100_000)
+        }
+    );
+    assert_eq!(local.min_free_disk, 256 << 20);
 
     let keys = [("S3_ACCESS_KEY_ID", "AK"), ("S3_SECRET_ACCESS_KEY", "SK")];
     let s3 = parse(

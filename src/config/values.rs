@@ -36,6 +36,11 @@ pub fn at_least_one_byte(s: &str) -> Result<u64, String> {
     }
 }
 
+/// A limit, where 0 means none.
+pub fn limit(s: &str) -> Result<Option<u64>, String> {
+    Ok(Some(number(s)?).filter(|&limit| limit != 0))
+}
+
 /// A positive number of seconds up to a year, fractions allowed (`2`, `0.5`).
 pub fn seconds(s: &str) -> Result<Duration, String> {
     let value: f64 = s

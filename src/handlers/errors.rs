@@ -78,6 +78,17 @@ impl From<BlobError> for ApiError {
             .with_code("storage_credentials"),
             BlobError::Busy(why) => ApiError::new(503, format!("{why}; try again shortly"))
                 .with_header("Retry-After", "5"),
+            // The account's own limit: the message gives the figures, so
+            // the client knows what to delete.
+            BlobError::QuotaExceeded(exceeded) => {
+                ApiError::new(507, exceeded.to_string()).with_code("quota_exceeded")
+            }
+            // The server's disk: its figures are for the log.
+            BlobError::InsufficientStorage(low) => ApiError::new(
+                507,
+                "the server is short of disk space and takes no uploads until some is freed",
+            )
+            .with_cause(low.to_string()),
             // The server's own disk failed: nothing the client can fix or
             // wait out. The cause (a path, an errno) is for the log only.
             BlobError::Local(cause) => {
@@ -92,10 +103,32 @@ mod tests {
     use std::io;
 
     use super::*;
+    use crate::blob::quota::{Exceeded, Limit, LowDisk};
     use crate::http::body::BodyError;
 
     fn status(err: BlobError) -> u16 {
         ApiError::from(err).status()
+    }
+
+    #[test]
+    fn quotas_are_the_account_s_limit_with_the_figures() {
+        let exceeded = ApiError::from(BlobError::QuotaExceeded(Exceeded {
+            limit: Limit::Bytes,
+            allowed: 1000,
+            stored: 600,
+            reserved: 0,
+            needed: 600,
+            whole: true,
+        }));
+        assert_eq!(
+            (exceeded.status(), exceeded.code()),
+            (507, "quota_exceeded")
+        );
+        assert!(
+            exceeded.message().contains("1000"),
+            "{}",
+            exceeded.message()
+        );
     }
 
     #[test]
@@ -115,6 +148,13 @@ mod tests {
         assert_eq!(status(BlobError::Upstream("HTTP 500".into())), 502);
         assert_eq!(status(BlobError::Credentials("denied".into())), 502);
         assert_eq!(status(BlobError::Busy("all slots taken".into())), 503);
+        let low = ApiError::from(BlobError::InsufficientStorage(LowDisk {
+            free: 10,
+            floor: 20,
+            needed: 5,
+        }));
+        assert_eq!((low.status(), low.code()), (507, "insufficient_storage"));
+        assert!(!low.message().contains("20"), "{}", low.message());
         let disk = ApiError::from(BlobError::Local("cannot write /d/f: EIO".into()));
         assert_eq!(disk.status(), 500);
         let mut response = disk.into_response();

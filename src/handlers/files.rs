@@ -4,6 +4,9 @@
 //!
 //! Every route needs a signed-in account and sees only that account's
 //! namespace. Bodies stream from the client to the backend and back.
+//! Uploads go through `Storage::upload`, which holds them to the account's
+//! quota and the disk's floor (`507`), before their first byte when their
+//! length is declared; `GET /api/v1/account` shows the figures.
 
 use std::io::{self, Cursor, Read};
 use std::time::UNIX_EPOCH;
@@ -76,15 +79,13 @@ pub fn put_file(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErr
     let key = key_param(request)?;
     let content_type = content_type(request)?;
     let condition = write_condition(request)?;
-    let blobs = app.storage.of(&owner)?;
     let body = request.body();
+    let upload = app.storage.upload(&owner, &key, body.content_length())?;
     let first = read_prefix(body, 1)?;
     if first.is_empty() {
         return Err(file_not_specified());
     }
-    let written = blobs.put(
-        &owner,
-        &key,
+    let written = upload.put(
         &content_type,
         &condition,
         &mut Cursor::new(first).chain(body),
@@ -193,7 +194,7 @@ fn object_headers(response: Response, info: &ObjectInfo) -> Response {
 pub fn delete_file(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     let owner = owner(app, request)?;
     let key = key_param(request)?;
-    app.storage.of(&owner)?.delete(&owner, &key)?;
+    app.storage.delete(&owner, &key)?;
     Ok(Response::json(
         200,
         &json!({"status_code": 200, "message": format!("File '{key}' deleted")}),
@@ -350,7 +351,9 @@ pub fn add_image(app: &App, request: &mut Request<'_>) -> Result<Response, ApiEr
         return upload_image_form(app, &owner, request);
     }
     let limit = app.config.storage.max_image_size;
-    store_image(app, &owner, &media_type, request.body(), limit)
+    let body = request.body();
+    let declared = body.content_length();
+    store_image(app, &owner, &media_type, body, limit, declared)
 }
 
 /// `POST /api/v1/images`: a multipart form with an `image` field.
@@ -373,7 +376,8 @@ fn upload_image_form(
         }
         let declared = media_type(part.head.content_type.as_deref().unwrap_or(""));
         let limit = app.config.storage.max_image_size;
-        return store_image(app, owner, &declared, &mut part, limit);
+        // A part's length is not declared: it is counted as it streams.
+        return store_image(app, owner, &declared, &mut part, limit, None);
     }
     // No image to store, as with an empty body ("File not specified"): a
     // 400 on both image routes, which share this reader.
@@ -382,13 +386,15 @@ fn upload_image_form(
 }
 
 /// Checks the type and signature, then stores the image under a random
-/// name in the account's `images/` prefix.
+/// name in the account's `images/` prefix. `size` is the body's declared
+/// length, for a raw body.
 fn store_image(
     app: &App,
     owner: &Owner,
     declared: &str,
     body: &mut dyn Read,
     limit: u64,
+    size: Option<u64>,
 ) -> Result<Response, ApiError> {
     let Some((media_type, extension)) = IMAGE_TYPES.iter().find(|(t, _)| *t == declared) else {
         return Err(unsupported_image(&format!(
@@ -396,6 +402,14 @@ fn store_image(
             crate::text::excerpt(declared, 100)
         )));
     };
+    let mut random = [0u8; 16];
+    getrandom::getrandom(&mut random).map_err(|err| {
+        ApiError::new(503, "cannot name the image now")
+            .with_cause(format!("no OS randomness: {err}"))
+    })?;
+    let id = format!("{}.{extension}", crate::hex::encode(&random));
+    let key = format!("images/{id}");
+    let upload = app.storage.upload(owner, &key, size)?;
     // A multipart part is not bounded by the whole body's limit.
     let mut body = Limited::new(body, limit);
     let first = read_prefix(&mut body, SIGNATURE_BYTES)?;
@@ -407,17 +421,8 @@ fn store_image(
             "the bytes are not a {extension} image: its signature is missing"
         )));
     }
-    let mut random = [0u8; 16];
-    getrandom::getrandom(&mut random).map_err(|err| {
-        ApiError::new(503, "cannot name the image now")
-            .with_cause(format!("no OS randomness: {err}"))
-    })?;
-    let id = format!("{}.{extension}", crate::hex::encode(&random));
-    let key = format!("images/{id}");
     let blobs = app.storage.of(owner)?;
-    blobs.put(
-        owner,
-        &key,
+    upload.put(
         media_type,
         &WriteCondition::Absent,
         &mut Cursor::new(first).chain(body),
@@ -428,6 +433,24 @@ fn store_image(
             "server_path": blobs.location(owner, &key),
             "id": id,
             "url": format!("/api/v1/images/{id}"),
+        }),
+    ))
+}
+
+/// `GET /api/v1/account`: the signed-in account and what its files use:
+/// bytes and files stored, and its limits (`null` for none).
+pub fn account(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let owner = owner(app, request)?;
+    let usage = app.storage.usage(&owner)?;
+    let quota = app.storage.quota();
+    Ok(Response::json(
+        200,
+        &json!({
+            "login": owner.namespace,
+            "bytes_used": usage.bytes,
+            "files": usage.files,
+            "quota": quota.bytes,
+            "max_files": quota.files,
         }),
     ))
 }
@@ -539,6 +562,7 @@ mod tests {
                     "text/plain",
                     &WriteCondition::Always,
                     &mut &b"x"[..],
+                    &|_| {},
                 )
                 .unwrap();
         }

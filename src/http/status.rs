@@ -35,6 +35,7 @@ fn entry(status: u16) -> Option<(&'static str, &'static str)> {
         501 => ("Not Implemented", "not_implemented"),
         502 => ("Bad Gateway", "bad_gateway"),
         503 => ("Service Unavailable", "service_unavailable"),
+        507 => ("Insufficient Storage", "insufficient_storage"),
         _ => return None,
     })
 }

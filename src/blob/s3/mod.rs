@@ -23,19 +23,25 @@
 //!   which a concurrent writer can slip in.
 //! - Listings: S3 lists keys, sizes and ETags but no content types, so each
 //!   listed object is HEADed too, a few at a time.
+//! - Usage: each object's size is recorded in a local SQLite file right
+//!   after the store took the write or delete, one key's changes in the
+//!   store's order (`record`, which also says what a crash can leave).
 //!
 //! This file holds [`S3Blobs`] (whose keys and bucket serve an account, and
 //! the [`Blobs`] operations); the jobs behind it have a file each:
 //! `request` (signing and sending, timeouts, reading answers), `upload`
-//! (single and multipart writes), `listing` (pages and their HEADs) and
-//! `error` (what the store's refusals mean).
+//! (single and multipart writes), `listing` (pages and their HEADs),
+//! `record` (the sizes and usage kept locally) and `error` (what the
+//! store's refusals mean).
 
 mod error;
 mod listing;
+mod record;
 mod request;
 mod upload;
 
 use std::io::Read;
+use std::path::Path;
 use std::time::SystemTime;
 
 use rusty_s3::actions::ListObjectsV2;
@@ -43,12 +49,13 @@ use rusty_s3::{Bucket, Credentials};
 use ureq::http::HeaderMap;
 
 use self::error::{check_write, describe, error_code, missing, store_error};
+use self::record::{KeyOrder, Record};
 use self::request::{Client, drain, error_text, header};
 pub use self::upload::{MAX_UPLOADS_IN_FLIGHT, PART_SIZE};
 use self::upload::{UPLOAD_SLOT_WAIT, Upload, UploadSlots};
 use super::{
-    BlobError, Blobs, ByteRange, Download, KeyPage, MAX_KEY_BYTES, ObjectInfo, Owner, Page,
-    UserCredentials, WriteCondition, Written,
+    BlobError, Blobs, Book, ByteRange, Download, KeyPage, MAX_KEY_BYTES, ObjectInfo, Owner, Page,
+    Settle, Usage, UserCredentials, WriteCondition, Written,
 };
 use crate::blob::S3Config;
 
@@ -80,6 +87,10 @@ pub struct S3Blobs {
     /// The server's keys, for accounts without keys of their own.
     credentials: Option<Credentials>,
     uploads: UploadSlots,
+    /// Each object's size, and each account's usage.
+    record: Record,
+    /// Whose turn it is to change (and record) each key.
+    order: KeyOrder,
 }
 
 /// Whose keys signed a request.
@@ -97,28 +108,30 @@ struct Target {
 }
 
 impl S3Blobs {
-    /// Prepares a client for the store in `config`. Nothing is sent yet:
-    /// only the endpoint URL is checked.
-    pub fn new(config: &S3Config) -> Result<S3Blobs, String> {
+    /// Prepares a client for the store in `config`, keeping its size
+    /// record in `folder` (`<data-dir>/files`). Nothing is sent yet: only
+    /// the endpoint URL is checked.
+    pub fn new(config: &S3Config, folder: &Path) -> Result<S3Blobs, String> {
         let credentials = match (&config.access_key_id, &config.secret_access_key) {
             (Some(id), Some(secret)) => Some(Credentials::new(id.clone(), secret.clone())),
             _ => None,
         };
-        let blobs = S3Blobs {
-            client: Client::new(config),
+        let client = Client::new(config);
+        // Any valid bucket name will do to check that the endpoint makes
+        // URLs in the configured addressing style.
+        let probe = config.bucket.as_deref().unwrap_or("wren");
+        client
+            .bucket(probe)
+            .map_err(|problem| format!("S3 endpoint '{}': {problem}", config.endpoint))?;
+        Ok(S3Blobs {
+            client,
             prefix: config.prefix.clone(),
             bucket: config.bucket.clone(),
             credentials,
             uploads: UploadSlots::new(MAX_UPLOADS_IN_FLIGHT, UPLOAD_SLOT_WAIT),
-        };
-        // Any valid bucket name will do to check that the endpoint makes
-        // URLs in the configured addressing style.
-        let probe = config.bucket.as_deref().unwrap_or("wren");
-        blobs
-            .client
-            .bucket(probe)
-            .map_err(|problem| format!("S3 endpoint '{}': {problem}", config.endpoint))?;
-        Ok(blobs)
+            record: Record::open(folder)?,
+            order: KeyOrder::default(),
+        })
     }
 
     /// Checks an account's keys (and bucket, or else the server's) with one
@@ -244,6 +257,7 @@ impl Blobs for S3Blobs {
         content_type: &str,
         condition: &WriteCondition,
         body: &mut dyn Read,
+        settle: Settle<'_>,
     ) -> Result<Written, BlobError> {
         let target = self.target(owner)?;
         let object = self.object_key(owner, key)?;
@@ -261,8 +275,11 @@ impl Blobs for S3Blobs {
         let upload = Upload {
             target: &target,
             object: &object,
+            namespace: &owner.namespace,
+            key,
             content_type,
             guard,
+            settle,
         };
         let (size, etag) = self.upload(&upload, body)?;
         Ok(Written {
@@ -354,12 +371,16 @@ impl Blobs for S3Blobs {
         }
     }
 
-    fn delete(&self, owner: &Owner, key: &str) -> Result<(), BlobError> {
+    fn delete(&self, owner: &Owner, key: &str, settle: Settle<'_>) -> Result<(), BlobError> {
         let target = self.target(owner)?;
         let object = self.object_key(owner, key)?;
+        let _turn = self.order.take(&object)?;
         // S3's DELETE succeeds whether or not the key exists; ask first so
-        // that a missing file is a 404.
+        // that a missing file is a 404. A record of it is then stale (a
+        // crash after an earlier delete): it goes too.
         if self.head_object(&target, &object, key)?.is_none() {
+            self.record.set(&owner.namespace, key, None)?;
+            settle(None);
             return Err(BlobError::NotFound);
         }
         let action = target
@@ -368,6 +389,8 @@ impl Blobs for S3Blobs {
         let mut response = self.client.call(action, &[], ())?;
         check_write(&mut response, target.keys)?;
         drain(&mut response);
+        self.record.set(&owner.namespace, key, None)?;
+        settle(None);
         Ok(())
     }
 
@@ -415,6 +438,16 @@ impl Blobs for S3Blobs {
     }
 }
 
+impl Book for S3Blobs {
+    fn usage(&self, namespace: &str) -> Result<Usage, BlobError> {
+        self.record.usage(namespace)
+    }
+
+    fn recorded_size(&self, namespace: &str, key: &str) -> Result<Option<u64>, BlobError> {
+        self.record.recorded_size(namespace, key)
+    }
+}
+
 /// An object's metadata from HEAD or GET answer headers; `size` is the whole
 /// object's, which the caller knows from Content-Length or Content-Range.
 fn info_from(headers: &HeaderMap, key: &str, size: u64) -> Result<ObjectInfo, BlobError> {
@@ -459,6 +492,13 @@ mod tests {
     use super::*;
     use crate::blob::S3Addressing;
 
+    /// A fresh folder for a backend's size record.
+    fn record_folder(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("wren-s3-unit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
     #[test]
     fn content_ranges_parse() {
         assert_eq!(parse_content_range("bytes 0-9/100"), Some((0, 9, 100)));
@@ -502,15 +542,18 @@ mod tests {
 
     #[test]
     fn location_names_the_bucket_and_the_full_key() {
-        let blobs = S3Blobs::new(&S3Config {
-            endpoint: "http://127.0.0.1:9".to_owned(),
-            region: "garage".to_owned(),
-            bucket: Some("shared".to_owned()),
-            prefix: "wren/".to_owned(),
-            addressing: S3Addressing::Path,
-            access_key_id: None,
-            secret_access_key: None,
-        })
+        let blobs = S3Blobs::new(
+            &S3Config {
+                endpoint: "http://127.0.0.1:9".to_owned(),
+                region: "garage".to_owned(),
+                bucket: Some("shared".to_owned()),
+                prefix: "wren/".to_owned(),
+                addressing: S3Addressing::Path,
+                access_key_id: None,
+                secret_access_key: None,
+            },
+            &record_folder("location"),
+        )
         .unwrap();
         let mut owner = Owner {
             namespace: "ann".to_owned(),
@@ -545,10 +588,12 @@ mod tests {
             access_key_id: None,
             secret_access_key: None,
         };
-        assert!(S3Blobs::new(&config("not a url", S3Addressing::Path)).is_err());
-        assert!(S3Blobs::new(&config("ftp://host", S3Addressing::Path)).is_err());
+        let folder = record_folder("endpoints");
+        let new = |endpoint, addressing| S3Blobs::new(&config(endpoint, addressing), &folder);
+        assert!(new("not a url", S3Addressing::Path).is_err());
+        assert!(new("ftp://host", S3Addressing::Path).is_err());
         // A bucket cannot be a subdomain of an IP address.
-        assert!(S3Blobs::new(&config("http://127.0.0.1:9000", S3Addressing::VirtualHost)).is_err());
-        assert!(S3Blobs::new(&config("https://s3.example.com", S3Addressing::VirtualHost)).is_ok());
+        assert!(new("http://127.0.0.1:9000", S3Addressing::VirtualHost).is_err());
+        assert!(new("https://s3.example.com", S3Addressing::VirtualHost).is_ok());
     }
 }

@@ -7,6 +7,11 @@
 //! multipart upload reuses one [`PART_SIZE`] buffer for all its parts, and
 //! at most [`MAX_UPLOADS_IN_FLIGHT`] such buffers exist at once
 //! ([`UploadSlots`]); small bodies, most files, need none.
+//!
+//! The request that makes the object visible (the PutObject, or the
+//! CompleteMultipartUpload) runs in the key's turn, followed in the same
+//! turn by the record of the object's size and the settling of its claim
+//! (see `record`).
 
 use std::io::{self, Read};
 use std::sync::{Condvar, Mutex};
@@ -18,7 +23,7 @@ use rusty_s3::actions::{CompleteMultipartUploadResponse, CreateMultipartUpload};
 use super::error::{check_write, missing, store_error, unexpected};
 use super::request::{drain, header, sign, xml_text};
 use super::{S3Blobs, Target, quoted};
-use crate::blob::BlobError;
+use crate::blob::{BlobError, Settle};
 
 /// Size of every part of a multipart upload but the last, and the largest
 /// body sent as a single PutObject. S3 wants parts of at least 5 MiB; 8 MiB
@@ -94,10 +99,15 @@ pub(super) struct Upload<'a> {
     pub(super) target: &'a Target,
     /// The key in the bucket.
     pub(super) object: &'a str,
+    /// The account and its key, as the size record names them.
+    pub(super) namespace: &'a str,
+    pub(super) key: &'a str,
     pub(super) content_type: &'a str,
     /// `If-Match: <ETag>` or `If-None-Match: *`, sent with the request that
     /// makes the object visible.
     pub(super) guard: Option<(&'static str, &'a str)>,
+    /// Told of the recorded size once the object is visible.
+    pub(super) settle: Settle<'a>,
 }
 
 impl S3Blobs {
@@ -114,7 +124,8 @@ impl S3Blobs {
         let mut first = vec![0u8; SMALL_BODY];
         let first_len = fill(body, &mut first).map_err(BlobError::Body)?;
         if first_len < SMALL_BODY {
-            let etag = self.put_object(upload, &first[..first_len])?;
+            let bytes = &first[..first_len];
+            let etag = self.finish(upload, first_len as u64, || self.put_object(upload, bytes))?;
             return Ok((first_len as u64, etag));
         }
         let _slot = self.uploads.take()?;
@@ -127,18 +138,41 @@ impl S3Blobs {
         // A full buffer may also be the whole body: peek one byte to know.
         let mut peeked = [0u8; 1];
         if filled < PART_SIZE || fill(body, &mut peeked).map_err(BlobError::Body)? == 0 {
-            let etag = self.put_object(upload, &buffer[..filled])?;
+            let bytes = &buffer[..filled];
+            let etag = self.finish(upload, filled as u64, || self.put_object(upload, bytes))?;
             return Ok((filled as u64, etag));
         }
 
         let multipart = Multipart::begin(self, upload)?;
-        let result = multipart
-            .send_parts(&mut buffer, peeked[0], body)
-            .and_then(|(size, etags)| Ok((size, multipart.complete(&etags)?)));
+        let result =
+            multipart
+                .send_parts(&mut buffer, peeked[0], body)
+                .and_then(|(size, etags)| {
+                    let etag = self.finish(upload, size, || multipart.complete(&etags))?;
+                    Ok((size, etag))
+                });
         if result.is_err() {
             multipart.abort();
         }
         result
+    }
+
+    /// Runs `visible`, the request that makes the upload's object visible,
+    /// in the key's turn, then records its `size` and settles it: the
+    /// object's ETag. A record that fails after the store took the object
+    /// leaves the drift a crash there would (see `record`); the error is
+    /// the server's, and the client's retry records it.
+    fn finish(
+        &self,
+        upload: &Upload<'_>,
+        size: u64,
+        visible: impl FnOnce() -> Result<String, BlobError>,
+    ) -> Result<String, BlobError> {
+        let _turn = self.order.take(upload.object)?;
+        let etag = visible()?;
+        self.record.set(upload.namespace, upload.key, Some(size))?;
+        (upload.settle)(Some(size));
+        Ok(etag)
     }
 
     /// Sends a body that fits one part as a single PutObject; returns the
