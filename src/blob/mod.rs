@@ -196,13 +196,32 @@ pub enum BlobError {
     /// the uploader's fault, not the store's. The error is the body's own.
     Body(io::Error),
     /// The object store answered with an error or could not be reached.
+    /// The message may name the store's address and quote its answer: it is
+    /// for the log, never for a client.
     Upstream(String),
-    /// The object store refused the account's own credentials.
-    Credentials(String),
+    /// The object store refused the account's own keys or bucket. `reason`
+    /// is for the account: the store's error code and status, or wren's own
+    /// words, never the store's address or its free-text message, which
+    /// `detail` keeps for the log.
+    Credentials {
+        reason: String,
+        detail: String,
+    },
     /// Local disk or index failure.
     Local(String),
     /// A bounded resource is in use to its limit; try again shortly.
     Busy(String),
+}
+
+impl BlobError {
+    /// The account's keys or bucket refused for a reason wren states itself
+    /// (nothing of the store's in it), which the log gets as it is.
+    pub fn refused(reason: &str) -> BlobError {
+        BlobError::Credentials {
+            reason: reason.to_owned(),
+            detail: reason.to_owned(),
+        }
+    }
 }
 
 /// A storage backend. Keys given to it have passed [`check_key`].
@@ -290,8 +309,8 @@ impl Storage {
             (None, _) => Ok(self.default.clone()),
             (Some(_), Some(s3)) => Ok(s3.clone()),
             // The account signed up while an endpoint was configured.
-            (Some(_), None) => Err(BlobError::Credentials(
-                "this account stores its files with its own S3 keys, but the server has no S3 endpoint configured now".into(),
+            (Some(_), None) => Err(BlobError::refused(
+                "this account stores its files with its own S3 keys, but the server has no S3 endpoint configured now",
             )),
         }
     }
@@ -305,9 +324,7 @@ impl Storage {
     pub fn check_credentials(&self, credentials: &UserCredentials) -> Result<(), BlobError> {
         match &self.s3 {
             Some(s3) => s3.check_credentials(credentials),
-            None => Err(BlobError::Credentials(
-                "no S3 endpoint is configured".into(),
-            )),
+            None => Err(BlobError::refused("no S3 endpoint is configured")),
         }
     }
 }
