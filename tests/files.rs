@@ -1375,8 +1375,13 @@ fn image_uploads(backend: Backend) {
         let server_path = answer["server_path"].as_str().unwrap();
         match backend {
             Backend::Local => {
-                let path =
-                    fs::canonicalize(server_path).unwrap_or_else(|e| panic!("{server_path}: {e}"));
+                // A path from the data folder, not the host's absolute path.
+                assert!(
+                    server_path.starts_with("files/accounts/ann/"),
+                    "{server_path}"
+                );
+                let path = fs::canonicalize(wren.data_dir.join(server_path))
+                    .unwrap_or_else(|e| panic!("{server_path}: {e}"));
                 let folder = fs::canonicalize(wren.account_folder("ann")).unwrap();
                 assert!(
                     path.starts_with(&folder),

@@ -42,6 +42,10 @@ use super::{
     Written,
 };
 
+/// The backend's folder in the data folder. Locations are given from the
+/// data folder (`files/accounts/ann/…`): where to look, without the host's
+/// own layout.
+pub const FOLDER: &str = "files";
 /// Copy buffer for uploads.
 const WRITE_BUFFER: usize = 64 * 1024;
 /// How often a read retries when a concurrent replace removed the file it
@@ -84,8 +88,9 @@ pub struct LocalBlobs {
 }
 
 impl LocalBlobs {
-    /// Opens (or creates) the store under `root`, and removes the temporary
-    /// files an earlier crash left. Fails when another process serves it.
+    /// Opens (or creates) the store under `root` (a server's is
+    /// `<data-dir>/`[`FOLDER`]), and removes the temporary files an earlier
+    /// crash left. Fails when another process serves it.
     pub fn open(root: &Path) -> Result<LocalBlobs, String> {
         let accounts = root.join(ACCOUNTS_FOLDER);
         fs::DirBuilder::new()
@@ -409,9 +414,12 @@ impl Blobs for LocalBlobs {
     }
 
     fn location(&self, owner: &Owner, key: &str) -> String {
+        let folder = Path::new(FOLDER)
+            .join(ACCOUNTS_FOLDER)
+            .join(&owner.namespace);
         match self.lookup(owner, key) {
-            Ok(Some((_, name))) => self.folder(owner).join(name).display().to_string(),
-            _ => self.folder(owner).display().to_string(),
+            Ok(Some((_, name))) => folder.join(name).display().to_string(),
+            _ => folder.display().to_string(),
         }
     }
 }
@@ -608,6 +616,23 @@ mod tests {
             Err(BlobError::NotFound)
         ));
         assert!(files(&root).is_empty());
+    }
+
+    #[test]
+    fn locations_are_paths_from_the_data_folder() {
+        let (blobs, root) = store();
+        put(&blobs, "ann", "pics/cat.png", b"png").unwrap();
+        let location = blobs.location(&owner("ann"), "pics/cat.png");
+        let from_root = location
+            .strip_prefix("files/accounts/ann/")
+            .unwrap_or_else(|| panic!("{location}"));
+        assert!(from_root.ends_with(".png"), "{location}");
+        let file = root.join(ACCOUNTS_FOLDER).join("ann").join(from_root);
+        assert_eq!(fs::read(&file).unwrap(), b"png");
+        assert_eq!(
+            blobs.location(&owner("ann"), "missing"),
+            "files/accounts/ann"
+        );
     }
 
     #[test]

@@ -268,7 +268,9 @@ pub trait Blobs: Send + Sync {
         limit: usize,
     ) -> Result<KeyPage, BlobError>;
 
-    /// Where the object is kept, for people: a file path or `s3://…`.
+    /// Where the object is kept, for people: its path from the server's data
+    /// folder (`files/accounts/ann/…`, never the host's absolute path) or
+    /// `s3://bucket/key`.
     fn location(&self, owner: &Owner, key: &str) -> String;
 }
 
@@ -289,7 +291,9 @@ impl Storage {
         let default: Arc<dyn Blobs> = match (config.kind, &s3) {
             (StorageKind::S3, Some(s3)) => s3.clone(),
             (StorageKind::S3, None) => return Err("--storage s3 needs --s3-endpoint".into()),
-            (StorageKind::Local, _) => Arc::new(local::LocalBlobs::open(&data_dir.join("files"))?),
+            (StorageKind::Local, _) => {
+                Arc::new(local::LocalBlobs::open(&data_dir.join(local::FOLDER))?)
+            }
         };
         Ok(Storage { default, s3 })
     }
