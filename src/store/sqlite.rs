@@ -90,9 +90,9 @@ const MIGRATIONS: &[&str] = &[
     // 4: each event's running total of its user's deposits (an exact
     // `alerts::Total`, 32 bytes), so that the deposits within a window are
     // the difference of two totals instead of a read of every deposit in
-    // it. Events stored before have none until the open that follows
-    // fills them in (`fill_deposit_totals`), which the partial index lets
-    // find them without a scan.
+    // it. Events stored before have none until `SqliteStore::open` fills
+    // them in (`fill_deposit_totals`), which the partial index lets find
+    // them without a scan.
     "ALTER TABLE alert_events ADD COLUMN deposit_total BLOB;
     CREATE INDEX alert_events_untotalled ON alert_events (user_id, seq)
         WHERE deposit_total IS NULL;",
@@ -653,9 +653,9 @@ fn total_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Total> {
 /// How many events [`fill_deposit_totals`] reads at a time.
 const FILL_BATCH: i64 = 1000;
 
-/// Gives the events stored before schema version 4 their running deposit
-/// totals, user by user in stored order, in one transaction. Runs at every
-/// open; once they are filled, it is one probe of an empty index.
+/// Gives the events stored before `deposit_total` existed their running
+/// deposit totals, user by user in stored order, in one transaction. Runs
+/// at every open; once they are filled, it is one probe of an empty index.
 fn fill_deposit_totals(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     let users = tx
@@ -1042,7 +1042,8 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(3);
         let history = random_history(&mut rng, MS, 2_500);
         {
-            // Schema version 3, filled as the store then filled it.
+            // The schema as it was before running totals, filled as the store
+            // then filled it.
             let conn = crate::sqlite::open(&dir.join("wren.db"), &MIGRATIONS[..3]).unwrap();
             for event in &history[..2_400] {
                 conn.execute(
