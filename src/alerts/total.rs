@@ -40,7 +40,7 @@ impl Total {
             low,
         };
         if amount.is_sign_negative() {
-            Total::ZERO.minus(magnitude)
+            magnitude.negated()
         } else {
             magnitude
         }
@@ -58,14 +58,16 @@ impl Total {
     }
 
     pub fn minus(self, other: Total) -> Total {
-        let (low, borrow) = self.low.overflowing_sub(other.low);
-        Total {
-            high: self
-                .high
-                .wrapping_sub(other.high)
-                .wrapping_sub(i128::from(borrow)),
-            low,
-        }
+        self.plus(other.negated())
+    }
+
+    /// Two's complement: every bit flipped, plus one.
+    fn negated(self) -> Total {
+        let flipped = Total {
+            high: !self.high,
+            low: !self.low,
+        };
+        flipped.plus(Total { high: 0, low: 1 })
     }
 
     /// The total as stored: 32 bytes, big-endian.
