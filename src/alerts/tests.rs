@@ -141,7 +141,7 @@ pub(crate) fn random_history(rng: &mut fastrand::Rng, unit: TimeUnit, len: usize
     let mut time = rng.i64(0..1000);
     (0..len)
         .map(|_| {
-            time += steps[rng.usize(..steps.len())].max(0);
+            time += steps[rng.usize(..steps.len())];
             let kind = if rng.bool() {
                 Kind::Deposit
             } else {
