@@ -4,9 +4,11 @@
 mod common;
 
 use std::collections::HashMap;
+use std::io::{BufReader, Write};
 use std::thread;
+use std::time::{Duration, Instant};
 
-use common::{Response, Server};
+use common::{Response, Server, read_response};
 use serde_json::{Value, json};
 
 const JSON: &str = "application/json";
@@ -413,4 +415,41 @@ fn concurrent_clients_get_the_codes_a_replay_gives() {
         all_codes.into_iter().collect::<Vec<_>>(),
         [30, 123, 300, 500, 1100]
     );
+}
+
+/// 10,000 events at one time for one user, on one keep-alive connection:
+/// each is answered, and the latencies of the first and the last thousand
+/// go to the test output for comparison. (The store's own test holds the
+/// history each event reads to the thresholds' bound; no timing is
+/// asserted here.)
+#[test]
+fn ten_thousand_events_at_one_time() {
+    let server = Server::start(&[]);
+    let mut connection = BufReader::new(server.connect());
+    let mut latencies = Vec::with_capacity(10_000);
+    let mut last = Value::Null;
+    for i in 0..10_000 {
+        let kind = if i % 3 == 1 { "withdraw" } else { "deposit" };
+        let body = event(kind, "1.00", 7, 1_000_000).to_string();
+        let request = format!(
+            "POST /event HTTP/1.1\r\nHost: test\r\nContent-Type: {JSON}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let started = Instant::now();
+        connection.get_mut().write_all(request.as_bytes()).unwrap();
+        let response = read_response(&mut connection, true);
+        latencies.push(started.elapsed());
+        last = codes(&response);
+    }
+    for (name, part) in [
+        ("first", &latencies[..1000]),
+        ("last", &latencies[latencies.len() - 1000..]),
+    ] {
+        let mean = part.iter().sum::<Duration>() / 1000;
+        let slowest = part.iter().max().unwrap();
+        eprintln!(
+            "POST /event, 10,000 at one time: {name} 1000: mean {mean:?}, slowest {slowest:?}"
+        );
+    }
+    assert_eq!(last, json!([123, 500]));
 }

@@ -1461,8 +1461,13 @@ fn image_uploads(backend: Backend) {
         let server_path = answer["server_path"].as_str().unwrap();
         match backend {
             Backend::Local => {
-                let path =
-                    fs::canonicalize(server_path).unwrap_or_else(|e| panic!("{server_path}: {e}"));
+                // A path from the data folder, not the host's absolute path.
+                assert!(
+                    server_path.starts_with("files/accounts/ann/"),
+                    "{server_path}"
+                );
+                let path = fs::canonicalize(wren.data_dir.join(server_path))
+                    .unwrap_or_else(|e| panic!("{server_path}: {e}"));
                 let folder = fs::canonicalize(wren.account_folder("ann")).unwrap();
                 assert!(
                     path.starts_with(&folder),
@@ -2208,6 +2213,71 @@ fn min_free_disk_refuses_uploads(backend: Backend) {
     assert_eq!(recorded.status, 200, "{}", recorded.text());
     // The figures go to the log, not to the client.
     wren.server.wait_for_log("min-free-disk");
+}
+
+/// An object store that cannot be reached: clients get a generic `502`
+/// (`storage_error`) that names nothing of the store, and the log has the
+/// cause under the request id the answer carries. Runs without Garage:
+/// nothing listens on the discard port.
+#[test]
+fn a_failing_object_store_is_a_generic_502_and_a_log_line() {
+    let address = "127.0.0.1:9";
+    let endpoint = format!("http://{address}");
+    let args = [
+        "--storage",
+        "s3",
+        "--s3-endpoint",
+        &endpoint,
+        "--s3-bucket",
+        "wren-nowhere",
+    ];
+    let server = Server::start_with(&args, |command: &mut Command| {
+        for name in SCRUBBED_ENV {
+            command.env_remove(name);
+        }
+        command
+            .env("S3_ACCESS_KEY_ID", "GK0123456789abcdef01234567")
+            .env("S3_SECRET_ACCESS_KEY", "0".repeat(64));
+    });
+    let account = json!({"login": "ann", "password": PASSWORD}).to_string();
+    let created = server.post("/api/sign_up", "application/json", &account, "");
+    assert_eq!(created.status, 201, "{}", created.text());
+    let signed_in = server.post("/api/sign_in", "application/json", &account, "");
+    let token = signed_in.json()["token"].as_str().unwrap().to_owned();
+    let put = server.request(&format!(
+        "PUT /api/file/notes.txt HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\nX-Request-Id: trace-me-1\r\n\
+         Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"
+    ));
+    assert_eq!(put.status, 502, "{}", put.text());
+    assert_eq!(put.json()["error"], "storage_error");
+    assert!(!put.text().contains(address), "{}", put.text());
+    assert!(
+        put.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-Request-Id")
+    );
+    assert_eq!(put.header("x-request-id"), Some("trace-me-1"));
+    let logged = server.wait_for_log("request trace-me-1:");
+    assert!(logged.contains(address), "{logged}");
+
+    // An account's own keys are checked against the same store at sign-up.
+    let with_keys = json!({
+        "login": "bob",
+        "password": PASSWORD,
+        "access_key_id": "GK0123456789abcdef01234567",
+        "secret_access_key": "0".repeat(64),
+    });
+    let refused = server.post(
+        "/api/sign_up",
+        "application/json",
+        &with_keys.to_string(),
+        "",
+    );
+    assert_eq!(refused.status, 502, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "storage_error");
+    assert!(!refused.text().contains(address), "{}", refused.text());
 }
 
 /// `local::NAME` and `s3::NAME` for each scenario; the scenarios after `;`

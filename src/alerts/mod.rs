@@ -1,14 +1,21 @@
 //! Transaction alerts: the rules of the "Practice Flask" seed, as pure
-//! functions over one user's history and that user's thresholds.
+//! functions over one user's recent history and that user's thresholds.
 //!
-//! Each event is stored first; then every rule in [`RULES`] looks at the
-//! history that ends with it. Adding a rule is one function and one table
-//! entry (and, if it needs more history, a term in
-//! [`Thresholds::history_need`]). Amounts are exact decimals, never floats.
+//! Every rule in [`RULES`] judges an event from a [`Recent`] view of the
+//! history that ends with it: the last events, the last deposits, and the
+//! exact total of the deposits within the deposit window. The thresholds
+//! fix how much that is ([`Thresholds::history_need`]), so judging an event
+//! costs the same however long the user's history is, and however many of
+//! its events share one time. Adding a rule is one function and one table
+//! entry (and, if it needs more history, a term in `history_need` and, for
+//! a new kind of history, a field of `Recent`). Amounts are exact decimals,
+//! never floats, and sums of them exact [`Total`]s.
 
 mod profile;
+mod total;
 
 pub use profile::{AlertProfile, HistoryNeed, Overrides, Risk, Thresholds};
+pub use total::Total;
 
 use rust_decimal::Decimal;
 
@@ -99,24 +106,43 @@ impl TimeUnit {
     }
 }
 
-/// What a rule sees: the user's history, oldest first, ending with the event
-/// being judged, and the thresholds in force.
+/// What the rules read of one user's history: a view whose size the
+/// thresholds fix, however long the history is. The store fills it with
+/// what [`Thresholds::history_need`] asks for; nothing else of the history
+/// is read.
+#[derive(Debug, Clone, Copy)]
+pub struct Recent<'a> {
+    /// The user's last events, oldest first, ending with the event judged.
+    pub events: &'a [Event],
+    /// The amounts of the user's last deposits, oldest first (ending with
+    /// the event judged, when it is a deposit).
+    pub deposits: &'a [Decimal],
+    /// The exact sum of the deposits at or after
+    /// [`HistoryNeed::deposits_since`] (the event judged included, when it
+    /// is a deposit): the deposits within `deposit_window` of it.
+    pub window_deposits: Total,
+}
+
+/// What a rule sees: the recent history and the thresholds in force.
 pub struct Context<'a> {
-    history: &'a [Event],
+    recent: Recent<'a>,
     thresholds: &'a Thresholds,
     unit: TimeUnit,
 }
 
 impl Context<'_> {
     fn event(&self) -> &Event {
-        // `evaluate` never builds a context over an empty history.
-        self.history
+        // `judge` never builds a context over an empty history.
+        self.recent
+            .events
             .last()
             .expect("the history ends with the event")
     }
 
-    fn deposits(&self) -> impl DoubleEndedIterator<Item = &Event> {
-        self.history.iter().filter(|e| e.kind == Kind::Deposit)
+    /// The last `n` events, or `None` when the user has fewer.
+    fn last_events(&self, n: usize) -> Option<&[Event]> {
+        let events = self.recent.events;
+        events.len().checked_sub(n).map(|start| &events[start..])
     }
 }
 
@@ -131,15 +157,14 @@ pub const RULES: &[(u16, Rule)] = &[
     (1100, large_withdrawal),
 ];
 
-/// The codes that fire for the last event of `history` (oldest first), in
-/// ascending order. `history` must hold at least what
-/// [`Thresholds::history_need`] asked for.
-pub fn evaluate(history: &[Event], thresholds: &Thresholds, unit: TimeUnit) -> Vec<u16> {
-    if history.is_empty() {
+/// The codes that fire for the last event of `recent`, in ascending order.
+/// `recent` must hold what [`Thresholds::history_need`] asked for.
+pub fn judge(recent: Recent<'_>, thresholds: &Thresholds, unit: TimeUnit) -> Vec<u16> {
+    if recent.events.is_empty() {
         return Vec::new();
     }
     let context = Context {
-        history,
+        recent,
         thresholds,
         unit,
     };
@@ -158,56 +183,37 @@ fn large_withdrawal(c: &Context<'_>) -> bool {
 
 /// 30: the last `consecutive_withdrawals` events are all withdrawals.
 fn consecutive_withdrawals(c: &Context<'_>) -> bool {
-    let n = c.thresholds.consecutive_withdrawals as usize;
-    c.history.len() >= n
-        && c.history[c.history.len() - n..]
-            .iter()
-            .all(|e| e.kind == Kind::Withdraw)
+    c.last_events(c.thresholds.consecutive_withdrawals as usize)
+        .is_some_and(|last| last.iter().all(|e| e.kind == Kind::Withdraw))
 }
 
 /// 300: a deposit, and the last `increasing_deposits` deposits (withdrawals
 /// between them ignored) strictly increase.
 fn increasing_deposits(c: &Context<'_>) -> bool {
     let n = c.thresholds.increasing_deposits as usize;
-    if c.event().kind != Kind::Deposit {
-        return false;
-    }
-    let mut last: Vec<Decimal> = c.deposits().rev().take(n).map(|e| e.amount).collect();
-    last.reverse();
-    last.len() == n && last.windows(2).all(|pair| pair[0] < pair[1])
+    let deposits = c.recent.deposits;
+    c.event().kind == Kind::Deposit
+        && deposits.len() >= n
+        && deposits[deposits.len() - n..]
+            .windows(2)
+            .all(|pair| pair[0] < pair[1])
 }
 
 /// 123: a deposit, and the deposits within `deposit_window` of it (bounds
 /// included, this one too) total more than `window_deposit_total`.
 fn deposits_in_window(c: &Context<'_>) -> bool {
-    let event = c.event();
-    if event.kind != Kind::Deposit {
-        return false;
-    }
-    let window = c.unit.window(c.thresholds.deposit_window);
-    let mut total = Decimal::ZERO;
-    for deposit in c.deposits().rev() {
-        if event.time.saturating_sub(deposit.time) > window {
-            break;
-        }
-        match total.checked_add(deposit.amount) {
-            Some(sum) => total = sum,
-            // Past Decimal's range: far past any threshold.
-            None => return true,
-        }
-    }
-    total > c.thresholds.window_deposit_total
+    c.event().kind == Kind::Deposit
+        && c.recent.window_deposits > Total::of(c.thresholds.window_deposit_total)
 }
 
 /// 500: more than `burst_count` events within `burst_window`: the
 /// (burst_count + 1)th most recent event is at most that far back.
 fn burst(c: &Context<'_>) -> bool {
     let n = c.thresholds.burst_count as usize + 1;
-    let len = c.history.len();
-    len >= n
-        && c.event().time.saturating_sub(c.history[len - n].time)
-            <= c.unit.window(c.thresholds.burst_window)
+    c.last_events(n).is_some_and(|last| {
+        c.event().time.saturating_sub(last[0].time) <= c.unit.window(c.thresholds.burst_window)
+    })
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -52,15 +52,18 @@ pub struct Thresholds {
 
 /// The largest count threshold: it bounds the history one event loads.
 pub const MAX_COUNT: u32 = 1000;
-/// The longest window, in seconds (a day): it bounds the history too.
+/// The longest window, in seconds (a day). Windows do not bound the history
+/// an event reads (the counts do): a window's deposits are read as one total.
 pub const MAX_WINDOW_SECONDS: u32 = 86_400;
 
-/// How much history the rules need to judge an event at `time`: every
-/// event since `since`, the last `last_events` events and the last
-/// `last_deposits` deposits.
+/// How much history the rules need to judge an event at a given time: the
+/// user's last `last_events` events, the last `last_deposits` deposits, and
+/// the total of the deposits at or after `deposits_since`. The counts are
+/// at most `MAX_COUNT` + 1 and the total is one number, so judging an
+/// event reads a bounded history, however many events the window holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryNeed {
-    pub since: i64,
+    pub deposits_since: i64,
     pub last_events: u32,
     pub last_deposits: u32,
 }
@@ -98,10 +101,13 @@ impl Thresholds {
         }
     }
 
+    /// Rule 30 reads the last `consecutive_withdrawals` events, 500 the last
+    /// `burst_count + 1` (whose times it compares), 300 the last
+    /// `increasing_deposits` deposits, and 123 the deposits within
+    /// `deposit_window`, as one total.
     pub fn history_need(&self, time: i64, unit: TimeUnit) -> HistoryNeed {
-        let window = unit.window(self.deposit_window.max(self.burst_window));
         HistoryNeed {
-            since: time.saturating_sub(window),
+            deposits_since: time.saturating_sub(unit.window(self.deposit_window)),
             last_events: self.consecutive_withdrawals.max(self.burst_count + 1),
             last_deposits: self.increasing_deposits,
         }

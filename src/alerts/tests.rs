@@ -1,6 +1,183 @@
-//! Every rule and every boundary case of the issue, without a store.
+//! Every rule and every boundary case of the issue, without a store; and
+//! the bounded judgement against the rules as they read whole histories.
 
 use super::*;
+
+/// The codes for the last event of a whole history, judged as the store
+/// judges it: from the bounded view the thresholds ask for, taken here from
+/// memory instead of from the store.
+fn evaluate(history: &[Event], thresholds: &Thresholds, unit: TimeUnit) -> Vec<u16> {
+    let Some(event) = history.last() else {
+        return Vec::new();
+    };
+    let need = thresholds.history_need(event.time, unit);
+    let events = &history[history.len().saturating_sub(need.last_events as usize + 1)..];
+    let all_deposits = history.iter().rev().filter(|e| e.kind == Kind::Deposit);
+    let mut deposits: Vec<Decimal> = all_deposits
+        .clone()
+        .take(need.last_deposits as usize + 1)
+        .map(|e| e.amount)
+        .collect();
+    deposits.reverse();
+    let window_deposits = all_deposits
+        .take_while(|e| e.time >= need.deposits_since)
+        .fold(Total::ZERO, |total, e| total.plus(Total::of(e.amount)));
+    let recent = Recent {
+        events,
+        deposits: &deposits,
+        window_deposits,
+    };
+    judge(recent, thresholds, unit)
+}
+
+/// The rules as they were written over a user's whole history before the
+/// history an event reads was bounded: the reference the bounded judgement
+/// (here and in the store) must agree with, code for code.
+pub(crate) fn full_history_codes(
+    history: &[Event],
+    thresholds: &Thresholds,
+    unit: TimeUnit,
+) -> Vec<u16> {
+    let Some(event) = history.last() else {
+        return Vec::new();
+    };
+    let deposits = || history.iter().filter(|e| e.kind == Kind::Deposit);
+    let consecutive_withdrawals = {
+        let n = thresholds.consecutive_withdrawals as usize;
+        history.len() >= n
+            && history[history.len() - n..]
+                .iter()
+                .all(|e| e.kind == Kind::Withdraw)
+    };
+    let deposits_in_window = event.kind == Kind::Deposit && {
+        let window = unit.window(thresholds.deposit_window);
+        let mut total = Some(Decimal::ZERO);
+        for deposit in deposits().rev() {
+            if event.time.saturating_sub(deposit.time) > window {
+                break;
+            }
+            total = total.and_then(|sum| sum.checked_add(deposit.amount));
+        }
+        // Past Decimal's range: far past any threshold.
+        total.is_none_or(|total| total > thresholds.window_deposit_total)
+    };
+    let increasing_deposits = event.kind == Kind::Deposit && {
+        let n = thresholds.increasing_deposits as usize;
+        let mut last: Vec<Decimal> = deposits().rev().take(n).map(|e| e.amount).collect();
+        last.reverse();
+        last.len() == n && last.windows(2).all(|pair| pair[0] < pair[1])
+    };
+    let burst = {
+        let n = thresholds.burst_count as usize + 1;
+        let len = history.len();
+        len >= n
+            && event.time.saturating_sub(history[len - n].time)
+                <= unit.window(thresholds.burst_window)
+    };
+    let large_withdrawal =
+        event.kind == Kind::Withdraw && event.amount > thresholds.withdrawal_over;
+    [
+        (30, consecutive_withdrawals),
+        (123, deposits_in_window),
+        (300, increasing_deposits),
+        (500, burst),
+        (1100, large_withdrawal),
+    ]
+    .into_iter()
+    .filter_map(|(code, fired)| fired.then_some(code))
+    .collect()
+}
+
+/// Amounts that sit on the thresholds' edges, tiny ones, and plain ones;
+/// the two huge ones last (their sums leave a Decimal's range).
+const AMOUNTS: &[&str] = &[
+    "0.0001",
+    "0.5",
+    "1",
+    "2",
+    "3",
+    "49.99",
+    "50",
+    "50.01",
+    "99.99",
+    "100",
+    "100.01",
+    "150",
+    "199.99",
+    "200",
+    "200.01",
+    "12345.6789",
+    "1000000000000000000000000000",
+    "79228162514264337593543950335",
+];
+
+fn random_amount(rng: &mut fastrand::Rng) -> Decimal {
+    if rng.bool() {
+        dec(AMOUNTS[rng.usize(..AMOUNTS.len())])
+    } else {
+        Decimal::new(rng.i64(1..100_000), rng.u32(0..=4))
+    }
+}
+
+/// A user's history as the store keeps it: times never go back, and often
+/// repeat (half the events share the time before them), with steps that
+/// land on and beside the windows' edges.
+pub(crate) fn random_history(rng: &mut fastrand::Rng, unit: TimeUnit, len: usize) -> Vec<Event> {
+    let second = unit.per_second;
+    let steps = [
+        0,
+        0,
+        0,
+        0,
+        0,
+        1,
+        2,
+        second - 1,
+        second,
+        second + 1,
+        3 * second,
+        100 * second,
+    ];
+    let mut time = rng.i64(0..1000);
+    (0..len)
+        .map(|_| {
+            time += steps[rng.usize(..steps.len())];
+            let kind = if rng.bool() {
+                Kind::Deposit
+            } else {
+                Kind::Withdraw
+            };
+            Event {
+                kind,
+                amount: random_amount(rng),
+                time,
+            }
+        })
+        .collect()
+}
+
+/// A rating with, or without, each override; counts and windows small, so
+/// that every rule fires often.
+pub(crate) fn random_profile(rng: &mut fastrand::Rng) -> AlertProfile {
+    fn maybe<T>(rng: &mut fastrand::Rng, value: impl FnOnce(&mut fastrand::Rng) -> T) -> Option<T> {
+        rng.bool().then(|| value(rng))
+    }
+    AlertProfile {
+        risk: [Risk::Low, Risk::Medium, Risk::High][rng.usize(..3)],
+        overrides: Overrides {
+            withdrawal_over: maybe(rng, random_amount),
+            consecutive_withdrawals: maybe(rng, |rng| rng.u32(1..=4)),
+            increasing_deposits: maybe(rng, |rng| rng.u32(2..=4)),
+            // Not the huge amounts: a sum that large rounds as a Decimal,
+            // and rounding is where the whole-history rules were wrong
+            // (`the_window_total_is_exact_where_a_decimal_sum_rounds`).
+            window_deposit_total: maybe(rng, |rng| dec(AMOUNTS[rng.usize(..AMOUNTS.len() - 2)])),
+            deposit_window: maybe(rng, |rng| rng.u32(0..=3)),
+            burst_count: maybe(rng, |rng| rng.u32(1..=5)),
+            burst_window: maybe(rng, |rng| rng.u32(0..=3)),
+        },
+    }
+}
 
 const T: i64 = 1_000_000;
 
@@ -273,7 +450,7 @@ fn seconds_as_the_time_unit_scale_the_windows() {
 #[test]
 fn the_history_need_covers_every_rule() {
     let need = Thresholds::for_risk(Risk::Medium).history_need(T, TimeUnit::MILLISECONDS);
-    assert_eq!(need.since, T - 60_000);
+    assert_eq!(need.deposits_since, T - 30_000);
     assert_eq!(need.last_events, 6);
     assert_eq!(need.last_deposits, 3);
 }
@@ -332,4 +509,79 @@ fn decimals_are_plain() {
     for bad in ["", ".", "a", "1e3", "1_000", "1.2.3", " 1", "0x10", "NaN"] {
         assert_eq!(parse_decimal(bad), None, "{bad:?}");
     }
+}
+
+#[test]
+fn the_bounded_judgement_gives_the_codes_of_the_whole_history() {
+    let mut fired = std::collections::BTreeSet::new();
+    for seed in 0..300 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let unit = if rng.bool() {
+            TimeUnit::MILLISECONDS
+        } else {
+            TimeUnit::SECONDS
+        };
+        let thresholds = random_profile(&mut rng).thresholds();
+        let history = random_history(&mut rng, unit, 150);
+        for end in 1..=history.len() {
+            let prefix = &history[..end];
+            let codes = evaluate(prefix, &thresholds, unit);
+            assert_eq!(
+                codes,
+                full_history_codes(prefix, &thresholds, unit),
+                "seed {seed}, event {end}: {thresholds:?}"
+            );
+            fired.extend(codes);
+        }
+    }
+    let every_code: Vec<u16> = RULES.iter().map(|(code, _)| *code).collect();
+    assert_eq!(fired.into_iter().collect::<Vec<_>>(), every_code);
+}
+
+#[test]
+fn a_flood_of_events_at_one_time_is_judged_as_the_whole_history_judges_it() {
+    let mut rng = fastrand::Rng::with_seed(12);
+    for profile in [AlertProfile::default(), random_profile(&mut rng)] {
+        let thresholds = profile.thresholds();
+        let flood: Vec<Event> = (0..2_000)
+            .map(|_| Event {
+                time: T,
+                ..random_history(&mut rng, TimeUnit::MILLISECONDS, 1)[0]
+            })
+            .collect();
+        for end in 1..=flood.len() {
+            let prefix = &flood[..end];
+            assert_eq!(
+                evaluate(prefix, &thresholds, TimeUnit::MILLISECONDS),
+                full_history_codes(prefix, &thresholds, TimeUnit::MILLISECONDS),
+                "event {end}"
+            );
+        }
+    }
+}
+
+/// The one place the bounded judgement differs from the rules as they read
+/// whole histories: a Decimal sum rounds past 28 significant digits (so
+/// 10^27 + 10^-28 came to 10^27, not over a threshold of 10^27), where
+/// the window's total is now exact.
+#[test]
+fn the_window_total_is_exact_where_a_decimal_sum_rounds() {
+    let profile = AlertProfile {
+        overrides: Overrides {
+            window_deposit_total: Some(dec("1000000000000000000000000000")),
+            ..Overrides::default()
+        },
+        ..AlertProfile::default()
+    };
+    let history = [
+        deposit("1000000000000000000000000000", T),
+        deposit("0.0000000000000000000000000001", T + 1),
+    ];
+    let thresholds = profile.thresholds();
+    let unit = TimeUnit::MILLISECONDS;
+    assert_eq!(evaluate(&history, &thresholds, unit), [123]);
+    assert_eq!(
+        full_history_codes(&history, &thresholds, unit),
+        [] as [u16; 0]
+    );
 }

@@ -46,6 +46,10 @@ use super::{
     WriteCondition, Written,
 };
 
+/// The backend's folder in the data folder. Locations are given from the
+/// data folder (`files/accounts/ann/…`): where to look, without the host's
+/// own layout.
+pub const FOLDER: &str = "files";
 /// Copy buffer for uploads.
 const WRITE_BUFFER: usize = 64 * 1024;
 /// How often a read retries when a concurrent replace removed the file it
@@ -90,8 +94,9 @@ pub struct LocalBlobs {
 }
 
 impl LocalBlobs {
-    /// Opens (or creates) the store under `root`, and removes the temporary
-    /// files an earlier crash left. Fails when another process serves it.
+    /// Opens (or creates) the store under `root` (a server's is
+    /// `<data-dir>/`[`FOLDER`]), and removes the temporary files an earlier
+    /// crash left. Fails when another process serves it.
     pub fn open(root: &Path) -> Result<LocalBlobs, String> {
         let accounts = root.join(ACCOUNTS_FOLDER);
         fs::DirBuilder::new()
@@ -418,9 +423,12 @@ impl Blobs for LocalBlobs {
     }
 
     fn location(&self, owner: &Owner, key: &str) -> String {
+        let folder = Path::new(FOLDER)
+            .join(ACCOUNTS_FOLDER)
+            .join(&owner.namespace);
         match self.lookup(owner, key) {
-            Ok(Some((_, name))) => self.folder(owner).join(name).display().to_string(),
-            _ => self.folder(owner).display().to_string(),
+            Ok(Some((_, name))) => folder.join(name).display().to_string(),
+            _ => folder.display().to_string(),
         }
     }
 }
@@ -661,6 +669,23 @@ mod tests {
         assert_eq!(usage("ann"), (3, 1));
         assert_eq!(usage("bob"), (1, 1));
         assert_eq!(*settled.lock().unwrap(), [Some(5), Some(10), None]);
+    }
+
+    #[test]
+    fn locations_are_paths_from_the_data_folder() {
+        let (blobs, root) = store();
+        put(&blobs, "ann", "pics/cat.png", b"png").unwrap();
+        let location = blobs.location(&owner("ann"), "pics/cat.png");
+        let from_root = location
+            .strip_prefix("files/accounts/ann/")
+            .unwrap_or_else(|| panic!("{location}"));
+        assert!(from_root.ends_with(".png"), "{location}");
+        let file = root.join(ACCOUNTS_FOLDER).join("ann").join(from_root);
+        assert_eq!(fs::read(&file).unwrap(), b"png");
+        assert_eq!(
+            blobs.location(&owner("ann"), "missing"),
+            "files/accounts/ann"
+        );
     }
 
     #[test]

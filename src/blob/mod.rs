@@ -213,9 +213,17 @@ pub enum BlobError {
     /// the uploader's fault, not the store's. The error is the body's own.
     Body(io::Error),
     /// The object store answered with an error or could not be reached.
+    /// The message may name the store's address and quote its answer: it is
+    /// for the log, never for a client.
     Upstream(String),
-    /// The object store refused the account's own credentials.
-    Credentials(String),
+    /// The object store refused the account's own keys or bucket. `reason`
+    /// is for the account: the store's error code and status, or wren's own
+    /// words, never the store's address or its free-text message, which
+    /// `detail` keeps for the log.
+    Credentials {
+        reason: String,
+        detail: String,
+    },
     /// Local disk or index failure.
     Local(String),
     /// A bounded resource is in use to its limit; try again shortly.
@@ -224,6 +232,17 @@ pub enum BlobError {
     QuotaExceeded(quota::Exceeded),
     /// The upload would leave the data folder's disk under its floor.
     InsufficientStorage(quota::LowDisk),
+}
+
+impl BlobError {
+    /// The account's keys or bucket refused for a reason wren states itself
+    /// (nothing of the store's in it), which the log gets as it is.
+    pub fn refused(reason: &str) -> BlobError {
+        BlobError::Credentials {
+            reason: reason.to_owned(),
+            detail: reason.to_owned(),
+        }
+    }
 }
 
 /// Told by a backend that a key's durable record changed: it now holds that
@@ -281,7 +300,9 @@ pub trait Blobs: Book + Send + Sync {
         limit: usize,
     ) -> Result<KeyPage, BlobError>;
 
-    /// Where the object is kept, for people: a file path or `s3://…`.
+    /// Where the object is kept, for people: its path from the server's data
+    /// folder (`files/accounts/ann/…`, never the host's absolute path) or
+    /// `s3://bucket/key`.
     fn location(&self, owner: &Owner, key: &str) -> String;
 }
 
@@ -301,7 +322,7 @@ pub struct Storage {
 impl Storage {
     /// Opens the backends; their records live under `<data_dir>/files/`.
     pub fn open(config: &StorageConfig, data_dir: &Path) -> Result<Storage, String> {
-        let files = data_dir.join("files");
+        let files = data_dir.join(local::FOLDER);
         let s3 = match &config.s3 {
             Some(s3_config) => Some(Arc::new(s3::S3Blobs::new(s3_config, &files)?)),
             None => None,
@@ -341,8 +362,8 @@ impl Storage {
             (None, _) => Ok((self.default.clone(), self.default_kind)),
             (Some(_), Some(s3)) => Ok((s3.clone(), StorageKind::S3)),
             // The account signed up while an endpoint was configured.
-            (Some(_), None) => Err(BlobError::Credentials(
-                "this account stores its files with its own S3 keys, but the server has no S3 endpoint configured now".into(),
+            (Some(_), None) => Err(BlobError::refused(
+                "this account stores its files with its own S3 keys, but the server has no S3 endpoint configured now",
             )),
         }
     }
@@ -406,9 +427,7 @@ impl Storage {
     pub fn check_credentials(&self, credentials: &UserCredentials) -> Result<(), BlobError> {
         match &self.s3 {
             Some(s3) => s3.check_credentials(credentials),
-            None => Err(BlobError::Credentials(
-                "no S3 endpoint is configured".into(),
-            )),
+            None => Err(BlobError::refused("no S3 endpoint is configured")),
         }
     }
 }

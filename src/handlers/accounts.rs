@@ -160,11 +160,13 @@ fn create_account(
         Some(keys) => {
             match app.storage.check_credentials(&keys) {
                 Ok(()) => {}
-                Err(BlobError::Credentials(reason)) => {
-                    // The seed's words, and the store's beside them.
+                Err(BlobError::Credentials { reason, detail }) => {
+                    // The seed's words, the store's code beside them, and
+                    // what the store said in the log.
                     let refused =
                         Problem::field("access_or_secret_key", "Not correct").with_reason(reason);
-                    return Err(invalid_fields(Problems::one(refused)));
+                    return Err(invalid_fields(Problems::one(refused))
+                        .with_cause(format!("object store refused the keys: {detail}")));
                 }
                 Err(other) => return Err(other.into()),
             }

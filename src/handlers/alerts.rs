@@ -27,7 +27,7 @@ pub fn event(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError>
         .store
         .record_event(user_id, &event, app.config.event_time_unit)?
     {
-        Recorded::Stored(codes) => Ok(Response::json(
+        Recorded::Stored { codes, .. } => Ok(Response::json(
             200,
             &json!({"alert": !codes.is_empty(), "alert_codes": codes, "user_id": user_id}),
         )),

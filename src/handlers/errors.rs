@@ -47,6 +47,11 @@ impl From<HashError> for ApiError {
     }
 }
 
+/// What a client is told when the object store fails: the cause stays in
+/// the log, and the answer's `X-Request-Id` finds it there.
+const UPSTREAM_FAILED: &str =
+    "the object store failed; the server's log has the cause under this answer's X-Request-Id";
+
 /// A storage backend's failure: the client's when it named a missing object,
 /// a stale version or a bad range, or sent a bad body; the store's otherwise.
 impl From<BlobError> for ApiError {
@@ -67,15 +72,17 @@ impl From<BlobError> for ApiError {
             )
             .with_header("Content-Range", format!("bytes */{size}")),
             BlobError::Body(err) => ApiError::from_body_read(err),
-            BlobError::Upstream(message) => {
-                ApiError::new(502, format!("the object store failed: {message}"))
-                    .with_code("storage_error")
-            }
-            BlobError::Credentials(message) => ApiError::new(
+            // The store's address and its words are the operator's: they go
+            // to the log, under the request id the answer carries.
+            BlobError::Upstream(cause) => ApiError::new(502, UPSTREAM_FAILED)
+                .with_code("storage_error")
+                .with_cause(format!("object store: {cause}")),
+            BlobError::Credentials { reason, detail } => ApiError::new(
                 502,
-                format!("the object store refused this account's S3 keys: {message}"),
+                format!("the object store refused this account's S3 keys: {reason}"),
             )
-            .with_code("storage_credentials"),
+            .with_code("storage_credentials")
+            .with_cause(format!("object store refused the account's keys: {detail}")),
             BlobError::Busy(why) => ApiError::new(503, format!("{why}; try again shortly"))
                 .with_header("Retry-After", "5"),
             // The account's own limit: the message gives the figures, so
@@ -145,8 +152,27 @@ mod tests {
 
     #[test]
     fn the_server_s_failures_are_5xx_with_the_cause_kept_for_the_log() {
-        assert_eq!(status(BlobError::Upstream("HTTP 500".into())), 502);
-        assert_eq!(status(BlobError::Credentials("denied".into())), 502);
+        let upstream = ApiError::from(BlobError::Upstream(
+            "the request to the object store at http://10.1.2.3:9000 failed".into(),
+        ));
+        assert_eq!((upstream.status(), upstream.code()), (502, "storage_error"));
+        let mut response = upstream.into_response();
+        let body = String::from_utf8_lossy(response.body_bytes().unwrap()).into_owned();
+        assert!(!body.contains("10.1.2.3"), "{body}");
+        assert!(
+            response.take_log_note().unwrap().contains("10.1.2.3:9000"),
+            "the cause is logged"
+        );
+        let refused = ApiError::from(BlobError::Credentials {
+            reason: "InvalidAccessKeyId (HTTP 403)".into(),
+            detail: "InvalidAccessKeyId: no such key at s3.internal (HTTP 403)".into(),
+        });
+        assert_eq!(
+            (refused.status(), refused.code()),
+            (502, "storage_credentials")
+        );
+        assert!(refused.message().ends_with("InvalidAccessKeyId (HTTP 403)"));
+        assert!(!refused.message().contains("s3.internal"));
         assert_eq!(status(BlobError::Busy("all slots taken".into())), 503);
         let low = ApiError::from(BlobError::InsufficientStorage(LowDisk {
             free: 10,

@@ -64,8 +64,13 @@ pub struct StoredEvent {
 /// What became of an event given to [`Store::record_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
-    /// Stored, with the codes that fired.
-    Stored(Vec<u16>),
+    /// Stored, with the codes that fired, and how many stored rows of the
+    /// user's history the judgement read: at most what the thresholds need
+    /// (`alerts::HistoryNeed`), however long the history.
+    Stored {
+        codes: Vec<u16>,
+        history_rows: usize,
+    },
     /// Not stored: the user already has an event at a later time.
     OutOfOrder { latest: i64 },
 }
@@ -86,10 +91,13 @@ pub trait Store: Send + Sync {
 
     fn is_token_revoked(&self, jti: &str) -> StoreResult<bool>;
 
-    /// In one transaction, serialized with every other event of the user:
-    /// refuses an event earlier than the user's latest, loads the profile and
-    /// the history the rules need, runs them and stores the event with its
-    /// codes. Either all of it happens or none.
+    /// Judges and stores one event, serialized with every other event of
+    /// the user: refuses an event earlier than the user's latest, loads the
+    /// profile and the bounded history the rules need, runs them and stores
+    /// the event with its codes, in one transaction that holds all of what
+    /// the codes were judged from. Either all of it happens or none. Events
+    /// of different users do not wait for one another beyond what the
+    /// backend's writes require.
     fn record_event(&self, user_id: i64, event: &Event, unit: TimeUnit) -> StoreResult<Recorded>;
 
     /// The user's profile, or the default (medium, no overrides).

@@ -4,15 +4,46 @@
 //! `synchronous = FULL`, versioned by `PRAGMA user_version`), with its schema
 //! brought up to date by `MIGRATIONS`. A small pool of connections is
 //! shared by the server's threads.
+//!
+//! # Events: who waits for whom
+//!
+//! SQLite has one writer at a time; with WAL, readers never wait for it.
+//! [`Store::record_event`] holds the single writer only for what must be
+//! written, and no two users wait for each other before that:
+//!
+//! 1. **The user's lane.** Each user with an event in flight has a lane
+//!    (`Lanes`); the user's events pass it one at a time, so each is
+//!    judged against every event of the user stored before it. Users never
+//!    share a lane, and a lane is gone when its last event is, so the lanes
+//!    hold one entry per request in flight at most.
+//! 2. **Judging, in parallel.** On a pooled connection, in a read
+//!    transaction, the event is judged (`judge`): the profile, the
+//!    bounded history its thresholds need, the rules. Events of different
+//!    users do this at the same time, on up to [`POOL_SIZE`] connections.
+//! 3. **Writing, one at a time.** The event then queues for the writer (a
+//!    mutex: fair and cheap, where SQLite's busy handler would poll with
+//!    sleeps) and, in one `IMMEDIATE` transaction, checks that what it was
+//!    judged from still holds (the user's latest event and the profile),
+//!    stores it with its codes and commits (`write_judged`). Should the
+//!    check fail (the profile was changed meanwhile, or another process
+//!    wrote to the file), the event is judged again inside that
+//!    transaction. So the transaction that stores an event always holds
+//!    everything its codes were judged from: events of one user give the
+//!    codes they would one at a time, and a failure stores nothing.
+//!
+//! Lock order is lane, then connection, then writer; nothing waits for a
+//! lane while holding the writer or a connection, so there is no cycle.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rust_decimal::Decimal;
 
 use super::{Account, Recorded, S3Credentials, Store, StoreError, StoreResult, StoredEvent};
-use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk, TimeUnit};
+use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Recent, Risk, TimeUnit, Total};
 
 /// Connections kept open; more threads than this wait for one.
 pub const POOL_SIZE: usize = 4;
@@ -56,15 +87,26 @@ const MIGRATIONS: &[&str] = &[
     "DROP INDEX alert_events_user_time;
     CREATE INDEX alert_events_user_kind_seq ON alert_events (user_id, kind, seq);
     CREATE INDEX alert_events_user_kind_time ON alert_events (user_id, kind, time);",
+    // 4: each event's running total of its user's deposits (an exact
+    // `alerts::Total`, 32 bytes), so that the deposits within a window are
+    // the difference of two totals instead of a read of every deposit in
+    // it. Events stored before have none until `SqliteStore::open` fills
+    // them in (`fill_deposit_totals`), which the partial index lets find
+    // them without a scan.
+    "ALTER TABLE alert_events ADD COLUMN deposit_total BLOB;
+    CREATE INDEX alert_events_untotalled ON alert_events (user_id, seq)
+        WHERE deposit_total IS NULL;",
 ];
 
 pub struct SqliteStore {
     path: PathBuf,
     pool: Mutex<Pool>,
     returned: Condvar,
-    /// SQLite has one writer at a time; queueing event writers here is fair
+    /// Each user's events, one at a time (see the module doc).
+    lanes: Lanes,
+    /// SQLite has one writer at a time; queueing event writes here is fair
     /// and cheap, where SQLite's busy handler would poll with sleeps.
-    event_writer: Mutex<()>,
+    writer: Mutex<()>,
 }
 
 struct Pool {
@@ -87,8 +129,9 @@ impl SqliteStore {
     /// Opens (creating, mode 0600) `<dir>/wren.db` and migrates its schema.
     pub fn open(dir: &Path) -> StoreResult<SqliteStore> {
         let path = dir.join("wren.db");
-        let conn = crate::sqlite::open(&path, MIGRATIONS)
-            .map_err(|err| StoreError::Backend(format!("{}: {err}", path.display())))?;
+        let failed = |err: String| StoreError::Backend(format!("{}: {err}", path.display()));
+        let mut conn = crate::sqlite::open(&path, MIGRATIONS).map_err(failed)?;
+        fill_deposit_totals(&mut conn).map_err(|err| failed(err.to_string()))?;
         Ok(SqliteStore {
             path,
             pool: Mutex::new(Pool {
@@ -96,7 +139,8 @@ impl SqliteStore {
                 open: 1,
             }),
             returned: Condvar::new(),
-            event_writer: Mutex::new(()),
+            lanes: Lanes::default(),
+            writer: Mutex::new(()),
         })
     }
 
@@ -246,11 +290,21 @@ impl Store for SqliteStore {
     }
 
     fn record_event(&self, user_id: i64, event: &Event, unit: TimeUnit) -> StoreResult<Recorded> {
-        let _writer = self
-            .event_writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.with(|conn| SqliteStore::record_event_in(conn, user_id, event, unit))
+        let lane = self.lanes.enter(user_id);
+        let _turn = lane.wait_turn();
+        self.with(|conn| {
+            let judged = {
+                // One snapshot for every part of the history it reads.
+                let snapshot = conn.transaction()?;
+                judge(&snapshot, user_id, event, unit)?
+            };
+            if let Verdict::OutOfOrder { latest } = judged.verdict {
+                // Times never go back, so a later write cannot change this.
+                return Ok(Recorded::OutOfOrder { latest });
+            }
+            let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            write_judged(conn, user_id, event, unit, judged)
+        })
     }
 
     fn alert_profile(&self, user_id: i64) -> StoreResult<AlertProfile> {
@@ -365,63 +419,276 @@ fn load_profile(conn: &Connection, user_id: i64) -> rusqlite::Result<AlertProfil
     })
 }
 
-impl SqliteStore {
-    fn record_event_in(
-        conn: &mut Connection,
-        user_id: i64,
-        event: &Event,
-        unit: TimeUnit,
-    ) -> rusqlite::Result<Recorded> {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let profile = load_profile(&tx, user_id)?;
-        let thresholds = profile.thresholds();
-        let need = thresholds.history_need(event.time, unit);
-        // The union of what each rule needs, oldest first: the deposits
-        // since a time, the last n events, the last m deposits. Each branch
-        // walks an index over exactly the rows it returns.
-        let mut history = {
-            let mut statement = tx.prepare_cached(
-                "SELECT kind, amount, time FROM alert_events WHERE seq IN (
-                    SELECT seq FROM alert_events
-                    WHERE user_id = ?1 AND kind = 'deposit' AND time >= ?2
-                    UNION
-                    SELECT seq FROM (SELECT seq FROM alert_events WHERE user_id = ?1
-                                     ORDER BY seq DESC LIMIT ?3)
-                    UNION
-                    SELECT seq FROM (SELECT seq FROM alert_events
-                                     WHERE user_id = ?1 AND kind = 'deposit'
-                                     ORDER BY seq DESC LIMIT ?4)
-                 ) ORDER BY seq",
-            )?;
-            statement
-                .query_map(
-                    params![user_id, need.since, need.last_events, need.last_deposits],
-                    event_from_row,
-                )?
-                .collect::<rusqlite::Result<Vec<Event>>>()?
-        };
-        // Stored order is time order, and the last event is always loaded.
-        if let Some(latest) = history.last().map(|e| e.time)
-            && event.time < latest
-        {
-            return Ok(Recorded::OutOfOrder { latest });
-        }
-        history.push(*event);
-        let codes = alerts::evaluate(&history, &thresholds, unit);
-        tx.prepare_cached(
-            "INSERT INTO alert_events (user_id, kind, amount, time, alert_codes)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
-            user_id,
-            event.kind.as_str(),
-            event.amount.to_string(),
-            event.time,
-            codes_to_text(&codes)
-        ])?;
-        tx.commit()?;
-        Ok(Recorded::Stored(codes))
+/// Each user's lane: the user's events pass it one at a time. A lane is
+/// made when an event of a user with none in flight arrives and removed
+/// when the last one leaves, so the map holds at most one entry per event
+/// in flight, and users never share a lane.
+#[derive(Default)]
+struct Lanes {
+    open: Mutex<HashMap<i64, Arc<Mutex<()>>>>,
+}
+
+impl Lanes {
+    fn lock(&self) -> MutexGuard<'_, HashMap<i64, Arc<Mutex<()>>>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// A place in `user_id`'s lane; `LanePlace::wait_turn` waits for it.
+    fn enter(&self, user_id: i64) -> LanePlace<'_> {
+        let lane = self.lock().entry(user_id).or_default().clone();
+        LanePlace {
+            lanes: self,
+            user_id,
+            lane: Some(lane),
+        }
+    }
+}
+
+/// A place in a user's lane. Dropping it leaves the lane, and removes the
+/// lane when no one else holds a place in it.
+struct LanePlace<'a> {
+    lanes: &'a Lanes,
+    user_id: i64,
+    lane: Option<Arc<Mutex<()>>>,
+}
+
+impl LanePlace<'_> {
+    /// Waits until the events ahead of this one in the lane are done.
+    fn wait_turn(&self) -> MutexGuard<'_, ()> {
+        let Some(lane) = self.lane.as_ref() else {
+            unreachable!("the lane is given up only on drop");
+        };
+        // A panic in an earlier turn left nothing half-done: every change is
+        // one SQLite transaction.
+        lane.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for LanePlace<'_> {
+    fn drop(&mut self) {
+        // Places are counted (made and given up) only under the map's lock,
+        // so the count read here is exact.
+        let mut open = self.lanes.lock();
+        drop(self.lane.take());
+        if open
+            .get(&self.user_id)
+            .is_some_and(|lane| Arc::strong_count(lane) == 1)
+        {
+            open.remove(&self.user_id);
+        }
+    }
+}
+
+// What an event's judgement reads of its user's history; each walks an
+// index over exactly the rows it returns (a test holds them to it).
+
+/// The user's last ?2 events, newest first.
+const LAST_EVENTS: &str = "SELECT seq, kind, amount, time, deposit_total FROM alert_events
+    WHERE user_id = ?1 ORDER BY seq DESC LIMIT ?2";
+/// The user's last ?2 deposits, newest first.
+const LAST_DEPOSITS: &str = "SELECT amount FROM alert_events
+    WHERE user_id = ?1 AND kind = 'deposit' ORDER BY seq DESC LIMIT ?2";
+/// The running total of the user's last deposit before time ?2.
+const TOTAL_BEFORE_WINDOW: &str = "SELECT deposit_total FROM alert_events
+    WHERE user_id = ?1 AND kind = 'deposit' AND time < ?2
+    ORDER BY time DESC, seq DESC LIMIT 1";
+/// The user's latest event.
+const LATEST_SEQ: &str =
+    "SELECT seq FROM alert_events WHERE user_id = ?1 ORDER BY seq DESC LIMIT 1";
+
+/// An event judged against a snapshot of its user's history, and what the
+/// judgement rests on: the profile it used and the user's latest event then.
+struct Judged {
+    profile: AlertProfile,
+    latest_seq: Option<i64>,
+    verdict: Verdict,
+}
+
+enum Verdict {
+    /// The user already has an event at a later time.
+    OutOfOrder { latest: i64 },
+    /// The codes, the user's running deposit total with this event, and how
+    /// many stored rows of history the judgement read.
+    Codes {
+        codes: Vec<u16>,
+        deposit_total: Total,
+        history_rows: usize,
+    },
+}
+
+/// Judges `event` from what `conn` sees of `user_id`'s history: the profile
+/// and then only what its thresholds need ([`alerts::HistoryNeed`]), each
+/// part read along an index over exactly the rows it returns: the last
+/// events, the last deposits, and the running total before the deposit
+/// window: at most `last_events + last_deposits + 1` rows (a few thousand
+/// at the largest thresholds), however many events the user has, or has
+/// at one time.
+fn judge(
+    conn: &Connection,
+    user_id: i64,
+    event: &Event,
+    unit: TimeUnit,
+) -> rusqlite::Result<Judged> {
+    let profile = load_profile(conn, user_id)?;
+    let thresholds = profile.thresholds();
+    let need = thresholds.history_need(event.time, unit);
+    let mut events = Vec::with_capacity(need.last_events as usize + 1);
+    let mut latest = None;
+    {
+        let mut statement = conn.prepare_cached(LAST_EVENTS)?;
+        let mut rows = statement.query(params![user_id, need.last_events])?;
+        while let Some(row) = rows.next()? {
+            if latest.is_none() {
+                latest = Some((row.get::<_, i64>("seq")?, total_from_row(row)?));
+            }
+            events.push(event_from_row(row)?);
+        }
+    }
+    events.reverse();
+    let latest_seq = latest.map(|(seq, _)| seq);
+    // Stored order is time order, so the newest row has the latest time.
+    if let Some(last) = events.last()
+        && event.time < last.time
+    {
+        let verdict = Verdict::OutOfOrder { latest: last.time };
+        return Ok(Judged {
+            profile,
+            latest_seq,
+            verdict,
+        });
+    }
+    let mut deposits = conn
+        .prepare_cached(LAST_DEPOSITS)?
+        .query_map(params![user_id, need.last_deposits], |row| {
+            let amount: String = row.get(0)?;
+            alerts::parse_decimal(&amount).ok_or_else(|| corrupt("amount"))
+        })?
+        .collect::<rusqlite::Result<Vec<Decimal>>>()?;
+    deposits.reverse();
+    // The running total as it stood before the window: the total of the
+    // last deposit earlier than it.
+    let before_window = conn
+        .prepare_cached(TOTAL_BEFORE_WINDOW)?
+        .query_row(params![user_id, need.deposits_since], total_from_row)
+        .optional()?;
+    let history_rows = events.len() + deposits.len() + usize::from(before_window.is_some());
+    let mut deposit_total = latest.map_or(Total::ZERO, |(_, total)| total);
+    events.push(*event);
+    if event.kind == Kind::Deposit {
+        deposit_total = deposit_total.plus(Total::of(event.amount));
+        deposits.push(event.amount);
+    }
+    let recent = Recent {
+        events: &events,
+        deposits: &deposits,
+        window_deposits: deposit_total.minus(before_window.unwrap_or(Total::ZERO)),
+    };
+    let codes = alerts::judge(recent, &thresholds, unit);
+    Ok(Judged {
+        profile,
+        latest_seq,
+        verdict: Verdict::Codes {
+            codes,
+            deposit_total,
+            history_rows,
+        },
+    })
+}
+
+/// Stores a judged event in one write transaction that first checks what
+/// the judgement rests on, and judges the event again inside it when that
+/// changed, so the stored codes are always those of the history and the
+/// profile the transaction holds.
+fn write_judged(
+    conn: &mut Connection,
+    user_id: i64,
+    event: &Event,
+    unit: TimeUnit,
+    judged: Judged,
+) -> rusqlite::Result<Recorded> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let latest_seq = tx
+        .prepare_cached(LATEST_SEQ)?
+        .query_row(params![user_id], |row| row.get::<_, i64>(0))
+        .optional()?;
+    let unchanged =
+        latest_seq == judged.latest_seq && load_profile(&tx, user_id)? == judged.profile;
+    let judged = if unchanged {
+        judged
+    } else {
+        judge(&tx, user_id, event, unit)?
+    };
+    let (codes, deposit_total, history_rows) = match judged.verdict {
+        Verdict::OutOfOrder { latest } => return Ok(Recorded::OutOfOrder { latest }),
+        Verdict::Codes {
+            codes,
+            deposit_total,
+            history_rows,
+        } => (codes, deposit_total, history_rows),
+    };
+    tx.prepare_cached(
+        "INSERT INTO alert_events (user_id, kind, amount, time, alert_codes, deposit_total)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        user_id,
+        event.kind.as_str(),
+        event.amount.to_string(),
+        event.time,
+        codes_to_text(&codes),
+        deposit_total.to_bytes(),
+    ])?;
+    tx.commit()?;
+    Ok(Recorded::Stored {
+        codes,
+        history_rows,
+    })
+}
+
+fn total_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Total> {
+    let bytes: Vec<u8> = row.get("deposit_total")?;
+    Total::from_bytes(&bytes).ok_or_else(|| corrupt("deposit_total"))
+}
+
+/// How many events [`fill_deposit_totals`] reads at a time.
+const FILL_BATCH: i64 = 1000;
+
+/// Gives the events stored before `deposit_total` existed their running
+/// deposit totals, user by user in stored order, in one transaction. Runs
+/// at every open; once they are filled, it is one probe of an empty index.
+fn fill_deposit_totals(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    let users = tx
+        .prepare("SELECT DISTINCT user_id FROM alert_events WHERE deposit_total IS NULL")?
+        .query_map([], |row| row.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    for user_id in users {
+        let mut total = Total::ZERO;
+        let mut after = 0;
+        loop {
+            let batch = tx
+                .prepare_cached(
+                    "SELECT seq, kind, amount, time FROM alert_events
+                     WHERE user_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                )?
+                .query_map(params![user_id, after, FILL_BATCH], |row| {
+                    Ok((row.get::<_, i64>("seq")?, event_from_row(row)?))
+                })?
+                .collect::<rusqlite::Result<Vec<(i64, Event)>>>()?;
+            let Some(&(last, _)) = batch.last() else {
+                break;
+            };
+            for (seq, event) in batch {
+                if event.kind == Kind::Deposit {
+                    total = total.plus(Total::of(event.amount));
+                }
+                tx.prepare_cached("UPDATE alert_events SET deposit_total = ?1 WHERE seq = ?2")?
+                    .execute(params![total.to_bytes(), seq])?;
+            }
+            after = last;
+        }
+    }
+    tx.commit()
 }
 
 #[cfg(test)]
@@ -523,6 +790,286 @@ mod tests {
         drop(conn);
         let err = SqliteStore::open(&dir).err().unwrap();
         assert!(err.to_string().contains("newer than this wren"), "{err}");
+    }
+
+    use crate::alerts::tests::{full_history_codes, random_history, random_profile};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    const MS: TimeUnit = TimeUnit::MILLISECONDS;
+
+    fn codes_of(recorded: Recorded) -> Vec<u16> {
+        match recorded {
+            Recorded::Stored { codes, .. } => codes,
+            other => panic!("not stored: {other:?}"),
+        }
+    }
+
+    /// The most history rows the judgement may read for `profile`.
+    fn row_bound(profile: &AlertProfile) -> usize {
+        let need = profile.thresholds().history_need(0, MS);
+        need.last_events as usize + need.last_deposits as usize + 1
+    }
+
+    #[test]
+    fn events_get_the_codes_the_whole_history_gives() {
+        let store = SqliteStore::open(&temp_dir("whole-history")).unwrap();
+        let mut rng = fastrand::Rng::with_seed(7);
+        for user_id in 0..40 {
+            let profile = random_profile(&mut rng);
+            store.set_alert_profile(user_id, &profile).unwrap();
+            let thresholds = profile.thresholds();
+            let history = random_history(&mut rng, MS, 60);
+            for end in 1..=history.len() {
+                let recorded = store.record_event(user_id, &history[end - 1], MS).unwrap();
+                let Recorded::Stored {
+                    codes,
+                    history_rows,
+                } = recorded
+                else {
+                    panic!("user {user_id}, event {end}: {recorded:?}");
+                };
+                assert_eq!(
+                    codes,
+                    full_history_codes(&history[..end], &thresholds, MS),
+                    "user {user_id}, event {end}: {thresholds:?}"
+                );
+                assert!(history_rows <= row_bound(&profile), "{history_rows}");
+            }
+        }
+    }
+
+    /// Prints the mean and the slowest of each thousand events' latencies.
+    fn print_latencies(what: &str, latencies: &[Duration]) {
+        for (name, part) in [
+            ("first", &latencies[..1000]),
+            ("last", &latencies[latencies.len() - 1000..]),
+        ] {
+            let mean = part.iter().sum::<Duration>() / part.len() as u32;
+            let slowest = part.iter().max().unwrap();
+            eprintln!("{what}: {name} 1000: mean {mean:?}, slowest {slowest:?}");
+        }
+    }
+
+    #[test]
+    fn ten_thousand_events_at_one_time_each_read_the_same_few_rows() {
+        let store = SqliteStore::open(&temp_dir("one-time")).unwrap();
+        let bound = row_bound(&AlertProfile::default());
+        let mut latencies = Vec::new();
+        let mut rows_read = Vec::new();
+        for i in 0..10_000 {
+            let kind = if i % 3 == 1 {
+                Kind::Withdraw
+            } else {
+                Kind::Deposit
+            };
+            let event = Event {
+                kind,
+                amount: Decimal::ONE,
+                time: 1_000_000,
+            };
+            let started = Instant::now();
+            let recorded = store.record_event(1, &event, MS).unwrap();
+            latencies.push(started.elapsed());
+            let Recorded::Stored { history_rows, .. } = recorded else {
+                panic!("event {i}: {recorded:?}");
+            };
+            assert!(history_rows <= bound, "event {i} read {history_rows} rows");
+            rows_read.push(history_rows);
+        }
+        print_latencies("store, 10,000 events at one time", &latencies);
+        // Each reads as much as the thresholds need once the history holds
+        // it (six events and three deposits), the 10,000th as the 10th.
+        assert_eq!(rows_read[9..], [9; 10_000 - 9]);
+        assert_eq!(store.events(1, None, 1).unwrap()[0].alert_codes, [123, 500]);
+    }
+
+    #[test]
+    fn the_history_is_read_along_indexes_without_sorting() {
+        let store = SqliteStore::open(&temp_dir("plans")).unwrap();
+        for query in [LAST_EVENTS, LAST_DEPOSITS, TOTAL_BEFORE_WINDOW, LATEST_SEQ] {
+            let plan: Vec<String> = store
+                .with(|conn| {
+                    let mut explained = conn.prepare(&format!("EXPLAIN QUERY PLAN {query}"))?;
+                    let values = vec![1; explained.parameter_count()];
+                    explained
+                        .query_map(rusqlite::params_from_iter(values), |row| {
+                            row.get::<_, String>("detail")
+                        })?
+                        .collect()
+                })
+                .unwrap();
+            assert!(
+                plan.len() == 1
+                    && plan[0].starts_with("SEARCH alert_events USING")
+                    && plan[0].contains("INDEX"),
+                "{query}: {plan:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_profile_changed_after_judging_is_judged_again_before_the_write() {
+        let store = SqliteStore::open(&temp_dir("rejudged")).unwrap();
+        let withdrawal = Event {
+            kind: Kind::Withdraw,
+            amount: Decimal::from(60),
+            time: 5,
+        };
+        let codes = store
+            .with(|conn| {
+                let judged = judge(conn, 1, &withdrawal, MS)?;
+                let high = AlertProfile {
+                    risk: Risk::High,
+                    ..AlertProfile::default()
+                };
+                // Over 50: high risk's limit, not medium's.
+                store.set_alert_profile(1, &high).unwrap();
+                write_judged(conn, 1, &withdrawal, MS, judged)
+            })
+            .map(codes_of)
+            .unwrap();
+        assert_eq!(codes, [1100]);
+        // Another event of the user between judging and writing, too.
+        let later = Event {
+            time: 9,
+            ..withdrawal
+        };
+        let out_of_order = store
+            .with(|conn| {
+                let judged = judge(conn, 1, &later, MS)?;
+                store
+                    .record_event(
+                        1,
+                        &Event {
+                            time: 10,
+                            ..withdrawal
+                        },
+                        MS,
+                    )
+                    .unwrap();
+                write_judged(conn, 1, &later, MS, judged)
+            })
+            .unwrap();
+        assert_eq!(out_of_order, Recorded::OutOfOrder { latest: 10 });
+        assert_eq!(store.events(1, None, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn users_do_not_wait_for_one_another() {
+        let store = Arc::new(SqliteStore::open(&temp_dir("lanes")).unwrap());
+        let event = Event {
+            kind: Kind::Deposit,
+            amount: Decimal::ONE,
+            time: 1,
+        };
+        let record = |user_id: i64| {
+            let store = store.clone();
+            let (done, finished) = mpsc::channel();
+            std::thread::spawn(move || done.send(store.record_event(user_id, &event, MS)));
+            finished
+        };
+        // While user 1's lane is taken, user 2's event goes through...
+        let place = store.lanes.enter(1);
+        let turn = place.wait_turn();
+        let second = record(2).recv_timeout(Duration::from_secs(60));
+        assert!(
+            matches!(second, Ok(Ok(Recorded::Stored { .. }))),
+            "{second:?}"
+        );
+        // ... and user 1's waits for its turn.
+        let first = record(1);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(first.try_recv().is_err(), "user 1's event did not wait");
+        drop(turn);
+        drop(place);
+        let first = first.recv_timeout(Duration::from_secs(60));
+        assert!(
+            matches!(first, Ok(Ok(Recorded::Stored { .. }))),
+            "{first:?}"
+        );
+        assert!(store.lanes.lock().is_empty(), "a lane outlived its events");
+    }
+
+    #[test]
+    fn concurrent_events_get_the_codes_of_the_order_they_were_stored_in() {
+        let store = Arc::new(SqliteStore::open(&temp_dir("concurrent")).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|thread| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let mut rng = fastrand::Rng::with_seed(thread);
+                    // Two threads per user: both post at the same times.
+                    let user_id = (thread % 4) as i64;
+                    for event in
+                        random_history(&mut fastrand::Rng::with_seed(user_id as u64), MS, 50)
+                    {
+                        let event = Event {
+                            kind: if rng.bool() {
+                                Kind::Deposit
+                            } else {
+                                Kind::Withdraw
+                            },
+                            ..event
+                        };
+                        store.record_event(user_id, &event, MS).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let thresholds = AlertProfile::default().thresholds();
+        for user_id in 0..4 {
+            let mut stored = store.events(user_id, None, 1000).unwrap();
+            stored.reverse();
+            let history: Vec<Event> = stored.iter().map(|s| s.event).collect();
+            for (end, event) in stored.iter().enumerate() {
+                assert_eq!(
+                    event.alert_codes,
+                    full_history_codes(&history[..=end], &thresholds, MS),
+                    "user {user_id}, event {end}"
+                );
+            }
+        }
+        assert!(store.lanes.lock().is_empty());
+    }
+
+    #[test]
+    fn events_stored_before_running_totals_get_them_at_the_next_open() {
+        let dir = temp_dir("fill-totals");
+        let mut rng = fastrand::Rng::with_seed(3);
+        let history = random_history(&mut rng, MS, 2_500);
+        {
+            // The schema as it was before running totals, filled as the store
+            // then filled it.
+            let conn = crate::sqlite::open(&dir.join("wren.db"), &MIGRATIONS[..3]).unwrap();
+            for event in &history[..2_400] {
+                conn.execute(
+                    "INSERT INTO alert_events (user_id, kind, amount, time, alert_codes)
+                     VALUES (1, ?1, ?2, ?3, '')",
+                    params![event.kind.as_str(), event.amount.to_string(), event.time],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&dir).unwrap();
+        let thresholds = AlertProfile::default().thresholds();
+        for end in 2_401..=history.len() {
+            let codes = codes_of(store.record_event(1, &history[end - 1], MS).unwrap());
+            assert_eq!(codes, full_history_codes(&history[..end], &thresholds, MS));
+        }
+        let untotalled: i64 = store
+            .with(|conn| {
+                conn.query_row(
+                    "SELECT count(*) FROM alert_events WHERE deposit_total IS NULL",
+                    [],
+                    |row| row.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(untotalled, 0);
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! store refusing an account's own keys or bucket is the account's to fix
 //! ([`BlobError::Credentials`]); anything else the store says no to is the
 //! server's problem ([`BlobError::Upstream`]).
+//!
+//! What the store said (its message, which may name its endpoint, region
+//! or bucket owner) goes to the log only; an account is told the error
+//! code and the status.
 
 use ureq::Body;
 use ureq::http::Response;
@@ -49,18 +53,33 @@ pub(super) fn check_write(response: &mut Response<Body>, keys: Keys) -> Result<(
 /// account when its own keys or bucket were refused.
 pub(super) fn store_error(status: u16, text: &str, keys: Keys) -> BlobError {
     let code = error_code(text);
-    let message = describe(status, text);
     let refused = status == 403 || code.is_some_and(|code| REFUSALS.contains(&code.as_str()));
     if keys == Keys::Account && refused {
-        BlobError::Credentials(message)
+        refusal(status, text)
     } else {
-        BlobError::Upstream(message)
+        BlobError::Upstream(describe(status, text))
+    }
+}
+
+/// The store refusing an account's keys or bucket: the account is told
+/// `Code (HTTP status)`, the log gets the whole description. S3 error codes
+/// are single words (`InvalidAccessKeyId`); a code that is anything else is
+/// left out of the reason too.
+pub(super) fn refusal(status: u16, text: &str) -> BlobError {
+    let code = error_code(text).filter(|code| code.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let reason = match code {
+        Some(code) => format!("{code} (HTTP {status})"),
+        None => format!("HTTP {status}"),
+    };
+    BlobError::Credentials {
+        reason,
+        detail: describe(status, text),
     }
 }
 
 /// `Code: Message (HTTP status)` from an S3 error document, or just the
-/// status when there is none (HEAD answers have no body). The store's
-/// message is cut short: it goes into wren's own answer.
+/// status when there is none (HEAD answers have no body), for the log. The
+/// store's message is cut short: a log line stays a line.
 pub(super) fn describe(status: u16, text: &str) -> String {
     match (error_code(text), xml_element(text, "Message")) {
         (Some(code), Some(message)) => {
@@ -117,7 +136,7 @@ mod tests {
         );
         assert!(matches!(
             store_error(403, xml, Keys::Account),
-            BlobError::Credentials(_)
+            BlobError::Credentials { .. }
         ));
         assert!(matches!(
             store_error(403, xml, Keys::Server),
@@ -125,12 +144,12 @@ mod tests {
         ));
         assert!(matches!(
             store_error(403, "", Keys::Account),
-            BlobError::Credentials(_)
+            BlobError::Credentials { .. }
         ));
         let missing_bucket = "<Error><Code>NoSuchBucket</Code><Message>no</Message></Error>";
         assert!(matches!(
             store_error(404, missing_bucket, Keys::Account),
-            BlobError::Credentials(_)
+            BlobError::Credentials { .. }
         ));
         let busy = "<Error><Code>SlowDown</Code><Message>later</Message></Error>";
         assert!(matches!(
@@ -138,5 +157,25 @@ mod tests {
             BlobError::Upstream(_)
         ));
         assert_eq!(describe(500, ""), "HTTP 500 with no S3 error code");
+    }
+
+    #[test]
+    fn an_account_is_told_the_code_and_the_log_the_message() {
+        let moved = "<Error><Code>PermanentRedirect</Code><Message>Use the endpoint \
+                     s3.eu-west-1.internal.example:9000</Message></Error>";
+        let BlobError::Credentials { reason, detail } = store_error(301, moved, Keys::Account)
+        else {
+            panic!("not the account's");
+        };
+        assert_eq!(reason, "PermanentRedirect (HTTP 301)");
+        assert!(
+            detail.contains("s3.eu-west-1.internal.example:9000"),
+            "{detail}"
+        );
+        let odd = "<Error><Code>see http://10.0.0.5/</Code></Error>";
+        let BlobError::Credentials { reason, .. } = store_error(403, odd, Keys::Account) else {
+            panic!("not the account's");
+        };
+        assert_eq!(reason, "HTTP 403");
     }
 }

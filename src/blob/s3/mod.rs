@@ -48,7 +48,7 @@ use rusty_s3::actions::ListObjectsV2;
 use rusty_s3::{Bucket, Credentials};
 use ureq::http::HeaderMap;
 
-use self::error::{check_write, describe, error_code, missing, store_error};
+use self::error::{check_write, describe, error_code, missing, refusal, store_error};
 use self::record::{KeyOrder, Record};
 use self::request::{Client, drain, error_text, header};
 pub use self::upload::{MAX_UPLOADS_IN_FLIGHT, PART_SIZE};
@@ -138,16 +138,16 @@ impl S3Blobs {
     /// signed ListObjectsV2 of at most one key. Listing is what the routes
     /// need besides reading and writing, so keys that cannot list would fail
     /// later anyway. Any refusal (4xx) becomes [`BlobError::Credentials`]
-    /// with the store's code and message; an unreachable or failing store
-    /// [`BlobError::Upstream`].
+    /// with the store's code (its message for the log); an unreachable or
+    /// failing store [`BlobError::Upstream`].
     pub fn check_credentials(&self, credentials: &UserCredentials) -> Result<(), BlobError> {
         let Some(name) = credentials.bucket.as_deref().or(self.bucket.as_deref()) else {
-            return Err(BlobError::Credentials(
-                "no bucket was given and the server has none to share".to_owned(),
+            return Err(BlobError::refused(
+                "no bucket was given and the server has none to share",
             ));
         };
         let bucket = self.client.bucket(name).map_err(|problem| {
-            BlobError::Credentials(format!("bucket '{name}' cannot be used: {problem}"))
+            BlobError::refused(&format!("bucket '{name}' cannot be used: {problem}"))
         })?;
         let keys = Credentials::new(
             credentials.access_key_id.clone(),
@@ -163,11 +163,10 @@ impl S3Blobs {
             return Ok(());
         }
         let text = error_text(&mut response);
-        let message = describe(status, &text);
         if (400..500).contains(&status) {
-            Err(BlobError::Credentials(message))
+            Err(refusal(status, &text))
         } else {
-            Err(BlobError::Upstream(message))
+            Err(BlobError::Upstream(describe(status, &text)))
         }
     }
 
