@@ -1,9 +1,10 @@
 //! The application state every handler receives.
 
+use crate::auth::keys::UseRecorder;
 use crate::auth::limiter::LoginLimiter;
 use crate::auth::seal::Sealer;
 use crate::auth::tokens::Tokens;
-use crate::auth::{password, secret};
+use crate::auth::{Role, password, secret};
 use crate::blob::Storage;
 use crate::config::Config;
 use crate::model::ModelSlot;
@@ -16,6 +17,8 @@ pub struct App {
     pub store: Box<dyn Store>,
     pub tokens: Tokens,
     pub login_limiter: LoginLimiter,
+    /// When each API key's use was last written (at most once a minute).
+    pub key_use: UseRecorder,
     pub model: ModelSlot,
     pub storage: Storage,
     /// Seals the S3 secrets accounts bring, with a key from the server secret.
@@ -27,19 +30,25 @@ pub struct App {
 
 impl App {
     /// Opens the embedded store in the data folder, loads (or makes) the
-    /// server secret, creates or updates the bootstrap accounts and loads
-    /// the model.
+    /// server secret, creates or updates the bootstrap accounts (`--user`
+    /// as users, `--admin` as admins) and loads the model.
     pub fn open(config: Config) -> Result<App, String> {
         let model = ModelSlot::open(config.model.source.clone())
             .map_err(|err| format!("cannot load the model: {err}"))?;
         let store = SqliteStore::open(&config.data_dir).map_err(|err| err.to_string())?;
         let secret = secret::load(config.auth.secret.as_deref(), &config.data_dir)?;
         let storage = Storage::open(&config.storage, &config.data_dir)?;
-        for (username, plain) in &config.auth.users {
-            let hash = password::hash(plain)?;
-            store
-                .upsert_password(username, &hash)
-                .map_err(|err| format!("cannot create the account from --user: {err}"))?;
+        let bootstrap = [
+            ("--user", Role::User, &config.auth.users),
+            ("--admin", Role::Admin, &config.auth.admins),
+        ];
+        for (flag, role, accounts) in bootstrap {
+            for (username, plain) in accounts {
+                let hash = password::hash(plain)?;
+                store
+                    .upsert_account(username, &hash, role)
+                    .map_err(|err| format!("cannot create the account from {flag}: {err}"))?;
+            }
         }
         Ok(App {
             tokens: Tokens::new(&secret, config.auth.token_ttl),
@@ -47,6 +56,7 @@ impl App {
                 config.auth.login_rate_per_minute,
                 config.auth.login_burst,
             ),
+            key_use: UseRecorder::new(),
             store: Box::new(store),
             model,
             storage,

@@ -1,12 +1,18 @@
-//! Accounts and authentication: password hashing, tokens, the server
-//! secret, the username rule, and brute-force limits on failed logins.
-//! (The HTTP side, tokens from headers and cookies, is `handlers::session`.)
+//! Accounts and authentication: password hashing, tokens, roles, API
+//! keys, the server secret, the username rule, and brute-force limits on
+//! failed logins. (The HTTP side, credentials from headers and cookies and
+//! who may call which route, is `handlers::session`.)
 
+pub mod keys;
 pub mod limiter;
 pub mod password;
+mod role;
 pub mod seal;
 pub mod secret;
 pub mod tokens;
+
+pub use keys::Scope;
+pub use role::Role;
 
 /// The longest username, in characters.
 pub const MAX_USERNAME_CHARS: usize = 64;

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::App;
-use crate::auth::{check_username, password};
+use crate::auth::{Role, check_username, password};
 use crate::blob::{BlobError, UserCredentials};
 use crate::handlers::session::{self, session_cookie_header};
 use crate::http::{ApiError, Fields, Request, Response};
@@ -161,6 +161,7 @@ pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
     let account = crate::store::Account {
         username: login.to_owned(),
         password_hash: hash,
+        role: Role::User,
         s3,
     };
     app.store
@@ -179,7 +180,7 @@ pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
 
 /// `POST /api/logout`: revokes the token and clears the cookie.
 pub fn logout(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
-    let claims = session::require_user(app, request)?;
+    let (claims, _) = session::signed_in(app, request)?;
     app.store
         .revoke_token(&claims.jti, i64::try_from(claims.exp).unwrap_or(i64::MAX))?;
     let response = Response::json(
@@ -244,28 +245,31 @@ fn authenticate(
                 .with_header("Retry-After", seconds.to_string()),
         );
     }
-    let valid = if password.len() > MAX_PASSWORD_BYTES {
-        false
+    // The role of the account the password opens, which its token carries.
+    let opened = if password.len() > MAX_PASSWORD_BYTES {
+        None
     } else {
         match app.store.find_account(username)? {
-            Some(account) => password::verify(&account.password_hash, password),
+            Some(account) => {
+                password::verify(&account.password_hash, password).then_some(account.role)
+            }
             None => {
                 password::verify_unknown_user(password);
-                false
+                None
             }
         }
     };
-    if !valid {
+    let Some(role) = opened else {
         app.login_limiter.fail(&keys, now);
         // The same answer for an unknown user and a wrong password.
         return Err(session::unauthorized("invalid username or password"));
-    }
+    };
     if let Some(user_key) = &user_key {
         app.login_limiter.reset(user_key);
     }
     let (token, _) = app
         .tokens
-        .issue(username)
+        .issue(username, role)
         .map_err(|err| ApiError::new(503, "cannot issue a session token now").with_cause(err))?;
     Ok((token, app.tokens.ttl().as_secs()))
 }

@@ -2,8 +2,9 @@
 //! a paged listing) and image uploads (the BeCode challenge's `/img/add`),
 //! over the storage backend in `blob`.
 //!
-//! Every route needs a signed-in account and sees only that account's
-//! namespace. Bodies stream from the client to the backend and back.
+//! Every route needs a signed-in account, or an API key with the `files`
+//! scope acting for its account, and sees only that account's namespace.
+//! Bodies stream from the client to the backend and back.
 
 use std::io::{self, Cursor, Read};
 use std::time::UNIX_EPOCH;
@@ -15,7 +16,7 @@ use crate::blob::{
     ByteRange, MAX_KEY_BYTES, ObjectInfo, Owner, UserCredentials, WriteCondition, check_key,
 };
 use crate::date::http_date;
-use crate::handlers::session::{require_user, unauthorized};
+use crate::handlers::session;
 use crate::http::body::Limited;
 use crate::http::fields::multipart_body;
 use crate::http::request::media_type;
@@ -31,13 +32,10 @@ const DEFAULT_PAGE: usize = 100;
 pub const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
-/// The signed-in account's namespace and, if it brought them, its S3 keys.
+/// The caller's account's namespace (the signed-in account's, or a files
+/// key's) and, if it brought them, its S3 keys.
 fn owner(app: &App, request: &Request<'_>) -> Result<Owner, ApiError> {
-    let claims = require_user(app, request)?;
-    let account = app
-        .store
-        .find_account(&claims.sub)?
-        .ok_or_else(|| unauthorized("the account no longer exists"))?;
+    let account = session::files_account(app, request)?;
     let credentials = match account.s3 {
         None => None,
         Some(s3) => {
