@@ -1,10 +1,11 @@
 //! The application state every handler receives.
 
+use crate::auth::keys::UseRecorder;
 use crate::auth::limiter::{LoginLimiter, SignupLimiter};
 use crate::auth::password::{self, HashPool};
 use crate::auth::seal::Sealer;
-use crate::auth::secret;
 use crate::auth::tokens::Tokens;
+use crate::auth::{Role, secret};
 use crate::blob::Storage;
 use crate::config::Config;
 use crate::model::ModelSlot;
@@ -20,6 +21,8 @@ pub struct App {
     pub signup_limiter: SignupLimiter,
     /// Where every password is hashed and verified, a bounded number at once.
     pub hashers: HashPool,
+    /// When each API key's use was last written (at most once a minute).
+    pub key_use: UseRecorder,
     pub model: ModelSlot,
     pub storage: Storage,
     /// Seals the S3 secrets accounts bring, with a key from the server secret.
@@ -31,8 +34,8 @@ pub struct App {
 
 impl App {
     /// Opens the embedded store in the data folder, loads (or makes) the
-    /// server secret, creates or updates the bootstrap accounts and loads
-    /// the model.
+    /// server secret, creates or updates the bootstrap accounts (`--user`
+    /// as users, `--admin` as admins) and loads the model.
     pub fn open(config: Config) -> Result<App, String> {
         let model = ModelSlot::open(config.model.source.clone())
             .map_err(|err| format!("cannot load the model: {err}"))?;
@@ -41,13 +44,19 @@ impl App {
         let storage = Storage::open(&config.storage, &config.data_dir)?;
         let hashers = HashPool::new(config.auth.max_concurrent_hashes, password::SLOT_WAIT);
         // Nothing else hashes yet, so these never wait for a slot.
-        for (username, plain) in &config.auth.users {
-            let hash = hashers
-                .hash(plain)
-                .map_err(|err| format!("cannot hash the password of --user {username}: {err}"))?;
-            store
-                .upsert_password(username, &hash)
-                .map_err(|err| format!("cannot create the account from --user: {err}"))?;
+        let bootstrap = [
+            ("--user", Role::User, &config.auth.users),
+            ("--admin", Role::Admin, &config.auth.admins),
+        ];
+        for (flag, role, accounts) in bootstrap {
+            for (username, plain) in accounts {
+                let hash = hashers.hash(plain).map_err(|err| {
+                    format!("cannot hash the password of {flag} {username}: {err}")
+                })?;
+                store
+                    .upsert_account(username, &hash, role)
+                    .map_err(|err| format!("cannot create the account from {flag}: {err}"))?;
+            }
         }
         Ok(App {
             tokens: Tokens::new(&secret, config.auth.token_ttl),
@@ -60,6 +69,7 @@ impl App {
                 config.auth.signup_burst,
             ),
             hashers,
+            key_use: UseRecorder::new(),
             store: Box::new(store),
             model,
             storage,

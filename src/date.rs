@@ -52,6 +52,11 @@ fn unix_now() -> (u64, u32) {
     (since.as_secs(), since.subsec_millis())
 }
 
+/// The current time in whole seconds since 1970, as the store keeps times.
+pub fn unix_seconds_now() -> i64 {
+    i64::try_from(unix_now().0).unwrap_or(i64::MAX)
+}
+
 /// `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub fn http_date(unix_seconds: u64) -> String {
     let c = civil(unix_seconds);

@@ -15,6 +15,7 @@ pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod blob;
+pub mod commands;
 pub mod config;
 pub mod date;
 pub mod handlers;
@@ -29,4 +30,4 @@ pub mod store;
 pub mod text;
 
 pub use app::App;
-pub use config::Config;
+pub use config::{Command, Config};

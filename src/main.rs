@@ -1,4 +1,5 @@
-//! The `wren` binary: command line -> config -> serve.
+//! The `wren` binary: command line -> config -> serve, or one of the
+//! commands beside the server (`wren keys …`).
 
 use std::io::{self, ErrorKind, Write};
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use signal_hook::iterator::Signals;
 use wren::config::EarlyExit;
 use wren::http::Server;
 use wren::http::log::{self, Logger};
-use wren::{App, Config, routes};
+use wren::{App, Command, Config, routes};
 
 fn main() -> ExitCode {
     let code = run();
@@ -19,10 +20,20 @@ fn main() -> ExitCode {
 }
 
 fn run() -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(exit) => return early_exit(&exit),
-    };
+    match Command::from_env() {
+        Ok(Command::Serve(config)) => serve(*config),
+        Ok(Command::Keys(command)) => match wren::commands::keys(&command) {
+            Ok(output) => print(&output),
+            Err(problem) => early_exit(&EarlyExit {
+                output: format!("error: {problem}"),
+                code: 2,
+            }),
+        },
+        Err(exit) => early_exit(&exit),
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
     let logger = Logger::new(config.log_format);
     // Panics inside handlers become 500s; the hook puts the panic in the log
     // in the log's own format.
@@ -66,6 +77,7 @@ fn run() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let router = routes::table(&app);
+    logger.info(&app.config.events.explain(addr.ip()));
     logger.info(&format!(
         "wren {} listening on http://{addr}",
         env!("CARGO_PKG_VERSION")
@@ -79,7 +91,7 @@ fn run() -> ExitCode {
     }
 }
 
-/// Help or version text goes to stdout (exit 0), a usage error to stderr.
+/// Help or version text goes to stdout (exit 0), an error to stderr.
 fn early_exit(exit: &EarlyExit) -> ExitCode {
     if exit.code == 0 {
         return print(&exit.output);

@@ -1,4 +1,5 @@
-//! A hand-rolled router: method + path pattern to handler.
+//! A hand-rolled router: method + path pattern to handler, each route with
+//! the policy its caller must satisfy.
 //!
 //! Patterns are literal segments and typed parameters, as in the route
 //! table: `/api/v1/users/{user_id:int}/events` or `/api/file/{key:path}`. `{name}` is one segment (percent-decoded),
@@ -14,6 +15,12 @@
 //! - `413` when the declared body is larger than the route's limit, before
 //!   the handler runs or any body is read.
 //!
+//! Every route carries a policy value of the application's choosing (who
+//! may call it), and the router asks one gate, given when it is made,
+//! whether a request satisfies its route's policy before the handler runs.
+//! The router knows nothing of what policies mean: it only makes sure no
+//! route is reached without its gate.
+//!
 //! HEAD is served by the GET route of the same path (the engine drops the body).
 
 use std::borrow::Cow;
@@ -26,6 +33,10 @@ use crate::text::excerpt;
 /// A handler: a pure function of the application state and the request.
 pub type Handler<S> = fn(&S, &mut Request<'_>) -> Result<Response, ApiError>;
 
+/// The gate: whether a request may reach a route with policy `P`; its
+/// error (a `401`, a `403`) is the answer otherwise.
+pub type Gate<S, P> = fn(&S, &P, &Request<'_>) -> Result<(), ApiError>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Literal(&'static str),
@@ -35,42 +46,45 @@ enum Segment {
     Rest(&'static str),
 }
 
-struct Route<S> {
+struct Route<S, P> {
     method: &'static str,
     segments: Vec<Segment>,
+    policy: P,
     handler: Handler<S>,
     body_limit: Option<u64>,
 }
 
-pub struct Router<S> {
-    routes: Vec<Route<S>>,
+pub struct Router<S, P> {
+    routes: Vec<Route<S, P>>,
     default_body_limit: u64,
+    gate: Gate<S, P>,
 }
 
-impl<S> Router<S> {
+impl<S, P> Router<S, P> {
     /// A router whose routes accept bodies up to `default_body_limit` bytes
-    /// unless they set their own limit.
-    pub fn new(default_body_limit: u64) -> Self {
+    /// unless they set their own limit, and are reached through `gate`.
+    pub fn new(default_body_limit: u64, gate: Gate<S, P>) -> Self {
         Router {
             routes: Vec::new(),
             default_body_limit,
+            gate,
         }
     }
 
-    pub fn get(self, pattern: &'static str, handler: Handler<S>) -> Self {
-        self.route("GET", pattern, handler)
+    pub fn get(self, pattern: &'static str, policy: P, handler: Handler<S>) -> Self {
+        self.route("GET", pattern, policy, handler)
     }
 
-    pub fn post(self, pattern: &'static str, handler: Handler<S>) -> Self {
-        self.route("POST", pattern, handler)
+    pub fn post(self, pattern: &'static str, policy: P, handler: Handler<S>) -> Self {
+        self.route("POST", pattern, policy, handler)
     }
 
-    pub fn put(self, pattern: &'static str, handler: Handler<S>) -> Self {
-        self.route("PUT", pattern, handler)
+    pub fn put(self, pattern: &'static str, policy: P, handler: Handler<S>) -> Self {
+        self.route("PUT", pattern, policy, handler)
     }
 
-    pub fn delete(self, pattern: &'static str, handler: Handler<S>) -> Self {
-        self.route("DELETE", pattern, handler)
+    pub fn delete(self, pattern: &'static str, policy: P, handler: Handler<S>) -> Self {
+        self.route("DELETE", pattern, policy, handler)
     }
 
     /// Adds a route. A malformed pattern is a bug in the route table and
@@ -79,6 +93,7 @@ impl<S> Router<S> {
         mut self,
         method: &'static str,
         pattern: &'static str,
+        policy: P,
         handler: Handler<S>,
     ) -> Self {
         let segments = parse_pattern(pattern)
@@ -86,6 +101,7 @@ impl<S> Router<S> {
         self.routes.push(Route {
             method,
             segments,
+            policy,
             handler,
             body_limit: None,
         });
@@ -129,6 +145,9 @@ impl<S> Router<S> {
             match params {
                 Ok(params) => {
                     request.set_params(params);
+                    // Who may call comes before what they send: a caller
+                    // who may not is told so whatever its body.
+                    (self.gate)(state, &route.policy, request)?;
                     let limit = route.body_limit.unwrap_or(self.default_body_limit);
                     let body = request.body();
                     body.set_limit(limit);
@@ -338,18 +357,33 @@ mod tests {
         Ok(Response::text(200, format!("{} bytes", bytes.len())))
     }
 
-    fn router() -> Router<()> {
-        Router::new(10)
-            .get("/status", ok)
-            .post("/status", ok)
-            .get("/items/new", ok)
-            .get("/items/{id:int}", ok)
-            .get("/users/{name}", ok)
-            .get("/users/{name}/profile", ok)
-            .get("/files/{key:path}", ok)
-            .post("/upload", read_body)
-            .post("/big", read_body)
+    /// The tests' policy: whether a route is open, or wants an
+    /// `Authorization` header.
+    const OPEN: bool = true;
+    const LOCKED: bool = false;
+
+    fn gate(_: &(), open: &bool, request: &Request<'_>) -> Result<(), ApiError> {
+        if *open || request.header("authorization").is_some() {
+            Ok(())
+        } else {
+            Err(ApiError::new(401, "locked"))
+        }
+    }
+
+    fn router() -> Router<(), bool> {
+        Router::new(10, gate)
+            .get("/status", OPEN, ok)
+            .post("/status", OPEN, ok)
+            .get("/items/new", OPEN, ok)
+            .get("/items/{id:int}", OPEN, ok)
+            .get("/users/{name}", OPEN, ok)
+            .get("/users/{name}/profile", OPEN, ok)
+            .get("/files/{key:path}", OPEN, ok)
+            .post("/upload", OPEN, read_body)
+            .post("/big", OPEN, read_body)
             .body_limit(100)
+            .get("/locked", LOCKED, ok)
+            .post("/locked", LOCKED, read_body)
     }
 
     fn call(method: &str, target: &str) -> Response {
@@ -441,6 +475,21 @@ mod tests {
         assert_eq!(text(&router().dispatch(&(), &mut fits)), "10 bytes");
         let mut big = Request::new("POST", "/big").with_body(Body::from_bytes(vec![0; 100]));
         assert_eq!(text(&router().dispatch(&(), &mut big)), "100 bytes");
+    }
+
+    #[test]
+    fn the_gate_decides_before_the_handler_and_the_body_limit() {
+        assert_eq!(call("GET", "/locked").status(), 401);
+        let mut too_big = Request::new("POST", "/locked").with_body(Body::from_bytes(vec![0; 11]));
+        assert_eq!(router().dispatch(&(), &mut too_big).status(), 401);
+        let mut signed = Request::new("GET", "/locked").with_header("Authorization", "yes");
+        assert_eq!(text(&router().dispatch(&(), &mut signed)), "GET /locked");
+        let mut signed_too_big = Request::new("POST", "/locked")
+            .with_header("Authorization", "yes")
+            .with_body(Body::from_bytes(vec![0; 11]));
+        assert_eq!(router().dispatch(&(), &mut signed_too_big).status(), 413);
+        // Routing answers come first: the gate is asked only on a match.
+        assert_eq!(call("DELETE", "/locked").status(), 405);
     }
 
     #[test]

@@ -27,7 +27,8 @@ fn codes(response: &Response) -> Value {
     response.json()["alert_codes"].clone()
 }
 
-/// A bearer header for the `--user` account every server here gets.
+/// A bearer header for the `--admin` account every server here gets (the
+/// alert routes are admins' and alerts keys').
 fn auth(server: &Server) -> String {
     let response = server.post(
         "/api/sign_in",
@@ -64,7 +65,7 @@ fn history(server: &Server, auth: &str, user_id: i64) -> Vec<Value> {
 
 #[test]
 fn the_seed_api_tests() {
-    let server = Server::start(&["--user", USER]);
+    let server = Server::start(&["--admin", USER]);
     let first = send_event(&server, &event("deposit", "100.00", 1, 0));
     assert_eq!(
         first.json(),
@@ -82,7 +83,7 @@ fn the_seed_api_tests() {
 
 #[test]
 fn every_invalid_payload_the_seed_rejects_gets_400() {
-    let server = Server::start(&["--user", USER]);
+    let server = Server::start(&["--admin", USER]);
     let valid = event("deposit", "1.00", 5, 10);
     let cases: Vec<(&str, Option<Value>, &str)> = vec![
         ("type", None, "'type' is required"),
@@ -147,7 +148,7 @@ fn every_invalid_payload_the_seed_rejects_gets_400() {
 
 #[test]
 fn time_going_backwards_gets_409_and_is_not_stored() {
-    let server = Server::start(&["--user", USER]);
+    let server = Server::start(&["--admin", USER]);
     assert_eq!(
         codes(&send_event(&server, &event("withdraw", "5", 9, 1000))),
         json!([])
@@ -168,7 +169,7 @@ fn time_going_backwards_gets_409_and_is_not_stored() {
 
 #[test]
 fn history_survives_a_restart_and_counts_in_windows() {
-    let mut server = Server::start(&["--user", USER]);
+    let mut server = Server::start(&["--admin", USER]);
     let data_dir = server.data_dir.clone();
     let data_arg = data_dir.to_str().unwrap().to_owned();
     send_event(&server, &event("deposit", "150", 3, 10_000));
@@ -180,7 +181,7 @@ fn history_survives_a_restart_and_counts_in_windows() {
             .is_some()
     );
 
-    let server = Server::start(&["--user", USER, "--data-dir", &data_arg]);
+    let server = Server::start(&["--admin", USER, "--data-dir", &data_arg]);
     // 150 before the restart + 60 now, within 30 s: over 200.
     assert_eq!(
         codes(&send_event(&server, &event("deposit", "60", 3, 40_000))),
@@ -202,7 +203,7 @@ fn history_survives_a_restart_and_counts_in_windows() {
 
 #[test]
 fn profiles_need_an_account_and_change_the_next_event() {
-    let server = Server::start(&["--user", USER]);
+    let server = Server::start(&["--admin", USER]);
     let auth = auth(&server);
     let path = "/api/v1/users/7/alert-profile";
     assert_eq!(server.get(path).status, 401);
@@ -309,7 +310,7 @@ fn fastrand_like(seed: u64) -> impl FnMut() -> u64 {
 #[test]
 fn concurrent_clients_get_the_codes_a_replay_gives() {
     const CLIENTS: usize = 8;
-    let server = Server::start(&["--user", USER]);
+    let server = Server::start(&["--admin", USER]);
     let users = workload(5, 200);
     // Each user's events dealt round-robin to the clients, so one user's
     // events travel on several connections at once.

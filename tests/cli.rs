@@ -95,19 +95,24 @@ fn help_lists_every_setting_with_its_variables_and_default() {
 #[test]
 fn output_to_a_closed_pipe_ends_quietly() {
     for flag in ["--help", "--version"] {
-        // The reading end is closed before wren writes: the write meets
-        // EPIPE (Rust ignores SIGPIPE), as in `wren --help | head -1`.
-        let (reader, writer) = std::io::pipe().unwrap();
-        drop(reader);
-        let out = Command::new(BIN)
-            .arg(flag)
-            .stdout(writer)
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap();
+        let out = into_a_closed_pipe(&[flag], &[]);
         assert_eq!(out.status.code(), Some(0), "{flag}");
         assert_eq!(stderr(&out), "", "{flag}");
     }
+}
+
+/// Runs wren with its stdout's reading end closed before it writes: the
+/// write meets EPIPE (Rust ignores SIGPIPE), as in `wren --help | head -1`.
+fn into_a_closed_pipe(args: &[&str], env: &[(&str, &std::path::Path)]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
 }
 
 /// Runs wren with a bad command line and returns its one-line error after
@@ -338,4 +343,165 @@ fn port_comes_from_the_environment_as_heroku_sets_it() {
     // The harness's own servers use --port 0 and report where they listen.
     let server = Server::start(&[]);
     assert_ne!(server.addr.port(), 0);
+}
+
+/// Runs `wren keys …` with only `WREN_DATA_DIR` set.
+fn keys(data_dir: &std::path::Path, args: &[&str]) -> Output {
+    let dir = data_dir.to_str().unwrap();
+    wren(&[&["keys"][..], args].concat(), &[("WREN_DATA_DIR", dir)])
+}
+
+#[test]
+fn keys_create_list_and_revoke_through_the_binary() {
+    let dir = common::temp_dir("keys");
+    let out = keys(
+        &dir,
+        &["create", "--name", "billing", "--scope", "events,alerts"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    let created = stdout(&out);
+    assert_eq!(created.lines().count(), 1, "{created:?}");
+    let key = created.strip_suffix('\n').unwrap();
+    let encoded = key.strip_prefix("wren_").unwrap();
+    assert!(encoded.len() >= 43, "{key}");
+    assert!(
+        encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{key}"
+    );
+    let second = keys(
+        &dir,
+        &["create", "--name", "predictor", "--scope", "predict"],
+    );
+    let second_key = stdout(&second).trim_end().to_owned();
+    assert_ne!(second_key, key);
+
+    let out = keys(&dir, &["list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let listing = stdout(&out);
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 3, "{listing}");
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("LAST USED"),
+        "{listing}"
+    );
+    assert!(lines[1].starts_with("billing ") && lines[1].contains("events,alerts"));
+    assert!(lines[1].ends_with("never"), "{listing}");
+    assert!(lines[2].starts_with("predictor "), "{listing}");
+    assert!(
+        !listing.contains(key) && !listing.contains("wren_"),
+        "{listing}"
+    );
+
+    let out = keys(&dir, &["revoke", "billing"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let listing = stdout(&keys(&dir, &["list"]));
+    assert!(!listing.contains("billing") && listing.contains("predictor"));
+}
+
+#[test]
+fn keys_commands_refuse_with_one_line_and_exit_2() {
+    let dir = common::temp_dir("keys");
+    let create = |args: &[&str]| keys(&dir, &[&["create"][..], args].concat());
+    assert!(
+        create(&["--name", "ci", "--scope", "events"])
+            .status
+            .success()
+    );
+    for (out, expected) in [
+        (
+            keys(&dir, &["revoke", "nope"]),
+            "error: there is no key named 'nope'",
+        ),
+        (
+            create(&["--name", "ci", "--scope", "alerts"]),
+            "error: --name: a key named 'ci' already exists",
+        ),
+        (
+            create(&["--name", "x", "--scope", "events,everything"]),
+            "error: --scope: unknown scope 'everything'; the scopes are events,alerts,predict,files",
+        ),
+        (
+            create(&["--name", "x", "--scope", "files"]),
+            "error: --account: a key with the files scope acts for one account",
+        ),
+        (
+            create(&["--name", "x", "--scope", "files", "--account", "ghost"]),
+            "error: --account: there is no account named 'ghost'",
+        ),
+        (
+            keys(&dir, &["rotate"]),
+            "error: unknown keys command 'rotate'",
+        ),
+        (
+            keys(&dir.join("missing"), &["list"]),
+            "error: --data-dir: there is no folder at",
+        ),
+    ] {
+        assert_eq!(out.status.code(), Some(2), "{expected}");
+        assert_eq!(stdout(&out), "", "{expected}");
+        let message = stderr(&out);
+        assert_eq!(message.lines().count(), 1, "{message}");
+        assert!(message.starts_with(expected), "{message}");
+    }
+}
+
+#[test]
+fn keys_take_the_data_folder_from_the_flag_first() {
+    let flag_dir = common::temp_dir("keys");
+    let env_dir = common::temp_dir("keys");
+    let out = wren(
+        &[
+            "keys",
+            "create",
+            "--name",
+            "ci",
+            "--scope",
+            "events",
+            "--data-dir",
+            flag_dir.to_str().unwrap(),
+        ],
+        &[("WREN_DATA_DIR", env_dir.to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&keys(&flag_dir, &["list"])).contains("ci "));
+    assert!(!stdout(&keys(&env_dir, &["list"])).contains("ci "));
+}
+
+#[test]
+fn keys_output_to_a_closed_pipe_ends_quietly() {
+    let dir = common::temp_dir("keys");
+    assert!(
+        keys(&dir, &["create", "--name", "ci", "--scope", "events"])
+            .status
+            .success()
+    );
+    for args in [
+        &["list"][..],
+        &["--help"],
+        &["create", "--name", "cd", "--scope", "events"],
+    ] {
+        let out = into_a_closed_pipe(&[&["keys"][..], args].concat(), &[("WREN_DATA_DIR", &dir)]);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}
+
+#[test]
+fn help_names_the_keys_commands() {
+    let help = stdout(&wren(&["--help"], &[]));
+    assert!(help.contains("keys create|list|revoke"), "{help}");
+    let out = wren(&["keys", "--help"], &[]);
+    assert!(out.status.success());
+    let keys_help = stdout(&out);
+    for needle in [
+        "keys create --name NAME",
+        "keys list",
+        "keys revoke NAME",
+        "--account",
+    ] {
+        assert!(keys_help.contains(needle), "{keys_help}");
+    }
 }

@@ -1983,7 +1983,7 @@ fn file_count_limit(backend: Backend) {
     let answer = ann.call("GET", "/api/v1/account", &[], None).json();
     assert_eq!(
         answer,
-        json!({"login": "ann", "bytes_used": 10, "files": 3, "quota": 1u64 << 30, "max_files": 3})
+        json!({"login": "ann", "role": "user", "bytes_used": 10, "files": 3, "quota": 1u64 << 30, "max_files": 3})
     );
 }
 
@@ -2204,7 +2204,7 @@ fn min_free_disk_refuses_uploads(backend: Backend) {
     let account = bob.call("GET", "/api/v1/account", &[], None).json();
     assert_eq!(
         account,
-        json!({"login": "bob", "bytes_used": 0, "files": 0, "quota": null, "max_files": 100_000})
+        json!({"login": "bob", "role": "user", "bytes_used": 0, "files": 0, "quota": null, "max_files": 100_000})
     );
     let event = json!({"type": "deposit", "amount": "10.00", "user_id": 7, "time": 1});
     let recorded = wren

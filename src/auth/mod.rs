@@ -1,13 +1,19 @@
 //! Accounts and authentication: password hashing (in a bounded pool),
-//! tokens, the server secret, the username rule, and the limits on failed
-//! logins and on sign-ups.
-//! (The HTTP side, tokens from headers and cookies, is `handlers::session`.)
+//! tokens, roles, API keys, the server secret, the username rule, and the
+//! limits on failed logins and on sign-ups. (The HTTP side, credentials
+//! from headers and cookies and who may call which route, is
+//! `handlers::session`.)
 
+pub mod keys;
 pub mod limiter;
 pub mod password;
+mod role;
 pub mod seal;
 pub mod secret;
 pub mod tokens;
+
+pub use keys::Scope;
+pub use role::Role;
 
 /// The longest username, in characters.
 pub const MAX_USERNAME_CHARS: usize = 64;

@@ -1,6 +1,7 @@
 //! Session tokens: JWTs signed with HS256 by `jsonwebtoken`. Only HS256 is
 //! accepted (`alg: none` and every other algorithm are refused by the
-//! validation), and `sub`, `iat`, `exp` and `jti` are all required.
+//! validation), and `sub`, `iat`, `exp` and `jti` are all required. The
+//! `role` claim says which role the account had when the token was issued.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,10 +9,16 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use super::Role;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The username.
     pub sub: String,
+    /// The account's role at issue; tokens from before roles existed had
+    /// none and were all users' tokens.
+    #[serde(default)]
+    pub role: Role,
     pub iat: u64,
     pub exp: u64,
     /// The token's id, by which it is revoked.
@@ -49,8 +56,8 @@ impl Tokens {
         self.ttl
     }
 
-    /// A new token for `username`, with a random id.
-    pub fn issue(&self, username: &str) -> Result<(String, Claims), String> {
+    /// A new token for `username` in `role`, with a random id.
+    pub fn issue(&self, username: &str, role: Role) -> Result<(String, Claims), String> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -58,6 +65,7 @@ impl Tokens {
         getrandom::getrandom(&mut id).map_err(|err| format!("no OS randomness: {err}"))?;
         let claims = Claims {
             sub: username.to_owned(),
+            role,
             iat: now,
             exp: now + self.ttl.as_secs().max(1),
             jti: id.iter().map(|b| format!("{b:02x}")).collect(),
@@ -101,16 +109,45 @@ mod tests {
 
     #[test]
     fn issued_tokens_verify() {
-        let (token, claims) = tokens().issue("alice").unwrap();
+        let (token, claims) = tokens().issue("alice", Role::Admin).unwrap();
         assert_eq!(tokens().verify(&token), Ok(claims.clone()));
         assert_eq!(claims.sub, "alice");
+        assert_eq!(claims.role, Role::Admin);
         assert_eq!(claims.exp - claims.iat, 3600);
         assert_eq!(claims.jti.len(), 32);
     }
 
     #[test]
+    fn tokens_from_before_roles_are_users_tokens() {
+        #[derive(Serialize)]
+        struct Unroled<'a> {
+            sub: &'a str,
+            iat: u64,
+            exp: u64,
+            jti: &'a str,
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = Unroled {
+            sub: "alice",
+            iat: now,
+            exp: now + 60,
+            jti: "old",
+        };
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&[7u8; 32]),
+        )
+        .unwrap();
+        assert_eq!(tokens().verify(&token).unwrap().role, Role::User);
+    }
+
+    #[test]
     fn another_key_or_a_tampered_token_is_invalid() {
-        let (token, _) = tokens().issue("alice").unwrap();
+        let (token, _) = tokens().issue("alice", Role::User).unwrap();
         let other = Tokens::new(&[8u8; 32], Duration::from_secs(3600));
         assert_eq!(other.verify(&token), Err(TokenError::Invalid));
         let mut parts: Vec<&str> = token.split('.').collect();
@@ -133,7 +170,7 @@ mod tests {
     #[test]
     fn expired_tokens_say_so() {
         let short = Tokens::new(&[7u8; 32], Duration::from_secs(1));
-        let (token, _) = short.issue("alice").unwrap();
+        let (token, _) = short.issue("alice", Role::User).unwrap();
         std::thread::sleep(Duration::from_millis(2100));
         assert_eq!(short.verify(&token), Err(TokenError::Expired));
     }

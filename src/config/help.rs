@@ -50,7 +50,9 @@ fn text(program: &str) -> String {
         "wren: one small static binary serving the HTTP APIs small teams keep rebuilding in \
          Flask.",
     );
-    out.push_str(&format!("\nUsage: {program} [OPTIONS]\n\n"));
+    out.push_str(&format!(
+        "\nUsage: {program} [OPTIONS]\n       {program} keys create|list|revoke ...\n\n"
+    ));
     paragraph(
         &mut out,
         "",
@@ -68,6 +70,13 @@ fn text(program: &str) -> String {
     for setting in SETTINGS.iter().filter(|s| s.usage.is_none()) {
         entry(&mut out, &setting.env.join(", "), setting);
     }
+    out.push_str("\nCommands:\n  keys\n");
+    paragraph(
+        &mut out,
+        INDENT,
+        "create, list and revoke API keys for services in the data folder; \
+         `wren keys --help` says how",
+    );
     out.push('\n');
     for action in Action::ALL {
         out.push_str(&format!("  {}\n", action.flag()));

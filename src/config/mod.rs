@@ -1,15 +1,17 @@
 //! Command-line flags and environment variables, resolved into one
 //! [`Config`]. Every setting is declared once, in [`settings`]; a flag wins
 //! over its environment variables, which win over the default. A bad value
-//! is a one-line error naming the flag (exit code 2).
+//! is a one-line error naming the flag (exit code 2). `wren keys …` is a
+//! [`Command`] of its own, with its flags in [`keys`].
 
 mod help;
+pub mod keys;
 mod parse;
 mod settings;
 mod values;
 
 use std::env;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,9 +20,44 @@ use crate::blob::{Quota, S3Config, StorageConfig, StorageKind};
 use crate::http::Limits;
 use crate::http::log::LogFormat;
 use crate::model::ModelSource;
+use keys::KeysCommand;
 use parse::{CommandLine, Input};
 use settings::Settings;
 pub use settings::{Form, SETTINGS, Setting};
+
+/// What the command line asks for: the server (`wren` with no command), or
+/// one of the commands beside it.
+#[derive(Debug)]
+pub enum Command {
+    /// Boxed: it is made once, and is five times the size of the others.
+    Serve(Box<Config>),
+    Keys(KeysCommand),
+}
+
+impl Command {
+    /// Reads `std::env::args()` and the environment.
+    pub fn from_env() -> Result<Command, EarlyExit> {
+        let args: Vec<String> = env::args().collect();
+        let program = args.first().map_or("wren", String::as_str);
+        let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+        Command::parse(program, &rest, |name| env::var(name).ok())
+    }
+
+    /// The command named by the first word, when it is one; otherwise the
+    /// server's settings (where `help` and unknown commands are answered).
+    pub fn parse(
+        program: &str,
+        args: &[&str],
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Command, EarlyExit> {
+        match args.split_first() {
+            Some((&"keys", rest)) => KeysCommand::parse(program, rest, &lookup).map(Command::Keys),
+            _ => {
+                Config::parse(program, args, lookup).map(|config| Command::Serve(Box::new(config)))
+            }
+        }
+    }
+}
 
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
@@ -32,7 +69,58 @@ pub struct Config {
     pub auth: AuthConfig,
     pub model: ModelConfig,
     pub event_time_unit: TimeUnit,
+    pub events: EventsMode,
     pub storage: StorageConfig,
+}
+
+/// Who may post events, decided at start from where wren listens, as
+/// Redis's protected mode decides: a server only loopback clients can reach
+/// keeps `POST /event` open, as the seed defines it; one other hosts can
+/// reach wants an `events` key or an admin, unless `--open-events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventsMode {
+    /// Listening on a loopback address: open.
+    Loopback,
+    /// Reachable from other hosts, and opened by `--open-events`.
+    Opened,
+    /// Reachable from other hosts: an `events` key or an admin.
+    Protected,
+}
+
+impl EventsMode {
+    fn decide(host: IpAddr, open_events: bool) -> EventsMode {
+        if host.to_canonical().is_loopback() {
+            EventsMode::Loopback
+        } else if open_events {
+            EventsMode::Opened
+        } else {
+            EventsMode::Protected
+        }
+    }
+
+    /// Whether anyone may post events.
+    pub fn is_open(self) -> bool {
+        self != EventsMode::Protected
+    }
+
+    /// The start-up log line: which mode applies, and why.
+    pub fn explain(self, host: IpAddr) -> String {
+        match self {
+            EventsMode::Loopback => format!(
+                "POST /event is open: wren listens only on {host}, a loopback address other \
+                 hosts cannot reach"
+            ),
+            EventsMode::Opened => format!(
+                "POST /event is open to anyone (--open-events), though wren listens on {host}, \
+                 which other hosts can reach"
+            ),
+            EventsMode::Protected => format!(
+                "POST /event is protected: wren listens on {host}, which other hosts can reach, \
+                 so it takes an API key with the events scope or an admin's token \
+                 (--open-events opens it)"
+            ),
+        }
+    }
 }
 
 /// Model-serving settings.
@@ -50,8 +138,10 @@ pub struct AuthConfig {
     pub token_ttl: Duration,
     pub cookie_secure: bool,
     pub min_password_length: usize,
-    /// Accounts to create or update at start.
+    /// Accounts to create or update at start, as users.
     pub users: Vec<(String, String)>,
+    /// Accounts to create or update at start, as admins.
+    pub admins: Vec<(String, String)>,
     pub signup: bool,
     pub login_rate_per_minute: u32,
     pub login_burst: u32,
@@ -92,14 +182,6 @@ fn bad_value(name: &str, problem: &str) -> EarlyExit {
 }
 
 impl Config {
-    /// Reads `std::env::args()` and the environment.
-    pub fn from_env() -> Result<Config, EarlyExit> {
-        let args: Vec<String> = env::args().collect();
-        let program = args.first().map_or("wren", String::as_str);
-        let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-        Config::parse(program, &rest, |name| env::var(name).ok())
-    }
-
     /// Resolves flags, then environment variables (through `lookup`), then
     /// defaults. `program` is how wren was called, for `--help`.
     pub fn parse(
@@ -128,6 +210,16 @@ impl Config {
                 ),
             ));
         }
+        if let Some((name, _)) = s
+            .admins
+            .iter()
+            .find(|(admin, _)| s.users.iter().any(|(user, _)| user == admin))
+        {
+            return Err(bad_value(
+                "--admin",
+                &format!("'{name}' is also given to --user; an account has one role"),
+            ));
+        }
         Ok(Config {
             storage: storage_config(&s)?,
             addr: SocketAddr::new(s.host, s.port),
@@ -150,6 +242,7 @@ impl Config {
                 cookie_secure: s.cookie_secure,
                 min_password_length: s.min_password_length,
                 users: s.users,
+                admins: s.admins,
                 signup: !s.no_signup,
                 login_rate_per_minute: s.login_rate,
                 login_burst: s.login_burst,
@@ -164,6 +257,7 @@ impl Config {
                 max_age: s.predict_max_age,
             },
             event_time_unit: s.event_time_unit,
+            events: EventsMode::decide(s.host, s.open_events),
         })
     }
 }
@@ -212,12 +306,15 @@ fn storage_config(s: &Settings) -> Result<StorageConfig, EarlyExit> {
 
 impl std::fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let users: Vec<&str> = self.users.iter().map(|(name, _)| name.as_str()).collect();
+        let names = |accounts: &[(String, String)]| -> Vec<String> {
+            accounts.iter().map(|(name, _)| name.clone()).collect()
+        };
         f.debug_struct("AuthConfig")
             .field("token_ttl", &self.token_ttl)
             .field("cookie_secure", &self.cookie_secure)
             .field("min_password_length", &self.min_password_length)
-            .field("users", &users)
+            .field("users", &names(&self.users))
+            .field("admins", &names(&self.admins))
             .field("signup", &self.signup)
             .field("login_rate_per_minute", &self.login_rate_per_minute)
             .field("login_burst", &self.login_burst)

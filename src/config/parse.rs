@@ -30,7 +30,10 @@ impl<'a> CommandLine<'a> {
             if word == "help" {
                 return Err(EarlyExit::print(Action::Help.output(program)));
             }
+            // Commands have flags of their own: the server's reading stops
+            // here, and the command is answered by name.
             line.command = Some(word);
+            return Ok(line);
         }
         while let Some(arg) = args.next() {
             if let Some(action) = Action::ALL.into_iter().find(|a| a.flag() == arg) {
@@ -64,6 +67,19 @@ impl<'a> CommandLine<'a> {
             }
         }
         Ok(line)
+    }
+
+    /// A command line that gives `value` to `setting` and nothing else: for
+    /// a command that reads one of the server's settings beside flags of its
+    /// own, so that it resolves it as the server would.
+    pub fn giving(setting: &Setting, value: Option<&'a str>) -> CommandLine<'a> {
+        CommandLine {
+            command: None,
+            given: value
+                .map(|value| (setting.name(), vec![value]))
+                .into_iter()
+                .collect(),
+        }
     }
 }
 

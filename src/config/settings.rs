@@ -252,7 +252,16 @@ settings! {
         parse: values::user,
         help: "an account created or updated at start, with no password policy; repeatable, \
                comma-separated in the variable (prefer it: command lines are visible to other \
-               users)",
+               users); an admin named here becomes a user",
+    }
+    list admins: Vec<(String, String)> {
+        flag: "--admin NAME:PASSWORD",
+        env: ["WREN_ADMINS"],
+        default: "",
+        parse: values::user,
+        help: "an admin account created or updated at start, like --user but with the admin \
+               role (every user's alerts, protected events, every API key); repeatable, \
+               comma-separated in the variable",
     }
     switch no_signup: bool {
         flag: "--no-signup",
@@ -337,6 +346,14 @@ settings! {
         default: "ms",
         parse: |s| one_of(s, &[("ms", TimeUnit::MILLISECONDS), ("s", TimeUnit::SECONDS)]),
         help: "unit of POST /event's `time`, `ms` or `s`; the alert windows scale with it",
+    }
+    switch open_events: bool {
+        flag: "--open-events",
+        env: ["WREN_OPEN_EVENTS"],
+        default: "off",
+        parse: values::switch,
+        help: "keep POST /event open to anyone while listening beyond loopback, where it \
+               otherwise needs an `events` key or an admin (protected mode)",
     }
     value storage: StorageKind {
         flag: "--storage KIND",

@@ -429,3 +429,83 @@ fn readme_lists_every_setting_and_nothing_else() {
         );
     }
 }
+
+#[test]
+fn admins_are_bootstrap_accounts_with_one_role_each() {
+    let config = parse(
+        &["--admin", "root:root-pw", "--user", "ann:ann-pw"],
+        &[("WREN_ADMINS", "ignored:flag-wins")],
+    )
+    .unwrap();
+    assert_eq!(config.auth.admins, [("root".into(), "root-pw".into())]);
+    let from_env = parse(&[], &[("WREN_ADMINS", "root:a, ops:b")]).unwrap();
+    assert_eq!(from_env.auth.admins.len(), 2);
+    let printed = format!("{:?}", config.auth);
+    assert!(
+        printed.contains("root") && !printed.contains("root-pw"),
+        "{printed}"
+    );
+    let both = parse(&["--admin", "ann:x", "--user", "ann:y"], &[]).unwrap_err();
+    assert_eq!(
+        (both.code, both.output.as_str()),
+        (
+            2,
+            "error: --admin: 'ann' is also given to --user; an account has one role"
+        )
+    );
+}
+
+#[test]
+fn events_are_protected_exactly_when_other_hosts_can_reach_wren() {
+    let mode = |args: &[&str], env: &[(&str, &str)]| parse(args, env).unwrap().events;
+    for loopback in [
+        "127.0.0.1",
+        "localhost",
+        "127.0.0.2",
+        "::1",
+        "::ffff:127.0.0.1",
+    ] {
+        assert_eq!(
+            mode(&["--host", loopback], &[]),
+            EventsMode::Loopback,
+            "{loopback}"
+        );
+    }
+    for reachable in ["0.0.0.0", "::", "192.168.1.10"] {
+        assert_eq!(
+            mode(&["--host", reachable], &[]),
+            EventsMode::Protected,
+            "{reachable}"
+        );
+        assert_eq!(
+            mode(&["--host", reachable, "--open-events"], &[]),
+            EventsMode::Opened
+        );
+    }
+    assert_eq!(
+        mode(&[], &[("WREN_HOST", "0.0.0.0"), ("WREN_OPEN_EVENTS", "1")]),
+        EventsMode::Opened
+    );
+    assert!(EventsMode::Loopback.is_open() && EventsMode::Opened.is_open());
+    assert!(!EventsMode::Protected.is_open());
+    let why = EventsMode::Protected.explain("0.0.0.0".parse().unwrap());
+    assert!(
+        why.contains("protected") && why.contains("0.0.0.0") && why.contains("--open-events"),
+        "{why}"
+    );
+}
+
+#[test]
+fn the_first_word_picks_the_command() {
+    let command = |args: &[&str]| Command::parse("wren", args, |_| None);
+    assert!(matches!(command(&[]), Ok(Command::Serve(_))));
+    assert!(matches!(command(&["--port", "1"]), Ok(Command::Serve(_))));
+    assert!(matches!(command(&["keys", "list"]), Ok(Command::Keys(_))));
+    let unknown = command(&["key", "list"]).unwrap_err();
+    assert_eq!(unknown.output, "error: unknown command 'key'");
+    // The server's flags are not the keys commands'.
+    let exit = command(&["keys", "list", "--port", "1"]).unwrap_err();
+    assert_eq!(exit.output, "error: unknown flag '--port' for keys list");
+    let help = command(&["--help"]).unwrap_err().output;
+    assert!(help.contains("keys create|list|revoke"), "{help}");
+}

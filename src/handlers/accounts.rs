@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::App;
-use crate::auth::check_username;
+use crate::auth::{Role, check_username};
 use crate::blob::{BlobError, UserCredentials};
 use crate::handlers::session::{self, session_cookie_header};
 use crate::http::{ApiError, Fields, Request, Response};
@@ -187,6 +187,7 @@ fn create_account(
     let account = crate::store::Account {
         username: login.to_owned(),
         password_hash: hash,
+        role: Role::User,
         s3,
     };
     app.store
@@ -205,7 +206,7 @@ fn create_account(
 
 /// `POST /api/logout`: revokes the token and clears the cookie.
 pub fn logout(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
-    let claims = session::require_user(app, request)?;
+    let (claims, _) = session::signed_in(app, request)?;
     app.store
         .revoke_token(&claims.jti, i64::try_from(claims.exp).unwrap_or(i64::MAX))?;
     let response = Response::json(
@@ -258,26 +259,30 @@ fn authenticate(
         .login_limiter
         .attempt(bucketed, client_ip(request))
         .map_err(|wait| too_many(wait, "too many failed logins; try again later"))?;
-    let valid = if password.len() > MAX_PASSWORD_BYTES {
-        false
+    // The role of the account the password opens, which its token carries.
+    let opened = if password.len() > MAX_PASSWORD_BYTES {
+        None
     } else {
         match app.store.find_account(username)? {
-            Some(account) => app.hashers.verify(&account.password_hash, password)?,
+            Some(account) => app
+                .hashers
+                .verify(&account.password_hash, password)?
+                .then_some(account.role),
             None => {
                 app.hashers.verify_unknown_user(password)?;
-                false
+                None
             }
         }
     };
-    if !valid {
+    let Some(role) = opened else {
         attempt.failed();
         // The same answer for an unknown user and a wrong password.
         return Err(session::unauthorized("invalid username or password"));
-    }
+    };
     attempt.succeeded();
     let (token, _) = app
         .tokens
-        .issue(username)
+        .issue(username, role)
         .map_err(|err| ApiError::new(503, "cannot issue a session token now").with_cause(err))?;
     Ok((token, app.tokens.ttl().as_secs()))
 }

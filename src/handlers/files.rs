@@ -2,11 +2,12 @@
 //! a paged listing) and image uploads (the BeCode challenge's `/img/add`),
 //! over the storage backend in `blob`.
 //!
-//! Every route needs a signed-in account and sees only that account's
-//! namespace. Bodies stream from the client to the backend and back.
-//! Uploads go through `Storage::upload`, which holds them to the account's
-//! quota and the disk's floor (`507`), before their first byte when their
-//! length is declared; `GET /api/v1/account` shows the figures.
+//! Every route needs a signed-in account, or an API key with the `files`
+//! scope acting for its account, and sees only that account's namespace.
+//! Bodies stream from the client to the backend and back. Uploads go
+//! through `Storage::upload`, which holds them to the account's quota and
+//! the disk's floor (`507`), before their first byte when their length is
+//! declared; `GET /api/v1/account` shows the figures.
 
 use std::io::{self, Cursor, Read};
 use std::time::UNIX_EPOCH;
@@ -18,12 +19,13 @@ use crate::blob::{
     ByteRange, MAX_KEY_BYTES, ObjectInfo, Owner, UserCredentials, WriteCondition, check_key,
 };
 use crate::date::http_date;
-use crate::handlers::session::{require_user, unauthorized};
+use crate::handlers::session;
 use crate::http::body::Limited;
 use crate::http::fields::multipart_body;
 use crate::http::request::media_type;
 use crate::http::{ApiError, Fields, Request, Response};
 use crate::http::{Problem, Problems};
+use crate::store::Account;
 
 /// Longest `Content-Type` kept with an object.
 pub const MAX_CONTENT_TYPE_BYTES: usize = 255;
@@ -34,13 +36,14 @@ const DEFAULT_PAGE: usize = 100;
 pub const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
-/// The signed-in account's namespace and, if it brought them, its S3 keys.
+/// The caller's account's namespace (the signed-in account's, or a files
+/// key's) and, if it brought them, its S3 keys.
 fn owner(app: &App, request: &Request<'_>) -> Result<Owner, ApiError> {
-    let claims = require_user(app, request)?;
-    let account = app
-        .store
-        .find_account(&claims.sub)?
-        .ok_or_else(|| unauthorized("the account no longer exists"))?;
+    owner_of(app, session::files_account(app, request)?)
+}
+
+/// The namespace and, if it brought them, the S3 keys of `account`.
+fn owner_of(app: &App, account: Account) -> Result<Owner, ApiError> {
     let credentials = match account.s3 {
         None => None,
         Some(s3) => {
@@ -437,16 +440,19 @@ fn store_image(
     ))
 }
 
-/// `GET /api/v1/account`: the signed-in account and what its files use:
+/// `GET /api/v1/account`: the signed-in account, its role, and what its files use:
 /// bytes and files stored, and its limits (`null` for none).
 pub fn account(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
-    let owner = owner(app, request)?;
+    let (_, account) = session::signed_in(app, request)?;
+    let role = account.role;
+    let owner = owner_of(app, account)?;
     let usage = app.storage.usage(&owner)?;
     let quota = app.storage.quota();
     Ok(Response::json(
         200,
         &json!({
             "login": owner.namespace,
+            "role": role.as_str(),
             "bytes_used": usage.bytes,
             "files": usage.files,
             "quota": quota.bytes,

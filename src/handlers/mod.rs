@@ -1,11 +1,14 @@
 //! Request handlers, one module per API family. Each handler is a pure
-//! function `fn(&App, &mut Request) -> Result<Response, ApiError>`.
+//! function `fn(&App, &mut Request) -> Result<Response, ApiError>`; who may
+//! call it is declared beside it in the route table and enforced by
+//! `session`.
 
 pub mod accounts;
 pub mod alerts;
 pub mod basics;
 mod errors;
 pub mod files;
+pub mod keys;
 pub mod predict;
 pub mod session;
 #[cfg(feature = "test-routes")]

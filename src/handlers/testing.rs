@@ -7,23 +7,24 @@ use std::thread;
 use std::time::Duration;
 
 use crate::App;
+use crate::handlers::session::{self, Access};
 use crate::http::{ApiError, Request, Response};
 use crate::router::Router;
 
-pub fn routes(router: Router<App>) -> Router<App> {
+pub fn routes(router: Router<App, Access>) -> Router<App, Access> {
     router
-        .get("/__test/panic", panic)
-        .get("/__test/sleep/{ms:int}", sleep)
-        .post("/__test/echo", echo)
-        .get("/__test/whoami", whoami)
-        .get("/__test/stream/{n:int}", stream)
-        .post("/__test/count", count)
+        .get("/__test/panic", Access::Open, panic)
+        .get("/__test/sleep/{ms:int}", Access::Open, sleep)
+        .post("/__test/echo", Access::Open, echo)
+        .get("/__test/whoami", Access::Account, whoami)
+        .get("/__test/stream/{n:int}", Access::Open, stream)
+        .post("/__test/count", Access::Open, count)
         .body_limit(1 << 30)
 }
 
 /// A protected route: who the caller is signed in as.
 fn whoami(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
-    let claims = crate::handlers::session::require_user(app, request)?;
+    let (claims, _) = session::signed_in(app, request)?;
     Ok(Response::json(
         200,
         &serde_json::json!({"user": claims.sub}),

@@ -1,5 +1,5 @@
-//! Durable state behind one seam: accounts, revoked tokens, and the alert
-//! events and profiles of transaction alerts.
+//! Durable state behind one seam: accounts, revoked tokens, API keys, and
+//! the alert events and profiles of transaction alerts.
 //!
 //! [`Store`] is what handlers see. SQLite ([`sqlite::SqliteStore`], a file
 //! in the data folder) is the embedded default; a PostgreSQL implementation
@@ -11,6 +11,8 @@ pub mod sqlite;
 use std::fmt;
 
 use crate::alerts::{AlertProfile, Event, TimeUnit};
+use crate::auth::keys::KeyHash;
+use crate::auth::{Role, Scope};
 
 /// An account as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +20,7 @@ pub struct Account {
     pub username: String,
     /// An argon2id PHC string.
     pub password_hash: String,
+    pub role: Role,
     /// The user's own S3 credentials, if given at sign-up; the secret is
     /// sealed (encrypted) by the caller before it reaches the store.
     pub s3: Option<S3Credentials>,
@@ -28,6 +31,32 @@ pub struct S3Credentials {
     pub access_key_id: String,
     pub sealed_secret: Vec<u8>,
     pub bucket: Option<String>,
+}
+
+/// An API key as stored, its hash aside (the key itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub name: String,
+    /// Sorted, each once, never empty.
+    pub scopes: Vec<Scope>,
+    /// The account a key with the `files` scope acts for.
+    pub account: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds, written at most once a minute per key.
+    pub last_used: Option<i64>,
+}
+
+/// What became of a key given to [`Store::create_key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCreated {
+    Created,
+    /// Not stored: another key has the name.
+    NameTaken,
+    /// Not stored: its account has as many keys as it may.
+    AccountFull,
+    /// Not stored: the account it names does not exist.
+    NoSuchAccount,
 }
 
 #[derive(Debug)]
@@ -77,11 +106,15 @@ pub enum Recorded {
 
 /// What wren keeps. Implementations are safe to share between threads.
 pub trait Store: Send + Sync {
-    /// Creates an account; `Conflict` when the username is taken.
+    /// Creates an account; `Conflict` when the username is taken. Keys left
+    /// bound to an earlier account of the same name (removed by hand) are
+    /// deleted with it: a new account never inherits them.
     fn create_account(&self, account: &Account) -> StoreResult<()>;
 
-    /// Creates the account or replaces its password (operator bootstrap).
-    fn upsert_password(&self, username: &str, password_hash: &str) -> StoreResult<()>;
+    /// Creates the account or replaces its password and role (operator
+    /// bootstrap, `--user` and `--admin`); a new account inherits no keys,
+    /// as with [`Store::create_account`].
+    fn upsert_account(&self, username: &str, password_hash: &str, role: Role) -> StoreResult<()>;
 
     fn find_account(&self, username: &str) -> StoreResult<Option<Account>>;
 
@@ -90,6 +123,27 @@ pub trait Store: Send + Sync {
     fn revoke_token(&self, jti: &str, expires_at: i64) -> StoreResult<()>;
 
     fn is_token_revoked(&self, jti: &str) -> StoreResult<bool>;
+
+    /// Stores a new key under its hash, unless its name is taken, or its
+    /// account is missing or already has `max_per_account` keys.
+    fn create_key(
+        &self,
+        key: &ApiKey,
+        hash: &KeyHash,
+        max_per_account: usize,
+    ) -> StoreResult<KeyCreated>;
+
+    /// The key with this hash, if it exists (was created and not revoked).
+    fn find_key(&self, hash: &KeyHash) -> StoreResult<Option<ApiKey>>;
+
+    /// Every key, by name.
+    fn keys(&self) -> StoreResult<Vec<ApiKey>>;
+
+    /// Deletes the key named `name`; false when there was none.
+    fn delete_key(&self, name: &str) -> StoreResult<bool>;
+
+    /// Sets the `last_used` time (unix seconds) of the key with this hash.
+    fn record_key_use(&self, hash: &KeyHash, at: i64) -> StoreResult<()>;
 
     /// Judges and stores one event, serialized with every other event of
     /// the user: refuses an event earlier than the user's latest, loads the

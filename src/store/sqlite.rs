@@ -42,8 +42,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rust_decimal::Decimal;
 
-use super::{Account, Recorded, S3Credentials, Store, StoreError, StoreResult, StoredEvent};
+use super::{
+    Account, ApiKey, KeyCreated, Recorded, S3Credentials, Store, StoreError, StoreResult,
+    StoredEvent,
+};
 use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Recent, Risk, TimeUnit, Total};
+use crate::auth::Role;
+use crate::auth::keys::{self, KeyHash};
 
 /// Connections kept open; more threads than this wait for one.
 pub const POOL_SIZE: usize = 4;
@@ -96,6 +101,21 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE alert_events ADD COLUMN deposit_total BLOB;
     CREATE INDEX alert_events_untotalled ON alert_events (user_id, seq)
         WHERE deposit_total IS NULL;",
+    // 5: account roles; every account so far is a user.
+    "ALTER TABLE accounts ADD COLUMN role TEXT NOT NULL DEFAULT 'user'
+        CHECK (role IN ('user', 'admin'));",
+    // 6: API keys, found by the SHA-256 of the key (never the key itself);
+    // `account` is the one a `files` key acts for, and scopes are a
+    // comma-separated list.
+    "CREATE TABLE api_keys (
+        name TEXT PRIMARY KEY NOT NULL,
+        key_hash BLOB NOT NULL UNIQUE,
+        scopes TEXT NOT NULL,
+        account TEXT REFERENCES accounts (username) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        last_used INTEGER
+    ) STRICT;
+    CREATE INDEX api_keys_account ON api_keys (account);",
 ];
 
 pub struct SqliteStore {
@@ -213,20 +233,28 @@ impl Store for SqliteStore {
     fn create_account(&self, account: &Account) -> StoreResult<()> {
         let s3 = account.s3.as_ref();
         let inserted = self.with(|conn| {
-            conn.execute(
+            let tx = conn.transaction()?;
+            let inserted = tx.execute(
                 "INSERT INTO accounts
-                   (username, password_hash, s3_access_key_id, s3_secret_sealed, s3_bucket, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                   (username, password_hash, role, s3_access_key_id, s3_secret_sealed, s3_bucket,
+                    created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (username) DO NOTHING",
                 params![
                     account.username,
                     account.password_hash,
+                    account.role.as_str(),
                     s3.map(|c| &c.access_key_id),
                     s3.map(|c| &c.sealed_secret),
                     s3.and_then(|c| c.bucket.as_ref()),
                     now_unix(),
                 ],
-            )
+            )?;
+            if inserted == 1 {
+                forget_keys_of_namesakes(&tx, &account.username)?;
+            }
+            tx.commit()?;
+            Ok(inserted)
         })?;
         if inserted == 0 {
             return Err(StoreError::Conflict);
@@ -234,21 +262,32 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn upsert_password(&self, username: &str, password_hash: &str) -> StoreResult<()> {
+    fn upsert_account(&self, username: &str, password_hash: &str, role: Role) -> StoreResult<()> {
         self.with(|conn| {
-            conn.execute(
-                "INSERT INTO accounts (username, password_hash, created_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash",
-                params![username, password_hash, now_unix()],
-            )
+            let tx = conn.transaction()?;
+            let inserted = tx.execute(
+                "INSERT INTO accounts (username, password_hash, role, created_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (username) DO NOTHING",
+                params![username, password_hash, role.as_str(), now_unix()],
+            )?;
+            if inserted == 1 {
+                forget_keys_of_namesakes(&tx, username)?;
+            } else {
+                tx.execute(
+                    "UPDATE accounts SET password_hash = ?2, role = ?3 WHERE username = ?1",
+                    params![username, password_hash, role.as_str()],
+                )?;
+            }
+            tx.commit()
         })
-        .map(drop)
     }
 
     fn find_account(&self, username: &str) -> StoreResult<Option<Account>> {
         self.with(|conn| {
             conn.query_row(
-                "SELECT username, password_hash, s3_access_key_id, s3_secret_sealed, s3_bucket
+                "SELECT username, password_hash, s3_access_key_id, s3_secret_sealed, s3_bucket,
+                        role
                  FROM accounts WHERE username = ?1",
                 params![username],
                 |row| {
@@ -262,9 +301,11 @@ impl Store for SqliteStore {
                         }),
                         _ => None,
                     };
+                    let role: String = row.get(5)?;
                     Ok(Account {
                         username: row.get(0)?,
                         password_hash: row.get(1)?,
+                        role: Role::parse(&role).ok_or_else(|| corrupt("role"))?,
                         s3,
                     })
                 },
@@ -367,6 +408,111 @@ impl Store for SqliteStore {
             .map(|found| found.is_some())
         })
     }
+
+    fn create_key(
+        &self,
+        key: &ApiKey,
+        hash: &KeyHash,
+        max_per_account: usize,
+    ) -> StoreResult<KeyCreated> {
+        self.with(|conn| {
+            // Immediate: the checks and the insert see one state of the table.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let exists = |sql: &str, value: &str| {
+                tx.query_row(sql, params![value], |_| Ok(()))
+                    .optional()
+                    .map(|found| found.is_some())
+            };
+            if exists("SELECT 1 FROM api_keys WHERE name = ?1", &key.name)? {
+                return Ok(KeyCreated::NameTaken);
+            }
+            if let Some(account) = &key.account {
+                if !exists("SELECT 1 FROM accounts WHERE username = ?1", account)? {
+                    return Ok(KeyCreated::NoSuchAccount);
+                }
+                let held: i64 = tx.query_row(
+                    "SELECT count(*) FROM api_keys WHERE account = ?1",
+                    params![account],
+                    |row| row.get(0),
+                )?;
+                if usize::try_from(held).unwrap_or(usize::MAX) >= max_per_account {
+                    return Ok(KeyCreated::AccountFull);
+                }
+            }
+            tx.execute(
+                "INSERT INTO api_keys (name, key_hash, scopes, account, created_at, last_used)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    key.name,
+                    &hash[..],
+                    keys::scope_list(&key.scopes),
+                    key.account,
+                    key.created_at,
+                    key.last_used,
+                ],
+            )?;
+            tx.commit()?;
+            Ok(KeyCreated::Created)
+        })
+    }
+
+    fn find_key(&self, hash: &KeyHash) -> StoreResult<Option<ApiKey>> {
+        self.with(|conn| {
+            conn.prepare_cached(
+                "SELECT name, scopes, account, created_at, last_used FROM api_keys
+                 WHERE key_hash = ?1",
+            )?
+            .query_row(params![&hash[..]], key_from_row)
+            .optional()
+        })
+    }
+
+    fn keys(&self) -> StoreResult<Vec<ApiKey>> {
+        self.with(|conn| {
+            conn.prepare_cached(
+                "SELECT name, scopes, account, created_at, last_used FROM api_keys ORDER BY name",
+            )?
+            .query_map([], key_from_row)?
+            .collect()
+        })
+    }
+
+    fn delete_key(&self, name: &str) -> StoreResult<bool> {
+        self.with(|conn| conn.execute("DELETE FROM api_keys WHERE name = ?1", params![name]))
+            .map(|deleted| deleted > 0)
+    }
+
+    fn record_key_use(&self, hash: &KeyHash, at: i64) -> StoreResult<()> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE api_keys SET last_used = ?2 WHERE key_hash = ?1",
+                params![&hash[..], at],
+            )
+        })
+        .map(drop)
+    }
+}
+
+/// Deletes the keys bound to `username` before an account of that name is
+/// created: they can only be left from an earlier account of the name,
+/// removed without the cascade (by hand, with foreign keys off).
+fn forget_keys_of_namesakes(
+    tx: &rusqlite::Transaction<'_>,
+    username: &str,
+) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM api_keys WHERE account = ?1", params![username])
+        .map(drop)
+}
+
+fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
+    let scopes: String = row.get("scopes")?;
+    Ok(ApiKey {
+        name: row.get("name")?,
+        scopes: keys::parse_scopes(scopes.split(',')).map_err(|_| corrupt("scopes"))?,
+        account: row.get("account")?,
+        created_at: row.get("created_at")?,
+        last_used: row.get("last_used")?,
+    })
 }
 
 /// Reads a stored row back; a value this code did not write is reported as
@@ -720,6 +866,7 @@ mod tests {
         Account {
             username: name.into(),
             password_hash: "$argon2id$hash".into(),
+            role: Role::User,
             s3: None,
         }
     }
@@ -743,14 +890,123 @@ mod tests {
     }
 
     #[test]
-    fn upsert_creates_then_replaces_the_password() {
+    fn upsert_creates_then_replaces_the_password_and_role() {
         let store = SqliteStore::open(&temp_dir("upsert")).unwrap();
-        store.upsert_password("orhan", "h1").unwrap();
-        store.upsert_password("orhan", "h2").unwrap();
+        store.upsert_account("orhan", "h1", Role::Admin).unwrap();
+        let found = store.find_account("orhan").unwrap().unwrap();
         assert_eq!(
-            store.find_account("orhan").unwrap().unwrap().password_hash,
-            "h2"
+            (found.password_hash.as_str(), found.role),
+            ("h1", Role::Admin)
         );
+        store.upsert_account("orhan", "h2", Role::User).unwrap();
+        let found = store.find_account("orhan").unwrap().unwrap();
+        assert_eq!(
+            (found.password_hash.as_str(), found.role),
+            ("h2", Role::User)
+        );
+    }
+
+    fn key(name: &str, account: Option<&str>) -> ApiKey {
+        ApiKey {
+            name: name.into(),
+            scopes: vec![crate::auth::Scope::Files],
+            account: account.map(str::to_owned),
+            created_at: 1_700_000_000,
+            last_used: None,
+        }
+    }
+
+    #[test]
+    fn keys_are_found_by_hash_listed_by_name_and_deleted() {
+        let store = SqliteStore::open(&temp_dir("keys")).unwrap();
+        store.create_account(&account("ann")).unwrap();
+        let mut ci = key("ci", Some("ann"));
+        ci.scopes = vec![crate::auth::Scope::Events, crate::auth::Scope::Files];
+        let ci_hash = keys::hash("wren_ci");
+        assert_eq!(
+            store.create_key(&ci, &ci_hash, 10).unwrap(),
+            KeyCreated::Created
+        );
+        let mut billing = key("billing", None);
+        billing.scopes = vec![crate::auth::Scope::Alerts];
+        store
+            .create_key(&billing, &keys::hash("wren_billing"), 10)
+            .unwrap();
+        assert_eq!(store.find_key(&ci_hash).unwrap(), Some(ci.clone()));
+        assert_eq!(store.find_key(&keys::hash("wren_other")).unwrap(), None);
+        let names: Vec<String> = store.keys().unwrap().into_iter().map(|k| k.name).collect();
+        assert_eq!(names, ["billing", "ci"]);
+
+        store.record_key_use(&ci_hash, 1_700_000_123).unwrap();
+        assert_eq!(
+            store.find_key(&ci_hash).unwrap().unwrap().last_used,
+            Some(1_700_000_123)
+        );
+        assert!(store.delete_key("ci").unwrap());
+        assert!(!store.delete_key("ci").unwrap());
+        assert_eq!(store.find_key(&ci_hash).unwrap(), None);
+    }
+
+    #[test]
+    fn keys_refuse_a_taken_name_a_missing_account_and_a_full_one() {
+        let store = SqliteStore::open(&temp_dir("key-rules")).unwrap();
+        store.create_account(&account("ann")).unwrap();
+        let create = |name: &str, account: Option<&str>| {
+            let hash = keys::hash(&format!("wren_{name}"));
+            store.create_key(&key(name, account), &hash, 2).unwrap()
+        };
+        assert_eq!(create("a", Some("ann")), KeyCreated::Created);
+        assert_eq!(create("a", None), KeyCreated::NameTaken);
+        assert_eq!(create("b", Some("nobody")), KeyCreated::NoSuchAccount);
+        assert_eq!(create("b", Some("ann")), KeyCreated::Created);
+        assert_eq!(create("c", Some("ann")), KeyCreated::AccountFull);
+        // Keys bound to no account are not counted against one.
+        assert_eq!(create("c", None), KeyCreated::Created);
+    }
+
+    #[test]
+    fn a_new_account_never_inherits_a_removed_namesake_s_keys() {
+        let store = SqliteStore::open(&temp_dir("namesake")).unwrap();
+        store.create_account(&account("ann")).unwrap();
+        let hash = keys::hash("wren_old");
+        store
+            .create_key(&key("old", Some("ann")), &hash, 10)
+            .unwrap();
+        // Removed by hand, as with the sqlite3 shell (foreign keys off).
+        let remove_ann_by_hand = || {
+            store
+                .with(|conn| {
+                    conn.execute_batch(
+                        "PRAGMA foreign_keys = OFF;
+                         DELETE FROM accounts WHERE username = 'ann';
+                         PRAGMA foreign_keys = ON;",
+                    )
+                })
+                .unwrap()
+        };
+        remove_ann_by_hand();
+        assert!(store.find_key(&hash).unwrap().is_some(), "left behind");
+        store.create_account(&account("ann")).unwrap();
+        assert_eq!(store.find_key(&hash).unwrap(), None);
+
+        store
+            .create_key(&key("old", Some("ann")), &hash, 10)
+            .unwrap();
+        remove_ann_by_hand();
+        store.upsert_account("ann", "h", Role::User).unwrap();
+        assert_eq!(store.find_key(&hash).unwrap(), None);
+    }
+
+    #[test]
+    fn deleting_an_account_with_foreign_keys_on_deletes_its_keys() {
+        let store = SqliteStore::open(&temp_dir("cascade")).unwrap();
+        store.create_account(&account("ann")).unwrap();
+        let hash = keys::hash("wren_k");
+        store.create_key(&key("k", Some("ann")), &hash, 10).unwrap();
+        store
+            .with(|conn| conn.execute("DELETE FROM accounts WHERE username = 'ann'", []))
+            .unwrap();
+        assert_eq!(store.find_key(&hash).unwrap(), None);
     }
 
     #[test]

@@ -1,0 +1,132 @@
+//! The commands beside the server: `wren keys create|list|revoke`, run on
+//! the store in the data folder. A running server sees their effect at its
+//! next request, since it keeps no copy of the keys.
+
+use crate::auth::keys::{self, MAX_KEYS_PER_ACCOUNT};
+use crate::config::keys::{KeysAction, KeysCommand};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{ApiKey, KeyCreated, Store};
+
+/// Runs a `wren keys` command: what it prints on stdout, or the error line
+/// (without its `error: `) that ends it with exit code 2.
+pub fn keys(command: &KeysCommand) -> Result<String, String> {
+    if !command.data_dir.is_dir() {
+        return Err(format!(
+            "--data-dir: there is no folder at {}",
+            command.data_dir.display()
+        ));
+    }
+    let store = SqliteStore::open(&command.data_dir).map_err(|err| err.to_string())?;
+    match &command.action {
+        KeysAction::Create {
+            name,
+            scopes,
+            account,
+        } => {
+            let secret = keys::generate()?;
+            let key = ApiKey {
+                name: name.clone(),
+                scopes: scopes.clone(),
+                account: account.clone(),
+                created_at: crate::date::unix_seconds_now(),
+                last_used: None,
+            };
+            let account = account.as_deref().unwrap_or_default();
+            match stored(store.create_key(&key, &keys::hash(&secret), MAX_KEYS_PER_ACCOUNT))? {
+                KeyCreated::Created => Ok(secret),
+                KeyCreated::NameTaken => {
+                    Err(format!("--name: a key named '{name}' already exists"))
+                }
+                KeyCreated::AccountFull => Err(format!(
+                    "--account: the account '{account}' already has {MAX_KEYS_PER_ACCOUNT} keys; \
+                     revoke one first"
+                )),
+                KeyCreated::NoSuchAccount => {
+                    Err(format!("--account: there is no account named '{account}'"))
+                }
+            }
+        }
+        KeysAction::List => Ok(table(&stored(store.keys())?)),
+        KeysAction::Revoke { name } => {
+            if stored(store.delete_key(name))? {
+                Ok(format!("revoked the key '{name}'"))
+            } else {
+                Err(format!(
+                    "there is no key named '{}'",
+                    crate::text::excerpt(name, 64)
+                ))
+            }
+        }
+    }
+}
+
+fn stored<T>(result: crate::store::StoreResult<T>) -> Result<T, String> {
+    result.map_err(|err| err.to_string())
+}
+
+/// The keys as aligned columns under a heading; never a key itself.
+fn table(keys: &[ApiKey]) -> String {
+    let mut rows = vec![[
+        "NAME".to_owned(),
+        "SCOPES".to_owned(),
+        "ACCOUNT".to_owned(),
+        "CREATED".to_owned(),
+        "LAST USED".to_owned(),
+    ]];
+    let time = |unix: i64| crate::date::rfc3339_millis(u64::try_from(unix).unwrap_or(0), 0);
+    rows.extend(keys.iter().map(|key| {
+        [
+            key.name.clone(),
+            keys::scope_list(&key.scopes),
+            key.account.clone().unwrap_or_else(|| "-".to_owned()),
+            time(key.created_at),
+            key.last_used.map_or_else(|| "never".to_owned(), time),
+        ]
+    }));
+    let widths: Vec<usize> = (0..5)
+        .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Scope;
+
+    #[test]
+    fn the_table_aligns_columns_and_says_never_for_unused_keys() {
+        let keys = [
+            ApiKey {
+                name: "billing-sync".into(),
+                scopes: vec![Scope::Events, Scope::Files],
+                account: Some("ann".into()),
+                created_at: 0,
+                last_used: Some(60),
+            },
+            ApiKey {
+                name: "ci".into(),
+                scopes: vec![Scope::Alerts],
+                account: None,
+                created_at: 0,
+                last_used: None,
+            },
+        ];
+        assert_eq!(
+            table(&keys),
+            "NAME          SCOPES        ACCOUNT  CREATED                   LAST USED\n\
+             billing-sync  events,files  ann      1970-01-01T00:00:00.000Z  1970-01-01T00:01:00.000Z\n\
+             ci            alerts        -        1970-01-01T00:00:00.000Z  never\n"
+        );
+    }
+}
