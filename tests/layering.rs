@@ -82,24 +82,25 @@ fn relative(path: &Path) -> String {
     path.strip_prefix(src()).unwrap().display().to_string()
 }
 
-#[test]
-fn http_names_nothing_of_the_application() {
+/// Every line of `files` naming a crate module that `forbidden` refuses, as
+/// `src/FILE:LINE: code`.
+fn named_where_forbidden(files: &[PathBuf], forbidden: impl Fn(&str) -> bool) -> Vec<String> {
     let mut broken = Vec::new();
-    for file in rust_files(&src().join("http")) {
-        let text = fs::read_to_string(&file).unwrap();
+    for file in files {
+        let text = fs::read_to_string(file).unwrap();
         for (n, line) in text.lines().enumerate() {
-            for name in crate_modules(code(line)) {
-                if name != "http" && !LEAVES.contains(&name.as_str()) {
-                    broken.push(format!(
-                        "src/{}:{}: {}",
-                        relative(&file),
-                        n + 1,
-                        line.trim()
-                    ));
-                }
+            if crate_modules(code(line)).iter().any(|name| forbidden(name)) {
+                broken.push(format!("src/{}:{}: {}", relative(file), n + 1, line.trim()));
             }
         }
     }
+    broken
+}
+
+#[test]
+fn http_names_nothing_of_the_application() {
+    let files = rust_files(&src().join("http"));
+    let broken = named_where_forbidden(&files, |name| name != "http" && !LEAVES.contains(&name));
     assert!(
         broken.is_empty(),
         "http must not name application modules:\n{}",
@@ -109,30 +110,16 @@ fn http_names_nothing_of_the_application() {
 
 #[test]
 fn the_domain_never_names_http_or_what_sits_above_it() {
-    let mut broken = Vec::new();
+    let mut files = Vec::new();
     for module in DOMAIN {
         let dir = src().join(module);
-        let files = if dir.is_dir() {
-            rust_files(&dir)
+        if dir.is_dir() {
+            files.extend(rust_files(&dir));
         } else {
-            vec![src().join(format!("{module}.rs"))]
-        };
-        for file in files {
-            let text = fs::read_to_string(&file).unwrap();
-            for (n, line) in text.lines().enumerate() {
-                for name in crate_modules(code(line)) {
-                    if ABOVE_DOMAIN.contains(&name.as_str()) {
-                        broken.push(format!(
-                            "src/{}:{}: {}",
-                            relative(&file),
-                            n + 1,
-                            line.trim()
-                        ));
-                    }
-                }
-            }
+            files.push(src().join(format!("{module}.rs")));
         }
     }
+    let broken = named_where_forbidden(&files, |name| ABOVE_DOMAIN.contains(&name));
     assert!(
         broken.is_empty(),
         "domain modules must not name http, handlers, router, routes, app or config:\n{}",
