@@ -179,9 +179,16 @@ fn a_sign_up_flood_gets_429_after_the_burst_and_another_address_still_signs_up()
 fn two_hundred_concurrent_sign_ups_keep_memory_bounded() {
     const SIGN_UPS: usize = 200;
     const MAX_PEAK_KIB: u64 = 200 * 1024;
-    // A burst that lets every sign-up through to the hashers: the pool
-    // alone must bound the memory.
-    let server = Server::start(&["--signup-burst", "1000", "--signup-rate", "1000"]);
+    // A burst that lets every sign-up through to the hashers, and no cap on
+    // connections from one address: the pool alone must bound the memory.
+    let server = Server::start(&[
+        "--signup-burst",
+        "1000",
+        "--signup-rate",
+        "1000",
+        "--max-connections-per-ip",
+        "0",
+    ]);
     let start = Barrier::new(SIGN_UPS);
     let answers: Vec<Response> = thread::scope(|scope| {
         let sign_ups: Vec<_> = (0..SIGN_UPS)
