@@ -13,8 +13,12 @@
 //! from another while a distributed guesser is still slowed down. Sign-ups
 //! ([`SignupLimiter`]) count per address.
 //!
-//! Memory is bounded: a limiter keeps at most [`MAX_BUCKETS`] buckets and
-//! evicts the one touched longest ago. A key is kept as its 64-bit keyed
+//! Memory is bounded: a limiter keeps at most [`MAX_BUCKETS`] buckets. To
+//! make room it drops buckets touched long ago that have refilled (a full
+//! bucket is the same as none); while none of those has, a request that
+//! needs a new bucket is refused (`429`)
+//! rather than let a flood of new keys evict, and so refill, the buckets of
+//! a name being guessed. A key is kept as its 64-bit keyed
 //! hash, so an entry's size does not depend on what the client sent, and a
 //! client cannot aim two keys at one bucket without the process's random
 //! hash keys. IPv6 clients count by their /64, which one host usually holds
@@ -29,10 +33,14 @@ use std::time::{Duration, Instant};
 
 use crate::peer::client_address;
 
-/// The most buckets one limiter keeps (under 10 MiB); past it, the
-/// bucket touched longest ago is dropped. The oldest buckets are the ones
-/// most likely refilled, and a full bucket is the same as none.
+/// The most buckets one limiter keeps (under 10 MiB). Room is made by
+/// dropping buckets touched long ago once they have refilled.
 pub const MAX_BUCKETS: usize = 100_000;
+
+/// How many of the buckets touched longest ago are looked at for refilled
+/// ones to drop when the limiter is full: a bound on the work one request
+/// can cause.
+const ROOM_SCAN: usize = 64;
 
 /// An address may fail twice as often as one username from it, so that one
 /// person's forgotten password does not lock out everyone behind the same
@@ -87,6 +95,8 @@ impl Limit {
 struct Bucket {
     tokens: f64,
     updated: Instant,
+    /// What it holds and how fast it refills, to know when it is full.
+    limit: Limit,
     /// When it was last taken from, in the limiter's own count: the key of
     /// its entry in `Buckets::by_age`.
     touched: u64,
@@ -101,9 +111,41 @@ struct Buckets {
 }
 
 impl Buckets {
+    /// Room for `new` more buckets within `capacity`: refilled buckets are
+    /// dropped, looking among the [`ROOM_SCAN`] touched longest ago.
+    /// `Err(wait)` when too few of those are full, `wait` being the time
+    /// until the first of them is.
+    fn make_room(&mut self, new: usize, capacity: usize, now: Instant) -> Result<(), Duration> {
+        let needed = (self.by_key.len() + new).saturating_sub(capacity);
+        if needed == 0 {
+            return Ok(());
+        }
+        let mut full = Vec::with_capacity(needed);
+        let mut wait = Duration::MAX;
+        for key in self.by_age.values().take(ROOM_SCAN) {
+            let bucket = &self.by_key[key];
+            let missing = bucket.limit.burst - bucket.limit.refilled(bucket, now);
+            if missing <= 0.0 {
+                full.push(*key);
+                if full.len() == needed {
+                    break;
+                }
+            } else {
+                wait = wait.min(Duration::from_secs_f64(missing / bucket.limit.per_second));
+            }
+        }
+        if full.len() < needed {
+            return Err(wait);
+        }
+        for key in full {
+            self.remove(key);
+        }
+        Ok(())
+    }
+
     /// The bucket of `key` with a token taken (a new one starts full), made
-    /// the newest; the oldest goes when there are more than `capacity`.
-    fn take(&mut self, key: u64, limit: Limit, now: Instant, capacity: usize) {
+    /// the newest.
+    fn take(&mut self, key: u64, limit: Limit, now: Instant) {
         self.touches += 1;
         let touched = self.touches;
         let tokens = match self.by_key.get(&key) {
@@ -116,15 +158,11 @@ impl Buckets {
         let bucket = Bucket {
             tokens: tokens - 1.0,
             updated: now,
+            limit,
             touched,
         };
         self.by_key.insert(key, bucket);
         self.by_age.insert(touched, key);
-        if self.by_key.len() > capacity
-            && let Some((_, oldest)) = self.by_age.pop_first()
-        {
-            self.by_key.remove(&oldest);
-        }
     }
 
     fn remove(&mut self, key: u64) {
@@ -176,8 +214,13 @@ impl Limiter {
         if !wait.is_zero() {
             return Err(wait);
         }
+        let new = keys
+            .iter()
+            .filter(|(key, _)| !buckets.by_key.contains_key(key))
+            .count();
+        buckets.make_room(new, self.capacity, now)?;
         for (key, limit) in &keys {
-            buckets.take(*key, *limit, now, self.capacity);
+            buckets.take(*key, *limit, now);
         }
         Ok(Charge {
             limiter: self,
@@ -397,18 +440,21 @@ mod tests {
     #[test]
     fn a_million_keys_keep_the_map_at_its_bound() {
         let limiter = Limiter::new(MAX_BUCKETS);
+        // One token back every 12 s: a bucket charged once is full again
+        // 12 s later. A new key arrives every millisecond.
         let limit = Limit::per_minute(5, 10);
-        let now = Instant::now();
+        let start = Instant::now();
+        let at = |key: u64| start + Duration::from_millis(key);
         for key in 0..1_000_000u64 {
-            charge(&limiter, &[key], limit, now).unwrap();
+            charge(&limiter, &[key], limit, at(key)).unwrap();
             if key % 100_000 == 0 {
                 assert!(limiter.tracked() <= MAX_BUCKETS);
             }
         }
         assert_eq!(limiter.tracked(), MAX_BUCKETS);
-        // The newest are kept, the oldest evicted: an evicted key starts
-        // full again, a kept one has spent a token.
-        let kept = 999_999;
+        // The newest are kept, the refilled oldest dropped: a dropped key
+        // starts full again, a kept one has spent a token.
+        let (kept, now) = (999_999, at(999_999));
         for _ in 0..9 {
             charge(&limiter, &[kept], limit, now).unwrap();
         }
@@ -416,6 +462,29 @@ mod tests {
         for _ in 0..10 {
             charge(&limiter, &[0], limit, now).unwrap();
         }
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_cannot_refill_a_drained_bucket() {
+        let limiter = Limiter::new(100);
+        let limit = Limit::per_minute(5, 10);
+        let now = Instant::now();
+        // The victim's bucket, drained by a guesser.
+        for _ in 0..10 {
+            charge(&limiter, &[7], limit, now).unwrap();
+        }
+        // Fresh keys fill the limiter; past its bound they are refused, not
+        // let in by dropping the drained bucket.
+        let refused = (1000..1200u64)
+            .filter(|key| charge(&limiter, &[*key], limit, now).is_err())
+            .count();
+        assert_eq!(refused, 101);
+        assert_eq!(limiter.tracked(), 100);
+        assert!(charge(&limiter, &[7], limit, now).is_err());
+        // Once the oldest have refilled, new keys take their place.
+        let later = now + Duration::from_secs(12);
+        assert_eq!(charge(&limiter, &[5000], limit, later), Ok(()));
+        assert!(limiter.tracked() <= 100);
     }
 
     #[test]
