@@ -2,7 +2,7 @@
 
 use crate::auth::keys::UseRecorder;
 use crate::auth::limiter::{LoginLimiter, SignupLimiter};
-use crate::auth::password::{self, HashPool};
+use crate::auth::password::{self, HashError, HashPool};
 use crate::auth::seal::Sealer;
 use crate::auth::tokens::Tokens;
 use crate::auth::{Role, secret};
@@ -50,9 +50,24 @@ impl App {
         ];
         for (flag, role, accounts) in bootstrap {
             for (username, plain) in accounts {
-                let hash = hashers.hash(plain).map_err(|err| {
+                let hash_failed = |err: HashError| {
                     format!("cannot hash the password of {flag} {username}: {err}")
-                })?;
+                };
+                let stored = store
+                    .find_account(username)
+                    .map_err(|err| format!("cannot read the account of {flag}: {err}"))?;
+                // The same password again keeps its hash, so a restart does
+                // not end the account's sessions; a new one ends them.
+                let hash = match stored {
+                    Some(account)
+                        if hashers
+                            .verify(&account.password_hash, plain)
+                            .map_err(|busy| hash_failed(busy.into()))? =>
+                    {
+                        account.password_hash
+                    }
+                    _ => hashers.hash(plain).map_err(hash_failed)?,
+                };
                 store
                     .upsert_account(username, &hash, role)
                     .map_err(|err| format!("cannot create the account from {flag}: {err}"))?;

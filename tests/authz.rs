@@ -7,6 +7,7 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::thread;
 use std::time::Duration;
 
 use common::{BIN, Response, Server};
@@ -422,9 +423,43 @@ fn a_deleted_account_s_token_and_files_key_stop_working() {
         files.json()["message"],
         "the API key's account no longer exists"
     );
-    // A new account of that name inherits neither.
+    // A new account of that name inherits neither. (Tokens count from the
+    // account's creation, to the second: wait for the next one.)
+    thread::sleep(Duration::from_millis(1100));
     sign_up(&server, "carl", "another-password");
     assert_eq!(server.get_with("/api/files_keys", &key).status, 401);
+    let stale = server.get_with("/__test/whoami", &token);
+    assert_eq!(stale.status, 401, "{}", stale.text());
+    let fresh = bearer(&sign_in(&server, "carl", "another-password"));
+    assert_eq!(server.get_with("/__test/whoami", &fresh).status, 200);
+}
+
+#[test]
+fn a_new_password_ends_the_sessions_before_it_and_the_same_one_does_not() {
+    let mut server = Server::start(&["--user", "dora:first-password"]);
+    let data_dir = server.data_dir.to_str().unwrap().to_owned();
+    let token = bearer(&sign_in(&server, "dora", "first-password"));
+    server.signal(libc::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).is_some());
+
+    // Restarted with the same password: the session goes on.
+    let mut server = Server::start(&["--user", "dora:first-password", "--data-dir", &data_dir]);
+    assert_eq!(server.get_with("/__test/whoami", &token).status, 200);
+    server.signal(libc::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).is_some());
+
+    // Restarted with a new one: the old session is over.
+    thread::sleep(Duration::from_millis(1100));
+    let server = Server::start(&["--user", "dora:second-password", "--data-dir", &data_dir]);
+    let stale = server.get_with("/__test/whoami", &token);
+    assert_eq!(stale.status, 401, "{}", stale.text());
+    assert!(
+        stale.text().contains("password has changed"),
+        "{}",
+        stale.text()
+    );
+    let fresh = bearer(&sign_in(&server, "dora", "second-password"));
+    assert_eq!(server.get_with("/__test/whoami", &fresh).status, 200);
 }
 
 #[test]

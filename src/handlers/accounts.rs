@@ -188,6 +188,7 @@ fn create_account(
         username: login.to_owned(),
         password_hash: hash,
         role: Role::User,
+        sessions_from: crate::date::unix_seconds_now(),
         s3,
     };
     app.store

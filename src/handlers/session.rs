@@ -155,7 +155,9 @@ fn refusal(access: Access) -> ApiError {
 
 /// A session token, valid now: signed by this server, unexpired,
 /// unrevoked, its account still there and still in the role it was issued
-/// for (a demoted admin's tokens stop working at once).
+/// for (a demoted admin's tokens stop working at once), and issued since the
+/// account's password last changed (or since it was created: a token of a
+/// deleted account never opens a new one of the same name).
 fn token_principal(app: &App, token: &str) -> Result<Principal, ApiError> {
     let session = app.tokens.verify(token).map_err(|err| match err {
         TokenError::Expired => unauthorized("the session token has expired; sign in again"),
@@ -171,6 +173,11 @@ fn token_principal(app: &App, token: &str) -> Result<Principal, ApiError> {
     if account.role != session.role {
         return Err(unauthorized(
             "the account's role has changed since this token was issued; sign in again",
+        ));
+    }
+    if i64::try_from(session.iat).unwrap_or(i64::MAX) < account.sessions_from {
+        return Err(unauthorized(
+            "the account's password has changed since this token was issued; sign in again",
         ));
     }
     Ok(Principal::Account { account, session })

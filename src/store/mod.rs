@@ -21,6 +21,11 @@ pub struct Account {
     /// An argon2id PHC string.
     pub password_hash: String,
     pub role: Role,
+    /// The unix second its session tokens count from: when the account was
+    /// created, or its password last changed. Tokens issued before are
+    /// refused, so a token outlives neither a password change nor the
+    /// account (a new account of the same name starts afresh).
+    pub sessions_from: i64,
     /// The user's own S3 credentials, if given at sign-up; the secret is
     /// sealed (encrypted) by the caller before it reaches the store.
     pub s3: Option<S3Credentials>,
@@ -113,7 +118,8 @@ pub trait Store: Send + Sync {
 
     /// Creates the account or replaces its password and role (operator
     /// bootstrap, `--user` and `--admin`); a new account inherits no keys,
-    /// as with [`Store::create_account`].
+    /// as with [`Store::create_account`]. A new password (another hash)
+    /// moves the account's `sessions_from` to now.
     fn upsert_account(&self, username: &str, password_hash: &str, role: Role) -> StoreResult<()>;
 
     fn find_account(&self, username: &str) -> StoreResult<Option<Account>>;

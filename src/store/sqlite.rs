@@ -116,6 +116,9 @@ const MIGRATIONS: &[&str] = &[
         last_used INTEGER
     ) STRICT;
     CREATE INDEX api_keys_account ON api_keys (account);",
+    // 7: the second each account's session tokens count from (see
+    // `Account::sessions_from`); tokens already out stay valid.
+    "ALTER TABLE accounts ADD COLUMN sessions_from INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub struct SqliteStore {
@@ -237,8 +240,8 @@ impl Store for SqliteStore {
             let inserted = tx.execute(
                 "INSERT INTO accounts
                    (username, password_hash, role, s3_access_key_id, s3_secret_sealed, s3_bucket,
-                    created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                    created_at, sessions_from)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (username) DO NOTHING",
                 params![
                     account.username,
@@ -248,6 +251,7 @@ impl Store for SqliteStore {
                     s3.map(|c| &c.sealed_secret),
                     s3.and_then(|c| c.bucket.as_ref()),
                     now_unix(),
+                    account.sessions_from,
                 ],
             )?;
             if inserted == 1 {
@@ -266,8 +270,8 @@ impl Store for SqliteStore {
         self.with(|conn| {
             let tx = conn.transaction()?;
             let inserted = tx.execute(
-                "INSERT INTO accounts (username, password_hash, role, created_at)
-                 VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO accounts (username, password_hash, role, created_at, sessions_from)
+                 VALUES (?1, ?2, ?3, ?4, ?4)
                  ON CONFLICT (username) DO NOTHING",
                 params![username, password_hash, role.as_str(), now_unix()],
             )?;
@@ -275,8 +279,12 @@ impl Store for SqliteStore {
                 forget_keys_of_namesakes(&tx, username)?;
             } else {
                 tx.execute(
-                    "UPDATE accounts SET password_hash = ?2, role = ?3 WHERE username = ?1",
-                    params![username, password_hash, role.as_str()],
+                    "UPDATE accounts SET
+                        sessions_from = CASE WHEN password_hash = ?2 THEN sessions_from ELSE ?4 END,
+                        password_hash = ?2,
+                        role = ?3
+                     WHERE username = ?1",
+                    params![username, password_hash, role.as_str(), now_unix()],
                 )?;
             }
             tx.commit()
@@ -287,7 +295,7 @@ impl Store for SqliteStore {
         self.with(|conn| {
             conn.query_row(
                 "SELECT username, password_hash, s3_access_key_id, s3_secret_sealed, s3_bucket,
-                        role
+                        role, sessions_from
                  FROM accounts WHERE username = ?1",
                 params![username],
                 |row| {
@@ -306,6 +314,7 @@ impl Store for SqliteStore {
                         username: row.get(0)?,
                         password_hash: row.get(1)?,
                         role: Role::parse(&role).ok_or_else(|| corrupt("role"))?,
+                        sessions_from: row.get(6)?,
                         s3,
                     })
                 },
@@ -867,6 +876,7 @@ mod tests {
             username: name.into(),
             password_hash: "$argon2id$hash".into(),
             role: Role::User,
+            sessions_from: 1_700_000_000,
             s3: None,
         }
     }
@@ -898,8 +908,18 @@ mod tests {
             (found.password_hash.as_str(), found.role),
             ("h1", Role::Admin)
         );
+        let before = store.find_account("orhan").unwrap().unwrap().sessions_from;
+        assert!(before > 0);
+        // The same password and another role: sessions stay (the role
+        // check refuses the old tokens on its own).
+        store.upsert_account("orhan", "h1", Role::User).unwrap();
+        let found = store.find_account("orhan").unwrap().unwrap();
+        assert_eq!(found.sessions_from, before);
+        // A new password: sessions count from now.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
         store.upsert_account("orhan", "h2", Role::User).unwrap();
         let found = store.find_account("orhan").unwrap().unwrap();
+        assert!(found.sessions_from > before);
         assert_eq!(
             (found.password_hash.as_str(), found.role),
             ("h2", Role::User)
