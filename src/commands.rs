@@ -4,7 +4,7 @@
 
 use crate::auth::keys::{self, MAX_KEYS_PER_ACCOUNT};
 use crate::config::keys::{KeysAction, KeysCommand};
-use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::{DATABASE_FILE, SqliteStore};
 use crate::store::{ApiKey, KeyCreated, Store};
 
 /// Runs a `wren keys` command: what it prints on stdout, or the error line
@@ -13,6 +13,15 @@ pub fn keys(command: &KeysCommand) -> Result<String, String> {
     if !command.data_dir.is_dir() {
         return Err(format!(
             "--data-dir: there is no folder at {}",
+            command.data_dir.display()
+        ));
+    }
+    // A folder without the server's database is the wrong folder: making
+    // an empty database there would only hide the mistake.
+    let database = command.data_dir.join(DATABASE_FILE);
+    if !database.is_file() {
+        return Err(format!(
+            "--data-dir: {} holds no wren database ({DATABASE_FILE}); start the server there first",
             command.data_dir.display()
         ));
     }
@@ -46,9 +55,9 @@ pub fn keys(command: &KeysCommand) -> Result<String, String> {
                 }
             }
         }
-        KeysAction::List => Ok(table(&stored(store.keys())?)),
+        KeysAction::List => Ok(table(&stored(store.keys(None))?)),
         KeysAction::Revoke { name } => {
-            if stored(store.delete_key(name))? {
+            if stored(store.delete_key(name, None))? {
                 Ok(format!("revoked the key '{name}'"))
             } else {
                 Err(format!(

@@ -157,11 +157,14 @@ impl<S, P> Router<S, P> {
                     return (route.handler)(state, request);
                 }
                 Err(error) => {
-                    param_error.get_or_insert(error);
+                    param_error.get_or_insert((&route.policy, error));
                 }
             }
         }
-        if let Some(error) = param_error {
+        if let Some((policy, error)) = param_error {
+            // A caller who may not call the route learns that first, not
+            // what its path got wrong.
+            (self.gate)(state, policy, request)?;
             return Err(error);
         }
         if allowed.is_empty() {
@@ -384,6 +387,7 @@ mod tests {
             .body_limit(100)
             .get("/locked", LOCKED, ok)
             .post("/locked", LOCKED, read_body)
+            .get("/locked/{n:int}", LOCKED, ok)
     }
 
     fn call(method: &str, target: &str) -> Response {
@@ -490,6 +494,10 @@ mod tests {
         assert_eq!(router().dispatch(&(), &mut signed_too_big).status(), 413);
         // Routing answers come first: the gate is asked only on a match.
         assert_eq!(call("DELETE", "/locked").status(), 405);
+        // A bad parameter is told only to a caller who may call the route.
+        assert_eq!(call("GET", "/locked/abc").status(), 401);
+        let mut signed_bad = Request::new("GET", "/locked/abc").with_header("Authorization", "yes");
+        assert_eq!(router().dispatch(&(), &mut signed_bad).status(), 400);
     }
 
     #[test]

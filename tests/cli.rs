@@ -346,6 +346,13 @@ fn port_comes_from_the_environment_as_heroku_sets_it() {
 }
 
 /// Runs `wren keys …` with only `WREN_DATA_DIR` set.
+/// A data folder holding a server's (empty) database, as `wren keys` needs.
+fn data_dir_with_database() -> std::path::PathBuf {
+    let dir = common::temp_dir("keys");
+    wren::store::sqlite::SqliteStore::open(&dir).unwrap();
+    dir
+}
+
 fn keys(data_dir: &std::path::Path, args: &[&str]) -> Output {
     let dir = data_dir.to_str().unwrap();
     wren(&[&["keys"][..], args].concat(), &[("WREN_DATA_DIR", dir)])
@@ -353,7 +360,7 @@ fn keys(data_dir: &std::path::Path, args: &[&str]) -> Output {
 
 #[test]
 fn keys_create_list_and_revoke_through_the_binary() {
-    let dir = common::temp_dir("keys");
+    let dir = data_dir_with_database();
     let out = keys(
         &dir,
         &["create", "--name", "billing", "--scope", "events,alerts"],
@@ -403,7 +410,7 @@ fn keys_create_list_and_revoke_through_the_binary() {
 
 #[test]
 fn keys_commands_refuse_with_one_line_and_exit_2() {
-    let dir = common::temp_dir("keys");
+    let dir = data_dir_with_database();
     let create = |args: &[&str]| keys(&dir, &[&["create"][..], args].concat());
     assert!(
         create(&["--name", "ci", "--scope", "events"])
@@ -439,6 +446,10 @@ fn keys_commands_refuse_with_one_line_and_exit_2() {
             keys(&dir.join("missing"), &["list"]),
             "error: --data-dir: there is no folder at",
         ),
+        (
+            keys(&common::temp_dir("not-a-data-dir"), &["list"]),
+            "error: --data-dir: ",
+        ),
     ] {
         assert_eq!(out.status.code(), Some(2), "{expected}");
         assert_eq!(stdout(&out), "", "{expected}");
@@ -450,8 +461,8 @@ fn keys_commands_refuse_with_one_line_and_exit_2() {
 
 #[test]
 fn keys_take_the_data_folder_from_the_flag_first() {
-    let flag_dir = common::temp_dir("keys");
-    let env_dir = common::temp_dir("keys");
+    let flag_dir = data_dir_with_database();
+    let env_dir = data_dir_with_database();
     let out = wren(
         &[
             "keys",
@@ -472,7 +483,7 @@ fn keys_take_the_data_folder_from_the_flag_first() {
 
 #[test]
 fn keys_output_to_a_closed_pipe_ends_quietly() {
-    let dir = common::temp_dir("keys");
+    let dir = data_dir_with_database();
     assert!(
         keys(&dir, &["create", "--name", "ci", "--scope", "events"])
             .status

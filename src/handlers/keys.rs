@@ -126,9 +126,8 @@ pub fn list(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> 
     let (_, me) = session::signed_in(app, request)?;
     let listed: Vec<Value> = app
         .store
-        .keys()?
+        .keys(managed_by(&me))?
         .iter()
-        .filter(|key| may_manage(&me, key))
         .map(describe)
         .collect();
     Ok(Response::json(200, &json!({"keys": listed})))
@@ -139,13 +138,7 @@ pub fn list(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> 
 pub fn revoke(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     let (_, me) = session::signed_in(app, request)?;
     let name = request.param_str("name")?;
-    let mine = me.role == Role::Admin
-        || app
-            .store
-            .keys()?
-            .iter()
-            .any(|key| key.name == name && may_manage(&me, key));
-    if !mine || !app.store.delete_key(name)? {
+    if !app.store.delete_key(name, managed_by(&me))? {
         return Err(ApiError::not_found(format!(
             "no key named '{}'",
             crate::text::excerpt(name, 64)
@@ -157,10 +150,10 @@ pub fn revoke(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError
     ))
 }
 
-/// Whether `account` may see and revoke `key`: an admin any, another
-/// account the keys acting for it.
-fn may_manage(account: &Account, key: &ApiKey) -> bool {
-    account.role == Role::Admin || key.account.as_deref() == Some(account.username.as_str())
+/// Whose keys `account` may see and revoke: an admin every key (`None`),
+/// another account those bound to it.
+fn managed_by(account: &Account) -> Option<&str> {
+    (account.role != Role::Admin).then_some(account.username.as_str())
 }
 
 /// A key's details as the API shows them.

@@ -142,11 +142,13 @@ pub trait Store: Send + Sync {
     /// The key with this hash, if it exists (was created and not revoked).
     fn find_key(&self, hash: &KeyHash) -> StoreResult<Option<ApiKey>>;
 
-    /// Every key, by name.
-    fn keys(&self) -> StoreResult<Vec<ApiKey>>;
+    /// Every key, by name; with `of`, only the keys bound to that account.
+    fn keys(&self, of: Option<&str>) -> StoreResult<Vec<ApiKey>>;
 
-    /// Deletes the key named `name`; false when there was none.
-    fn delete_key(&self, name: &str) -> StoreResult<bool>;
+    /// Deletes the key named `name`, with `of` only when it is bound to that
+    /// account (in the same statement, so a key revoked and re-created by
+    /// someone else in between is never taken); false when there was none.
+    fn delete_key(&self, name: &str, of: Option<&str>) -> StoreResult<bool>;
 
     /// Sets the `last_used` time (unix seconds) of the key with this hash.
     fn record_key_use(&self, hash: &KeyHash, at: i64) -> StoreResult<()>;

@@ -148,10 +148,13 @@ fn now_unix() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// The store's file in the data folder.
+pub const DATABASE_FILE: &str = "wren.db";
+
 impl SqliteStore {
     /// Opens (creating, mode 0600) `<dir>/wren.db` and migrates its schema.
     pub fn open(dir: &Path) -> StoreResult<SqliteStore> {
-        let path = dir.join("wren.db");
+        let path = dir.join(DATABASE_FILE);
         let failed = |err: String| StoreError::Backend(format!("{}: {err}", path.display()));
         let mut conn = crate::sqlite::open(&path, MIGRATIONS).map_err(failed)?;
         fill_deposit_totals(&mut conn).map_err(|err| failed(err.to_string()))?;
@@ -476,19 +479,25 @@ impl Store for SqliteStore {
         })
     }
 
-    fn keys(&self) -> StoreResult<Vec<ApiKey>> {
+    fn keys(&self, of: Option<&str>) -> StoreResult<Vec<ApiKey>> {
         self.with(|conn| {
             conn.prepare_cached(
-                "SELECT name, scopes, account, created_at, last_used FROM api_keys ORDER BY name",
+                "SELECT name, scopes, account, created_at, last_used FROM api_keys
+                 WHERE ?1 IS NULL OR account = ?1 ORDER BY name",
             )?
-            .query_map([], key_from_row)?
+            .query_map(params![of], key_from_row)?
             .collect()
         })
     }
 
-    fn delete_key(&self, name: &str) -> StoreResult<bool> {
-        self.with(|conn| conn.execute("DELETE FROM api_keys WHERE name = ?1", params![name]))
-            .map(|deleted| deleted > 0)
+    fn delete_key(&self, name: &str, of: Option<&str>) -> StoreResult<bool> {
+        self.with(|conn| {
+            conn.execute(
+                "DELETE FROM api_keys WHERE name = ?1 AND (?2 IS NULL OR account = ?2)",
+                params![name, of],
+            )
+        })
+        .map(|deleted| deleted > 0)
     }
 
     fn record_key_use(&self, hash: &KeyHash, at: i64) -> StoreResult<()> {
@@ -954,7 +963,12 @@ mod tests {
             .unwrap();
         assert_eq!(store.find_key(&ci_hash).unwrap(), Some(ci.clone()));
         assert_eq!(store.find_key(&keys::hash("wren_other")).unwrap(), None);
-        let names: Vec<String> = store.keys().unwrap().into_iter().map(|k| k.name).collect();
+        let names: Vec<String> = store
+            .keys(None)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.name)
+            .collect();
         assert_eq!(names, ["billing", "ci"]);
 
         store.record_key_use(&ci_hash, 1_700_000_123).unwrap();
@@ -962,8 +976,18 @@ mod tests {
             store.find_key(&ci_hash).unwrap().unwrap().last_used,
             Some(1_700_000_123)
         );
-        assert!(store.delete_key("ci").unwrap());
-        assert!(!store.delete_key("ci").unwrap());
+        let of_ann: Vec<String> = store
+            .keys(Some("ann"))
+            .unwrap()
+            .into_iter()
+            .map(|k| k.name)
+            .collect();
+        assert_eq!(of_ann, ["ci"]);
+        // Another account cannot delete it; its own account can.
+        assert!(!store.delete_key("ci", Some("bob")).unwrap());
+        assert!(store.delete_key("ci", Some("ann")).unwrap());
+        assert!(!store.delete_key("ci", None).unwrap());
+        assert!(store.delete_key("billing", None).unwrap());
         assert_eq!(store.find_key(&ci_hash).unwrap(), None);
     }
 
