@@ -82,7 +82,7 @@ fn table(keys: &[ApiKey]) -> String {
         "CREATED".to_owned(),
         "LAST USED".to_owned(),
     ]];
-    let time = |unix: i64| crate::date::rfc3339_millis(u64::try_from(unix).unwrap_or(0), 0);
+    let time = crate::date::rfc3339_seconds;
     rows.extend(keys.iter().map(|key| {
         [
             key.name.clone(),

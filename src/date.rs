@@ -72,6 +72,12 @@ pub fn http_date(unix_seconds: u64) -> String {
     )
 }
 
+/// `2026-11-22T14:06:00.000Z` for a stored unix second (times before 1970,
+/// which wren never stores, show as the epoch).
+pub fn rfc3339_seconds(unix_seconds: i64) -> String {
+    rfc3339_millis(u64::try_from(unix_seconds).unwrap_or(0), 0)
+}
+
 /// `2026-11-22T14:06:00.123Z`.
 pub fn rfc3339_millis(unix_seconds: u64, millis: u32) -> String {
     let mut out = Vec::with_capacity(24);

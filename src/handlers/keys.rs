@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::App;
 use crate::auth::keys::{self, MAX_KEYS_PER_ACCOUNT};
 use crate::auth::{Role, Scope};
+use crate::date::rfc3339_seconds;
 use crate::handlers::session;
 use crate::http::{ApiError, Problem, Problems, Request, Response};
 use crate::store::{Account, ApiKey, KeyCreated};
@@ -163,13 +164,9 @@ fn describe(key: &ApiKey) -> Value {
         "name": key.name,
         "scopes": scopes,
         "account": key.account,
-        "created": time(key.created_at),
-        "last_used": key.last_used.map(time),
+        "created": rfc3339_seconds(key.created_at),
+        "last_used": key.last_used.map(rfc3339_seconds),
     })
-}
-
-fn time(unix_seconds: i64) -> String {
-    crate::date::rfc3339_millis(u64::try_from(unix_seconds).unwrap_or(0), 0)
 }
 
 #[cfg(test)]
