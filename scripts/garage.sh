@@ -45,6 +45,17 @@ print_key() {
   echo "export ${prefix}_SECRET=$(awk '/Secret key/ {print $3}' <<<"$info")"
 }
 
+# The status of an unsigned GET of the test bucket on 127.0.0.1:PORT, or
+# nothing when no answer comes.
+s3_status() (
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 0
+  printf 'GET /test-bucket HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+  local line
+  read -r -t 2 line <&3 || exit 0
+  line=${line%$'\r'}
+  echo "${line#* }" | cut -d' ' -f1
+) 2>/dev/null
+
 up() {
   local dir=${1:?usage: garage.sh up DIR [BASE_PORT]} base=${2:-3900}
   local garage
@@ -89,11 +100,18 @@ EOF
   local keys
   keys=$(print_key "$(g key info test-key --show-secret)" S3_KEY)
   eval "$keys"
-  # Wait until the S3 port answers (an unsigned request gets a 403: fine).
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$base") 2>/dev/null; then break; fi
+  # Wait until the S3 API serves requests, not only accepts connections:
+  # an unsigned request is refused (403) once the node has applied its
+  # layout, and before that gets a 5xx or nothing.
+  local ready=
+  for _ in $(seq 1 200); do
+    if [[ $(s3_status "$base") == 403 ]]; then ready=yes; break; fi
     sleep 0.1
   done
+  if [[ -z $ready ]]; then
+    echo "garage.sh: the S3 API on port $base did not come up; see $dir/garage.log" >&2
+    exit 1
+  fi
   cat <<EOF
 export S3_ENDPOINT=http://127.0.0.1:$base
 export S3_REGION=garage

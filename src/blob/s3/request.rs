@@ -95,7 +95,7 @@ impl Client {
         &self,
         mut action: A,
         headers: &[(&'static str, &'a str)],
-        body: impl AsSendBody,
+        body: impl AsSendBody + Copy,
     ) -> Result<Response<Body>, BlobError> {
         let url = sign(&mut action, headers);
         self.send(A::METHOD, &url, headers, body)
@@ -104,29 +104,59 @@ impl Client {
     /// Sends a request to a URL [`sign`] made, with exactly the headers it
     /// signed. An answer with an error status is still an answer; only a
     /// store that cannot be reached is an error here.
+    ///
+    /// A pooled connection the store closed while it sat idle fails the
+    /// next request sent on it (a broken pipe, a reset, an early end)
+    /// before any answer. Such a failure is retried once, on a new
+    /// connection, for the idempotent methods (GET, HEAD, PUT, DELETE:
+    /// every body here is in memory, so it can be sent again); never for
+    /// POST, whose CompleteMultipartUpload, repeated after a success the
+    /// store did not get to answer, would fail a write that happened.
     pub(super) fn send(
         &self,
         method: Method,
         url: &str,
         headers: &[(&'static str, &str)],
-        body: impl AsSendBody,
+        body: impl AsSendBody + Copy,
     ) -> Result<Response<Body>, BlobError> {
-        let mut request = ureq::http::Request::builder()
-            .method(method.to_str())
-            .uri(url);
-        for &(name, value) in headers {
-            request = request.header(name, value);
-        }
-        let request = request
-            .body(body)
-            .map_err(|err| BlobError::Upstream(format!("cannot build an S3 request: {err}")))?;
-        self.agent.run(request).map_err(|err| {
+        let request = || {
+            let mut request = ureq::http::Request::builder()
+                .method(method.to_str())
+                .uri(url);
+            for &(name, value) in headers {
+                request = request.header(name, value);
+            }
+            request
+                .body(body)
+                .map_err(|err| BlobError::Upstream(format!("cannot build an S3 request: {err}")))
+        };
+        let retriable = method != Method::Post;
+        let result = match self.agent.run(request()?) {
+            Err(err) if retriable && closed_before_answer(&err) => self.agent.run(request()?),
+            result => result,
+        };
+        result.map_err(|err| {
             BlobError::Upstream(format!(
                 "the request to the object store at {} failed: {err}",
                 self.endpoint
             ))
         })
     }
+}
+
+/// Whether `err` is a connection that ended before the store answered: what
+/// a pooled connection the store had closed gives.
+fn closed_before_answer(err: &ureq::Error) -> bool {
+    let ureq::Error::Io(err) = err else {
+        return false;
+    };
+    matches!(
+        err.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
 }
 
 /// Adds `headers` to the signed ones and signs; the request must then carry
@@ -173,4 +203,83 @@ pub(super) fn drain(response: &mut Response<Body>) {
 
 pub(super) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::thread;
+
+    use super::*;
+
+    /// A store whose first connection ends right after the request, with
+    /// no answer (as a pooled connection the store closed while the request
+    /// went out does), and whose later connections answer `200`. Returns
+    /// the endpoint and how many connections were taken.
+    fn store_closing_its_first_connection() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let taken = counted.fetch_add(1, Ordering::SeqCst);
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                if taken > 0 {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    );
+                }
+            }
+        });
+        (endpoint, connections)
+    }
+
+    fn client_of(endpoint: &str) -> Client {
+        Client::new(&S3Config {
+            endpoint: endpoint.to_owned(),
+            region: "test".into(),
+            bucket: Some("b".into()),
+            prefix: String::new(),
+            addressing: S3Addressing::Path,
+            access_key_id: None,
+            secret_access_key: None,
+        })
+    }
+
+    #[test]
+    fn a_connection_closed_before_the_answer_is_retried_once_for_idempotent_requests() {
+        let (endpoint, connections) = store_closing_its_first_connection();
+        let client = client_of(&endpoint);
+        let url = format!("{endpoint}/b/key");
+        let mut response = client.send(Method::Put, &url, &[], &b"data"[..]).unwrap();
+        assert_eq!(response.status(), 200);
+        drain(&mut response);
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+        // A POST (CompleteMultipartUpload) is never sent twice.
+        let (endpoint, connections) = store_closing_its_first_connection();
+        let client = client_of(&endpoint);
+        let url = format!("{endpoint}/b/key?uploadId=1");
+        assert!(client.send(Method::Post, &url, &[], "<x/>").is_err());
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn only_a_connection_closed_before_an_answer_is_retried() {
+        let closed = |kind| closed_before_answer(&ureq::Error::Io(io::Error::from(kind)));
+        assert!(closed(io::ErrorKind::BrokenPipe));
+        assert!(closed(io::ErrorKind::ConnectionReset));
+        assert!(closed(io::ErrorKind::UnexpectedEof));
+        assert!(!closed(io::ErrorKind::TimedOut));
+        assert!(!closed(io::ErrorKind::ConnectionRefused));
+        assert!(!closed_before_answer(&ureq::Error::ConnectionFailed));
+    }
 }

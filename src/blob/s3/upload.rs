@@ -293,10 +293,10 @@ impl<'a> Multipart<'a> {
         );
         let headers: Vec<_> = self.upload.guard.into_iter().collect();
         let url = sign(&mut action, &headers);
-        let mut response = self
-            .blobs
-            .client
-            .send(Method::Post, &url, &headers, action.body())?;
+        let mut response =
+            self.blobs
+                .client
+                .send(Method::Post, &url, &headers, action.body().as_str())?;
         check_write(&mut response, target.keys)?;
         // S3 may answer 200 and still fail: the body says which.
         let xml = xml_text(&mut response)?;
