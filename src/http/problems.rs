@@ -14,17 +14,21 @@
 //! Both list the same `details`, one object per problem:
 //! `{"instance"?, "field"?, "problem", "reason"?}`.
 
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::error::ApiError;
 
 /// One thing wrong with the input: where it is (a field, an instance of a
 /// batch, or the input as a whole) and what is wrong.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Problem {
+    #[serde(skip_serializing_if = "Option::is_none")]
     instance: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<String>,
     problem: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
 }
 
@@ -67,21 +71,6 @@ impl Problem {
             Some(field) => format!("'{field}' {}", self.problem),
             None => self.problem.clone(),
         }
-    }
-
-    fn into_json(self) -> Value {
-        let mut object = Map::new();
-        if let Some(instance) = self.instance {
-            object.insert("instance".to_owned(), instance.into());
-        }
-        if let Some(field) = self.field {
-            object.insert("field".to_owned(), field.into());
-        }
-        object.insert("problem".to_owned(), self.problem.into());
-        if let Some(reason) = self.reason {
-            object.insert("reason".to_owned(), reason.into());
-        }
-        Value::Object(object)
     }
 }
 
@@ -153,7 +142,8 @@ impl Problems {
     }
 
     fn into_details(self) -> Value {
-        Value::Array(self.listed.into_iter().map(Problem::into_json).collect())
+        // Strings and numbers only: serializing cannot fail.
+        serde_json::to_value(self.listed).unwrap_or_default()
     }
 }
 
