@@ -207,7 +207,9 @@ impl Machine {
     pub fn new(now: Instant, timeouts: Timeouts) -> Self {
         Machine {
             timeouts,
-            input: vec![0; MAX_HEAD_BYTES].into_boxed_slice(),
+            // Allocated by the first read: a connection refused at accept,
+            // or one that never sends a byte, costs no buffer.
+            input: Box::default(),
             start: 0,
             end: 0,
             head_checked: 0,
@@ -245,6 +247,9 @@ impl Machine {
 
     /// Where the next bytes read go.
     pub fn input(&mut self) -> &mut [u8] {
+        if self.input.is_empty() {
+            self.input = vec![0; MAX_HEAD_BYTES].into_boxed_slice();
+        }
         if self.phase == Phase::Linger {
             // Lingering input is dropped unread.
             self.start = 0;
@@ -396,7 +401,7 @@ impl Machine {
     /// ended since the last try, or the buffer is full (and gets `431`).
     fn head_may_be_ready(&self) -> bool {
         let buffered = self.buffered();
-        buffered.len() == self.input.len()
+        buffered.len() == MAX_HEAD_BYTES
             || memchr::memchr(b'\n', &buffered[self.head_checked.min(buffered.len())..]).is_some()
     }
 

@@ -771,3 +771,17 @@ fn no_minimum_pace_means_no_pace_deadlines() {
     wire.answer(200, Some(b"ok"));
     assert_eq!(wire.machine.output_deadline(), None);
 }
+
+#[test]
+fn the_input_buffer_is_taken_only_by_a_first_read() {
+    let mut wire = Wire::new();
+    wire.machine.refuse();
+    wire.answer(503, Some(b"full"));
+    assert!(wire.machine.input.is_empty(), "a refusal read nothing");
+    let mut wire = Wire::new();
+    assert!(matches!(wire.poll(), Step::Receive));
+    assert!(wire.machine.input.is_empty());
+    wire.feed(GET);
+    assert_eq!(wire.machine.input.len(), MAX_HEAD_BYTES);
+    assert_eq!(wire.dispatch().target, "/status");
+}
