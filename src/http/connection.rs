@@ -310,8 +310,10 @@ fn send_output<T: Transport>(
     timeout: Duration,
 ) -> io::Result<()> {
     while !machine.output().is_empty() {
-        let deadline = wait_deadline(timeout, machine.output_deadline());
-        let n = write_by(transport, machine.output(), deadline)?;
+        let paced = machine.output_deadline();
+        let n = write_by(transport, machine.output(), || {
+            wait_deadline(timeout, paced)
+        })?;
         machine.sent(n);
     }
     Ok(())

@@ -64,18 +64,22 @@ pub fn read_by(
     }
 }
 
-/// Writes what fits of `data`, waiting until `deadline` at the latest for
-/// room (`TimedOut` then). Returns how many bytes went out, at least one.
+/// Writes what fits of `data`, waiting until `deadline()` at the latest
+/// for room (`TimedOut` then). The deadline is asked for only when there is
+/// no room, since most answers go out without a wait. Returns how many bytes
+/// went out, at least one.
 pub fn write_by(
     transport: &mut impl Transport,
     data: &[u8],
-    deadline: Instant,
+    deadline: impl Fn() -> Instant,
 ) -> io::Result<usize> {
+    let mut due = None;
     loop {
         match transport.write(data) {
             Ok(0) if !data.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                wait(transport.fd(), libc::POLLOUT, deadline)?
+                let due = *due.get_or_insert_with(&deadline);
+                wait(transport.fd(), libc::POLLOUT, due)?
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             result => return result,
