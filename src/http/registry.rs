@@ -21,16 +21,16 @@ pub(crate) type Address = IpAddr;
 /// A connection's place in the registry.
 pub(crate) enum State<C> {
     Parked(Box<C>),
-    /// Being served since the given instant; its descriptor, for shutdown
-    /// to cut it.
+    /// Being served since the given instant.
     Busy {
         since: Instant,
-        fd: RawFd,
     },
 }
 
 struct Slot<C> {
     address: Address,
+    /// The connection's descriptor, for shutdown to cut a busy one.
+    fd: RawFd,
     state: State<C>,
 }
 
@@ -90,10 +90,10 @@ impl<C> Registry<C> {
     }
 
     /// Registers a new connection, parked. The caller has checked it fits.
-    pub fn admit(&mut self, id: u64, address: Address, conn: Box<C>) {
+    pub fn admit(&mut self, id: u64, address: Address, fd: RawFd, conn: Box<C>) {
         *self.per_address.entry(address).or_insert(0) += 1;
         let state = State::Parked(conn);
-        self.slots.insert(id, Slot { address, state });
+        self.slots.insert(id, Slot { address, fd, state });
     }
 
     /// Parks a busy connection again.
@@ -105,18 +105,15 @@ impl<C> Registry<C> {
 
     /// Takes a parked connection to serve it; `None` when it is not parked
     /// (gone, or already being served).
-    pub fn take(&mut self, id: u64, fd_of: impl Fn(&C) -> RawFd, now: Instant) -> Option<Box<C>> {
+    pub fn take(&mut self, id: u64, now: Instant) -> Option<Box<C>> {
         let slot = self.slots.get_mut(&id)?;
-        let State::Parked(conn) = &slot.state else {
-            return None;
-        };
-        let busy = State::Busy {
-            since: now,
-            fd: fd_of(conn),
-        };
-        match std::mem::replace(&mut slot.state, busy) {
+        match std::mem::replace(&mut slot.state, State::Busy { since: now }) {
             State::Parked(conn) => Some(conn),
-            State::Busy { .. } => None,
+            // Already being served: leave it as it was.
+            busy @ State::Busy { .. } => {
+                slot.state = busy;
+                None
+            }
         }
     }
 
@@ -155,6 +152,14 @@ impl<C> Registry<C> {
         self.slots.iter().map(|(id, slot)| (*id, &slot.state))
     }
 
+    /// The descriptors of the connections being served.
+    pub fn busy_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
+        self.slots
+            .values()
+            .filter(|slot| matches!(slot.state, State::Busy { .. }))
+            .map(|slot| slot.fd)
+    }
+
     /// How many connections `address` holds (for tests).
     #[cfg(test)]
     fn held_by(&self, address: Address) -> usize {
@@ -177,11 +182,11 @@ mod tests {
         let (a, b) = (ip("10.0.0.1"), ip("10.0.0.2"));
         for id in 0..2 {
             assert_eq!(registry.check(a), Ok(()));
-            registry.admit(id, a, Box::new(()));
+            registry.admit(id, a, 3, Box::new(()));
         }
         assert_eq!(registry.check(a), Err(Refusal::AddressFull));
-        registry.admit(2, b, Box::new(()));
-        registry.admit(3, b, Box::new(()));
+        registry.admit(2, b, 3, Box::new(()));
+        registry.admit(3, b, 3, Box::new(()));
         assert_eq!(registry.check(ip("10.0.0.3")), Err(Refusal::Full));
         registry.remove(0);
         assert_eq!(registry.check(a), Ok(()));
@@ -193,11 +198,12 @@ mod tests {
         let mut registry: Registry<u8> = Registry::new(100, 0);
         let a = ip("10.0.0.1");
         for id in 0..5 {
-            registry.admit(id, a, Box::new(id as u8));
+            registry.admit(id, a, id as RawFd, Box::new(id as u8));
         }
         // Busy and parked again: still held.
-        let conn = registry.take(1, |_| 7, Instant::now()).unwrap();
-        assert!(registry.take(1, |_| 7, Instant::now()).is_none());
+        let conn = registry.take(1, Instant::now()).unwrap();
+        assert!(registry.take(1, Instant::now()).is_none());
+        assert_eq!(registry.busy_fds().collect::<Vec<_>>(), [1]);
         registry.park(1, conn);
         assert_eq!(registry.held_by(a), 5);
         registry.remove(4);

@@ -96,7 +96,7 @@ impl Shared {
 
     /// Takes a parked connection to serve it (`None`: gone or taken).
     fn take(&self, id: u64) -> Option<Box<Conn>> {
-        self.lock().take(id, Conn::fd, Instant::now())
+        self.lock().take(id, Instant::now())
     }
 
     /// After a turn of serving: parks the connection again or forgets it.
@@ -253,7 +253,7 @@ fn admit(shared: &Shared, stream: TcpStream, peer: SocketAddr, id: u64) {
     }
     let conn = Conn::new(stream, peer, &shared.context.limits);
     let fd = conn.fd();
-    connections.admit(id, address, conn);
+    connections.admit(id, address, fd, conn);
     if let Err(err) = epoll_ctl(&shared.epoll, libc::EPOLL_CTL_ADD, fd, id) {
         connections.remove(id);
         shared
@@ -281,7 +281,7 @@ fn monitor(shared: &Arc<Shared>) -> i32 {
                     continue;
                 }
                 State::Parked(conn) => conn.deadline(),
-                State::Busy { since, .. } => {
+                State::Busy { since } => {
                     if now.duration_since(*since) >= STALL_THRESHOLD {
                         stalled += 1;
                     }
@@ -292,7 +292,7 @@ fn monitor(shared: &Arc<Shared>) -> i32 {
         }
         expired_ids
             .into_iter()
-            .filter_map(|id| Some((id, connections.take(id, Conn::fd, now)?)))
+            .filter_map(|id| Some((id, connections.take(id, now)?)))
             .collect()
     };
     for (id, conn) in expired {
@@ -403,12 +403,10 @@ fn shutdown(shared: &Shared) {
                 "shutdown timeout reached; cutting {} connection(s)",
                 connections.len()
             ));
-            for (_, state) in connections.states() {
-                if let State::Busy { fd, .. } = state {
-                    // SAFETY: a busy entry's descriptor stays open until its
-                    // worker removes the entry, which needs this lock.
-                    unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
-                }
+            for fd in connections.busy_fds() {
+                // SAFETY: a busy entry's descriptor stays open until its
+                // worker removes the entry, which needs this lock.
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
             }
             return;
         }
