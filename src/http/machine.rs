@@ -322,7 +322,8 @@ impl Machine {
         if rate == 0 {
             return None;
         }
-        let earned = Duration::from_secs_f64(bytes as f64 / rate as f64);
+        // Past any deadline an Instant can hold: no deadline at all.
+        let earned = Duration::try_from_secs_f64(bytes as f64 / rate as f64).ok()?;
         since.checked_add(MIN_RATE_GRACE)?.checked_add(earned)
     }
 
