@@ -15,6 +15,7 @@ pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod blob;
+pub mod certificates;
 pub mod commands;
 pub mod config;
 pub mod date;

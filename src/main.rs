@@ -5,11 +5,16 @@ use std::io::{self, ErrorKind, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
-use wren::config::EarlyExit;
-use wren::http::Server;
+use wren::certificates::SiteCertificates;
+use wren::config::{CertificateSource, EarlyExit};
 use wren::http::log::{self, Logger};
+use wren::http::redirect::Redirect;
+use wren::http::{Endpoint, Request, Response, Server, Site, tls};
 use wren::{App, Command, Config, routes};
 
 fn main() -> ExitCode {
@@ -48,14 +53,39 @@ fn serve(config: Config) -> ExitCode {
         ));
         return ExitCode::FAILURE;
     }
-    let server = match Server::bind(config.addr, config.limits.clone(), logger) {
+    // Certificate files are read before anything starts: a bad pair is a
+    // usage error, as a bad flag is.
+    let site_certificates = match config.tls.as_ref().map(SiteCertificates::open).transpose() {
+        Ok(site_certificates) => site_certificates,
+        Err(problem) => {
+            return early_exit(&EarlyExit {
+                output: format!("error: {problem}"),
+                code: 2,
+            });
+        }
+    };
+    let mut endpoints = vec![Endpoint {
+        addr: config.addr,
+        tls: site_certificates
+            .as_ref()
+            .map(|site| tls::server_config(Arc::clone(&site.certificates))),
+    }];
+    let redirect_port = config.tls.as_ref().and_then(|tls| tls.redirect_port);
+    if let Some(port) = redirect_port {
+        endpoints.push(Endpoint {
+            addr: SocketAddr::new(config.addr.ip(), port),
+            tls: None,
+        });
+    }
+    let server = match Server::bind(endpoints, config.limits.clone(), logger) {
         Ok(server) => server,
-        Err(err) => {
-            logger.error(&format!("cannot listen on {}: {err}", config.addr));
+        Err((addr, err)) => {
+            logger.error(&format!("cannot listen on {addr}: {err}"));
             return ExitCode::FAILURE;
         }
     };
-    let addr = server.local_addr().unwrap_or(config.addr);
+    let addrs = server.local_addrs().unwrap_or_else(|_| vec![config.addr]);
+    let addr = addrs[0];
     // Registered before the slow start (password hashing, model loading),
     // so that an early SIGHUP is queued instead of killing the process.
     let sighup = match Signals::new([SIGHUP]) {
@@ -72,17 +102,71 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(err) = reload_model_on_sighup(sighup, Arc::clone(&app), logger) {
+    let site_certificates = site_certificates.map(Arc::new);
+    if let Err(err) = reload_on_sighup(sighup, Arc::clone(&app), site_certificates.clone(), logger)
+    {
         logger.error(&format!("cannot start the SIGHUP thread: {err}"));
         return ExitCode::FAILURE;
     }
     let router = routes::table(&app);
     logger.info(&app.config.events.explain(addr.ip()));
+    let scheme = if site_certificates.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     logger.info(&format!(
-        "wren {} listening on http://{addr}",
+        "wren {} listening on {scheme}://{addr}",
         env!("CARGO_PKG_VERSION")
     ));
-    match server.run(move |request: &mut wren::http::Request<'_>| router.dispatch(&app, request)) {
+    let tls_config = app.config.tls.clone();
+    let dispatch = Arc::new(move |request: &mut Request<'_>| router.dispatch(&app, request));
+    let mut sites = vec![Site {
+        service: Box::new({
+            let dispatch = Arc::clone(&dispatch);
+            move |request: &mut Request<'_>| dispatch(request)
+        }),
+        headers: tls_config
+            .as_ref()
+            .and_then(|tls| tls.hsts_max_age)
+            .map(|age| {
+                (
+                    "Strict-Transport-Security",
+                    Cow::Owned(format!("max-age={age}")),
+                )
+            })
+            .into_iter()
+            .collect(),
+    }];
+    if let (Some(tls_config), Some(site_certificates), Some(&redirect_addr)) =
+        (&tls_config, &site_certificates, addrs.get(1))
+    {
+        let redirect = Redirect {
+            https_port: addr.port(),
+            fallback_host: match &tls_config.certificate {
+                CertificateSource::Acme(acme) => acme.domains.first().cloned(),
+                CertificateSource::Files { .. } => None,
+            },
+        };
+        let tokens = Arc::clone(&site_certificates.tokens);
+        logger.info(&format!(
+            "redirecting http://{redirect_addr} to https:// on port {}",
+            addr.port()
+        ));
+        sites.push(Site {
+            // Liveness stays reachable over plain HTTP (load balancers, and
+            // operators while no certificate exists yet).
+            service: Box::new(move |request: &mut Request<'_>| -> Response {
+                if request.path() == "/status" {
+                    dispatch(request)
+                } else {
+                    redirect.answer(request, &tokens)
+                }
+            }),
+            headers: Vec::new(),
+        });
+    }
+    match server.run(sites) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             logger.error(&format!("server failed: {err}"));
@@ -117,17 +201,25 @@ fn print(text: &str) -> ExitCode {
     }
 }
 
-/// SIGHUP reloads the model from its file; a file that fails to load is
-/// reported and the running model stays.
-fn reload_model_on_sighup(
+/// SIGHUP reloads the model and the certificate files; a file that fails
+/// to load is reported and the running model or certificate stays.
+fn reload_on_sighup(
     mut signals: Signals,
     app: Arc<App>,
+    site_certificates: Option<Arc<SiteCertificates>>,
     logger: Logger,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
-        .name("model-reload".into())
+        .name("reload".into())
         .spawn(move || {
             for _ in signals.forever() {
+                match site_certificates.as_deref().map(SiteCertificates::reload) {
+                    None | Some(Ok(None)) => {}
+                    Some(Ok(Some(done))) => logger.info(&done),
+                    Some(Err(err)) => logger.error(&format!(
+                        "certificate reload failed, still serving the previous one: {err}"
+                    )),
+                }
                 match app.model.reload() {
                     Ok(model) => {
                         logger.info(&format!("model reloaded: {} {}", model.name, model.version))

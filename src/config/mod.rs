@@ -63,6 +63,8 @@ impl Command {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub addr: SocketAddr,
+    /// HTTPS on `addr`, when wren serves it itself.
+    pub tls: Option<TlsConfig>,
     pub data_dir: PathBuf,
     pub limits: Limits,
     pub log_format: LogFormat,
@@ -71,6 +73,47 @@ pub struct Config {
     pub event_time_unit: TimeUnit,
     pub events: EventsMode,
     pub storage: StorageConfig,
+}
+
+/// HTTPS served by wren itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    pub certificate: CertificateSource,
+    /// The plain-HTTP listener that redirects to HTTPS.
+    pub redirect_port: Option<u16>,
+    /// `Strict-Transport-Security: max-age`; `None`: no such header.
+    pub hsts_max_age: Option<u64>,
+}
+
+/// Where the certificate comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CertificateSource {
+    /// PEM files, read at start and on SIGHUP.
+    Files { cert: PathBuf, key: PathBuf },
+    /// An ACME CA, renewed in the background.
+    Acme(AcmeConfig),
+}
+
+/// The ACME settings (RFC 8555).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcmeConfig {
+    pub domains: Vec<String>,
+    pub email: Option<String>,
+    pub directory: String,
+    pub ca_root: Option<PathBuf>,
+    pub challenge: AcmeChallenge,
+    pub renew_at: f64,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+/// Which ACME challenge wren answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    /// On the TLS listener (RFC 8737).
+    TlsAlpn01,
+    /// On the redirect listener (RFC 8555 §8.3).
+    Http01,
 }
 
 /// Who may post events, decided at start from where wren listens, as
@@ -220,6 +263,7 @@ impl Config {
                 &format!("'{name}' is also given to --user; an account has one role"),
             ));
         }
+        let tls = tls_config(&s)?;
         Ok(Config {
             storage: storage_config(&s)?,
             addr: SocketAddr::new(s.host, s.port),
@@ -239,7 +283,8 @@ impl Config {
             log_format: s.log_format,
             auth: AuthConfig {
                 token_ttl: s.token_ttl,
-                cookie_secure: s.cookie_secure,
+                // A cookie sent over HTTPS only, whenever there is HTTPS.
+                cookie_secure: s.cookie_secure || tls.is_some(),
                 min_password_length: s.min_password_length,
                 users: s.users,
                 admins: s.admins,
@@ -258,8 +303,72 @@ impl Config {
             },
             event_time_unit: s.event_time_unit,
             events: EventsMode::decide(s.host, s.open_events),
+            tls,
         })
     }
+}
+
+/// The HTTPS section: a certificate from files or from ACME, never both;
+/// a redirect listener only beside HTTPS, on a port of its own; HTTP-01
+/// only with the redirect listener that answers it.
+fn tls_config(s: &Settings) -> Result<Option<TlsConfig>, EarlyExit> {
+    let certificate = match (&s.tls_cert, &s.tls_key) {
+        (Some(_), _) | (_, Some(_)) if !s.acme_domains.is_empty() => {
+            return Err(bad_value(
+                "--acme-domain",
+                "choose --tls-cert/--tls-key or --acme-domain, not both",
+            ));
+        }
+        (Some(cert), Some(key)) => Some(CertificateSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (Some(_), None) => return Err(bad_value("--tls-key", "--tls-cert needs its key")),
+        (None, Some(_)) => return Err(bad_value("--tls-cert", "--tls-key needs its certificate")),
+        (None, None) if s.acme_domains.is_empty() => None,
+        (None, None) => Some(CertificateSource::Acme(AcmeConfig {
+            domains: s.acme_domains.clone(),
+            email: s.acme_email.clone(),
+            directory: s.acme_directory.clone(),
+            ca_root: s.acme_ca_root.clone(),
+            challenge: s.acme_challenge,
+            renew_at: s.acme_renew_at,
+            retry_min: s.acme_retry_min,
+            retry_max: s.acme_retry_max.max(s.acme_retry_min),
+        })),
+    };
+    let Some(certificate) = certificate else {
+        if s.redirect_port.is_some() {
+            return Err(bad_value(
+                "--redirect-port",
+                "redirects to HTTPS, which needs --tls-cert/--tls-key or --acme-domain",
+            ));
+        }
+        return Ok(None);
+    };
+    if let Some(redirect_port) = s.redirect_port
+        && redirect_port == s.port
+        && redirect_port != 0
+    {
+        return Err(bad_value(
+            "--redirect-port",
+            &format!("{redirect_port} is --port itself; HTTPS and the redirect need a port each"),
+        ));
+    }
+    if let CertificateSource::Acme(acme) = &certificate
+        && acme.challenge == AcmeChallenge::Http01
+        && s.redirect_port.is_none()
+    {
+        return Err(bad_value(
+            "--acme-challenge",
+            "http-01 is answered on --redirect-port, which is not set",
+        ));
+    }
+    Ok(Some(TlsConfig {
+        certificate,
+        redirect_port: s.redirect_port,
+        hsts_max_age: Some(s.hsts_max_age).filter(|&age| age > 0),
+    }))
 }
 
 /// The storage section: S3 settings take effect only with an endpoint, and

@@ -9,9 +9,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::EarlyExit;
 use super::parse::Input;
 use super::values::{self, one_of};
+use super::{AcmeChallenge, EarlyExit};
 use crate::alerts::TimeUnit;
 use crate::auth::password;
 use crate::blob::{S3Addressing, StorageKind};
@@ -142,6 +142,99 @@ settings! {
         parse: values::path,
         help: "folder for the database, stored files and the server secret",
     }
+    value tls_cert: Option<PathBuf> {
+        flag: "--tls-cert FILE",
+        env: ["WREN_TLS_CERT"],
+        default: "",
+        parse: values::optional_path,
+        help: "PEM certificate (chain after it) to serve HTTPS with on --port, TLS 1.3 and 1.2 \
+               only; with --tls-key; reloaded on SIGHUP",
+    }
+    value tls_key: Option<PathBuf> {
+        flag: "--tls-key FILE",
+        env: ["WREN_TLS_KEY"],
+        default: "",
+        parse: values::optional_path,
+        help: "PEM private key of --tls-cert",
+    }
+    list acme_domains: Vec<String> {
+        flag: "--acme-domain NAME",
+        env: ["WREN_ACME_DOMAINS"],
+        default: "",
+        parse: values::domain,
+        help: "a name to get a certificate for from the ACME CA and serve HTTPS with on --port; \
+               repeatable, comma-separated in the variable; the first is the certificate's \
+               subject",
+    }
+    value acme_email: Option<String> {
+        flag: "--acme-email ADDRESS",
+        env: ["WREN_ACME_EMAIL"],
+        default: "",
+        parse: values::optional_email,
+        help: "contact address of the ACME account (expiry notices)",
+    }
+    value acme_directory: String {
+        flag: "--acme-directory URL",
+        env: ["WREN_ACME_DIRECTORY"],
+        default: "https://acme-v02.api.letsencrypt.org/directory",
+        parse: values::https_url,
+        help: "the ACME CA's directory URL",
+    }
+    value acme_ca_root: Option<PathBuf> {
+        flag: "--acme-ca-root FILE",
+        env: ["WREN_ACME_CA_ROOT"],
+        default: "",
+        parse: values::optional_path,
+        help: "PEM root certificate(s) to trust for the directory's own HTTPS, instead of the \
+               public roots (private or test CAs)",
+    }
+    value acme_challenge: AcmeChallenge {
+        flag: "--acme-challenge TYPE",
+        env: ["WREN_ACME_CHALLENGE"],
+        default: "tls-alpn-01",
+        parse: |s| {
+            one_of(s, &[("tls-alpn-01", AcmeChallenge::TlsAlpn01), ("http-01", AcmeChallenge::Http01)])
+        },
+        help: "how the CA checks wren holds the names: `tls-alpn-01` on --port (443) or \
+               `http-01` on --redirect-port (80)",
+    }
+    value acme_renew_at: f64 {
+        flag: "--acme-renew-at FRACTION",
+        env: ["WREN_ACME_RENEW_AT"],
+        default: "0.667",
+        parse: values::fraction,
+        help: "renew the certificate once this share of its lifetime has passed",
+    }
+    value acme_retry_min: Duration {
+        flag: "--acme-retry-min SECONDS",
+        env: ["WREN_ACME_RETRY_MIN"],
+        default: "300",
+        parse: values::seconds,
+        help: "wait after a failed order before the next try; it doubles with each failure \
+               (jittered), up to --acme-retry-max",
+    }
+    value acme_retry_max: Duration {
+        flag: "--acme-retry-max SECONDS",
+        env: ["WREN_ACME_RETRY_MAX"],
+        default: "21600",
+        parse: values::seconds,
+        help: "longest wait between two tries of a failing order",
+    }
+    value redirect_port: Option<u16> {
+        flag: "--redirect-port N",
+        env: ["WREN_REDIRECT_PORT"],
+        default: "",
+        parse: values::optional_port,
+        help: "also listen for plain HTTP on this port (80), answering 308 to the same path over \
+               HTTPS, ACME HTTP-01 challenges, and GET /status; same limits as --port",
+    }
+    value hsts_max_age: u64 {
+        flag: "--hsts-max-age SECONDS",
+        env: ["WREN_HSTS_MAX_AGE"],
+        default: "31536000",
+        parse: values::number,
+        help: "max-age of Strict-Transport-Security on HTTPS answers; 0: no such header",
+    }
     value threads: usize {
         flag: "--threads N",
         env: ["WREN_THREADS"],
@@ -236,7 +329,8 @@ settings! {
         env: ["WREN_COOKIE_SECURE"],
         default: "off",
         parse: values::switch,
-        help: "mark the session cookie Secure (behind HTTPS)",
+        help: "mark the session cookie Secure (behind an HTTPS proxy; automatic when wren \
+               serves HTTPS itself)",
     }
     value min_password_length: usize {
         flag: "--min-password-length N",

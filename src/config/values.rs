@@ -105,6 +105,76 @@ pub fn path(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
 }
 
+/// A file path, where the empty text means "not set".
+pub fn optional_path(s: &str) -> Result<Option<PathBuf>, String> {
+    Ok((!s.is_empty()).then(|| PathBuf::from(s)))
+}
+
+/// A port, where the empty text means "not set". Port 0 (any free port)
+/// is allowed, as for `--port`.
+pub fn optional_port(s: &str) -> Result<Option<u16>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    number(s).map(Some)
+}
+
+/// A DNS name a certificate can be issued for: letters, digits and
+/// hyphens in dot-separated labels of 1 to 63 characters, in lower case.
+/// Wildcards need DNS-01, which wren does not answer.
+pub fn domain(s: &str) -> Result<String, String> {
+    let name = s.trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if name.len() > 253 || !name.contains('.') || !name.split('.').all(label_ok) {
+        return Err(format!(
+            "expected a DNS name such as example.org (no wildcard, no IP address), got '{s}'"
+        ));
+    }
+    Ok(name)
+}
+
+/// An e-mail address, roughly (something@domain), or nothing.
+pub fn optional_email(s: &str) -> Result<Option<String>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    match s.split_once('@') {
+        Some((local, host))
+            if !local.is_empty()
+                && host.contains('.')
+                && !s.contains(|c: char| c.is_whitespace() || c == ',') =>
+        {
+            Ok(Some(s.to_owned()))
+        }
+        _ => Err(format!("expected an e-mail address, got '{s}'")),
+    }
+}
+
+/// An `https://` URL.
+pub fn https_url(s: &str) -> Result<String, String> {
+    match s.strip_prefix("https://") {
+        Some(rest) if !rest.is_empty() => Ok(s.to_owned()),
+        _ => Err(format!("expected an https:// URL, got '{s}'")),
+    }
+}
+
+/// A share of a whole, above 0 and at most 1.
+pub fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(value) if value > 0.0 && value <= 1.0 => Ok(value),
+        _ => Err(format!(
+            "expected a number above 0 and at most 1, got '{s}'"
+        )),
+    }
+}
+
 /// Any text, the empty one included.
 pub fn text(s: &str) -> Result<String, String> {
     Ok(s.to_owned())

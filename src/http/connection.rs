@@ -9,6 +9,7 @@
 //! parked until its deadline. Inside a request, body reads and response
 //! writes block, each wait bounded by `--io-timeout`.
 
+use std::borrow::Cow;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
@@ -24,7 +25,7 @@ use super::log::{AccessEntry, Logger};
 use super::machine::{BodyStep, DrainStep, Machine, Step, Timeouts};
 use super::request::Request;
 use super::response::{Response, ResponseBody};
-use super::transport::{Transport, read_by, write_by};
+use super::transport::{Transport, flush_by, read_by, write_by};
 
 /// What the engine serves: a function from a request to its response.
 pub trait Service: Send + Sync + 'static {
@@ -40,12 +41,20 @@ where
     }
 }
 
-/// What every connection shares: the service, the log, the limits and
+/// What one listener serves: its service, and headers every answer on it
+/// carries (`Strict-Transport-Security` on a TLS listener).
+pub struct Site {
+    pub service: Box<dyn Service>,
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
+}
+
+/// What every connection shares: the sites, the log, the limits and
 /// whether the server is shutting down.
 pub(crate) struct Context {
     pub limits: Limits,
     pub logger: Logger,
-    pub service: Box<dyn Service>,
+    /// By listener, in the order the server was bound.
+    pub sites: Vec<Site>,
     pub shutting_down: AtomicBool,
 }
 
@@ -56,15 +65,17 @@ pub(crate) enum Next<T> {
     Close,
 }
 
-/// A connection: its transport, its peer and its machine.
+/// A connection: its transport, its peer, the site it came to (an index
+/// into [`Context::sites`]) and its machine.
 pub(crate) struct Connection<T> {
     transport: T,
     peer: SocketAddr,
+    site: usize,
     machine: Machine,
 }
 
 impl<T: Transport> Connection<T> {
-    pub fn new(transport: T, peer: SocketAddr, limits: &Limits) -> Box<Self> {
+    pub fn new(transport: T, peer: SocketAddr, site: usize, limits: &Limits) -> Box<Self> {
         let timeouts = Timeouts {
             header: limits.header_timeout,
             keep_alive: limits.keep_alive_timeout,
@@ -73,6 +84,7 @@ impl<T: Transport> Connection<T> {
         Box::new(Connection {
             transport,
             peer,
+            site,
             machine: Machine::new(Instant::now(), timeouts),
         })
     }
@@ -105,6 +117,8 @@ pub(crate) fn serve<T: Transport>(
             conn.machine.begin_shutdown();
         }
         match conn.machine.poll(Instant::now()) {
+            // Decrypted input is invisible to the descriptor: read it now.
+            Step::Wait if conn.transport.holds_input() => {}
             Step::Wait => return Next::Park(conn),
             Step::Receive => {
                 let Connection {
@@ -123,7 +137,9 @@ pub(crate) fn serve<T: Transport>(
             Step::Reject(error) => {
                 let started = Instant::now();
                 let request_id = new_request_id();
-                let answered = conn.answer(error.into_response(), &request_id, write_timeout);
+                let headers = &context.sites[conn.site].headers;
+                let response = error.into_response();
+                let answered = conn.answer(response, headers, &request_id, write_timeout);
                 log_access(context, &conn, &request_id, "-", "-", started, answered);
             }
             Step::HalfClose => conn.transport.shutdown_write(),
@@ -139,10 +155,11 @@ pub(crate) fn refuse<T: Transport>(
     context: &Context,
     transport: T,
     peer: SocketAddr,
+    site: usize,
     reason: &str,
 ) {
     let started = Instant::now();
-    let mut conn = Connection::new(transport, peer, &context.limits);
+    let mut conn = Connection::new(transport, peer, site, &context.limits);
     // What the client sent already is read and dropped, so that closing
     // does not reset the connection before the answer is read.
     let mut sink = [0u8; 4096];
@@ -152,7 +169,7 @@ pub(crate) fn refuse<T: Transport>(
     let response = ApiError::new(503, reason)
         .with_header("Retry-After", "1")
         .into_response();
-    let answered = conn.answer(response, &request_id, Duration::ZERO);
+    let answered = conn.answer(response, &[], &request_id, Duration::ZERO);
     conn.transport.shutdown_write();
     let _ = conn.transport.read(&mut sink);
     log_access(context, &conn, &request_id, "-", "-", started, answered);
@@ -186,8 +203,9 @@ impl<T: Transport> Connection<T> {
             .with_peer(self.peer)
             .with_id(request_id)
             .with_body(body);
+        let site = &context.sites[self.site];
         let mut response =
-            panic::catch_unwind(AssertUnwindSafe(|| context.service.call(&mut request)))
+            panic::catch_unwind(AssertUnwindSafe(|| site.service.call(&mut request)))
                 .unwrap_or_else(|_| {
                     // The panic hook has logged the panic itself.
                     ApiError::new(500, "the server failed to handle this request").into_response()
@@ -202,7 +220,7 @@ impl<T: Transport> Connection<T> {
         if context.shutting_down.load(Ordering::SeqCst) {
             self.machine.begin_shutdown();
         }
-        let answered = self.answer(response, &request_id, io_timeout);
+        let answered = self.answer(response, &site.headers, &request_id, io_timeout);
         log_access(
             context,
             self,
@@ -228,9 +246,17 @@ impl<T: Transport> Connection<T> {
         }
     }
 
-    /// Frames and writes `response`, then ends the exchange.
-    fn answer(&mut self, response: Response, request_id: &str, timeout: Duration) -> Answered {
-        let (status, headers, body) = response.into_parts();
+    /// Frames and writes `response` with the site's `extra` headers, then
+    /// ends the exchange.
+    fn answer(
+        &mut self,
+        response: Response,
+        extra: &[(&'static str, Cow<'static, str>)],
+        request_id: &str,
+        timeout: Duration,
+    ) -> Answered {
+        let (status, mut headers, body) = response.into_parts();
+        headers.extend_from_slice(extra);
         let body_len = match &body {
             ResponseBody::Empty => Some(0),
             ResponseBody::Bytes(bytes) => Some(bytes.len() as u64),
@@ -316,7 +342,9 @@ fn send_output<T: Transport>(
         })?;
         machine.sent(n);
     }
-    Ok(())
+    flush_by(transport, || {
+        wait_deadline(timeout, machine.output_deadline())
+    })
 }
 
 /// Receives more of the request body for the machine, the wait bounded by
@@ -377,7 +405,7 @@ impl<T: Transport> Read for BodyReader<'_, T> {
 }
 
 /// The one place an access-log line is written.
-fn log_access<T>(
+fn log_access<T: Transport>(
     context: &Context,
     conn: &Connection<T>,
     request_id: &str,
@@ -394,6 +422,7 @@ fn log_access<T>(
         status: answered.status,
         bytes: answered.bytes,
         duration: started.elapsed(),
+        tls: conn.transport.tls_version(),
     });
 }
 

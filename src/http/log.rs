@@ -37,6 +37,8 @@ pub struct AccessEntry<'a> {
     /// Bytes written for the response, head included.
     pub bytes: u64,
     pub duration: Duration,
+    /// The TLS version of the connection; `None` over plain TCP.
+    pub tls: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -50,6 +52,8 @@ struct AccessLine<'a> {
     status: u16,
     bytes: u64,
     duration_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -101,6 +105,7 @@ impl Logger {
                         status: entry.status,
                         bytes: entry.bytes,
                         duration_ms: micros as f64 / 1000.0,
+                        tls: entry.tls,
                     };
                     let _ = serde_json::to_writer(&mut *line, &record);
                     line.push(b'\n');

@@ -13,7 +13,8 @@
 //!   threads (up to `--max-threads`) and graceful shutdown; `registry`:
 //!   the open connections, parked in an epoll set or busy, and the caps on
 //!   them in all and per client address;
-//! - `connection`: one connection driven over a [`transport`]: moves bytes
+//! - `connection`: one connection driven over a [`transport`] (a TCP
+//!   socket, or a [`tls`] session over one): moves bytes
 //!   between the socket and the machine, runs the service for each request
 //!   (a panic becomes that request's `500`), writes the access log;
 //! - `machine`: the connection as a pure state machine: phases, deadlines,
@@ -25,6 +26,8 @@
 //!   handlers work with, and `status`: the one status-code table;
 //! - [`fields`], [`multipart`], [`percent`]: the parsers for what handlers
 //!   read from requests;
+//! - [`redirect`]: the plain listener beside a TLS one (`308` to HTTPS,
+//!   ACME HTTP-01 challenges);
 //! - [`log`]: the server's log and access log.
 
 pub mod body;
@@ -39,19 +42,21 @@ mod machine;
 pub mod multipart;
 pub mod percent;
 pub mod problems;
+pub mod redirect;
 mod registry;
 pub mod request;
 pub mod response;
 pub mod server;
 mod status;
+pub mod tls;
 pub mod transport;
 
 pub use body::Body;
-pub use connection::Service;
+pub use connection::{Service, Site};
 pub use error::ApiError;
 pub use fields::Fields;
 pub use limits::Limits;
 pub use problems::{Problem, Problems};
 pub use request::{Param, Request};
 pub use response::Response;
-pub use server::Server;
+pub use server::{Endpoint, Server};

@@ -29,14 +29,87 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::connection::{self, Connection, Context, Next, Service};
+use rustls::{ServerConfig, ServerConnection};
+
+use super::connection::{self, Connection, Context, Next, Site};
 use super::limits::{ACCEPT_BACKOFF, Limits};
 use super::log::Logger;
 use super::registry::{Registry, State};
+use super::tls::TlsStream;
+use super::transport::Transport;
 use crate::peer::client_address;
 
-/// A TCP connection of the plain listener.
-type Conn = Connection<TcpStream>;
+/// A connection of any listener.
+type Conn = Connection<Stream>;
+
+/// A connection's byte stream: plain TCP, or TLS over TCP.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl Transport for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => Transport::read(tcp, buf),
+            Stream::Tls(tls) => tls.read(buf),
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => Transport::write(tcp, data),
+            Stream::Tls(tls) => tls.write(data),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(_) => Ok(()),
+            Stream::Tls(tls) => tls.flush(),
+        }
+    }
+
+    fn holds_input(&self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(tls) => tls.holds_input(),
+        }
+    }
+
+    fn shutdown_write(&mut self) {
+        match self {
+            Stream::Plain(tcp) => tcp.shutdown_write(),
+            Stream::Tls(tls) => tls.shutdown_write(),
+        }
+    }
+
+    fn fd(&self) -> RawFd {
+        match self {
+            Stream::Plain(tcp) => tcp.as_raw_fd(),
+            Stream::Tls(tls) => tls.fd(),
+        }
+    }
+
+    fn tls_version(&self) -> Option<&'static str> {
+        match self {
+            Stream::Plain(_) => None,
+            Stream::Tls(tls) => tls.tls_version(),
+        }
+    }
+}
+
+/// Where the server listens, and whether it speaks TLS there.
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub tls: Option<Arc<ServerConfig>>,
+}
+
+/// A bound listener.
+struct Listener {
+    socket: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+}
 
 /// How long all workers may be inside requests before another is started.
 pub const STALL_THRESHOLD: Duration = Duration::from_millis(50);
@@ -100,7 +173,7 @@ impl Shared {
     }
 
     /// After a turn of serving: parks the connection again or forgets it.
-    fn settle(&self, id: u64, next: Next<TcpStream>) {
+    fn settle(&self, id: u64, next: Next<Stream>) {
         match next {
             Next::Park(conn) => self.park(id, conn),
             Next::Close => {
@@ -111,32 +184,57 @@ impl Shared {
     }
 }
 
+/// The listeners, with the limits and log every connection of any of them
+/// shares (the connection caps count them all together).
 pub struct Server {
-    listener: TcpListener,
+    listeners: Vec<Listener>,
     limits: Limits,
     logger: Logger,
 }
 
 impl Server {
-    pub fn bind(addr: SocketAddr, limits: Limits, logger: Logger) -> io::Result<Server> {
+    /// Binds every endpoint, or fails with the address that could not be
+    /// bound.
+    pub fn bind(
+        endpoints: Vec<Endpoint>,
+        limits: Limits,
+        logger: Logger,
+    ) -> Result<Server, (SocketAddr, io::Error)> {
         raise_fd_limit(&logger);
-        let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
+        let mut listeners = Vec::with_capacity(endpoints.len());
+        for Endpoint { addr, tls } in endpoints {
+            let socket = TcpListener::bind(addr)
+                .and_then(|socket| socket.set_nonblocking(true).map(|()| socket))
+                .map_err(|err| (addr, err))?;
+            listeners.push(Listener { socket, tls });
+        }
         Ok(Server {
-            listener,
+            listeners,
             limits,
             logger,
         })
     }
 
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+    /// The addresses bound, in the order of the endpoints (a port `0` now
+    /// the one the system chose).
+    pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
+        self.listeners
+            .iter()
+            .map(|listener| listener.socket.local_addr())
+            .collect()
     }
 
-    /// Serves until SIGTERM or SIGINT, then shuts down gracefully: stops
-    /// accepting, closes idle connections and gives in-flight requests up to
-    /// the shutdown timeout to finish.
-    pub fn run(self, service: impl Service) -> io::Result<()> {
+    /// Serves `sites`, one per endpoint in the same order, until SIGTERM or
+    /// SIGINT, then shuts down gracefully: stops accepting, closes idle
+    /// connections and gives in-flight requests up to the shutdown timeout
+    /// to finish.
+    pub fn run(self, sites: Vec<Site>) -> io::Result<()> {
+        if sites.len() != self.listeners.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "one site per listener",
+            ));
+        }
         let (signal_read, signal_write) = UnixStream::pair()?;
         for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::low_level::pipe::register(signal, signal_write.try_clone()?)?;
@@ -151,7 +249,7 @@ impl Server {
             context: Context {
                 limits: self.limits,
                 logger: self.logger,
-                service: Box::new(service),
+                sites,
                 shutting_down: AtomicBool::new(false),
             },
             epoll: epoll_create()?,
@@ -164,30 +262,28 @@ impl Server {
         for _ in 0..limits.threads.clamp(1, limits.max_threads.max(1)) {
             start_worker(&shared)?;
         }
-        accept_loop(&self.listener, &signal_read, &shared);
-        drop(self.listener);
+        accept_loop(&self.listeners, &signal_read, &shared);
+        drop(self.listeners);
         shutdown(&shared);
         Ok(())
     }
 }
 
-fn accept_loop(listener: &TcpListener, signals: &UnixStream, shared: &Arc<Shared>) {
+fn accept_loop(listeners: &[Listener], signals: &UnixStream, shared: &Arc<Shared>) {
     let mut next_id = 0u64;
-    let mut fds = [
-        libc::pollfd {
-            fd: listener.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: signals.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
+    let pollfd = |fd: RawFd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // The signal pipe first, then the listeners in order.
+    let mut fds: Vec<libc::pollfd> = std::iter::once(signals.as_raw_fd())
+        .chain(listeners.iter().map(|listener| listener.socket.as_raw_fd()))
+        .map(pollfd)
+        .collect();
     loop {
         let timeout = monitor(shared);
-        // SAFETY: `fds` is a valid array of two pollfd structs that outlives the call.
+        // SAFETY: `fds` is a valid array of pollfd structs that outlives the call.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
         if ready < 0 {
             let err = io::Error::last_os_error();
@@ -197,41 +293,55 @@ fn accept_loop(listener: &TcpListener, signals: &UnixStream, shared: &Arc<Shared
             }
             continue;
         }
-        if fds[1].revents != 0 {
+        if fds[0].revents != 0 {
             shared.context.logger.info("shutting down");
             return;
         }
-        if fds[0].revents == 0 {
-            continue;
+        for (site, listener) in listeners.iter().enumerate() {
+            if fds[site + 1].revents != 0 {
+                accept_burst(listener, site, &mut next_id, shared);
+            }
         }
-        // Take what a burst brought in one go, rather than one connection
-        // per monitor round.
-        for _ in 0..ACCEPT_BATCH {
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    next_id += 1;
-                    admit(shared, stream, peer, next_id);
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => {
-                    // Out of descriptors or memory, or a connection aborted
-                    // before it was accepted: log it, pause, go on serving.
-                    shared
-                        .context
-                        .logger
-                        .error(&format!("accept failed: {err}"));
-                    thread::sleep(ACCEPT_BACKOFF);
-                    break;
-                }
+    }
+}
+
+/// Takes what a burst brought to `listener` in one go, rather than one
+/// connection per monitor round.
+fn accept_burst(listener: &Listener, site: usize, next_id: &mut u64, shared: &Shared) {
+    for _ in 0..ACCEPT_BATCH {
+        match listener.socket.accept() {
+            Ok((stream, peer)) => {
+                *next_id += 1;
+                admit(shared, listener, site, stream, peer, *next_id);
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => {
+                // Out of descriptors or memory, or a connection aborted
+                // before it was accepted: log it, pause, go on serving.
+                shared
+                    .context
+                    .logger
+                    .error(&format!("accept failed: {err}"));
+                thread::sleep(ACCEPT_BACKOFF);
+                return;
             }
         }
     }
 }
 
 /// Registers a new connection, parked until its first bytes arrive, or
-/// refuses it when the connection cap is reached.
-fn admit(shared: &Shared, stream: TcpStream, peer: SocketAddr, id: u64) {
+/// refuses it when the connection cap is reached. A TLS connection's
+/// handshake happens there too, as its first input, under the same
+/// deadline and caps as a request head.
+fn admit(
+    shared: &Shared,
+    listener: &Listener,
+    site: usize,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+) {
     // Non-blocking, for parking; small answers go out in one write, which
     // Nagle would only delay.
     if let Err(err) = stream
@@ -248,10 +358,32 @@ fn admit(shared: &Shared, stream: TcpStream, peer: SocketAddr, id: u64) {
     let mut connections = shared.lock();
     if let Err(refusal) = connections.check(address) {
         drop(connections);
-        connection::refuse(&shared.context, stream, peer, refusal.reason());
+        match listener.tls {
+            None => connection::refuse(&shared.context, stream, peer, site, refusal.reason()),
+            // No answer can be read before a handshake, which the cap is
+            // there to avoid: the connection is closed.
+            Some(_) => shared.context.logger.error(&format!(
+                "refused a TLS connection from {peer}: {}",
+                refusal.reason()
+            )),
+        }
         return;
     }
-    let conn = Conn::new(stream, peer, &shared.context.limits);
+    let stream = match &listener.tls {
+        None => Stream::Plain(stream),
+        Some(config) => match ServerConnection::new(Arc::clone(config)) {
+            Ok(tls) => Stream::Tls(Box::new(TlsStream::new(stream, tls))),
+            Err(err) => {
+                drop(connections);
+                shared
+                    .context
+                    .logger
+                    .error(&format!("cannot start TLS: {err}"));
+                return;
+            }
+        },
+    };
+    let conn = Conn::new(stream, peer, site, &shared.context.limits);
     let fd = conn.fd();
     connections.admit(id, address, fd, conn);
     if let Err(err) = epoll_ctl(&shared.epoll, libc::EPOLL_CTL_ADD, fd, id) {

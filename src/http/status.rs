@@ -15,6 +15,7 @@ fn entry(status: u16) -> Option<(&'static str, &'static str)> {
         301 => ("Moved Permanently", ""),
         302 => ("Found", ""),
         304 => ("Not Modified", ""),
+        308 => ("Permanent Redirect", ""),
         400 => ("Bad Request", "bad_request"),
         401 => ("Unauthorized", "unauthorized"),
         403 => ("Forbidden", "forbidden"),

@@ -21,10 +21,24 @@ pub trait Transport: Send {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes what fits now; `WouldBlock` when nothing does.
     fn write(&mut self, data: &[u8]) -> io::Result<usize>;
+    /// Sends what the transport holds back from earlier writes (a TLS
+    /// record the socket had no room for); `WouldBlock` while it can't.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Whether input has arrived that a read would return but the
+    /// descriptor no longer shows (plaintext TLS decrypted ahead).
+    fn holds_input(&self) -> bool {
+        false
+    }
     /// Ends the sending side (what was written still goes out).
     fn shutdown_write(&mut self);
     /// The descriptor that becomes readable or writable.
     fn fd(&self) -> RawFd;
+    /// The TLS version spoken, for the access log; `None` for plain TCP.
+    fn tls_version(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 impl Transport for TcpStream {
@@ -77,6 +91,22 @@ pub fn write_by(
     loop {
         match transport.write(data) {
             Ok(0) if !data.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                let due = *due.get_or_insert_with(&deadline);
+                wait(transport.fd(), libc::POLLOUT, due)?
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            result => return result,
+        }
+    }
+}
+
+/// Sends what the transport holds back, waiting until `deadline()` at
+/// the latest for room (`TimedOut` then).
+pub fn flush_by(transport: &mut impl Transport, deadline: impl Fn() -> Instant) -> io::Result<()> {
+    let mut due = None;
+    loop {
+        match transport.flush() {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 let due = *due.get_or_insert_with(&deadline);
                 wait(transport.fd(), libc::POLLOUT, due)?

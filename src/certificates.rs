@@ -1,0 +1,58 @@
+//! The server's own certificate, wherever it comes from: PEM files named
+//! by `--tls-cert`/`--tls-key` (read at start, again on SIGHUP), or an ACME
+//! CA (ordered and renewed by [`crate::acme`] in the background). This is
+//! the glue between the settings, the engine's certificate store
+//! ([`crate::http::tls::Certificates`]) and the redirect listener's
+//! HTTP-01 answers; neither side knows the other.
+
+use std::sync::Arc;
+
+use crate::config::{CertificateSource, TlsConfig};
+use crate::http::redirect::ChallengeTokens;
+use crate::http::tls::{self, Certificates, TlsError};
+
+/// What the TLS and redirect listeners serve from.
+pub struct SiteCertificates {
+    /// The certificate handshakes get (and ACME's TLS-ALPN-01 ones).
+    pub certificates: Arc<Certificates>,
+    /// ACME's pending HTTP-01 answers, for the redirect listener.
+    pub tokens: Arc<ChallengeTokens>,
+    source: CertificateSource,
+}
+
+impl SiteCertificates {
+    /// Reads the certificate files, when the certificate comes from files:
+    /// a missing, unreadable or mismatched pair is a one-line error naming
+    /// the flag at fault. With ACME there is nothing yet.
+    pub fn open(config: &TlsConfig) -> Result<SiteCertificates, String> {
+        let certificates = Arc::new(Certificates::default());
+        if let CertificateSource::Files { cert, key } = &config.certificate {
+            let loaded = tls::load_pem_files(cert, key).map_err(|err| match err {
+                TlsError::Certificate(why) => format!("--tls-cert: {why}"),
+                TlsError::Key(why) => format!("--tls-key: {why}"),
+                TlsError::Mismatch(why) => format!("--tls-cert/--tls-key: {why}"),
+            })?;
+            certificates.set(loaded);
+        }
+        Ok(SiteCertificates {
+            certificates,
+            tokens: Arc::new(ChallengeTokens::default()),
+            source: config.certificate.clone(),
+        })
+    }
+
+    /// SIGHUP: reads the certificate files again and serves them from the
+    /// next handshake on; open connections keep theirs. A pair that fails
+    /// to load leaves the running one in place. `Ok(None)`: not from files.
+    pub fn reload(&self) -> Result<Option<String>, TlsError> {
+        let CertificateSource::Files { cert, key } = &self.source else {
+            return Ok(None);
+        };
+        let loaded = tls::load_pem_files(cert, key)?;
+        self.certificates.set(loaded);
+        Ok(Some(format!(
+            "certificate reloaded from {}",
+            cert.display()
+        )))
+    }
+}
