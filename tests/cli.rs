@@ -78,7 +78,12 @@ fn help_lists_every_setting_with_its_variables_and_default() {
             .take_while(|line| *line == heading || line.starts_with("      "))
             .collect();
         assert!(!entry.is_empty(), "--help lacks {heading}:\n{help}");
-        let entry = entry.join(" ");
+        // Words as they read, whatever the wrapping split them by.
+        let entry = entry
+            .iter()
+            .flat_map(|line| line.split_whitespace())
+            .collect::<Vec<_>>()
+            .join(" ");
         for var in setting.env {
             assert!(entry.contains(var), "no {var} in {entry}");
         }

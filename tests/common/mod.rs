@@ -63,7 +63,8 @@ impl Server {
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.split("listening on http://").nth(1) {
+                let listening = line.split("listening on http").nth(1);
+                if let Some(addr) = listening.and_then(|rest| rest.split("://").nth(1)) {
                     let end = addr.find(['"', ' ']).unwrap_or(addr.len());
                     let _ = tx.send(addr[..end].to_owned());
                 }
