@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks wren against tiny_http and nginx on loopback: requests/s and the
-# server's CPU time per request for GET /status; then the latency of a
+# server's CPU time per request for GET /status, over HTTP and HTTPS (and
+# the cost of a TLS handshake); then the latency of a
 # successful POST /login (the argon2id cost), model evaluation speed, and
 # POST /event against the seed's stack (Flask under gunicorn).
 # Prints figures and PASS/MISS lines; never fails on a missed target, since
@@ -315,6 +316,67 @@ bench_status() {
     target "wren /predict CPU/req <= 1.5x /status" wren-predict wren 1.5
 }
 
+# nginx serving /status over TLS with CERT and KEY: the peer for HTTPS.
+nginx_tls_conf() {
+    local dir=$1 port=$2 cert=$3 key=$4
+    nginx_conf "$dir" "$port" | sed "s|listen 127.0.0.1:$port;|listen 127.0.0.1:$port ssl;\n        ssl_certificate $cert;\n        ssl_certificate_key $key;\n        ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_tickets off;\n        ssl_session_cache off;|"
+}
+
+# measure, with a new connection for every request (wrk reconnects when
+# the server closes; it does not resume TLS sessions).
+measure_handshakes() {
+    # Dynamic scoping: measure and run_wrk see this WRK_ARGS.
+    local WRK_ARGS=("${WRK_ARGS[@]}" -H 'Connection: close')
+    measure "$@"
+}
+
+# GET /status over HTTPS: the cost of TLS once a connection is up (the same
+# server answers the same route over plain HTTP on its redirect listener,
+# so the two figures differ by TLS alone), and the cost of a TLS 1.3
+# handshake (one new connection per request, no session resumption).
+bench_https() {
+    local port plain dir pids cert key
+    RESULTS=()
+    echo "== GET /status over HTTPS (TLS 1.3, P-256 certificate): wrk ${WRK_ARGS[*]} -d${BENCH_SECONDS}s"
+    cert=$WORKDIR/tls.pem key=$WORKDIR/tls.key
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$key" -out "$cert" -days 2 -subj /CN=localhost \
+        -addext subjectAltName=DNS:localhost 2>/dev/null
+
+    port=$(free_port) plain=$(free_port)
+    mkdir -p "$WORKDIR/wren-tls-data"
+    # No per-address cap: wrk's 50 connections all come from 127.0.0.1, and
+    # with a new one per request, closing ones still count for a moment.
+    start_server wren-tls "$plain" "$WREN_BIN" --port "$port" --redirect-port "$plain" \
+        --host 127.0.0.1 --tls-cert "$cert" --tls-key "$key" --data-dir "$WORKDIR/wren-tls-data" \
+        --max-connections-per-ip 0
+    measure wren-http "http://127.0.0.1:$plain/status" "$SERVER_PID"
+    measure wren-https "https://localhost:$port/status" "$SERVER_PID"
+    measure_handshakes wren-hs "https://localhost:$port/status" "$SERVER_PID"
+    stop_server "$SERVER_PID"
+    log_problems wren "$WORKDIR/wren-tls.out"
+
+    port=$(free_port)
+    dir=$WORKDIR/nginx-tls
+    mkdir -p "$dir"
+    nginx_tls_conf "$dir" "$port" "$cert" "$key" >"$dir/nginx.conf"
+    "$(nginx_bin)" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$WORKDIR/nginx-tls.out" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    until curl -skf "https://localhost:$port/status" >/dev/null; do sleep 0.1; done
+    mapfile -t pids < <(children_of "$SERVER_PID")
+    measure nginx-https "https://localhost:$port/status" "$SERVER_PID" "${pids[@]}"
+    measure_handshakes nginx-hs "https://localhost:$port/status" "$SERVER_PID" "${pids[@]}"
+    stop_server "$SERVER_PID"
+    log_problems nginx "$dir/error.log"
+
+    report
+    echo "  (-hs rows: a TLS 1.3 handshake per request; req/s is new connections/s)"
+    target "wren HTTPS CPU/req <= 1.5x plain HTTP, after the handshake" wren-https wren-http 1.5
+    target "wren HTTPS CPU/req <= 1.5x nginx HTTPS" wren-https nginx-https 1.5
+    target "wren CPU/handshake <= 1.5x nginx's" wren-hs nginx-hs 1.5
+}
+
 # A successful POST /login: its cost is the argon2id hash check (m=19 MiB,
 # t=2, p=1) by design, so it is reported as latency, one client at a time,
 # and as throughput with one client per core.
@@ -493,6 +555,7 @@ install_tools
 install_flask
 build_tinyhttp
 bench_status
+bench_https
 bench_login
 bench_model
 bench_event
