@@ -11,7 +11,9 @@ COPY wren /wren
 COPY --chown=10001:10001 data /data
 
 ENV WREN_HOST=0.0.0.0 PORT=50505 WREN_DATA_DIR=/data
-EXPOSE 50505
+# 50505: the seed's port for plain HTTP; 443 and 80: HTTPS and its redirect
+# (PORT=443 with --acme-domain or --tls-cert, and --redirect-port 80).
+EXPOSE 50505 443 80
 VOLUME /data
 USER 10001:10001
 ENTRYPOINT ["/wren"]

@@ -141,8 +141,9 @@ fn serve(config: Config) -> ExitCode {
     if let (Some(tls_config), Some(site_certificates), Some(&redirect_addr)) =
         (&tls_config, &site_certificates, addrs.get(1))
     {
+        let https_port = tls_config.redirect_https_port.unwrap_or(addr.port());
         let redirect = Redirect {
-            https_port: addr.port(),
+            https_port,
             fallback_host: match &tls_config.certificate {
                 CertificateSource::Acme(acme) => acme.domains.first().cloned(),
                 CertificateSource::Files { .. } => None,
@@ -150,8 +151,7 @@ fn serve(config: Config) -> ExitCode {
         };
         let tokens = Arc::clone(&site_certificates.tokens);
         logger.info(&format!(
-            "redirecting http://{redirect_addr} to https:// on port {}",
-            addr.port()
+            "redirecting http://{redirect_addr} to https:// on port {https_port}"
         ));
         sites.push(Site {
             // Liveness stays reachable over plain HTTP (load balancers, and

@@ -81,6 +81,8 @@ pub struct TlsConfig {
     pub certificate: CertificateSource,
     /// The plain-HTTP listener that redirects to HTTPS.
     pub redirect_port: Option<u16>,
+    /// The HTTPS port redirects name, when it is not the listener's own.
+    pub redirect_https_port: Option<u16>,
     /// `Strict-Transport-Security: max-age`; `None`: no such header.
     pub hsts_max_age: Option<u64>,
 }
@@ -367,6 +369,7 @@ fn tls_config(s: &Settings) -> Result<Option<TlsConfig>, EarlyExit> {
     Ok(Some(TlsConfig {
         certificate,
         redirect_port: s.redirect_port,
+        redirect_https_port: s.redirect_https_port,
         hsts_max_age: Some(s.hsts_max_age).filter(|&age| age > 0),
     }))
 }

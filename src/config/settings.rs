@@ -228,6 +228,14 @@ settings! {
         help: "also listen for plain HTTP on this port (80), answering 308 to the same path over \
                HTTPS, ACME HTTP-01 challenges, and GET /status; same limits as --port",
     }
+    value redirect_https_port: Option<u16> {
+        flag: "--redirect-https-port N",
+        env: ["WREN_REDIRECT_HTTPS_PORT"],
+        default: "--port" => None,
+        parse: values::optional_port,
+        help: "the HTTPS port redirects name (left out when 443); set it when a platform maps \
+               443 to a high --port",
+    }
     value hsts_max_age: u64 {
         flag: "--hsts-max-age SECONDS",
         env: ["WREN_HSTS_MAX_AGE"],

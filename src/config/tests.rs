@@ -509,3 +509,118 @@ fn the_first_word_picks_the_command() {
     let help = command(&["--help"]).unwrap_err().output;
     assert!(help.contains("keys create|list|revoke"), "{help}");
 }
+
+#[test]
+fn https_from_files_or_acme_with_its_rules() {
+    let files = parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem"], &[]).unwrap();
+    let tls = files.tls.expect("HTTPS on");
+    assert_eq!(
+        tls.certificate,
+        CertificateSource::Files {
+            cert: "c.pem".into(),
+            key: "k.pem".into()
+        }
+    );
+    assert_eq!(tls.hsts_max_age, Some(31_536_000));
+    assert_eq!((tls.redirect_port, tls.redirect_https_port), (None, None));
+    assert!(files.auth.cookie_secure, "HTTPS makes the cookie Secure");
+    assert!(parse(&[], &[]).unwrap().tls.is_none());
+    assert!(!parse(&[], &[]).unwrap().auth.cookie_secure);
+
+    let acme = parse(
+        &[
+            "--acme-domain",
+            "Example.ORG.",
+            "--redirect-port",
+            "80",
+            "--acme-challenge",
+            "http-01",
+            "--hsts-max-age",
+            "0",
+        ],
+        &[("WREN_ACME_EMAIL", "ops@example.org")],
+    )
+    .unwrap()
+    .tls
+    .unwrap();
+    let CertificateSource::Acme(settings) = &acme.certificate else {
+        panic!("{acme:?}");
+    };
+    assert_eq!(settings.domains, ["example.org"]);
+    assert_eq!(settings.email.as_deref(), Some("ops@example.org"));
+    assert_eq!(
+        settings.directory,
+        "https://acme-v02.api.letsencrypt.org/directory"
+    );
+    assert_eq!(settings.challenge, AcmeChallenge::Http01);
+    assert_eq!(settings.renew_at, 0.667);
+    assert_eq!(
+        (settings.retry_min, settings.retry_max),
+        (Duration::from_secs(300), Duration::from_secs(21_600))
+    );
+    assert_eq!(acme.redirect_port, Some(80));
+    assert_eq!(acme.hsts_max_age, None);
+
+    let listed = parse(&[], &[("WREN_ACME_DOMAINS", "a.example,b.example")]).unwrap();
+    let Some(TlsConfig {
+        certificate: CertificateSource::Acme(settings),
+        ..
+    }) = listed.tls
+    else {
+        panic!("ACME from the environment");
+    };
+    assert_eq!(settings.domains, ["a.example", "b.example"]);
+}
+
+#[test]
+fn https_settings_that_cannot_work_exit_2_naming_the_flag() {
+    for (args, flag) in [
+        (vec!["--tls-cert", "c.pem"], "--tls-key"),
+        (vec!["--tls-key", "k.pem"], "--tls-cert"),
+        (
+            vec![
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k",
+                "--acme-domain",
+                "a.example",
+            ],
+            "--acme-domain",
+        ),
+        (vec!["--redirect-port", "80"], "--redirect-port"),
+        (
+            vec![
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k",
+                "--port",
+                "443",
+                "--redirect-port",
+                "443",
+            ],
+            "--redirect-port",
+        ),
+        (
+            vec!["--acme-domain", "a.example", "--acme-challenge", "http-01"],
+            "--acme-challenge",
+        ),
+        (vec!["--acme-domain", "*.example.org"], "--acme-domain"),
+        (vec!["--acme-domain", "localhost"], "--acme-domain"),
+        (vec!["--acme-domain", "10.0.0.1"], "--acme-domain"),
+        (
+            vec!["--acme-directory", "http://ca.test/dir"],
+            "--acme-directory",
+        ),
+        (vec!["--acme-email", "nobody"], "--acme-email"),
+        (vec!["--acme-renew-at", "0"], "--acme-renew-at"),
+        (vec!["--acme-renew-at", "1.5"], "--acme-renew-at"),
+        (vec!["--acme-challenge", "dns-01"], "--acme-challenge"),
+    ] {
+        let exit = parse(&args, &[]).unwrap_err();
+        assert_eq!(exit.code, 2, "{args:?}");
+        assert!(exit.output.contains(flag), "{args:?}: {}", exit.output);
+        assert_eq!(exit.output.trim().lines().count(), 1, "{}", exit.output);
+    }
+}

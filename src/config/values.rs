@@ -132,7 +132,12 @@ pub fn domain(s: &str) -> Result<String, String> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
-    if name.len() > 253 || !name.contains('.') || !name.split('.').all(label_ok) {
+    // A top-level domain is never all digits: that is an IPv4 address.
+    let numeric_tld = name
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()));
+    if name.len() > 253 || !name.contains('.') || numeric_tld || !name.split('.').all(label_ok) {
         return Err(format!(
             "expected a DNS name such as example.org (no wildcard, no IP address), got '{s}'"
         ));
