@@ -391,10 +391,9 @@ mod tests {
             attribute.expect(der::OBJECT_IDENTIFIER).unwrap(),
             OID_EXTENSION_REQUEST
         );
+        // The SET holds the same Extensions a certificate's [3] holds.
         let extensions = attribute.expect(der::SET).unwrap();
-        // The same extensions field a certificate's [3] holds.
-        let wrapped = der::element(der::context(3), extensions);
-        let names = read_dns_names(&Reader::new(&wrapped).expect(der::context(3)).unwrap());
+        let names = read_dns_names(extensions);
         assert_eq!(names.unwrap(), ["a.example", "b.example"]);
     }
 
