@@ -154,6 +154,7 @@ impl Authorization {
 /// One answer from the CA, read whole (within [`MAX_ANSWER_BYTES`]).
 struct Answer {
     status: u16,
+    nonce: Option<String>,
     location: Option<String>,
     retry_after: Option<Duration>,
     body: String,
@@ -225,23 +226,17 @@ impl<'k> Client<'k> {
             .user_agent(concat!("wren/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        let mut client = Client {
-            agent,
-            directory: Directory {
-                new_nonce: String::new(),
-                new_account: String::new(),
-                new_order: String::new(),
-            },
-            key,
-            nonce: None,
-            account: None,
-        };
-        let answer = client.send(Step::Directory, directory_url, Method::Get)?;
+        let answer = send(&agent, Step::Directory, directory_url, Method::Get)?;
         if answer.status != 200 {
             return Err(refused(Step::Directory, directory_url, &answer));
         }
-        client.directory = answer.json(Step::Directory, directory_url)?;
-        Ok(client)
+        Ok(Client {
+            directory: answer.json(Step::Directory, directory_url)?,
+            nonce: answer.nonce,
+            agent,
+            key,
+            account: None,
+        })
     }
 
     /// Finds or creates the account for the key (§7.3): an existing one
@@ -403,48 +398,55 @@ impl<'k> Client<'k> {
 
     /// Sends one request and reads its answer, keeping its nonce.
     fn send(&mut self, step: Step, url: &str, method: Method) -> Result<Answer, AcmeError> {
-        let result = match method {
-            Method::Get => self.agent.get(url).call(),
-            Method::Head => self.agent.head(url).call(),
-            Method::Post { body, accept } => {
-                let request = self.agent.post(url).header("Content-Type", JOSE_JSON);
-                match accept {
-                    Some(accept) => request.header("Accept", accept).send(body),
-                    None => request.send(body),
-                }
-            }
-        };
-        let mut response = result.map_err(|err| {
-            AcmeError::new(step, format!("the CA cannot be reached: {err}")).at(url)
-        })?;
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned)
-        };
-        if let Some(nonce) = header("Replay-Nonce") {
-            self.nonce = Some(nonce);
+        let answer = send(&self.agent, step, url, method)?;
+        if answer.nonce.is_some() {
+            self.nonce.clone_from(&answer.nonce);
         }
-        let location = header("Location");
-        let retry_after = header("Retry-After").and_then(|value| parse_retry_after(&value));
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER_BYTES)
-            .read_to_string()
-            .map_err(|err| {
-                AcmeError::new(step, format!("cannot read the CA's answer: {err}")).at(url)
-            })?;
-        Ok(Answer {
-            status,
-            location,
-            retry_after,
-            body,
-        })
+        Ok(answer)
     }
+}
+
+/// Sends one request with `agent` and reads its answer.
+fn send(agent: &ureq::Agent, step: Step, url: &str, method: Method) -> Result<Answer, AcmeError> {
+    let result = match method {
+        Method::Get => agent.get(url).call(),
+        Method::Head => agent.head(url).call(),
+        Method::Post { body, accept } => {
+            let request = agent.post(url).header("Content-Type", JOSE_JSON);
+            match accept {
+                Some(accept) => request.header("Accept", accept).send(body),
+                None => request.send(body),
+            }
+        }
+    };
+    let mut response = result
+        .map_err(|err| AcmeError::new(step, format!("the CA cannot be reached: {err}")).at(url))?;
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let nonce = header("Replay-Nonce");
+    let location = header("Location");
+    let retry_after = header("Retry-After").and_then(|value| parse_retry_after(&value));
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER_BYTES)
+        .read_to_string()
+        .map_err(|err| {
+            AcmeError::new(step, format!("cannot read the CA's answer: {err}")).at(url)
+        })?;
+    Ok(Answer {
+        status,
+        nonce,
+        location,
+        retry_after,
+        body,
+    })
 }
 
 /// The error for an answer with an error status, with its problem.
@@ -522,6 +524,7 @@ mod tests {
     fn a_problem_document_reads_with_its_subproblems() {
         let answer = Answer {
             status: 400,
+            nonce: None,
             location: None,
             retry_after: None,
             body: r#"{"type":"urn:ietf:params:acme:error:rejectedIdentifier",

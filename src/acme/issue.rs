@@ -119,7 +119,8 @@ pub(super) fn unix_time(at: SystemTime) -> String {
 }
 
 /// The names to order: lowercase, without repeats, each a plausible DNS
-/// name (CAs judge the rest). Non-ASCII names must come as A-labels.
+/// name (CAs judge the rest). Non-ASCII names must come as A-labels, and
+/// wildcards need DNS-01, which wren does not answer.
 fn checked_domains(domains: &[String]) -> Result<Vec<String>, AcmeError> {
     let mut checked: Vec<String> = Vec::with_capacity(domains.len());
     for domain in domains {
@@ -127,11 +128,14 @@ fn checked_domains(domains: &[String]) -> Result<Vec<String>, AcmeError> {
         let plausible = !domain.is_empty()
             && domain
                 .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || b"-.*".contains(&byte));
+                .all(|byte| byte.is_ascii_alphanumeric() || b"-.".contains(&byte));
         if !plausible {
             return Err(AcmeError::new(
                 Step::Settings,
-                format!("{domain:?} is not a DNS name (write IDNs as A-labels, xn--…)"),
+                format!(
+                    "{domain:?} is not a DNS name wren can validate (IDNs are written as \
+                     A-labels, xn--…; wildcards need DNS-01)"
+                ),
             ));
         }
         if !checked.contains(&domain) {
@@ -297,6 +301,7 @@ mod tests {
         assert_eq!(domains(&[]).unwrap_err().step(), Step::Settings);
         assert!(domains(&["bücher.example"]).is_err());
         assert!(domains(&["a.example/x"]).is_err());
+        assert!(domains(&["*.example"]).is_err());
         assert!(domains(&[""]).is_err());
     }
 

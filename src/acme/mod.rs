@@ -78,8 +78,7 @@ pub enum ChallengeKind {
 }
 
 /// What the CA must see, handed to the host while an authorization is
-/// pending.
-#[derive(Debug)]
+/// pending. (No `Debug`: it holds a private key.)
 pub enum Challenge<'a> {
     /// Serve this self-signed certificate (DER, with its PKCS#8 DER key) to
     /// a TLS client that offers ALPN [`ACME_TLS_ALPN_PROTOCOL`] with SNI

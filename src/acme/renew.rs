@@ -77,8 +77,8 @@ fn run(settings: &Settings, host: &dyn Host) {
                 );
                 host.error(&err.to_string());
                 host.info(&format!(
-                    "ACME: attempt {failures} failed; the next in {} s",
-                    wait.as_secs()
+                    "ACME: attempt {failures} failed; the next in {:.1} s",
+                    wait.as_secs_f64()
                 ));
                 wait
             }
