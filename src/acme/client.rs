@@ -17,8 +17,6 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
@@ -57,85 +55,101 @@ const JOSE_JSON: &str = "application/jose+json";
 const PEM_CHAIN: &str = "application/pem-certificate-chain";
 const BAD_NONCE: &str = "urn:ietf:params:acme:error:badNonce";
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The objects the CA answers with are read from a `serde_json::Value`
+/// (which wren parses anyway) by the `read` functions below rather than
+/// derived: serde derives for these few types cost about 55 KB of the
+/// release binary (measured on a probe built like wren's release).
+trait Object: Sized {
+    /// The object in `value`, or `None` when a required field is missing.
+    fn read(value: &Value) -> Option<Self>;
+}
+
+/// The string field `name` of `value`.
+fn text(value: &Value, name: &str) -> Option<String> {
+    value.get(name)?.as_str().map(str::to_owned)
+}
+
 struct Directory {
     new_nonce: String,
     new_account: String,
     new_order: String,
 }
 
-#[derive(Deserialize)]
+impl Object for Directory {
+    fn read(value: &Value) -> Option<Directory> {
+        Some(Directory {
+            new_nonce: text(value, "newNonce")?,
+            new_account: text(value, "newAccount")?,
+            new_order: text(value, "newOrder")?,
+        })
+    }
+}
+
 struct Account {
     status: String,
 }
 
-/// An order (§7.1.3).
-#[derive(Deserialize)]
-pub(super) struct Order {
-    pub(super) status: String,
-    #[serde(default)]
-    pub(super) authorizations: Vec<String>,
-    pub(super) finalize: String,
-    pub(super) certificate: Option<String>,
-    error: Option<ProblemDocument>,
-}
-
-/// An authorization (§7.1.4).
-#[derive(Deserialize)]
-pub(super) struct Authorization {
-    pub(super) identifier: Identifier,
-    pub(super) status: String,
-    #[serde(default)]
-    pub(super) challenges: Vec<ChallengeObject>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct Identifier {
-    pub(super) value: String,
-}
-
-/// A challenge (§7.1.5, §8).
-#[derive(Deserialize)]
-pub(super) struct ChallengeObject {
-    #[serde(rename = "type")]
-    pub(super) kind: String,
-    pub(super) url: String,
-    #[serde(default)]
-    pub(super) token: String,
-    error: Option<ProblemDocument>,
-}
-
-/// A problem document (§6.7), as a body or inside an object.
-#[derive(Deserialize)]
-struct ProblemDocument {
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    detail: String,
-    #[serde(default)]
-    subproblems: Vec<ProblemDocument>,
-    identifier: Option<Identifier>,
-}
-
-impl ProblemDocument {
-    fn into_problem(self) -> Problem {
-        let mut detail = self.detail;
-        for sub in self.subproblems {
-            let name = sub.identifier.map(|id| id.value).unwrap_or_default();
-            detail.push_str(&format!("; {name}: {} ({})", sub.detail, sub.kind));
-        }
-        Problem {
-            kind: self.kind,
-            detail,
-        }
+impl Object for Account {
+    fn read(value: &Value) -> Option<Account> {
+        Some(Account {
+            status: text(value, "status")?,
+        })
     }
 }
 
-impl Order {
-    /// The problem that made the order invalid, if the CA said.
-    pub(super) fn problem(self) -> Option<Problem> {
-        self.error.map(ProblemDocument::into_problem)
+/// An order (§7.1.3).
+pub(super) struct Order {
+    pub(super) status: String,
+    pub(super) authorizations: Vec<String>,
+    pub(super) finalize: String,
+    pub(super) certificate: Option<String>,
+    /// Why it is invalid, when it is.
+    pub(super) error: Option<Problem>,
+}
+
+impl Object for Order {
+    fn read(value: &Value) -> Option<Order> {
+        let authorizations = match value.get("authorizations") {
+            Some(urls) => urls
+                .as_array()?
+                .iter()
+                .map(|url| url.as_str().map(str::to_owned))
+                .collect::<Option<_>>()?,
+            None => Vec::new(),
+        };
+        Some(Order {
+            status: text(value, "status")?,
+            authorizations,
+            finalize: text(value, "finalize")?,
+            certificate: text(value, "certificate"),
+            error: value.get("error").and_then(read_problem),
+        })
+    }
+}
+
+/// An authorization (§7.1.4).
+pub(super) struct Authorization {
+    /// The DNS name it is for.
+    pub(super) domain: String,
+    pub(super) status: String,
+    pub(super) challenges: Vec<ChallengeObject>,
+}
+
+impl Object for Authorization {
+    fn read(value: &Value) -> Option<Authorization> {
+        let challenges = match value.get("challenges") {
+            Some(challenges) => challenges
+                .as_array()?
+                .iter()
+                .map(ChallengeObject::read)
+                .collect::<Option<_>>()?,
+            None => Vec::new(),
+        };
+        Some(Authorization {
+            domain: text(value.get("identifier")?, "value")?,
+            status: text(value, "status")?,
+            challenges,
+        })
     }
 }
 
@@ -147,8 +161,45 @@ impl Authorization {
             .into_iter()
             .find(|challenge| challenge.kind == kind)
             .and_then(|challenge| challenge.error)
-            .map(ProblemDocument::into_problem)
     }
+}
+
+/// A challenge (§7.1.5, §8).
+pub(super) struct ChallengeObject {
+    pub(super) kind: String,
+    pub(super) url: String,
+    /// Empty for challenge types without one.
+    pub(super) token: String,
+    error: Option<Problem>,
+}
+
+impl Object for ChallengeObject {
+    fn read(value: &Value) -> Option<ChallengeObject> {
+        Some(ChallengeObject {
+            kind: text(value, "type")?,
+            url: text(value, "url")?,
+            token: text(value, "token").unwrap_or_default(),
+            error: value.get("error").and_then(read_problem),
+        })
+    }
+}
+
+/// A problem document (§6.7), as a body or inside an object, with its
+/// subproblems' details after its own (§6.7.1).
+fn read_problem(value: &Value) -> Option<Problem> {
+    let kind = text(value, "type").filter(|kind| !kind.is_empty())?;
+    let mut detail = text(value, "detail").unwrap_or_default();
+    let subproblems = value.get("subproblems").and_then(Value::as_array);
+    for sub in subproblems.into_iter().flatten() {
+        let name = sub
+            .get("identifier")
+            .and_then(|identifier| text(identifier, "value"))
+            .unwrap_or_default();
+        let sub_kind = text(sub, "type").unwrap_or_default();
+        let sub_detail = text(sub, "detail").unwrap_or_default();
+        detail.push_str(&format!("; {name}: {sub_detail} ({sub_kind})"));
+    }
+    Some(Problem { kind, detail })
 }
 
 /// One answer from the CA, read whole (within [`MAX_ANSWER_BYTES`]).
@@ -162,20 +213,21 @@ struct Answer {
 
 impl Answer {
     fn problem(&self) -> Option<Problem> {
-        serde_json::from_str::<ProblemDocument>(&self.body)
-            .ok()
-            .filter(|document| !document.kind.is_empty())
-            .map(ProblemDocument::into_problem)
+        let value = serde_json::from_slice::<Value>(self.body.as_bytes()).ok()?;
+        read_problem(&value)
     }
 
-    fn json<T: DeserializeOwned>(&self, step: Step, url: &str) -> Result<T, AcmeError> {
-        serde_json::from_str(&self.body).map_err(|err| {
+    fn json<T: Object>(&self, step: Step, url: &str) -> Result<T, AcmeError> {
+        let not_rfc = |why: String| {
             AcmeError::new(
                 step,
-                format!("the CA's answer is not what RFC 8555 says ({err})"),
+                format!("the CA's answer is not what RFC 8555 says ({why})"),
             )
             .at(url)
-        })
+        };
+        let value = serde_json::from_slice::<Value>(self.body.as_bytes())
+            .map_err(|err| not_rfc(err.to_string()))?;
+        T::read(&value).ok_or_else(|| not_rfc("a field is missing or of the wrong type".into()))
     }
 }
 
@@ -319,7 +371,7 @@ impl<'k> Client<'k> {
     }
 
     /// POST-as-GET of `url` until `waiting` says no more.
-    fn poll<T: DeserializeOwned>(
+    fn poll<T: Object>(
         &mut self,
         step: Step,
         url: &str,

@@ -159,7 +159,7 @@ fn expect_status(step: Step, url: &str, order: Order, status: &str) -> Result<Or
     let reason = format!("the order is {}, not {status}", order.status);
     Err(AcmeError::new(step, reason)
         .at(url)
-        .with_problem(order.problem()))
+        .with_problem(order.error))
 }
 
 /// Gets the authorization at `url` valid, unless it already is.
@@ -171,7 +171,7 @@ fn authorize(
     host: &dyn Host,
 ) -> Result<(), AcmeError> {
     let authorization = client.authorization(url)?;
-    let domain = authorization.identifier.value.clone();
+    let domain = authorization.domain.clone();
     match authorization.status.as_str() {
         "valid" => return Ok(()),
         "pending" => {}
