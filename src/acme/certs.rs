@@ -243,19 +243,23 @@ pub(super) struct CertificateInfo {
 /// far as those fields (RFC 5280 §4.1). `None` when it is not a
 /// certificate in the shape that RFC gives.
 pub(super) fn read_certificate(der: &[u8]) -> Option<CertificateInfo> {
-    let mut certificate = Reader::new(Reader::new(der).expect(der::SEQUENCE)?);
-    let mut tbs = Reader::new(certificate.expect(der::SEQUENCE)?);
+    let mut certificate = Reader::new(Reader::new(der).required(der::SEQUENCE)?);
+    let mut tbs = Reader::new(certificate.required(der::SEQUENCE)?);
     tbs.optional(der::context(0)); // version
-    tbs.expect(der::INTEGER)?; // serialNumber
-    tbs.expect(der::SEQUENCE)?; // signature
-    tbs.expect(der::SEQUENCE)?; // issuer
-    let mut validity = Reader::new(tbs.expect(der::SEQUENCE)?);
+    tbs.required(der::INTEGER)?; // serialNumber
+    tbs.required(der::SEQUENCE)?; // signature
+    tbs.required(der::SEQUENCE)?; // issuer
+    let mut validity = Reader::new(tbs.required(der::SEQUENCE)?);
     let not_before = read_time(&mut validity)?;
     let not_after = read_time(&mut validity)?;
-    tbs.expect(der::SEQUENCE)?; // subject
-    let mut key_info = Reader::new(tbs.expect(der::SEQUENCE)?);
-    key_info.expect(der::SEQUENCE)?; // algorithm
-    let public_key = key_info.expect(der::BIT_STRING)?.split_first()?.1.to_vec();
+    tbs.required(der::SEQUENCE)?; // subject
+    let mut key_info = Reader::new(tbs.required(der::SEQUENCE)?);
+    key_info.required(der::SEQUENCE)?; // algorithm
+    let public_key = key_info
+        .required(der::BIT_STRING)?
+        .split_first()?
+        .1
+        .to_vec();
     tbs.optional(der::context_primitive(1)); // issuerUniqueID
     tbs.optional(der::context_primitive(2)); // subjectUniqueID
     let names = match tbs.optional(der::context(3)) {
@@ -272,15 +276,15 @@ pub(super) fn read_certificate(der: &[u8]) -> Option<CertificateInfo> {
 
 /// The dNSNames in the subjectAltName among `[3]`'s extensions.
 fn read_dns_names(explicit: &[u8]) -> Option<Vec<String>> {
-    let mut extensions = Reader::new(Reader::new(explicit).expect(der::SEQUENCE)?);
+    let mut extensions = Reader::new(Reader::new(explicit).required(der::SEQUENCE)?);
     while !extensions.is_empty() {
-        let mut extension = Reader::new(extensions.expect(der::SEQUENCE)?);
-        if extension.expect(der::OBJECT_IDENTIFIER)? != OID_SUBJECT_ALT_NAME {
+        let mut extension = Reader::new(extensions.required(der::SEQUENCE)?);
+        if extension.required(der::OBJECT_IDENTIFIER)? != OID_SUBJECT_ALT_NAME {
             continue;
         }
         extension.optional(der::BOOLEAN);
-        let value = extension.expect(der::OCTET_STRING)?;
-        let mut general_names = Reader::new(Reader::new(value).expect(der::SEQUENCE)?);
+        let value = extension.required(der::OCTET_STRING)?;
+        let mut general_names = Reader::new(Reader::new(value).required(der::SEQUENCE)?);
         let mut names = Vec::new();
         while !general_names.is_empty() {
             let (tag, content) = general_names.element()?;
@@ -350,14 +354,14 @@ mod tests {
     /// the algorithm is ecdsa-with-SHA256. DER has one encoding per value,
     /// so writing the first element again gives exactly the signed bytes.
     fn signed_parts(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
-        let mut outer = Reader::new(Reader::new(der).expect(der::SEQUENCE).unwrap());
+        let mut outer = Reader::new(Reader::new(der).required(der::SEQUENCE).unwrap());
         let (tag, content) = outer.element().unwrap();
         let signed = der::element(tag, content);
         assert_eq!(
-            outer.expect(der::SEQUENCE).unwrap(),
+            outer.required(der::SEQUENCE).unwrap(),
             &ecdsa_with_sha256()[2..]
         );
-        let signature = outer.expect(der::BIT_STRING).unwrap();
+        let signature = outer.required(der::BIT_STRING).unwrap();
         assert_eq!(signature[0], 0, "no unused bits");
         (signed, signature[1..].to_vec())
     }
@@ -375,24 +379,27 @@ mod tests {
         let csr = certificate_request(&["a.example", "b.example"], &key).unwrap();
         verify(&csr, &key);
 
-        let mut request = Reader::new(Reader::new(&csr).expect(der::SEQUENCE).unwrap());
-        let mut info = Reader::new(request.expect(der::SEQUENCE).unwrap());
-        assert_eq!(info.expect(der::INTEGER).unwrap(), [0]);
-        assert_eq!(info.expect(der::SEQUENCE).unwrap(), &name("a.example")[2..]);
-        let mut key_info = Reader::new(info.expect(der::SEQUENCE).unwrap());
-        key_info.expect(der::SEQUENCE).unwrap();
+        let mut request = Reader::new(Reader::new(&csr).required(der::SEQUENCE).unwrap());
+        let mut info = Reader::new(request.required(der::SEQUENCE).unwrap());
+        assert_eq!(info.required(der::INTEGER).unwrap(), [0]);
         assert_eq!(
-            &key_info.expect(der::BIT_STRING).unwrap()[1..],
+            info.required(der::SEQUENCE).unwrap(),
+            &name("a.example")[2..]
+        );
+        let mut key_info = Reader::new(info.required(der::SEQUENCE).unwrap());
+        key_info.required(der::SEQUENCE).unwrap();
+        assert_eq!(
+            &key_info.required(der::BIT_STRING).unwrap()[1..],
             key.public_key()
         );
-        let mut attributes = Reader::new(info.expect(der::context(0)).unwrap());
-        let mut attribute = Reader::new(attributes.expect(der::SEQUENCE).unwrap());
+        let mut attributes = Reader::new(info.required(der::context(0)).unwrap());
+        let mut attribute = Reader::new(attributes.required(der::SEQUENCE).unwrap());
         assert_eq!(
-            attribute.expect(der::OBJECT_IDENTIFIER).unwrap(),
+            attribute.required(der::OBJECT_IDENTIFIER).unwrap(),
             OID_EXTENSION_REQUEST
         );
         // The SET holds the same Extensions a certificate's [3] holds.
-        let extensions = attribute.expect(der::SET).unwrap();
+        let extensions = attribute.required(der::SET).unwrap();
         let names = read_dns_names(extensions);
         assert_eq!(names.unwrap(), ["a.example", "b.example"]);
     }
@@ -402,10 +409,10 @@ mod tests {
         let key = CertificateKey::generate().unwrap();
         let long = format!("{}.example", "a".repeat(60));
         let csr = certificate_request(&[&long], &key).unwrap();
-        let mut request = Reader::new(Reader::new(&csr).expect(der::SEQUENCE).unwrap());
-        let mut info = Reader::new(request.expect(der::SEQUENCE).unwrap());
-        info.expect(der::INTEGER).unwrap();
-        assert_eq!(info.expect(der::SEQUENCE).unwrap(), b"");
+        let mut request = Reader::new(Reader::new(&csr).required(der::SEQUENCE).unwrap());
+        let mut info = Reader::new(request.required(der::SEQUENCE).unwrap());
+        info.required(der::INTEGER).unwrap();
+        assert_eq!(info.required(der::SEQUENCE).unwrap(), b"");
     }
 
     #[test]
@@ -422,19 +429,19 @@ mod tests {
         assert_eq!(info.not_after, now + CHALLENGE_LIFETIME);
 
         // Walk to the extensions and find id-pe-acmeIdentifier.
-        let mut certificate = Reader::new(Reader::new(&der).expect(der::SEQUENCE).unwrap());
-        let mut tbs = Reader::new(certificate.expect(der::SEQUENCE).unwrap());
+        let mut certificate = Reader::new(Reader::new(&der).required(der::SEQUENCE).unwrap());
+        let mut tbs = Reader::new(certificate.required(der::SEQUENCE).unwrap());
         let mut found = None;
         while let Some((tag, content)) = tbs.element() {
             if tag != der::context(3) {
                 continue;
             }
-            let mut extensions = Reader::new(Reader::new(content).expect(der::SEQUENCE).unwrap());
+            let mut extensions = Reader::new(Reader::new(content).required(der::SEQUENCE).unwrap());
             while !extensions.is_empty() {
-                let mut extension = Reader::new(extensions.expect(der::SEQUENCE).unwrap());
-                if extension.expect(der::OBJECT_IDENTIFIER).unwrap() == OID_ACME_IDENTIFIER {
-                    let critical = extension.expect(der::BOOLEAN).unwrap();
-                    let value = extension.expect(der::OCTET_STRING).unwrap();
+                let mut extension = Reader::new(extensions.required(der::SEQUENCE).unwrap());
+                if extension.required(der::OBJECT_IDENTIFIER).unwrap() == OID_ACME_IDENTIFIER {
+                    let critical = extension.required(der::BOOLEAN).unwrap();
+                    let value = extension.required(der::OCTET_STRING).unwrap();
                     found = Some((critical.to_vec(), value.to_vec()));
                 }
             }

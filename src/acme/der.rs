@@ -120,7 +120,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next element's content if it has `tag`; `None` otherwise.
-    pub(super) fn expect(&mut self, tag: u8) -> Option<&'a [u8]> {
+    pub(super) fn required(&mut self, tag: u8) -> Option<&'a [u8]> {
         match self.element()? {
             (found, content) if found == tag => Some(content),
             _ => None,
@@ -168,12 +168,12 @@ mod tests {
         let optional = element(context(3), &[]);
         let outer = sequence(&[&unsigned_integer(&[1; 130]), &inner, &optional]);
         let mut reader = Reader::new(&outer);
-        let content = reader.expect(SEQUENCE).unwrap();
+        let content = reader.required(SEQUENCE).unwrap();
         assert!(reader.is_empty());
         let mut fields = Reader::new(content);
-        assert_eq!(fields.expect(INTEGER).unwrap(), [1; 130]);
+        assert_eq!(fields.required(INTEGER).unwrap(), [1; 130]);
         assert_eq!(fields.optional(context(0)), None);
-        assert_eq!(fields.expect(UTF8_STRING).unwrap(), b"wren");
+        assert_eq!(fields.required(UTF8_STRING).unwrap(), b"wren");
         assert_eq!(fields.optional(context(3)), Some(&[][..]));
         assert!(fields.is_empty());
     }
