@@ -11,6 +11,7 @@
 //! contracts (routes, fields, messages) wren keeps; the glossary in
 //! `docs/ARCHITECTURE.md` lists them.
 
+pub mod acme;
 pub mod alerts;
 pub mod app;
 pub mod auth;
