@@ -17,8 +17,11 @@ test: lint unit image-check parity
 
 # Unit tests beside the code and socket-level tests in tests/, with the
 # test-only routes compiled in; the S3 half runs against a throwaway Garage
-# node (built once into ~/.cache/garage, about 20 minutes the first time).
+# node (built once into ~/.cache/garage, about 20 minutes the first time),
+# the ACME half against Pebble (Debian's package, installed when missing;
+# each test starts its own).
 unit:
+	scripts/pebble.sh install >/dev/null
 	scripts/with-garage.sh $(CARGO) test --features test-routes
 
 lint:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Pebble, Let's Encrypt's small ACME test CA, and pebble-challtestsrv (its
-# challenge and mock DNS server), for tests/acme_client.rs. Both come in the
+# challenge and mock DNS server), for tests/acme.rs and tests/acme_client.rs
+# (their harness: tests/common/pebble.rs). Both come in the
 # Debian package `pebble`. The tests start them themselves, on free ports,
 # with a generated configuration; this script only makes sure they exist.
 #

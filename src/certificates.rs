@@ -5,9 +5,12 @@
 //! ([`crate::http::tls::Certificates`]) and the redirect listener's
 //! HTTP-01 answers; neither side knows the other.
 
+use std::io;
 use std::sync::Arc;
 
+use crate::acme::{self, Challenge};
 use crate::config::{CertificateSource, TlsConfig};
+use crate::http::log::Logger;
 use crate::http::redirect::ChallengeTokens;
 use crate::http::tls::{self, Certificates, TlsError};
 
@@ -54,5 +57,69 @@ impl SiteCertificates {
             "certificate reloaded from {}",
             cert.display()
         )))
+    }
+}
+
+/// Starts the ACME renewal thread when the certificate comes from a CA: it
+/// installs a stored certificate at once, or orders one.
+pub fn start_acme(site: &Arc<SiteCertificates>, logger: Logger) -> io::Result<()> {
+    let CertificateSource::Acme(settings) = &site.source else {
+        return Ok(());
+    };
+    let host = AcmeHost {
+        site: Arc::clone(site),
+        logger,
+    };
+    acme::start(settings.clone(), Arc::new(host)).map(drop)
+}
+
+/// The server as the ACME client sees it: challenges go to the TLS
+/// listener's certificate store (TLS-ALPN-01) or the redirect listener's
+/// tokens (HTTP-01), issued certificates to the store, messages to the log.
+struct AcmeHost {
+    site: Arc<SiteCertificates>,
+    logger: Logger,
+}
+
+impl acme::Host for AcmeHost {
+    fn present(&self, challenge: &Challenge<'_>) {
+        match challenge {
+            Challenge::TlsAlpn {
+                domain,
+                certificate_der,
+                private_key_der,
+                ..
+            } => match tls::load_challenge_der(certificate_der, private_key_der) {
+                Ok(key) => self.site.certificates.present_challenge(domain, key),
+                Err(err) => self.logger.error(&format!(
+                    "ACME: cannot serve the TLS-ALPN-01 certificate for {domain}: {err}"
+                )),
+            },
+            Challenge::Http {
+                token,
+                key_authorization,
+            } => self.site.tokens.present(token, key_authorization),
+        }
+    }
+
+    fn withdraw(&self, challenge: &Challenge<'_>) {
+        match challenge {
+            Challenge::TlsAlpn { domain, .. } => self.site.certificates.withdraw_challenge(domain),
+            Challenge::Http { token, .. } => self.site.tokens.withdraw(token),
+        }
+    }
+
+    fn install(&self, chain_pem: &str, key_pem: &str) -> Result<(), String> {
+        let key = tls::load_pem(chain_pem, key_pem).map_err(|err| err.to_string())?;
+        self.site.certificates.set(key);
+        Ok(())
+    }
+
+    fn info(&self, message: &str) {
+        self.logger.info(message);
+    }
+
+    fn error(&self, message: &str) {
+        self.logger.error(message);
     }
 }

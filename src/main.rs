@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
-use wren::certificates::SiteCertificates;
+use wren::certificates::{self, SiteCertificates};
 use wren::config::{CertificateSource, EarlyExit};
 use wren::http::log::{self, Logger};
 use wren::http::redirect::Redirect;
@@ -165,6 +165,12 @@ fn serve(config: Config) -> ExitCode {
             }),
             headers: Vec::new(),
         });
+    }
+    if let Some(site_certificates) = &site_certificates
+        && let Err(err) = certificates::start_acme(site_certificates, logger)
+    {
+        logger.error(&format!("cannot start ACME: {err}"));
+        return ExitCode::FAILURE;
     }
     match server.run(sites) {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,22 +3,16 @@
 //! (every name is 127.0.0.1) and serves the HTTP-01 and TLS-ALPN-01
 //! answers the client hands its [`Host`].
 //!
-//! Each test starts its own pair on free ports, with a configuration and a
-//! TLS certificate made here (openssl CLI), and stops them when it ends.
-//! Pebble keeps its defaults but for `PEBBLE_VA_NOSLEEP` (no random waits
-//! before validating): it still refuses 5% of good nonces, so the client's
-//! `badNonce` retry is exercised on every run, and reuses valid
-//! authorizations half the time. `scripts/pebble.sh install` installs both
-//! binaries; a test fails, never skips, when they are missing.
+//! Each test starts its own pair (`common::pebble`); Pebble reuses valid
+//! authorizations half the time, so both paths of the client are taken.
 
 use std::collections::HashMap;
 use std::fs;
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,322 +22,9 @@ use rustls::{ServerConfig, ServerConnection};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use wren::acme::{self, AcmeError, Challenge, ChallengeKind, Host, Settings, Step};
 
-const PEBBLE: &str = "/usr/bin/pebble";
-const CHALLTESTSRV: &str = "/usr/bin/pebble-challtestsrv";
-/// A name on Pebble's `domainBlocklist` here: orders for it are refused.
-/// Two labels: Pebble 2.4.0 panics checking a name with fewer labels than
-/// a blocked one, so no name ordered here may have fewer than this.
-const BLOCKED: &str = "blocked.test";
-/// How long Pebble and challtestsrv get to start listening.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
+mod common;
 
-static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh, empty folder under cargo's per-test temp dir.
-fn temp_dir(name: &str) -> PathBuf {
-    let n = NEXT_DIR.fetch_add(1, Ordering::SeqCst);
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("acme-{name}-{}-{n}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A loopback port free for both TCP and UDP (challtestsrv's DNS takes
-/// both) when asked; another test may take it before it is used, which
-/// the readiness waits would show as a failure to start.
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn run(command: &mut Command) -> String {
-    let output = command
-        .output()
-        .unwrap_or_else(|err| panic!("{command:?}: {err}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// A CA and a certificate for 127.0.0.1 it signed, for Pebble's own HTTPS;
-/// made once per test run. Returns the folder holding `ca.pem`,
-/// `server.pem` and `server.key`.
-fn listen_certificate() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = temp_dir("listen-certificate");
-        let openssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(&dir));
-        let new_key = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        openssl(
-            &[
-                &["req", "-x509"][..],
-                &new_key,
-                &[
-                    "-keyout",
-                    "ca.key",
-                    "-out",
-                    "ca.pem",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=wren test CA",
-                    "-addext",
-                    "basicConstraints=critical,CA:TRUE",
-                    "-addext",
-                    "keyUsage=critical,keyCertSign",
-                ],
-            ]
-            .concat(),
-        );
-        openssl(
-            &[
-                &["req"][..],
-                &new_key,
-                &[
-                    "-keyout",
-                    "server.key",
-                    "-out",
-                    "server.csr",
-                    "-subj",
-                    "/CN=127.0.0.1",
-                ],
-            ]
-            .concat(),
-        );
-        fs::write(
-            dir.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "server.pem",
-        ]);
-        dir
-    })
-}
-
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(port: u16, what: &str, process: &mut Process) {
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = process.0.try_wait() {
-            panic!("{what} exited at start: {status}");
-        }
-        assert!(
-            started.elapsed() < START_TIMEOUT,
-            "{what} did not start listening"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A running Pebble with its challenge server.
-struct Ca {
-    directory: String,
-    management: String,
-    challenges: String,
-    work: PathBuf,
-    // Dropped (killed) in this order: Pebble, then challtestsrv.
-    _pebble: Process,
-    _challtestsrv: Process,
-}
-
-impl Ca {
-    /// Pebble validating through challtestsrv.
-    fn start() -> Ca {
-        Ca::start_with(None, &[])
-    }
-
-    /// Pebble validating through challtestsrv, except that TLS-ALPN-01
-    /// validations go to `tls_port` when given, with `env` set for it.
-    fn start_with(tls_port: Option<u16>, env: &[(&str, &str)]) -> Ca {
-        for binary in [PEBBLE, CHALLTESTSRV] {
-            assert!(
-                Path::new(binary).exists(),
-                "{binary} is missing: run scripts/pebble.sh install"
-            );
-        }
-        let work = temp_dir("ca");
-        let [
-            dns,
-            http01,
-            tlsalpn01,
-            challenge_management,
-            acme,
-            management,
-        ] = [(); 6].map(|()| free_port());
-        let address = |port: u16| format!("127.0.0.1:{port}");
-        let log = |name: &str| Stdio::from(fs::File::create(work.join(name)).unwrap());
-        let mut challtestsrv = Process(
-            Command::new(CHALLTESTSRV)
-                .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-                .args(["-dns01", &address(dns), "-http01", &address(http01)])
-                .args(["-tlsalpn01", &address(tlsalpn01), "-https01", ""])
-                .args(["-management", &address(challenge_management)])
-                .stdout(log("challtestsrv.log"))
-                .stderr(log("challtestsrv.err"))
-                .spawn()
-                .unwrap(),
-        );
-        wait_for_port(
-            challenge_management,
-            "pebble-challtestsrv",
-            &mut challtestsrv,
-        );
-
-        let certificate = listen_certificate();
-        let config = serde_json::json!({ "pebble": {
-            "listenAddress": address(acme),
-            "managementListenAddress": address(management),
-            "certificate": certificate.join("server.pem"),
-            "privateKey": certificate.join("server.key"),
-            "httpPort": http01,
-            "tlsPort": tls_port.unwrap_or(tlsalpn01),
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": false,
-            "domainBlocklist": [BLOCKED],
-        }});
-        fs::write(work.join("pebble.json"), config.to_string()).unwrap();
-        let mut pebble = Process(
-            Command::new(PEBBLE)
-                .arg("-config")
-                .arg(work.join("pebble.json"))
-                .args(["-dnsserver", &address(dns)])
-                .env("PEBBLE_VA_NOSLEEP", "1")
-                .envs(env.iter().copied())
-                .stdout(log("pebble.log"))
-                .stderr(log("pebble.err"))
-                .spawn()
-                .unwrap(),
-        );
-        wait_for_port(acme, "pebble", &mut pebble);
-        wait_for_port(management, "pebble's management interface", &mut pebble);
-        Ca {
-            directory: format!("https://{}/dir", address(acme)),
-            management: format!("https://{}", address(management)),
-            challenges: format!("http://{}", address(challenge_management)),
-            work,
-            _pebble: pebble,
-            _challtestsrv: challtestsrv,
-        }
-    }
-
-    fn settings(&self, domains: &[&str], challenge: ChallengeKind) -> Settings {
-        Settings {
-            domains: domains.iter().map(|name| name.to_string()).collect(),
-            email: Some("admin@wren.test".into()),
-            directory: self.directory.clone(),
-            ca_root: Some(listen_certificate().join("ca.pem")),
-            dir: temp_dir("data").join("acme"),
-            challenge,
-            renew_at: 2.0 / 3.0,
-            retry_min: Duration::from_millis(300),
-            retry_max: Duration::from_secs(1),
-        }
-    }
-
-    /// Pebble's root for this run (it makes a new one each start).
-    fn root_pem(&self) -> String {
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::new_with_certs(&[
-                ureq::tls::Certificate::from_pem(
-                    &fs::read(listen_certificate().join("ca.pem")).unwrap(),
-                )
-                .unwrap(),
-            ]))
-            .build();
-        let agent: ureq::Agent = ureq::Agent::config_builder().tls_config(tls).build().into();
-        agent
-            .get(format!("{}/roots/0", self.management))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap()
-    }
-
-    /// What Pebble logged, for failure messages.
-    fn log(&self) -> String {
-        fs::read_to_string(self.work.join("pebble.log")).unwrap_or_default()
-    }
-
-    /// Checks with the openssl CLI that `chain_pem` (leaf first) chains to
-    /// Pebble's root and that its leaf names `domains`.
-    fn verify_chain(&self, chain_pem: &str, domains: &[&str]) {
-        let dir = temp_dir("verify");
-        let end = "-----END CERTIFICATE-----\n";
-        let split = chain_pem.find(end).expect("a PEM chain") + end.len();
-        let (leaf, intermediates) = chain_pem.split_at(split);
-        assert!(
-            !intermediates.trim().is_empty(),
-            "Pebble sends an intermediate"
-        );
-        fs::write(dir.join("leaf.pem"), leaf).unwrap();
-        fs::write(dir.join("intermediates.pem"), intermediates).unwrap();
-        fs::write(dir.join("root.pem"), self.root_pem()).unwrap();
-        let verdict = run(Command::new("openssl").current_dir(&dir).args([
-            "verify",
-            "-CAfile",
-            "root.pem",
-            "-untrusted",
-            "intermediates.pem",
-            "leaf.pem",
-        ]));
-        assert_eq!(verdict.trim(), "leaf.pem: OK");
-        let names = run(Command::new("openssl").current_dir(&dir).args([
-            "x509",
-            "-in",
-            "leaf.pem",
-            "-noout",
-            "-ext",
-            "subjectAltName",
-        ]));
-        for domain in domains {
-            assert!(
-                names.contains(&format!("DNS:{domain}")),
-                "{domain} in {names}"
-            );
-        }
-    }
-}
+use common::pebble::{BLOCKED, Ca, Validations};
 
 /// The host the tests give the client: challenges go to challtestsrv's
 /// management API; everything else is recorded.
@@ -558,7 +239,7 @@ fn the_renewal_thread_serves_a_stored_certificate_without_ordering() {
 fn a_bad_nonce_is_retried_a_few_times_then_reported() {
     // Every nonce refused: the client must retry with each fresh nonce,
     // and give up after its bound with the CA's problem.
-    let ca = Ca::start_with(None, &[("PEBBLE_WFE_NONCEREJECT", "100")]);
+    let ca = Ca::start_with(Validations::default(), &[("PEBBLE_WFE_NONCEREJECT", "100")]);
     let host = ChallengeServer::new(&ca);
     let settings = ca.settings(&["nonce.wren.test"], ChallengeKind::Http01);
     let error = acme::obtain(&settings, &host).unwrap_err();
@@ -691,7 +372,13 @@ impl Host for TlsAlpnServer {
 #[test]
 fn pebble_accepts_wrens_own_tls_alpn_certificate() {
     let server = TlsAlpnServer::start();
-    let ca = Ca::start_with(Some(server.port), &[]);
+    let ca = Ca::start_with(
+        Validations {
+            tls_port: Some(server.port),
+            ..Validations::default()
+        },
+        &[],
+    );
     let settings = ca.settings(
         &["own.wren.test", "other.wren.test"],
         ChallengeKind::TlsAlpn01,

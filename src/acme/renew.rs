@@ -131,7 +131,10 @@ fn round(
     }
     let issued = obtain(settings, host)?;
     *serving = Some(issued.chain_pem);
-    Ok(RECHECK_INTERVAL)
+    // The next round finds the new certificate stored and served, and
+    // sleeps until its own renewal time (short-lived certificates renew
+    // well within RECHECK_INTERVAL).
+    Ok(Duration::ZERO)
 }
 
 /// When a certificate valid from `not_before` to `not_after` is renewed:

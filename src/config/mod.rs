@@ -15,6 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::acme::{self, ChallengeKind};
 use crate::alerts::TimeUnit;
 use crate::blob::{Quota, S3Config, StorageConfig, StorageKind};
 use crate::http::Limits;
@@ -76,7 +77,7 @@ pub struct Config {
 }
 
 /// HTTPS served by wren itself.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct TlsConfig {
     pub certificate: CertificateSource,
     /// The plain-HTTP listener that redirects to HTTPS.
@@ -88,34 +89,13 @@ pub struct TlsConfig {
 }
 
 /// Where the certificate comes from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum CertificateSource {
     /// PEM files, read at start and on SIGHUP.
     Files { cert: PathBuf, key: PathBuf },
-    /// An ACME CA, renewed in the background.
-    Acme(AcmeConfig),
-}
-
-/// The ACME settings (RFC 8555).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AcmeConfig {
-    pub domains: Vec<String>,
-    pub email: Option<String>,
-    pub directory: String,
-    pub ca_root: Option<PathBuf>,
-    pub challenge: AcmeChallenge,
-    pub renew_at: f64,
-    pub retry_min: Duration,
-    pub retry_max: Duration,
-}
-
-/// Which ACME challenge wren answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AcmeChallenge {
-    /// On the TLS listener (RFC 8737).
-    TlsAlpn01,
-    /// On the redirect listener (RFC 8555 §8.3).
-    Http01,
+    /// An ACME CA, renewed in the background; its folder is
+    /// `<data-dir>/acme`.
+    Acme(acme::Settings),
 }
 
 /// Who may post events, decided at start from where wren listens, as
@@ -328,7 +308,8 @@ fn tls_config(s: &Settings) -> Result<Option<TlsConfig>, EarlyExit> {
         (Some(_), None) => return Err(bad_value("--tls-key", "--tls-cert needs its key")),
         (None, Some(_)) => return Err(bad_value("--tls-cert", "--tls-key needs its certificate")),
         (None, None) if s.acme_domains.is_empty() => None,
-        (None, None) => Some(CertificateSource::Acme(AcmeConfig {
+        (None, None) => Some(CertificateSource::Acme(acme::Settings {
+            dir: s.data_dir.join("acme"),
             domains: s.acme_domains.clone(),
             email: s.acme_email.clone(),
             directory: s.acme_directory.clone(),
@@ -358,7 +339,7 @@ fn tls_config(s: &Settings) -> Result<Option<TlsConfig>, EarlyExit> {
         ));
     }
     if let CertificateSource::Acme(acme) = &certificate
-        && acme.challenge == AcmeChallenge::Http01
+        && acme.challenge == ChallengeKind::Http01
         && s.redirect_port.is_none()
     {
         return Err(bad_value(

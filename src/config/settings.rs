@@ -9,9 +9,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::EarlyExit;
 use super::parse::Input;
 use super::values::{self, one_of};
-use super::{AcmeChallenge, EarlyExit};
+use crate::acme::ChallengeKind;
 use crate::alerts::TimeUnit;
 use crate::auth::password;
 use crate::blob::{S3Addressing, StorageKind};
@@ -188,12 +189,12 @@ settings! {
         help: "PEM root certificate(s) to trust for the directory's own HTTPS, instead of the \
                public roots (private or test CAs)",
     }
-    value acme_challenge: AcmeChallenge {
+    value acme_challenge: ChallengeKind {
         flag: "--acme-challenge TYPE",
         env: ["WREN_ACME_CHALLENGE"],
         default: "tls-alpn-01",
         parse: |s| {
-            one_of(s, &[("tls-alpn-01", AcmeChallenge::TlsAlpn01), ("http-01", AcmeChallenge::Http01)])
+            one_of(s, &[("tls-alpn-01", ChallengeKind::TlsAlpn01), ("http-01", ChallengeKind::Http01)])
         },
         help: "how the CA checks wren holds the names: `tls-alpn-01` on --port (443) or \
                `http-01` on --redirect-port (80)",

@@ -92,11 +92,19 @@ pub fn load_pem(chain_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, Tls
     certified(chain, key_der)
 }
 
-/// A certificate (DER) and its PKCS#8 key (DER), as ACME's challenge
-/// certificates come.
-pub fn load_der(cert_der: &[u8], key_der: &[u8]) -> Result<Arc<CertifiedKey>, TlsError> {
+/// An ACME TLS-ALPN-01 challenge certificate (DER) and its PKCS#8 key
+/// (DER). Not checked against each other as [`load_pem`] does: that check
+/// parses the certificate, and refuses the critical acmeIdentifier
+/// extension (RFC 8737) such a certificate must carry. Both come from the
+/// ACME client, made together.
+pub fn load_challenge_der(cert_der: &[u8], key_der: &[u8]) -> Result<Arc<CertifiedKey>, TlsError> {
     let key = PrivateKeyDer::try_from(key_der.to_vec()).map_err(|err| TlsError::Key(err.into()))?;
-    certified(vec![CertificateDer::from(cert_der.to_vec())], key)
+    let signing_key = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|err| TlsError::Key(err.to_string()))?;
+    let chain = vec![CertificateDer::from(cert_der.to_vec())];
+    Ok(Arc::new(CertifiedKey::new(chain, signing_key)))
 }
 
 fn certified(
@@ -160,7 +168,10 @@ impl ResolvesServerCert for Certificates {
             // RFC 8737: a validation handshake gets the challenge
             // certificate for its name or nothing, never the site's.
             let name = hello.server_name()?;
-            return self.lock_challenges().get(name).cloned();
+            return self
+                .lock_challenges()
+                .get(&name.to_ascii_lowercase())
+                .cloned();
         }
         // None until a first certificate exists: the handshake fails with
         // an alert, and the connection closes.
@@ -226,6 +237,18 @@ impl TlsStream {
     /// handshake.
     fn is_validation(&self) -> bool {
         !self.tls.is_handshaking() && self.tls.alpn_protocol() == Some(ACME_TLS_1)
+    }
+}
+
+impl Drop for TlsStream {
+    /// A connection the server ends (idle past its keep-alive, say) says so
+    /// with `close_notify`, when the socket has room for it, so that the
+    /// client can tell a clean end from a cut one.
+    fn drop(&mut self) {
+        if !self.tls.is_handshaking() {
+            self.tls.send_close_notify();
+            let _ = self.send_records_now();
+        }
     }
 }
 

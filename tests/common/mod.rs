@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod pebble;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -44,7 +46,9 @@ impl Server {
     pub fn start_with(args: &[&str], customize: impl FnOnce(&mut Command)) -> Server {
         let data_dir = temp_dir("data");
         let mut command = Command::new(BIN);
-        command.args(["--port", "0"]);
+        if !args.contains(&"--port") {
+            command.args(["--port", "0"]);
+        }
         if !args.contains(&"--data-dir") {
             command.arg("--data-dir").arg(&data_dir);
         }
