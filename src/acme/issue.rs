@@ -89,7 +89,7 @@ pub(super) fn obtain(settings: &Settings, host: &dyn Host) -> Result<Issued, Acm
     host.info(&format!(
         "ACME: serving a new certificate for {}, valid until {}",
         names.join(", "),
-        unix_time(leaf.not_after)
+        log_time(leaf.not_after)
     ));
     Ok(Issued {
         names: leaf.names,
@@ -111,7 +111,7 @@ pub(super) fn same_names(names: &[String], expected: &[String]) -> bool {
 }
 
 /// RFC 3339 for a log line.
-pub(super) fn unix_time(at: SystemTime) -> String {
+pub(super) fn log_time(at: SystemTime) -> String {
     let seconds = at
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());

@@ -19,7 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
 use super::error::{AcmeError, Step};
-use super::issue::{same_names, unix_time};
+use super::issue::{log_time, same_names};
 use super::{Host, Settings, obtain, store};
 
 /// The longest sleep before the stored certificate is looked at again,
@@ -114,8 +114,8 @@ fn round(
                     host.info(&format!(
                         "ACME: serving the stored certificate for {}, valid until {}, renewed from {}",
                         stored.leaf.names.join(", "),
-                        unix_time(stored.leaf.not_after),
-                        unix_time(due)
+                        log_time(stored.leaf.not_after),
+                        log_time(due)
                     ));
                     *serving = Some(stored.chain_pem);
                 }

@@ -321,6 +321,18 @@ fn tls_config(s: &Settings) -> Result<Option<TlsConfig>, EarlyExit> {
         })),
     };
     let Some(certificate) = certificate else {
+        // ACME settings that would silently do nothing.
+        if s.acme_email.is_some() || s.acme_ca_root.is_some() {
+            let flag = if s.acme_email.is_some() {
+                "--acme-email"
+            } else {
+                "--acme-ca-root"
+            };
+            return Err(bad_value(
+                flag,
+                "needs --acme-domain, the names to order for",
+            ));
+        }
         if s.redirect_port.is_some() {
             return Err(bad_value(
                 "--redirect-port",

@@ -615,6 +615,8 @@ fn https_settings_that_cannot_work_exit_2_naming_the_flag() {
             "--acme-directory",
         ),
         (vec!["--acme-email", "nobody"], "--acme-email"),
+        (vec!["--acme-email", "ops@example.org"], "--acme-email"),
+        (vec!["--acme-ca-root", "ca.pem"], "--acme-ca-root"),
         (vec!["--acme-renew-at", "0"], "--acme-renew-at"),
         (vec!["--acme-renew-at", "1.5"], "--acme-renew-at"),
         (vec!["--acme-challenge", "dns-01"], "--acme-challenge"),

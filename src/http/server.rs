@@ -362,7 +362,7 @@ fn admit(
             None => connection::refuse(&shared.context, stream, peer, site, refusal.reason()),
             // No answer can be read before a handshake, which the cap is
             // there to avoid: the connection is closed.
-            Some(_) => shared.context.logger.error(&format!(
+            Some(_) => shared.context.logger.info(&format!(
                 "refused a TLS connection from {peer}: {}",
                 refusal.reason()
             )),
