@@ -1,7 +1,8 @@
 //! Automatic certificates end to end: the real binary gets its certificate
 //! from Pebble (Let's Encrypt's test CA), which validates against wren's
 //! own listeners: TLS-ALPN-01 on the TLS port, HTTP-01 on the redirect
-//! port. A real TLS client that trusts only Pebble's root then checks what
+//! port. A real TLS client (`common::https`) that trusts only Pebble's
+//! root then checks what
 //! wren serves, and that it renews as the certificate nears expiry. Pebble
 //! resolves every name to 127.0.0.1 (pebble-challtestsrv's DNS).
 
@@ -10,13 +11,13 @@ mod common;
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::https::{Https, client_config};
 use common::pebble::{BLOCKED, Ca, Validations, free_port, listen_certificate};
 use common::{Server, read_response};
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::RootCertStore;
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 use wren::acme::ChallengeKind;
 
 /// The names wren asks for; Pebble's DNS says they are all 127.0.0.1.
@@ -81,40 +82,15 @@ impl Setup {
         }
     }
 
-    /// A client that trusts only Pebble's root (new at each Pebble start).
-    fn client(&self) -> Arc<ClientConfig> {
+    /// Connects over TLS asking for `name`, trusting only Pebble's root
+    /// (new at each Pebble start).
+    fn connect(&self, name: &str) -> Result<Https, rustls::Error> {
         let mut roots = RootCertStore::empty();
         for root in CertificateDer::pem_slice_iter(self.ca.root_pem().as_bytes()) {
             roots.add(root.unwrap()).unwrap();
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        config.resumption = rustls::client::Resumption::disabled();
-        Arc::new(config)
-    }
-
-    /// Connects over TLS asking for `name`, verifying the chain.
-    fn connect(&self, name: &str) -> Result<Https, rustls::Error> {
-        let tcp = TcpStream::connect(self.tls).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let name = ServerName::try_from(name.to_owned()).unwrap();
-        let conn = ClientConnection::new(self.client(), name).unwrap();
-        let mut stream = StreamOwned::new(conn, tcp);
-        while stream.conn.is_handshaking() {
-            if let Err(err) = stream.conn.complete_io(&mut stream.sock) {
-                let tls_error = err
-                    .get_ref()
-                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                    .cloned();
-                return Err(tls_error.unwrap_or(rustls::Error::General(err.to_string())));
-            }
-        }
-        Ok(Https(BufReader::new(stream)))
+        let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
+        Https::connect(self.tls, &client_config(roots, &versions), name)
     }
 
     /// Waits until the log shows `count` lines containing `needle`.
@@ -150,25 +126,6 @@ impl Setup {
     }
 }
 
-/// An HTTPS connection to wren, chain verified.
-struct Https(BufReader<StreamOwned<ClientConnection, TcpStream>>);
-
-impl Https {
-    fn certificate(&self) -> Vec<u8> {
-        self.0.get_ref().conn.peer_certificates().unwrap()[0].to_vec()
-    }
-
-    fn status(&mut self) -> String {
-        self.0
-            .get_mut()
-            .write_all(b"GET /status HTTP/1.1\r\nHost: wren.test\r\n\r\n")
-            .unwrap();
-        let response = read_response(&mut self.0, true);
-        assert_eq!(response.status, 200);
-        response.text()
-    }
-}
-
 const ISSUED: &str = "ACME: serving a new certificate";
 
 #[test]
@@ -179,7 +136,7 @@ fn tls_alpn_01_gets_a_certificate_serves_it_and_renews_it_near_expiry() {
     let mut first = setup
         .connect("wren.test")
         .expect("a chain to Pebble's root");
-    assert_eq!(first.status(), "Alive!");
+    assert_eq!(first.get("/status").text(), "Alive!");
     let www = setup.connect("www.wren.test").expect("the second name too");
     assert_eq!(www.certificate(), first.certificate());
 
@@ -196,9 +153,9 @@ fn tls_alpn_01_gets_a_certificate_serves_it_and_renews_it_near_expiry() {
     setup.wait_for_lines(ISSUED, 2, Duration::from_secs(30));
     let mut renewed = setup.connect("wren.test").expect("the renewed chain");
     assert_ne!(renewed.certificate(), first.certificate());
-    assert_eq!(renewed.status(), "Alive!");
+    assert_eq!(renewed.get("/status").text(), "Alive!");
     // The connection from before the renewal goes on.
-    assert_eq!(first.status(), "Alive!");
+    assert_eq!(first.get("/status").text(), "Alive!");
 }
 
 #[test]
@@ -208,7 +165,7 @@ fn http_01_on_the_redirect_listener_gets_a_certificate() {
     let mut https = setup
         .connect("wren.test")
         .expect("a chain to Pebble's root");
-    assert_eq!(https.status(), "Alive!");
+    assert_eq!(https.get("/status").text(), "Alive!");
     // Pebble fetched the key authorization from the redirect listener.
     let fetched = setup.wren.wait_for_log("GET /.well-known/acme-challenge/");
     assert!(fetched.contains(" 200 "), "{fetched}");

@@ -1,6 +1,6 @@
 //! HTTPS with the operator's own certificate: a throwaway CA made here
-//! (rcgen), the real binary, and a real TLS client (rustls) that trusts
-//! only that CA. Handshakes, versions, HSTS, the Secure cookie, garbage on
+//! (rcgen), the real binary, and a real TLS client (rustls,
+//! `common::https`) that trusts only that CA. Handshakes, versions, HSTS, the Secure cookie, garbage on
 //! the TLS port, a handshake that never ends, SIGHUP reloads (good and
 //! bad), the redirect listener and the start-up errors.
 
@@ -13,10 +13,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Response, Server, read_response, temp_dir};
+use common::https::{Https, client_config};
+use common::{Server, read_response, temp_dir};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore};
 
 /// A CA of the test's own, and where its certificates are written.
 struct Pki {
@@ -64,17 +65,7 @@ impl Pki {
         roots
             .add(CertificateDer::from(self.ca.der().to_vec()))
             .unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[version])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        // Every connection a full handshake: a resumed session shows the
-        // certificate of the session it resumes, not the one served now.
-        config.resumption = rustls::client::Resumption::disabled();
-        Arc::new(config)
+        client_config(roots, &[version])
     }
 }
 
@@ -95,42 +86,9 @@ fn start(leaf: &Leaf, extra: &[&str]) -> Server {
     Server::start(&args)
 }
 
-/// A TLS connection to `addr`, handshake done.
-struct Tls(BufReader<StreamOwned<ClientConnection, TcpStream>>);
-
-impl Tls {
-    fn connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> Tls {
-        let tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let name = ServerName::try_from("localhost").unwrap();
-        let conn = ClientConnection::new(Arc::clone(config), name).unwrap();
-        let mut stream = StreamOwned::new(conn, tcp);
-        while stream.conn.is_handshaking() {
-            stream
-                .conn
-                .complete_io(&mut stream.sock)
-                .expect("TLS handshake");
-        }
-        Tls(BufReader::new(stream))
-    }
-
-    fn version(&self) -> rustls::ProtocolVersion {
-        self.0.get_ref().conn.protocol_version().unwrap()
-    }
-
-    /// The DER of the certificate the server presented.
-    fn server_certificate(&self) -> Vec<u8> {
-        self.0.get_ref().conn.peer_certificates().unwrap()[0].to_vec()
-    }
-
-    fn request(&mut self, raw: &str) -> Response {
-        self.0.get_mut().write_all(raw.as_bytes()).unwrap();
-        read_response(&mut self.0, true)
-    }
-
-    fn get(&mut self, path: &str) -> Response {
-        self.request(&format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"))
-    }
+/// An HTTPS connection to `localhost` at `addr`.
+fn connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> Https {
+    Https::connect(addr, config, "localhost").expect("TLS handshake")
 }
 
 #[test]
@@ -142,9 +100,9 @@ fn a_client_trusting_the_ca_is_served_over_tls_1_3_and_1_2() {
         (&rustls::version::TLS13, "TLSv1.3"),
         (&rustls::version::TLS12, "TLSv1.2"),
     ] {
-        let mut tls = Tls::connect(server.addr, &pki.client(version));
+        let mut tls = connect(server.addr, &pki.client(version));
         assert_eq!(tls.version(), version.version);
-        assert_eq!(tls.server_certificate(), leaf.der);
+        assert_eq!(tls.certificate(), leaf.der);
         let response = tls.get("/status");
         assert_eq!(response.status, 200);
         assert_eq!(response.text(), "Alive!");
@@ -167,7 +125,7 @@ fn the_session_cookie_is_secure_and_hsts_can_be_turned_off() {
         &leaf,
         &["--user", "alice:wonderland", "--hsts-max-age", "0"],
     );
-    let mut tls = Tls::connect(server.addr, &pki.client(&rustls::version::TLS13));
+    let mut tls = connect(server.addr, &pki.client(&rustls::version::TLS13));
     let body = r#"{"username":"alice","password":"wonderland"}"#;
     let response = tls.request(&format!(
         "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -187,7 +145,7 @@ fn plain_http_and_garbage_on_the_tls_port_are_closed_and_others_served() {
     let server = start(&leaf, &[]);
     let config = pki.client(&rustls::version::TLS13);
     // An HTTPS client holds a connection open throughout.
-    let mut before = Tls::connect(server.addr, &config);
+    let mut before = connect(server.addr, &config);
     for junk in [
         &b"GET /status HTTP/1.1\r\nHost: localhost\r\n\r\n"[..],
         &[0x16, 0x03, 0x01, 0xff, 0xff, 0, 0, 0][..],
@@ -203,7 +161,7 @@ fn plain_http_and_garbage_on_the_tls_port_are_closed_and_others_served() {
         assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
     }
     assert_eq!(before.get("/status").text(), "Alive!");
-    let mut after = Tls::connect(server.addr, &config);
+    let mut after = connect(server.addr, &config);
     assert_eq!(after.get("/status").text(), "Alive!");
 }
 
@@ -228,7 +186,7 @@ fn a_handshake_that_never_ends_is_cut_at_the_header_timeout() {
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
         "closed after {waited:?}"
     );
-    let mut tls = Tls::connect(server.addr, &pki.client(&rustls::version::TLS13));
+    let mut tls = connect(server.addr, &pki.client(&rustls::version::TLS13));
     assert_eq!(tls.get("/status").text(), "Alive!");
 }
 
@@ -238,8 +196,8 @@ fn sighup_serves_a_new_certificate_to_new_connections_and_keeps_open_ones() {
     let first = pki.leaf("site");
     let server = start(&first, &["--keep-alive-timeout", "30"]);
     let config = pki.client(&rustls::version::TLS13);
-    let mut open = Tls::connect(server.addr, &config);
-    assert_eq!(open.server_certificate(), first.der);
+    let mut open = connect(server.addr, &config);
+    assert_eq!(open.certificate(), first.der);
     assert_eq!(open.get("/status").text(), "Alive!");
 
     // The operator replaces the files in place (certbot-style), then HUPs.
@@ -249,8 +207,8 @@ fn sighup_serves_a_new_certificate_to_new_connections_and_keeps_open_ones() {
     server.signal(libc::SIGHUP);
     server.wait_for_log("certificate reloaded");
 
-    let mut fresh = Tls::connect(server.addr, &config);
-    assert_eq!(fresh.server_certificate(), second.der);
+    let mut fresh = connect(server.addr, &config);
+    assert_eq!(fresh.certificate(), second.der);
     assert_ne!(first.der, second.der);
     assert_eq!(fresh.get("/status").text(), "Alive!");
     assert_eq!(open.get("/status").text(), "Alive!");
@@ -280,8 +238,8 @@ fn a_bad_certificate_at_reload_is_logged_and_the_old_one_keeps_serving() {
         assert!(Instant::now() < deadline, "{:#?}", server.log());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut tls = Tls::connect(server.addr, &pki.client(&rustls::version::TLS13));
-    assert_eq!(tls.server_certificate(), leaf.der);
+    let mut tls = connect(server.addr, &pki.client(&rustls::version::TLS13));
+    assert_eq!(tls.certificate(), leaf.der);
     assert_eq!(tls.get("/status").text(), "Alive!");
 }
 
@@ -328,7 +286,7 @@ fn tls_connections_count_against_the_connection_caps() {
     let leaf = pki.leaf("site");
     let server = start(&leaf, &["--max-connections-per-ip", "1"]);
     let config = pki.client(&rustls::version::TLS13);
-    let mut held = Tls::connect(server.addr, &config);
+    let mut held = connect(server.addr, &config);
     assert_eq!(held.get("/status").text(), "Alive!");
     // The second connection from the same address is closed at once.
     let mut refused = server.connect();

@@ -210,45 +210,37 @@ fn authorize(
         .at(&challenge.url));
     }
     let key_authorization = key_authorization(token, thumbprint);
-    match kind {
-        ChallengeKind::Http01 => {
-            let presented = Challenge::Http {
-                token,
-                key_authorization: &key_authorization,
-            };
-            answer(
-                client,
-                host,
-                &presented,
-                &challenge.url,
-                url,
-                wanted,
-                &domain,
-            )
-        }
+    // TLS-ALPN-01's certificate and its key, which the challenge borrows.
+    let tls_alpn;
+    let presented = match kind {
+        ChallengeKind::Http01 => Challenge::Http {
+            token,
+            key_authorization: &key_authorization,
+        },
         ChallengeKind::TlsAlpn01 => {
             let failed = |reason: String| AcmeError::new(Step::Challenge, reason);
             let key = CertificateKey::generate().map_err(failed)?;
             let certificate =
                 challenge_certificate(&domain, &key_authorization, &key, SystemTime::now())
                     .map_err(failed)?;
-            let presented = Challenge::TlsAlpn {
+            tls_alpn = (certificate, key);
+            Challenge::TlsAlpn {
                 domain: &domain,
-                certificate_der: &certificate,
-                private_key_der: key.pkcs8(),
+                certificate_der: &tls_alpn.0,
+                private_key_der: tls_alpn.1.pkcs8(),
                 key_authorization: &key_authorization,
-            };
-            answer(
-                client,
-                host,
-                &presented,
-                &challenge.url,
-                url,
-                wanted,
-                &domain,
-            )
+            }
         }
-    }
+    };
+    answer(
+        client,
+        host,
+        &presented,
+        &challenge.url,
+        url,
+        wanted,
+        &domain,
+    )
 }
 
 /// Presents `challenge`, asks the CA to check it and waits for the
