@@ -139,7 +139,7 @@ pub fn parse_http_date(value: &str) -> Option<SystemTime> {
         .parse()
         .ok()
         .filter(|year| (1970..=9999).contains(year))?;
-    let clock: Vec<u64> = time
+    let clock: Vec<u32> = time
         .split(':')
         .map(|part| part.parse().ok())
         .collect::<Option<_>>()?;
@@ -149,8 +149,21 @@ pub fn parse_http_date(value: &str) -> Option<SystemTime> {
     if !(1..=31).contains(&day) || *hour > 23 || *minute > 59 || *second > 60 {
         return None;
     }
+    system_time(year, month, day, *hour, *minute, *second)
+}
+
+/// The instant of a UTC calendar date and time (fields already checked to
+/// be in range), `None` before 1970 or past what `SystemTime` holds.
+pub fn system_time(
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+) -> Option<SystemTime> {
     let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+    let seconds = days * 86_400 + u64::from(hour * 3600 + minute * 60 + second);
     UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
 }
 

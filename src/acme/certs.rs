@@ -15,7 +15,7 @@ use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _
 use sha2::{Digest as _, Sha256};
 
 use super::der::{self, Reader};
-use crate::date::rfc3339_millis;
+use crate::date::{self, rfc3339_millis};
 
 /// Object identifiers, as the content octets of an OBJECT IDENTIFIER.
 /// id-ecPublicKey, 1.2.840.10045.2.1 (RFC 5480).
@@ -326,22 +326,7 @@ fn read_time(reader: &mut Reader<'_>) -> Option<SystemTime> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
         return None;
     }
-    let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
-    let seconds = days * 86_400 + u64::from(hour * 3600 + minute * 60 + second);
-    UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// days-from-civil; `date` keeps its own copy private).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year.rem_euclid(400);
-    let month = i64::from(month);
-    let shifted_month = if month > 2 { month - 3 } else { month + 9 };
-    let day_of_year = (153 * shifted_month + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    date::system_time(year, month, day, hour, minute, second)
 }
 
 #[cfg(test)]
