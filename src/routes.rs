@@ -12,13 +12,17 @@
 use crate::App;
 use crate::auth::Scope;
 use crate::handlers::session::{self, Access};
-use crate::handlers::{accounts, alerts, basics, files, keys, predict};
+use crate::handlers::{accounts, alerts, basics, files, keys, operator, predict};
 use crate::router::Router;
 
 pub fn table(app: &App) -> Router<App, Access> {
     use Access::{Account, AdminOrKey, Open, OwnFiles};
     let router = Router::new(app.config.limits.max_body, session::admit)
         .get("/status", Open, basics::status)
+        // The operator's: what this is, whether it lives, whether it can serve.
+        .get("/", Open, operator::index)
+        .get("/livez", Open, operator::livez)
+        .get("/readyz", Open, operator::readyz)
         // Accounts: signing in and up is open; signing out needs the session.
         .post("/login", Open, accounts::login)
         .post("/api/sign_up", Open, accounts::sign_up)

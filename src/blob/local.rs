@@ -431,6 +431,21 @@ impl Blobs for LocalBlobs {
             _ => folder.display().to_string(),
         }
     }
+
+    fn ready(&self, _within: Duration) -> Result<(), BlobError> {
+        // A local folder answers at once or not at all.
+        match fs::metadata(&self.accounts) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(BlobError::Upstream(format!(
+                "{} is not a folder",
+                self.accounts.display()
+            ))),
+            Err(err) => Err(BlobError::Upstream(format!(
+                "cannot reach {}: {err}",
+                self.accounts.display()
+            ))),
+        }
+    }
 }
 
 impl Book for LocalBlobs {

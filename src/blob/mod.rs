@@ -27,7 +27,7 @@ use std::fmt;
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 pub use quota::{Book, Quota, Usage};
 pub use range::ByteRange;
@@ -304,6 +304,10 @@ pub trait Blobs: Book + Send + Sync {
     /// folder (`files/accounts/ann/…`, never the host's absolute path) or
     /// `s3://bucket/key`.
     fn location(&self, owner: &Owner, key: &str) -> String;
+
+    /// Whether the backend answers a cheap request within `within` (for
+    /// `/readyz`): the folder is there, or the server's bucket answers.
+    fn ready(&self, within: Duration) -> Result<(), BlobError>;
 }
 
 /// The storage a server runs with: its default backend, the S3 backend
@@ -416,6 +420,11 @@ impl Storage {
     /// What each account may store.
     pub fn quota(&self) -> Quota {
         self.quota
+    }
+
+    /// Whether the default backend answers within `within`.
+    pub fn ready(&self, within: Duration) -> Result<(), BlobError> {
+        self.default.ready(within)
     }
 
     /// Whether accounts may bring their own S3 keys (an endpoint is set).

@@ -6,12 +6,17 @@ use crate::App;
 use crate::http::{ApiError, Request, Response};
 
 /// `GET /status`: `Alive!`, or `{"status": "Alive!"}` for JSON clients.
+/// Never stored (a liveness answer from a cache says nothing), and
+/// `Vary: Accept`, since the form follows `Accept`.
 pub fn status(_app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
-    Ok(if request.wants_json() {
+    let response = if request.wants_json() {
         Response::json(200, &json!({"status": "Alive!"}))
     } else {
         Response::text(200, "Alive!")
-    })
+    };
+    Ok(response
+        .with_header("Cache-Control", "no-store")
+        .with_header("Vary", "Accept"))
 }
 
 #[cfg(test)]
@@ -28,6 +33,8 @@ mod tests {
             Some("text/plain; charset=utf-8")
         );
         assert_eq!(response.body_bytes(), Some(&b"Alive!"[..]));
+        assert_eq!(response.header("cache-control"), Some("no-store"));
+        assert_eq!(response.header("vary"), Some("Accept"));
     }
 
     #[test]

@@ -258,20 +258,30 @@ fn invalid_input(problems: Problems) -> ApiError {
 }
 
 /// `GET /api/v1/model`: what the served model takes and how it was made.
-pub fn model_info(app: &App, _request: &mut Request<'_>) -> Result<Response, ApiError> {
+pub fn model_info(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     let model = app.model.get();
-    Ok(Response::json(
-        200,
-        &json!({
-            "name": model.name,
-            "version": model.version,
-            "kind": model.kind_name(),
-            "deterministic": model.is_deterministic(),
-            "features": model.features,
-            "training": model.training,
-            "max_batch": app.config.model.max_batch,
-        }),
-    ))
+    // --max-batch is part of the document, fixed for the process.
+    let etag = model.document_etag(&format!("model{}", app.config.model.max_batch));
+    let response = if request.if_none_match(&etag) {
+        Response::new(304)
+    } else {
+        Response::json(
+            200,
+            &json!({
+                "name": model.name,
+                "version": model.version,
+                "kind": model.kind_name(),
+                "deterministic": model.is_deterministic(),
+                "features": model.features,
+                "training": model.training,
+                "max_batch": app.config.model.max_batch,
+            }),
+        )
+    };
+    // Revalidated at each use: a SIGHUP may swap the model any time.
+    Ok(response
+        .with_header("ETag", etag)
+        .with_header("Cache-Control", "no-cache"))
 }
 
 /// `GET /api/v1/openapi.json`: an OpenAPI 3.1 description of the
@@ -416,6 +426,22 @@ mod tests {
     use crate::app::test_app as app;
     use crate::http::Body;
     use crate::http::request::Param;
+
+    #[test]
+    fn model_metadata_is_revalidated_by_its_etag() {
+        let app = app();
+        let first = model_info(&app, &mut Request::new("GET", "/api/v1/model")).unwrap();
+        assert_eq!(first.status(), 200);
+        assert_eq!(first.header("cache-control"), Some("no-cache"));
+        let etag = first.header("etag").unwrap().to_owned();
+        assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+        let mut again = Request::new("GET", "/api/v1/model").with_header("If-None-Match", &etag);
+        let revalidated = model_info(&app, &mut again).unwrap();
+        assert_eq!(revalidated.status(), 304);
+        assert_eq!(revalidated.header("etag"), Some(etag.as_str()));
+        let mut stale = Request::new("GET", "/api/v1/model").with_header("If-None-Match", "\"x\"");
+        assert_eq!(model_info(&app, &mut stale).unwrap().status(), 200);
+    }
 
     fn get(path: [&str; 3], accept_json: bool) -> Result<Response, ApiError> {
         let mut request = Request::new("GET", "/predict");

@@ -161,6 +161,22 @@ impl Model {
         self.output.round || !self.is_deterministic()
     }
 
+    /// The tag of a document describing this model (its metadata, the
+    /// spec built from it), marked `document`: the file's digest and this
+    /// build's version, since a new build may describe the same file
+    /// otherwise.
+    pub fn document_etag(&self, document: &str) -> String {
+        let mut tag = String::with_capacity(48);
+        tag.push('"');
+        tag.push_str(document);
+        tag.push('-');
+        crate::hex::push(&mut tag, &self.digest.to_be_bytes());
+        tag.push('-');
+        tag.push_str(env!("CARGO_PKG_VERSION"));
+        tag.push('"');
+        tag
+    }
+
     /// A strong ETag for the answer to `inputs` in the representation
     /// marked `representation`: the model file's digest and the inputs' own.
     pub fn etag(&self, inputs: &[Input], representation: char) -> String {

@@ -130,6 +130,9 @@ pub trait Store: Send + Sync {
 
     fn is_token_revoked(&self, jti: &str) -> StoreResult<bool>;
 
+    /// Whether the store answers a query at all (for `/readyz`).
+    fn ping(&self) -> StoreResult<()>;
+
     /// Stores a new key under its hash, unless its name is taken, or its
     /// account is missing or already has `max_per_account` keys.
     fn create_key(

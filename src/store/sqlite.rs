@@ -409,6 +409,12 @@ impl Store for SqliteStore {
         })
     }
 
+    fn ping(&self) -> StoreResult<()> {
+        // The schema table, not a constant: the database file must be
+        // readable, not only the connection open.
+        self.with(|conn| conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())))
+    }
+
     fn is_token_revoked(&self, jti: &str) -> StoreResult<bool> {
         self.with(|conn| {
             conn.query_row(

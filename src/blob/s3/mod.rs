@@ -42,7 +42,7 @@ mod upload;
 
 use std::io::Read;
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use rusty_s3::actions::ListObjectsV2;
 use rusty_s3::{Bucket, Credentials};
@@ -434,6 +434,25 @@ impl Blobs for S3Blobs {
             .or(self.bucket.as_deref())
             .unwrap_or("(no bucket)");
         format!("s3://{bucket}/{}{key}", self.namespace_prefix(owner))
+    }
+
+    /// A HEAD of the server's bucket with the server's keys, answered with
+    /// success within `within` (a refusal means the bucket cannot be
+    /// served from either: gone, or keys no longer good).
+    fn ready(&self, within: Duration) -> Result<(), BlobError> {
+        let server = Owner {
+            namespace: String::new(),
+            credentials: None,
+        };
+        let target = self.target(&server)?;
+        let action = target.bucket.head_bucket(Some(&target.credentials));
+        let mut response = self.client.probe(action, within)?;
+        let status = response.status().as_u16();
+        let text = error_text(&mut response);
+        if !(200..300).contains(&status) {
+            return Err(BlobError::Upstream(describe(status, &text)));
+        }
+        Ok(())
     }
 }
 

@@ -101,6 +101,32 @@ impl Client {
         self.send(A::METHOD, &url, headers, body)
     }
 
+    /// Signs and sends a bodiless `action`, the whole exchange bounded by
+    /// `within` and never retried: a probe of whether the store is there.
+    pub(super) fn probe<'a, A: S3Action<'a>>(
+        &self,
+        mut action: A,
+        within: Duration,
+    ) -> Result<Response<Body>, BlobError> {
+        let url = sign(&mut action, &[]);
+        let request = ureq::http::Request::builder()
+            .method(A::METHOD.to_str())
+            .uri(&url)
+            .body(())
+            .map_err(|err| BlobError::Upstream(format!("cannot build an S3 request: {err}")))?;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(Some(within))
+            .build();
+        self.agent.run(request).map_err(|err| {
+            BlobError::Upstream(format!(
+                "the object store at {} did not answer within {within:?}: {err}",
+                self.endpoint
+            ))
+        })
+    }
+
     /// Sends a request to a URL [`sign`] made, with exactly the headers it
     /// signed. An answer with an error status is still an answer; only a
     /// store that cannot be reached is an error here.

@@ -1,0 +1,118 @@
+//! The operator's routes: what wren is (`GET /`), whether it lives
+//! (`GET /livez`) and whether it can serve (`GET /readyz`), in the forms
+//! Kubernetes, BentoML and KServe users expect. Health answers are never
+//! cached (`no-store`): a stale "ready" is worse than none.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::App;
+use crate::blob::BlobError;
+use crate::http::{ApiError, Request, Response};
+
+/// How long each readiness check may take: a probe that waits longer than
+/// this on a dependency is itself a sign of trouble.
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `GET /`: the server's name and version, and where to go next.
+pub fn index(_app: &App, _request: &mut Request<'_>) -> Result<Response, ApiError> {
+    Ok(Response::json(
+        200,
+        &json!({
+            "name": "wren",
+            "version": env!("CARGO_PKG_VERSION"),
+            "links": {
+                "openapi": "/openapi.json",
+                "status": "/status",
+                "livez": "/livez",
+                "readyz": "/readyz",
+            },
+        }),
+    )
+    .with_header("Cache-Control", "no-cache"))
+}
+
+/// `GET /livez`: the process serves requests; it checks nothing else, so
+/// that a slow dependency never gets a live server restarted.
+pub fn livez(_app: &App, _request: &mut Request<'_>) -> Result<Response, ApiError> {
+    Ok(Response::text(200, "ok").with_header("Cache-Control", "no-store"))
+}
+
+/// `GET /readyz`: `200` when the store answers a query and the file
+/// storage a cheap request, each within [`READINESS_TIMEOUT`]; `503`
+/// naming what failed otherwise (its cause, which may name hosts, goes to
+/// the log only).
+pub fn readyz(app: &App, _request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let store = app.store.ping().map_err(|err| err.to_string());
+    let storage = app
+        .storage
+        .ready(READINESS_TIMEOUT)
+        .map_err(|err| match err {
+            BlobError::Upstream(cause) | BlobError::Local(cause) => cause,
+            BlobError::Credentials { detail, .. } => detail,
+            other => format!("{other:?}"),
+        });
+    let verdict = |result: &Result<(), String>| if result.is_ok() { "ok" } else { "failing" };
+    let checks = json!({"store": verdict(&store), "storage": verdict(&storage)});
+    if store.is_ok() && storage.is_ok() {
+        return Ok(
+            Response::json(200, &json!({"status": "ready", "checks": checks}))
+                .with_header("Cache-Control", "no-store"),
+        );
+    }
+    let failed: Vec<&str> = [("store", &store), ("storage", &storage)]
+        .into_iter()
+        .filter(|(_, result)| result.is_err())
+        .map(|(name, _)| name)
+        .collect();
+    let causes: Vec<String> = [("store", store), ("storage", storage)]
+        .into_iter()
+        .filter_map(|(name, result)| result.err().map(|err| format!("{name}: {err}")))
+        .collect();
+    Err(
+        ApiError::new(503, format!("not ready: {} failing", failed.join(" and ")))
+            .with_code("not_ready")
+            .with_details(json!(
+                failed
+                    .iter()
+                    .map(|name| json!({"field": name, "problem": "unavailable"}))
+                    .collect::<Vec<_>>()
+            ))
+            .with_header("Cache-Control", "no-store")
+            .with_header("Retry-After", "1")
+            .with_cause(format!("not ready: {}", causes.join("; "))),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::test_app as app;
+
+    fn body(response: &Response) -> serde_json::Value {
+        serde_json::from_slice(response.body_bytes().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_index_links_what_exists() {
+        let response = index(&app(), &mut Request::new("GET", "/")).unwrap();
+        let index = body(&response);
+        assert_eq!(index["name"], "wren");
+        assert_eq!(index["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(index["links"]["readyz"], "/readyz");
+    }
+
+    #[test]
+    fn health_answers_are_never_stored() {
+        let app = app();
+        let live = livez(&app, &mut Request::new("GET", "/livez")).unwrap();
+        assert_eq!(live.status(), 200);
+        let ready = readyz(&app, &mut Request::new("GET", "/readyz")).unwrap();
+        assert_eq!(ready.status(), 200, "{:?}", body(&ready));
+        assert_eq!(body(&ready)["checks"]["store"], "ok");
+        for response in [live, ready] {
+            assert_eq!(response.header("cache-control"), Some("no-store"));
+        }
+    }
+}
