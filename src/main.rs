@@ -39,7 +39,7 @@ fn run() -> ExitCode {
 }
 
 fn serve(config: Config) -> ExitCode {
-    let logger = Logger::new(config.log_format);
+    let logger = Logger::new(config.log_format, config.log_level);
     // Panics inside handlers become 500s; the hook puts the panic in the log
     // in the log's own format.
     std::panic::set_hook(Box::new(move |info| {

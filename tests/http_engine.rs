@@ -472,6 +472,72 @@ fn access_log_has_one_line_per_request_without_the_query() {
 }
 
 #[test]
+fn log_level_warn_keeps_refusals_and_drops_the_access_log() {
+    // Started by hand: the harness learns the port from the "listening"
+    // line, which is info and not written here.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = common::temp_dir("data");
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["--port", &port.to_string(), "--data-dir"])
+        .arg(&data)
+        .args(["--log-level", "warn", "--max-connections-per-ip", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let connect = || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match TcpStream::connect(addr) {
+                Ok(stream) => return stream,
+                Err(err) if Instant::now() > deadline => panic!("wren did not start: {err}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    };
+    let get = |request_id: &str| {
+        let mut stream = connect();
+        stream
+            .write_all(
+                format!("GET /status HTTP/1.1\r\nHost: t\r\nX-Request-Id: {request_id}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap();
+        read_response(&mut BufReader::new(stream), true).status
+    };
+    let held = connect();
+    // Past the cap: refused with a warning.
+    assert_eq!(get("refused-one"), 503);
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get("served-one") != 200 {
+        assert!(Instant::now() < deadline, "the held connection never went");
+    }
+    // SAFETY: kill(2) on the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        log.contains("[warn] refused a connection from 127.0.0.1"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("served-one") && !log.contains("[info]"),
+        "{log}"
+    );
+}
+
+#[test]
 fn a_large_body_streams_in_bounded_memory() {
     let server = Server::start(&[]);
     let mut stream = server.connect();

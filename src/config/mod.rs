@@ -19,7 +19,7 @@ use crate::acme::{self, ChallengeKind};
 use crate::alerts::TimeUnit;
 use crate::blob::{Quota, S3Config, StorageConfig, StorageKind};
 use crate::http::Limits;
-use crate::http::log::LogFormat;
+use crate::http::log::{LogFormat, LogLevel};
 use crate::model::ModelSource;
 use keys::KeysCommand;
 use parse::{CommandLine, Input};
@@ -69,6 +69,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub limits: Limits,
     pub log_format: LogFormat,
+    pub log_level: LogLevel,
     pub auth: AuthConfig,
     pub model: ModelConfig,
     pub event_time_unit: TimeUnit,
@@ -263,6 +264,7 @@ impl Config {
                 shutdown_timeout: s.shutdown_timeout,
             },
             log_format: s.log_format,
+            log_level: s.log_level,
             auth: AuthConfig {
                 token_ttl: s.token_ttl,
                 // A cookie sent over HTTPS only, whenever there is HTTPS.

@@ -17,7 +17,7 @@ use crate::alerts::TimeUnit;
 use crate::auth::password;
 use crate::blob::{S3Addressing, StorageKind};
 use crate::http::Limits;
-use crate::http::log::LogFormat;
+use crate::http::log::{LogFormat, LogLevel};
 use crate::model::ModelSource;
 
 /// How a setting is given on the command line.
@@ -318,6 +318,24 @@ settings! {
         default: "10",
         parse: values::seconds,
         help: "seconds in-flight requests get to finish after SIGTERM or SIGINT",
+    }
+    value log_level: LogLevel {
+        flag: "--log-level LEVEL",
+        env: ["WREN_LOG_LEVEL"],
+        default: "info",
+        parse: |s| {
+            one_of(
+                s,
+                &[
+                    ("error", LogLevel::Error),
+                    ("warn", LogLevel::Warn),
+                    ("info", LogLevel::Info),
+                    ("debug", LogLevel::Debug),
+                ],
+            )
+        },
+        help: "least severe lines logged: `error`, `warn` (refusals at the caps), `info` (the \
+               access log and notable events) or `debug` (failed TLS handshakes too)",
     }
     value log_format: LogFormat {
         flag: "--log-format FORMAT",

@@ -142,6 +142,21 @@ fn log_formats_parse() {
 }
 
 #[test]
+fn log_levels_parse_in_order_of_severity() {
+    assert_eq!(parse(&[], &[]).unwrap().log_level, LogLevel::Info);
+    for (name, level) in [
+        ("error", LogLevel::Error),
+        ("warn", LogLevel::Warn),
+        ("info", LogLevel::Info),
+        ("debug", LogLevel::Debug),
+    ] {
+        assert_eq!(parse(&["--log-level", name], &[]).unwrap().log_level, level);
+    }
+    assert!(LogLevel::Error < LogLevel::Warn && LogLevel::Info < LogLevel::Debug);
+    assert!(parse(&["--log-level", "trace"], &[]).is_err());
+}
+
+#[test]
 fn flags_beat_environment_which_beats_defaults() {
     let env = [
         ("PORT", "8000"),

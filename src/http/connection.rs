@@ -130,7 +130,15 @@ pub(crate) fn serve<T: Transport>(
                         return Next::Park(conn);
                     }
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return Next::Close,
+                    Err(err) => {
+                        // A reset, or TLS that failed (garbage, a plain
+                        // request on the TLS port): the client's doing.
+                        let peer = conn.peer;
+                        context
+                            .logger
+                            .debug(&format!("connection from {peer} ended: {err}"));
+                        return Next::Close;
+                    }
                 }
             }
             Step::Dispatch(head) => conn.exchange(context, head),

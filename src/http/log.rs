@@ -27,6 +27,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// The least severe lines written (`--log-level`): `Info` writes the access
+/// log and notable events, `Warn` only what needs attention (refusals at the
+/// caps and worse), `Error` only failures, `Debug` also what a client did
+/// wrong below HTTP (a TLS handshake that failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+}
+
 /// One finished request.
 pub struct AccessEntry<'a> {
     pub request_id: &'a str,
@@ -66,14 +79,18 @@ struct EventLine<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Logger {
     format: LogFormat,
+    level: LogLevel,
 }
 
 impl Logger {
-    pub fn new(format: LogFormat) -> Self {
-        Logger { format }
+    pub fn new(format: LogFormat, level: LogLevel) -> Self {
+        Logger { format, level }
     }
 
     pub fn access(&self, entry: &AccessEntry<'_>) {
+        if self.level < LogLevel::Info {
+            return;
+        }
         let micros = entry.duration.as_micros();
         LINE.with(|line| {
             let mut line = line.borrow_mut();
@@ -115,15 +132,32 @@ impl Logger {
         });
     }
 
+    pub fn debug(&self, message: &str) {
+        self.event(LogLevel::Debug, message);
+    }
+
     pub fn info(&self, message: &str) {
-        self.event("info", message);
+        self.event(LogLevel::Info, message);
+    }
+
+    pub fn warn(&self, message: &str) {
+        self.event(LogLevel::Warn, message);
     }
 
     pub fn error(&self, message: &str) {
-        self.event("error", message);
+        self.event(LogLevel::Error, message);
     }
 
-    fn event(&self, level: &str, message: &str) {
+    fn event(&self, level: LogLevel, message: &str) {
+        if level > self.level {
+            return;
+        }
+        let level = match level {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        };
         let time = now_rfc3339();
         let line = match self.format {
             // One event, one line: a multi-line message (a panic's) is folded.

@@ -358,14 +358,16 @@ fn admit(
     let mut connections = shared.lock();
     if let Err(refusal) = connections.check(address) {
         drop(connections);
-        match listener.tls {
-            None => connection::refuse(&shared.context, stream, peer, site, refusal.reason()),
-            // No answer can be read before a handshake, which the cap is
-            // there to avoid: the connection is closed.
-            Some(_) => shared.context.logger.info(&format!(
-                "refused a TLS connection from {peer}: {}",
-                refusal.reason()
-            )),
+        let reason = refusal.reason();
+        shared
+            .context
+            .logger
+            .warn(&format!("refused a connection from {peer}: {reason}"));
+        // A plain one is told why (503); a TLS one is closed, since no
+        // answer can be read before a handshake, which the cap is there to
+        // spare.
+        if listener.tls.is_none() {
+            connection::refuse(&shared.context, stream, peer, site, reason);
         }
         return;
     }
