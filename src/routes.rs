@@ -12,7 +12,7 @@
 use crate::App;
 use crate::auth::Scope;
 use crate::handlers::session::{self, Access};
-use crate::handlers::{accounts, alerts, basics, files, keys, operator, predict};
+use crate::handlers::{accounts, alerts, basics, docs, files, keys, operator, predict};
 use crate::router::Router;
 
 pub fn table(app: &App) -> Router<App, Access> {
@@ -77,6 +77,14 @@ pub fn table(app: &App) -> Router<App, Access> {
         .post("/api/v1/images", OwnFiles, files::upload_image)
         .body_limit(image_body_limit(app))
         .get("/api/v1/images/{id}", OwnFiles, files::get_image);
+    // The API documentation, unless --no-docs.
+    let router = if app.config.docs.enabled {
+        router
+            .get("/docs", Open, docs::page)
+            .get("/docs/assets/{file}", Open, docs::asset)
+    } else {
+        router
+    };
     #[cfg(feature = "test-routes")]
     let router = crate::handlers::testing::routes(router);
     router

@@ -75,6 +75,19 @@ pub struct Config {
     pub event_time_unit: TimeUnit,
     pub events: EventsMode,
     pub storage: StorageConfig,
+    pub docs: DocsConfig,
+}
+
+/// The files of Swagger UI the `/docs` page loads; a `--docs-assets` folder
+/// must hold them.
+pub const REQUIRED_DOCS_ASSETS: [&str; 2] = ["swagger-ui-bundle.js", "swagger-ui.css"];
+
+/// The API documentation: `/docs` and the spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocsConfig {
+    pub enabled: bool,
+    /// Swagger UI's files, served under `/docs/assets/`; `None`: a CDN.
+    pub assets: Option<PathBuf>,
 }
 
 /// HTTPS served by wren itself.
@@ -247,6 +260,7 @@ impl Config {
             ));
         }
         let tls = tls_config(&s)?;
+        let docs = docs_config(&s)?;
         Ok(Config {
             storage: storage_config(&s)?,
             addr: SocketAddr::new(s.host, s.port),
@@ -288,6 +302,7 @@ impl Config {
             event_time_unit: s.event_time_unit,
             events: EventsMode::decide(s.host, s.open_events),
             tls,
+            docs,
         })
     }
 }
@@ -367,6 +382,35 @@ fn tls_config(s: &Settings) -> Result<Option<TlsConfig>, EarlyExit> {
         redirect_https_port: s.redirect_https_port,
         hsts_max_age: Some(s.hsts_max_age).filter(|&age| age > 0),
     }))
+}
+
+/// The docs section: a `--docs-assets` folder must hold what the page
+/// loads, checked at start rather than at a visitor's first look.
+fn docs_config(s: &Settings) -> Result<DocsConfig, EarlyExit> {
+    if let Some(folder) = &s.docs_assets {
+        if s.no_docs {
+            return Err(bad_value(
+                "--docs-assets",
+                "--no-docs serves no docs to load them for",
+            ));
+        }
+        if let Some(missing) = REQUIRED_DOCS_ASSETS
+            .iter()
+            .find(|name| !folder.join(name).is_file())
+        {
+            return Err(bad_value(
+                "--docs-assets",
+                &format!(
+                    "{} holds no {missing}; give the folder of the npm package swagger-ui-dist",
+                    folder.display()
+                ),
+            ));
+        }
+    }
+    Ok(DocsConfig {
+        enabled: !s.no_docs,
+        assets: s.docs_assets.clone(),
+    })
 }
 
 /// The storage section: S3 settings take effect only with an endpoint, and

@@ -438,6 +438,21 @@ settings! {
         help: "token-signing secret, at least 32 bytes; when unset, one is generated into \
                the data folder",
     }
+    switch no_docs: bool {
+        flag: "--no-docs",
+        env: ["WREN_NO_DOCS"],
+        default: "off",
+        parse: values::switch,
+        help: "serve no API documentation: no /docs page, no OpenAPI spec",
+    }
+    value docs_assets: Option<PathBuf> {
+        flag: "--docs-assets DIR",
+        env: ["WREN_DOCS_ASSETS"],
+        default: "",
+        parse: values::optional_path,
+        help: "a copy of the npm package swagger-ui-dist for /docs to load Swagger UI from, \
+               instead of a CDN (offline hosts, FROM scratch images)",
+    }
     value model: ModelSource {
         flag: "--model FILE",
         env: ["WREN_MODEL"],

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod basics;
+pub mod docs;
 mod errors;
 pub mod files;
 pub mod keys;

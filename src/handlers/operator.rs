@@ -9,28 +9,37 @@ use serde_json::json;
 
 use crate::App;
 use crate::blob::BlobError;
+use crate::handlers::docs;
 use crate::http::{ApiError, Request, Response};
 
 /// How long each readiness check may take: a probe that waits longer than
 /// this on a dependency is itself a sign of trouble.
 pub const READINESS_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// `GET /`: the server's name and version, and where to go next.
-pub fn index(_app: &App, _request: &mut Request<'_>) -> Result<Response, ApiError> {
-    Ok(Response::json(
-        200,
-        &json!({
-            "name": "wren",
-            "version": env!("CARGO_PKG_VERSION"),
-            "links": {
-                "openapi": "/openapi.json",
-                "status": "/status",
-                "livez": "/livez",
-                "readyz": "/readyz",
-            },
-        }),
-    )
-    .with_header("Cache-Control", "no-cache"))
+/// `GET /`: the server's name and version, and where to go next; a
+/// browser asking for HTML gets the docs page itself (`Vary: Accept`).
+pub fn index(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let docs = app.config.docs.enabled;
+    if docs && request.wants_html() {
+        return Ok(docs::page(app, request)?.with_header("Vary", "Accept"));
+    }
+    let mut links = json!({
+        "status": "/status",
+        "livez": "/livez",
+        "readyz": "/readyz",
+    });
+    if docs {
+        links["docs"] = "/docs".into();
+        links["openapi"] = "/openapi.json".into();
+    }
+    let index = json!({
+        "name": "wren",
+        "version": env!("CARGO_PKG_VERSION"),
+        "links": links,
+    });
+    Ok(Response::json(200, &index)
+        .with_header("Cache-Control", "no-cache")
+        .with_header("Vary", "Accept"))
 }
 
 /// `GET /livez`: the process serves requests; it checks nothing else, so
@@ -101,6 +110,14 @@ mod tests {
         assert_eq!(index["name"], "wren");
         assert_eq!(index["version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(index["links"]["readyz"], "/readyz");
+        assert_eq!(index["links"]["docs"], "/docs");
+        let mut browser = Request::new("GET", "/").with_header("Accept", "text/html");
+        let page = super::index(&app(), &mut browser).unwrap();
+        assert_eq!(
+            page.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        assert_eq!(page.header("vary"), Some("Accept"));
     }
 
     #[test]

@@ -181,7 +181,17 @@ impl<'a> Request<'a> {
     /// Whether the client asked for JSON (`Accept: application/json`), which
     /// the legacy plain-text routes honour.
     pub fn wants_json(&self) -> bool {
-        self.header("accept").is_some_and(accepts_json)
+        self.accepts("application/json")
+    }
+
+    /// Whether the client asked for HTML (a browser's navigation).
+    pub fn wants_html(&self) -> bool {
+        self.accepts("text/html")
+    }
+
+    fn accepts(&self, media: &str) -> bool {
+        self.header("accept")
+            .is_some_and(|accept| lists_media(accept, media))
     }
 }
 
@@ -204,8 +214,8 @@ fn missing_param(name: &str) -> ApiError {
     )
 }
 
-/// True when an `Accept` value lists `application/json` with a non-zero weight.
-fn accepts_json(accept: &str) -> bool {
+/// True when an `Accept` value lists `media` with a non-zero weight.
+fn lists_media(accept: &str, wanted: &str) -> bool {
     accept.split(',').any(|range| {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or("").trim();
@@ -215,7 +225,7 @@ fn accepts_json(accept: &str) -> bool {
                 .and_then(|q| q.trim().parse::<f32>().ok())
                 .is_some_and(|q| q <= 0.0)
         });
-        media.eq_ignore_ascii_case("application/json") && !refused
+        media.eq_ignore_ascii_case(wanted) && !refused
     })
 }
 
@@ -239,12 +249,16 @@ mod tests {
     }
 
     #[test]
-    fn json_negotiation() {
-        assert!(accepts_json("application/json"));
-        assert!(accepts_json("text/html, application/json;q=0.9"));
-        assert!(!accepts_json("application/json;q=0"));
-        assert!(!accepts_json("*/*"));
-        assert!(!accepts_json("text/plain"));
+    fn negotiation_wants_the_media_type_named_with_weight() {
+        let json = |accept| lists_media(accept, "application/json");
+        assert!(json("application/json"));
+        assert!(json("text/html, application/json;q=0.9"));
+        assert!(!json("application/json;q=0"));
+        assert!(!json("*/*"));
+        assert!(!json("text/plain"));
+        let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+        let html = Request::new("GET", "/").with_header("Accept", browser);
+        assert!(html.wants_html() && !html.wants_json());
     }
 
     #[test]
