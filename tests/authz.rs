@@ -474,3 +474,42 @@ fn the_keys_routes_answer_in_the_error_shape() {
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["message"], "no key named 'nope'");
 }
+
+#[test]
+fn account_key_and_session_answers_are_never_stored() {
+    let server = Server::start(&["--admin", "root:rootpassword"]);
+    let token = sign_in(&server, "root", "rootpassword");
+    let created = http_key(&server, &token, "feed", &["events"]);
+    let answers = [
+        (
+            "sign-in",
+            server.post(
+                "/api/sign_in",
+                JSON,
+                r#"{"login":"root","password":"rootpassword"}"#,
+                "",
+            ),
+        ),
+        ("key created", created),
+        (
+            "keys listed",
+            request(&server, "GET", "/api/v1/keys", &bearer(&token), ""),
+        ),
+        (
+            "account",
+            request(&server, "GET", "/api/v1/account", &bearer(&token), ""),
+        ),
+        (
+            "key revoked",
+            request(&server, "DELETE", "/api/v1/keys/feed", &bearer(&token), ""),
+        ),
+        (
+            "logout",
+            request(&server, "POST", "/api/logout", &bearer(&token), ""),
+        ),
+    ];
+    for (what, response) in answers {
+        assert!(response.status < 300, "{what}: {}", response.text());
+        assert_eq!(response.header("cache-control"), Some("no-store"), "{what}");
+    }
+}

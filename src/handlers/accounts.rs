@@ -215,7 +215,9 @@ pub fn logout(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError
         &json!({"status_code": 200, "message": "You have successfully logged out"}),
     );
     let clear = session_cookie_header("", 0, app.config.auth.cookie_secure);
-    Ok(response.with_header("Set-Cookie", clear))
+    Ok(response
+        .with_header("Set-Cookie", clear)
+        .with_header("Cache-Control", "no-store"))
 }
 
 /// Both credentials, or `400` naming each one missing.

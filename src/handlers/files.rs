@@ -458,7 +458,8 @@ pub fn account(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
             "quota": quota.bytes,
             "max_files": quota.files,
         }),
-    ))
+    )
+    .with_header("Cache-Control", "no-store"))
 }
 
 /// `GET /api/v1/images/{id}`: the owner's image, with its content type.

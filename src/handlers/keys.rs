@@ -131,7 +131,7 @@ pub fn list(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> 
         .iter()
         .map(describe)
         .collect();
-    Ok(Response::json(200, &json!({"keys": listed})))
+    Ok(Response::json(200, &json!({"keys": listed})).with_header("Cache-Control", "no-store"))
 }
 
 /// `DELETE /api/v1/keys/{name}`: revokes the key at once. Another
@@ -148,7 +148,8 @@ pub fn revoke(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError
     Ok(Response::json(
         200,
         &json!({"status_code": 200, "message": format!("key '{name}' revoked")}),
-    ))
+    )
+    .with_header("Cache-Control", "no-store"))
 }
 
 /// Whose keys `account` may see and revoke: an admin every key (`None`),
