@@ -19,6 +19,7 @@ pub mod blob;
 pub mod certificates;
 pub mod commands;
 pub mod config;
+pub mod cors;
 pub mod date;
 pub mod handlers;
 pub mod hex;

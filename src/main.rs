@@ -12,6 +12,7 @@ use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 use wren::certificates::{self, SiteCertificates};
 use wren::config::{CertificateSource, EarlyExit};
+use wren::cors::Cors;
 use wren::http::log::{self, Logger};
 use wren::http::redirect::Redirect;
 use wren::http::{Endpoint, Request, Response, Server, Site, tls};
@@ -120,7 +121,11 @@ fn serve(config: Config) -> ExitCode {
         env!("CARGO_PKG_VERSION")
     ));
     let tls_config = app.config.tls.clone();
-    let dispatch = Arc::new(move |request: &mut Request<'_>| router.dispatch(&app, request));
+    let cors = Cors::new(&app.config.cors_origins);
+    let dispatch = Arc::new(move |request: &mut Request<'_>| match &cors {
+        Some(cors) => cors.handle(&router, request, |request| router.dispatch(&app, request)),
+        None => router.dispatch(&app, request),
+    });
     let mut sites = vec![Site {
         service: Box::new({
             let dispatch = Arc::clone(&dispatch);

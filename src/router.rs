@@ -116,6 +116,18 @@ impl<S, P> Router<S, P> {
         self
     }
 
+    /// The routes whose pattern `path` matches, as (method, policy): what a
+    /// layer in front of the router (CORS) needs to know of a path without
+    /// running anything. HEAD is not listed; it goes with GET.
+    pub fn routes_at(&self, path: &str) -> Vec<(&'static str, &P)> {
+        let segments = split_path(path);
+        self.routes
+            .iter()
+            .filter(|route| match_segments(&route.segments, path, &segments).is_some())
+            .map(|route| (route.method, &route.policy))
+            .collect()
+    }
+
     /// Routes `request` and runs its handler.
     pub fn dispatch(&self, state: &S, request: &mut Request<'_>) -> Response {
         self.try_dispatch(state, request)

@@ -76,6 +76,8 @@ pub struct Config {
     pub events: EventsMode,
     pub storage: StorageConfig,
     pub docs: DocsConfig,
+    /// Browser origins allowed to call (`--cors-origin`); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 /// The files of Swagger UI the `/docs` page loads; a `--docs-assets` folder
@@ -303,6 +305,7 @@ impl Config {
             events: EventsMode::decide(s.host, s.open_events),
             tls,
             docs,
+            cors_origins: s.cors_origins,
         })
     }
 }

@@ -438,6 +438,15 @@ settings! {
         help: "token-signing secret, at least 32 bytes; when unset, one is generated into \
                the data folder",
     }
+    list cors_origins: Vec<String> {
+        flag: "--cors-origin ORIGIN",
+        env: ["WREN_CORS_ORIGINS"],
+        default: "",
+        parse: values::origin,
+        help: "a browser origin (https://app.example) whose pages may call every route, \
+               credentials included; `*`: any origin, open routes only; repeatable, \
+               comma-separated in the variable; none by default",
+    }
     switch no_docs: bool {
         flag: "--no-docs",
         env: ["WREN_NO_DOCS"],

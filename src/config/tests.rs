@@ -642,3 +642,31 @@ fn https_settings_that_cannot_work_exit_2_naming_the_flag() {
         assert_eq!(exit.output.trim().lines().count(), 1, "{}", exit.output);
     }
 }
+
+#[test]
+fn cors_origins_are_origins() {
+    let config = parse(
+        &[
+            "--cors-origin",
+            "https://App.example:8443",
+            "--cors-origin",
+            "*",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.cors_origins, ["https://app.example:8443", "*"]);
+    for bad in [
+        "app.example",
+        "https://app.example/path",
+        "ftp://x",
+        "https://",
+    ] {
+        let exit = parse(&["--cors-origin", bad], &[]).unwrap_err();
+        assert!(
+            exit.output.contains("--cors-origin"),
+            "{bad}: {}",
+            exit.output
+        );
+    }
+}

@@ -145,6 +145,30 @@ pub fn domain(s: &str) -> Result<String, String> {
     Ok(name)
 }
 
+/// A browser origin: `*`, or `http://` or `https://` and a host with an
+/// optional port, nothing after (an origin has no path), in lower case.
+pub fn origin(s: &str) -> Result<String, String> {
+    if s == "*" {
+        return Ok(s.to_owned());
+    }
+    let lower = s.to_ascii_lowercase();
+    let host = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"));
+    let host_ok = host.is_some_and(|host| {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    });
+    if !host_ok {
+        return Err(format!(
+            "expected * or an origin such as https://app.example:8443 (no path), got '{s}'"
+        ));
+    }
+    Ok(lower)
+}
+
 /// An e-mail address, roughly (something@domain), or nothing.
 pub fn optional_email(s: &str) -> Result<Option<String>, String> {
     if s.is_empty() {
