@@ -32,12 +32,25 @@ pub fn index(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError>
         links["docs"] = "/docs".into();
         links["openapi"] = "/openapi.json".into();
     }
-    let index = json!({
-        "name": "wren",
-        "version": env!("CARGO_PKG_VERSION"),
-        "links": links,
-    });
-    Ok(Response::json(200, &index)
+    // It changes with the build and --no-docs only: a tag of both lets
+    // caches revalidate it for nothing.
+    let etag = if docs {
+        concat!("\"index-", env!("CARGO_PKG_VERSION"), "-docs\"")
+    } else {
+        concat!("\"index-", env!("CARGO_PKG_VERSION"), "\"")
+    };
+    let response = if request.if_none_match(etag) {
+        Response::new(304)
+    } else {
+        let index = json!({
+            "name": "wren",
+            "version": env!("CARGO_PKG_VERSION"),
+            "links": links,
+        });
+        Response::json(200, &index)
+    };
+    Ok(response
+        .with_header("ETag", etag)
         .with_header("Cache-Control", "no-cache")
         .with_header("Vary", "Accept"))
 }
@@ -111,6 +124,9 @@ mod tests {
         assert_eq!(index["version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(index["links"]["readyz"], "/readyz");
         assert_eq!(index["links"]["docs"], "/docs");
+        let etag = response.header("etag").unwrap().to_owned();
+        let mut again = Request::new("GET", "/").with_header("If-None-Match", &etag);
+        assert_eq!(super::index(&app(), &mut again).unwrap().status(), 304);
         let mut browser = Request::new("GET", "/").with_header("Accept", "text/html");
         let page = super::index(&app(), &mut browser).unwrap();
         assert_eq!(
