@@ -20,12 +20,21 @@ pub const ASSETS_PATH: &str = "/docs/assets";
 
 /// `GET /docs`: the page (it loads `config::REQUIRED_DOCS_ASSETS`); `Vary: Accept` since `GET /` serves it to
 /// browsers too.
-pub fn page(app: &App, _request: &mut Request<'_>) -> Result<Response, ApiError> {
-    let base = if app.config.docs.assets.is_some() {
-        ASSETS_PATH
+pub fn page(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let (base, etag) = if app.config.docs.assets.is_some() {
+        (
+            ASSETS_PATH,
+            concat!("\"docs-", env!("CARGO_PKG_VERSION"), "-local\""),
+        )
     } else {
-        CDN
+        (CDN, concat!("\"docs-", env!("CARGO_PKG_VERSION"), "-cdn\""))
     };
+    // The page changes with the build and where Swagger UI comes from.
+    if request.if_none_match(etag) {
+        return Ok(Response::new(304)
+            .with_header("ETag", etag)
+            .with_header("Cache-Control", "no-cache"));
+    }
     let html = format!(
         r##"<!doctype html>
 <html lang="en">
@@ -48,6 +57,7 @@ window.ui = SwaggerUIBundle({{url: "/openapi.json", dom_id: "#swagger-ui", deepL
     );
     Ok(Response::new(200)
         .with_header("Content-Type", "text/html; charset=utf-8")
+        .with_header("ETag", etag)
         .with_header("Cache-Control", "no-cache")
         .with_body(html.into_bytes()))
 }
