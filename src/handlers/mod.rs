@@ -9,6 +9,7 @@ pub mod basics;
 mod errors;
 pub mod files;
 pub mod keys;
+pub mod openapi;
 pub mod predict;
 pub mod session;
 #[cfg(feature = "test-routes")]
