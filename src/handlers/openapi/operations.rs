@@ -242,10 +242,12 @@ pub fn create_key(_: &Context) -> Operation {
         "name": {"type": "string", "description": "The key's name, unique on this server"},
         "scopes": {"type": "array", "items": {"$ref": "#/components/schemas/Scope"}},
     }});
-    let mut created = schema_ref("ApiKey");
-    created = json!({"allOf": [created, {"type": "object", "required": ["key"], "properties": {
-        "key": {"type": "string", "pattern": "^wren_", "description": "The key: shown this once"},
-    }}]});
+    let mut created = api_key_schema();
+    created["properties"]["key"] =
+        json!({"type": "string", "pattern": "^wren_", "description": "The key: shown this once"});
+    if let Some(required) = created["required"].as_array_mut() {
+        required.push(json!("key"));
+    }
     Operation::new(
         "Creates an API key (admins: any scopes; other accounts: `files` only, for themselves)",
     )
@@ -418,6 +420,7 @@ fn amount(minimum: &str) -> Value {
 }
 
 pub fn event(_: &Context) -> Operation {
+    let alert_codes: Vec<u16> = crate::alerts::RULES.iter().map(|(code, _)| *code).collect();
     let event = json!({"type": "object", "required": ["type", "amount", "user_id", "time"], "properties": {
         "type": {"type": "string", "pattern": "^([Dd][Ee][Pp][Oo][Ss][Ii][Tt]|[Ww][Ii][Tt][Hh][Dd][Rr][Aa][Ww])$",
             "description": "deposit or withdraw, in any case"},
@@ -428,7 +431,7 @@ pub fn event(_: &Context) -> Operation {
     let fired = json!({"type": "object", "required": ["alert", "alert_codes", "user_id"],
         "additionalProperties": false, "properties": {
         "alert": {"type": "boolean"},
-        "alert_codes": {"type": "array", "items": {"enum": [30, 123, 300, 500, 1100]}},
+        "alert_codes": {"type": "array", "items": {"enum": alert_codes}},
         "user_id": {"type": "integer", "minimum": 0},
     }});
     Operation::new("Practice Flask's event: stores it and answers which alert codes fired")

@@ -288,3 +288,241 @@ fn the_document_follows_the_model() {
     assert_eq!(legacy["parameters"][2]["schema"]["maximum"], 1_000_000);
     assert_eq!(legacy["parameters"][2]["name"], "customer_visiting_website");
 }
+
+/// Whether `value` conforms to `schema`, for the keywords this document
+/// uses (`$ref`, `type`, `const`, `enum`, `required`, `properties`,
+/// `additionalProperties: false`, `items`, `oneOf`, `allOf`); the first
+/// disagreement, with where it is.
+fn conforms(document: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let target = resolve(document, reference).ok_or(format!("{at}: {reference}"))?;
+        return conforms(document, target, value, at);
+    }
+    let fail = |what: &str| Err(format!("{at}: {what}, got {value}"));
+    if let Some(types) = schema.get("type") {
+        let types: Vec<&str> = match types {
+            Value::Array(names) => names.iter().filter_map(Value::as_str).collect(),
+            name => vec![name.as_str().unwrap_or("")],
+        };
+        let fits = types.iter().any(|t| match *t {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "boolean" => value.is_boolean(),
+            "null" => value.is_null(),
+            _ => false,
+        });
+        if !fits {
+            return fail(&format!("not of type {types:?}"));
+        }
+    }
+    if schema.get("const").is_some_and(|c| c != value) {
+        return fail("not the const");
+    }
+    if let Some(options) = schema["enum"].as_array()
+        && !options.contains(value)
+    {
+        return fail("not in the enum");
+    }
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        conforms(document, part, value, at)?;
+    }
+    if let Some(options) = schema["oneOf"].as_array() {
+        let matching = options
+            .iter()
+            .filter(|option| conforms(document, option, value, at).is_ok())
+            .count();
+        if matching != 1 {
+            return fail(&format!("{matching} of oneOf match"));
+        }
+    }
+    if let Value::Object(object) = value {
+        for name in schema["required"].as_array().into_iter().flatten() {
+            if !object.contains_key(name.as_str().unwrap_or("")) {
+                return fail(&format!("'{name}' is missing"));
+            }
+        }
+        for (name, inner) in object {
+            match schema["properties"].get(name) {
+                Some(property) => conforms(document, property, inner, &format!("{at}.{name}"))?,
+                None if schema["additionalProperties"] == false => {
+                    return fail(&format!("'{name}' is not documented"));
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Value::Array(items), Some(item)) = (value, schema.get("items")) {
+        for (i, inner) in items.iter().enumerate() {
+            conforms(document, item, inner, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Asserts that `response` is one `method path` documents: its status,
+/// and its JSON body against the schema of that status.
+fn assert_documented(document: &Value, method: &str, path: &str, response: Response) {
+    let status = response.status().to_string();
+    let documented = &document["paths"][path][method]["responses"][&status];
+    assert!(
+        documented.is_object(),
+        "{method} {path} answered an undocumented {status}"
+    );
+    let schema = &documented["content"]["application/json"]["schema"];
+    let body: Value = serde_json::from_slice(response.body_bytes().unwrap()).unwrap();
+    if let Err(disagreement) = conforms(
+        document,
+        schema,
+        &body,
+        &format!("{method} {path} {status}"),
+    ) {
+        panic!("{disagreement}");
+    }
+}
+
+#[test]
+fn the_conformance_check_can_fail() {
+    let document = json!({"components": {"schemas": {"A": {"type": "object", "required": ["a"],
+        "additionalProperties": false, "properties": {"a": {"type": "integer"}}}}}});
+    let schema = json!({"$ref": "#/components/schemas/A"});
+    assert!(conforms(&document, &schema, &json!({"a": 1}), "").is_ok());
+    assert!(conforms(&document, &schema, &json!({"a": "1"}), "").is_err());
+    assert!(conforms(&document, &schema, &json!({"a": 1, "b": 2}), "").is_err());
+    assert!(conforms(&document, &schema, &json!({}), "").is_err());
+}
+
+#[test]
+fn real_answers_conform_to_the_document() {
+    use crate::auth::Role;
+    use crate::handlers::{accounts, alerts, basics, files, keys, predict};
+    use crate::http::Body;
+
+    let app = test_app();
+    let document = served(&app, "/openapi.json");
+    let check = |method: &str, path: &str, result: Result<Response, ApiError>| {
+        let response = result.unwrap_or_else(ApiError::into_response);
+        let status = response.status();
+        assert_documented(&document, method, path, response);
+        status
+    };
+    let json_body = |method: &str, target: &str, body: Value| {
+        Request::new(method, target)
+            .with_header("Content-Type", "application/json")
+            .with_body(Body::from_bytes(body.to_string().into_bytes()))
+    };
+    app.store
+        .upsert_account("root", "$argon2id$hash", Role::Admin)
+        .unwrap();
+    let token = app.tokens.issue("root", Role::Admin).unwrap().0;
+    let signed = |request: Request<'static>| {
+        request.with_header("Authorization", &format!("Bearer {token}"))
+    };
+
+    let mut status = Request::new("GET", "/status").with_header("Accept", "application/json");
+    assert_eq!(
+        check("get", "/status", basics::status(&app, &mut status)),
+        200
+    );
+    let mut created = signed(json_body(
+        "POST",
+        "/api/v1/keys",
+        json!({"name": "ci", "scopes": ["alerts"]}),
+    ));
+    assert_eq!(
+        check("post", "/api/v1/keys", keys::create(&app, &mut created)),
+        201
+    );
+    let mut wrong = signed(json_body(
+        "POST",
+        "/api/v1/keys",
+        json!({"name": "x", "colour": 1}),
+    ));
+    assert_eq!(
+        check("post", "/api/v1/keys", keys::create(&app, &mut wrong)),
+        422
+    );
+    let mut listed = signed(Request::new("GET", "/api/v1/keys"));
+    assert_eq!(
+        check("get", "/api/v1/keys", keys::list(&app, &mut listed)),
+        200
+    );
+    let event = json!({"type": "Withdraw", "amount": "150.5", "user_id": 3, "time": 10});
+    assert_eq!(
+        check(
+            "post",
+            "/event",
+            alerts::event(&app, &mut json_body("POST", "/event", event)),
+        ),
+        200
+    );
+    let bad_event = json!({"type": "gift", "amount": -1});
+    assert_eq!(
+        check(
+            "post",
+            "/event",
+            alerts::event(&app, &mut json_body("POST", "/event", bad_event)),
+        ),
+        400
+    );
+    let path = "/api/v1/users/{user_id}/alert-profile";
+    let with_user = |mut request: Request<'static>| {
+        request.set_params(vec![("user_id", crate::http::request::Param::Int(3))]);
+        request
+    };
+    let update = json!({"risk": "high", "overrides": {"burst_count": 9, "withdrawal_over": "75"}});
+    let mut put = with_user(json_body("PUT", path, update));
+    assert_eq!(check("put", path, alerts::put_profile(&app, &mut put)), 200);
+    let mut get = with_user(Request::new("GET", path));
+    assert_eq!(check("get", path, alerts::get_profile(&app, &mut get)), 200);
+    let mut events = with_user(Request::new("GET", "/api/v1/users/3/events?limit=1"));
+    assert_eq!(
+        check(
+            "get",
+            "/api/v1/users/{user_id}/events",
+            alerts::list_events(&app, &mut events),
+        ),
+        200
+    );
+    let mut model = Request::new("GET", "/api/v1/model");
+    assert_eq!(
+        check(
+            "get",
+            "/api/v1/model",
+            predict::model_info(&app, &mut model),
+        ),
+        200
+    );
+    let instance =
+        json!({"seller_available": 3, "month": "june", "customer_visiting_website": 120});
+    let mut batch = json_body("POST", "/api/v1/predict", json!({"instances": [instance]}));
+    assert_eq!(
+        check(
+            "post",
+            "/api/v1/predict",
+            predict::predict_batch(&app, &mut batch),
+        ),
+        200
+    );
+    let mut account = signed(Request::new("GET", "/api/v1/account"));
+    assert_eq!(
+        check("get", "/api/v1/account", files::account(&app, &mut account)),
+        200
+    );
+    let mut page = signed(Request::new("GET", "/api/v1/files"));
+    assert_eq!(
+        check("get", "/api/v1/files", files::list_files(&app, &mut page)),
+        200
+    );
+    let mut sign_in = json_body("POST", "/api/sign_in", json!({"login": "root"}));
+    assert_eq!(
+        check(
+            "post",
+            "/api/sign_in",
+            accounts::sign_in(&app, &mut sign_in),
+        ),
+        400
+    );
+}
