@@ -18,6 +18,7 @@ use crate::App;
 use crate::handlers::session::Access;
 use crate::http::{ApiError, Request, Response};
 use crate::router::Router;
+use crate::routes::Rule;
 
 /// Request headers a cross-origin page may send.
 const ALLOWED_HEADERS: &str =
@@ -82,7 +83,7 @@ impl Cors {
     /// Answers a preflight, or runs `next` and adds what the route allows.
     pub fn handle(
         &self,
-        router: &Router<App, Access>,
+        router: &Router<App, Rule>,
         request: &mut Request<'_>,
         next: impl FnOnce(&mut Request<'_>) -> Response,
     ) -> Response {
@@ -105,7 +106,7 @@ impl Cors {
         let access = routes
             .iter()
             .find(|(route_method, _)| *route_method == method)
-            .map(|(_, access)| **access);
+            .map(|(_, rule)| rule.access);
         let response = next(request);
         match access.map(|access| self.grant(&origin, access)) {
             Some(Grant::Credentials) => with_origin(response, origin, true)
@@ -120,14 +121,14 @@ impl Cors {
         &self,
         origin: &str,
         wanted: &str,
-        routes: &[(&'static str, &Access)],
+        routes: &[(&'static str, &Rule)],
         request: &Request<'_>,
     ) -> Result<Response, ApiError> {
         let method = match wanted {
             "HEAD" => "GET",
             other => other,
         };
-        let Some((_, access)) = routes
+        let Some((_, rule)) = routes
             .iter()
             .find(|(route_method, _)| *route_method == method)
         else {
@@ -136,7 +137,7 @@ impl Cors {
                 crate::text::excerpt(request.path(), 200)
             )));
         };
-        let grant = self.grant(origin, **access);
+        let grant = self.grant(origin, rule.access);
         if grant == Grant::None {
             return Err(refused(format!(
                 "origin {} may not call {wanted} {}",

@@ -37,17 +37,32 @@ pub type Handler<S> = fn(&S, &mut Request<'_>) -> Result<Response, ApiError>;
 /// error (a `401`, a `403`) is the answer otherwise.
 pub type Gate<S, P> = fn(&S, &P, &Request<'_>) -> Result<(), ApiError>;
 
+/// One segment of a route's pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
+pub enum Segment {
     Literal(&'static str),
+    /// `{name}`: one segment, percent-decoded.
     Str(&'static str),
+    /// `{name:int}`: one segment that parses as an `i64`.
     Int(&'static str),
-    /// The rest of the path; only last.
+    /// `{name:path}`: the rest of the path, slashes included; only last.
     Rest(&'static str),
+}
+
+/// A route as the table declared it, for whoever describes the routes (the
+/// API document); the router's own matching stays private.
+pub struct RouteInfo<'r, P> {
+    pub method: &'static str,
+    pub pattern: &'static str,
+    pub segments: &'r [Segment],
+    pub policy: &'r P,
+    /// The largest body the route takes, its own or the router's default.
+    pub body_limit: u64,
 }
 
 struct Route<S, P> {
     method: &'static str,
+    pattern: &'static str,
     segments: Vec<Segment>,
     policy: P,
     handler: Handler<S>,
@@ -100,6 +115,7 @@ impl<S, P> Router<S, P> {
             .unwrap_or_else(|problem| panic!("route pattern '{pattern}' is malformed: {problem}"));
         self.routes.push(Route {
             method,
+            pattern,
             segments,
             policy,
             handler,
@@ -126,6 +142,17 @@ impl<S, P> Router<S, P> {
             .filter(|route| match_segments(&route.segments, path, &segments).is_some())
             .map(|route| (route.method, &route.policy))
             .collect()
+    }
+
+    /// Every route, in the order of the table.
+    pub fn routes(&self) -> impl Iterator<Item = RouteInfo<'_, P>> {
+        self.routes.iter().map(|route| RouteInfo {
+            method: route.method,
+            pattern: route.pattern,
+            segments: &route.segments,
+            policy: &route.policy,
+            body_limit: route.body_limit.unwrap_or(self.default_body_limit),
+        })
     }
 
     /// Routes `request` and runs its handler.
@@ -510,6 +537,24 @@ mod tests {
         assert_eq!(call("GET", "/locked/abc").status(), 401);
         let mut signed_bad = Request::new("GET", "/locked/abc").with_header("Authorization", "yes");
         assert_eq!(router().dispatch(&(), &mut signed_bad).status(), 400);
+    }
+
+    #[test]
+    fn routes_are_listed_as_declared() {
+        let router = router();
+        let listed: Vec<(&str, &str, bool, u64)> = router
+            .routes()
+            .map(|route| (route.method, route.pattern, *route.policy, route.body_limit))
+            .collect();
+        assert_eq!(listed.len(), 12);
+        assert_eq!(listed[0], ("GET", "/status", OPEN, 10));
+        assert_eq!(listed[8], ("POST", "/big", OPEN, 100));
+        assert_eq!(listed[11], ("GET", "/locked/{n:int}", LOCKED, 10));
+        let files = router.routes().nth(6).unwrap();
+        assert_eq!(
+            files.segments,
+            [Segment::Literal("files"), Segment::Rest("key")]
+        );
     }
 
     #[test]

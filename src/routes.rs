@@ -8,80 +8,177 @@
 //! - `OwnFiles`: a signed-in account, or a `files` key acting for the
 //!   account it is bound to; either sees that account's files only.
 //! - `AdminOrKey(scope)`: an admin account, or an API key with the scope.
+//!
+//! Each route also names its description in the API document
+//! (`handlers::openapi::operations`), which `GET /openapi.json` builds
+//! from this table: a route cannot be added without one, and the document
+//! holds no route that is not here.
 
 use crate::App;
 use crate::auth::Scope;
+use crate::handlers::openapi::{self, Describe, operations as op};
 use crate::handlers::session::{self, Access};
 use crate::handlers::{accounts, alerts, basics, docs, files, keys, operator, predict};
+use crate::http::{ApiError, Request};
 use crate::router::Router;
 
-pub fn table(app: &App) -> Router<App, Access> {
+/// What the table says of each route besides its handler: who may call it,
+/// and how the API document describes it.
+#[derive(Clone, Copy)]
+pub struct Rule {
+    pub access: Access,
+    pub doc: Doc,
+}
+
+/// A route's place in the API document.
+#[derive(Clone, Copy)]
+pub enum Doc {
+    /// Described by this function.
+    Operation(Describe),
+    /// A route compiled only for the socket-level tests (feature
+    /// `test-routes`), which the document leaves out.
+    TestOnly,
+}
+
+/// A route's rule: `access`, described by `describe`.
+fn rule(access: Access, describe: Describe) -> Rule {
+    Rule {
+        access,
+        doc: Doc::Operation(describe),
+    }
+}
+
+/// The router's gate: `session::admit` on the route's access rule.
+fn admit(app: &App, rule: &Rule, request: &Request<'_>) -> Result<(), ApiError> {
+    session::admit(app, &rule.access, request)
+}
+
+pub fn table(app: &App) -> Router<App, Rule> {
     use Access::{Account, AdminOrKey, Open, OwnFiles};
-    let router = Router::new(app.config.limits.max_body, session::admit)
-        .get("/status", Open, basics::status)
+    let alerts_access = AdminOrKey(Scope::Alerts);
+    let router = Router::new(app.config.limits.max_body, admit)
+        .get("/status", rule(Open, op::status), basics::status)
         // The operator's: what this is, whether it lives, whether it can serve.
-        .get("/", Open, operator::index)
-        .get("/livez", Open, operator::livez)
-        .get("/readyz", Open, operator::readyz)
+        .get("/", rule(Open, op::index), operator::index)
+        .get("/livez", rule(Open, op::livez), operator::livez)
+        .get("/readyz", rule(Open, op::readyz), operator::readyz)
         // Accounts: signing in and up is open; signing out needs the session.
-        .post("/login", Open, accounts::login)
-        .post("/api/sign_up", Open, accounts::sign_up)
-        .post("/api/sign_in", Open, accounts::sign_in)
-        .post("/api/logout", Account, accounts::logout)
+        .post("/login", rule(Open, op::login), accounts::login)
+        .post("/api/sign_up", rule(Open, op::sign_up), accounts::sign_up)
+        .post("/api/sign_in", rule(Open, op::sign_in), accounts::sign_in)
+        .post("/api/logout", rule(Account, op::logout), accounts::logout)
         // API keys: admins manage every key; other accounts make files keys
         // for themselves and manage those (the handlers tell them apart).
-        .post("/api/v1/keys", Account, keys::create)
-        .get("/api/v1/keys", Account, keys::list)
-        .delete("/api/v1/keys/{name}", Account, keys::revoke)
+        .post("/api/v1/keys", rule(Account, op::create_key), keys::create)
+        .get("/api/v1/keys", rule(Account, op::list_keys), keys::list)
+        .delete(
+            "/api/v1/keys/{name}",
+            rule(Account, op::revoke_key),
+            keys::revoke,
+        )
         // Predictions: open, as the seeds serve them.
         .get(
             "/predict/{seller_available}/{month}/{customer_visiting_website}",
-            Open,
+            rule(Open, op::predict_path),
             predict::predict_path,
         )
-        .post("/predict", Open, predict::predict_form)
-        .post("/api/v1/predict", Open, predict::predict_batch)
+        .post(
+            "/predict",
+            rule(Open, op::predict_form),
+            predict::predict_form,
+        )
+        .post(
+            "/api/v1/predict",
+            rule(Open, op::predict_batch),
+            predict::predict_batch,
+        )
         // A batch may hold --max-batch instances of up to ~1 KiB each.
         .body_limit(batch_body_limit(app))
-        .get("/api/v1/model", Open, predict::model_info)
-        .get("/api/v1/openapi.json", Open, predict::openapi)
+        .get(
+            "/api/v1/model",
+            rule(Open, op::model_info),
+            predict::model_info,
+        )
         // Transaction alerts: events are open or protected by where wren
         // listens; profiles and histories are every user's, so admins' and
         // alerts keys' only.
-        .post("/event", event_access(app), alerts::event)
+        .post("/event", rule(event_access(app), op::event), alerts::event)
         .get(
             "/api/v1/users/{user_id:int}/alert-profile",
-            AdminOrKey(Scope::Alerts),
+            rule(alerts_access, op::get_profile),
             alerts::get_profile,
         )
         .put(
             "/api/v1/users/{user_id:int}/alert-profile",
-            AdminOrKey(Scope::Alerts),
+            rule(alerts_access, op::put_profile),
             alerts::put_profile,
         )
         .get(
             "/api/v1/users/{user_id:int}/events",
-            AdminOrKey(Scope::Alerts),
+            rule(alerts_access, op::list_events),
             alerts::list_events,
         )
         // Files and images: the caller's own account's.
-        .put("/api/file/{key:path}", OwnFiles, files::put_file)
+        .put(
+            "/api/file/{key:path}",
+            rule(OwnFiles, op::put_file),
+            files::put_file,
+        )
         .body_limit(app.config.storage.max_object_size)
-        .get("/api/file/{key:path}", OwnFiles, files::get_file)
-        .delete("/api/file/{key:path}", OwnFiles, files::delete_file)
-        .get("/api/files_keys", OwnFiles, files::list_keys)
-        .get("/api/v1/files", OwnFiles, files::list_files)
-        .get("/api/v1/account", Account, files::account)
-        .post("/img/add", OwnFiles, files::add_image)
+        .get(
+            "/api/file/{key:path}",
+            rule(OwnFiles, op::get_file),
+            files::get_file,
+        )
+        .delete(
+            "/api/file/{key:path}",
+            rule(OwnFiles, op::delete_file),
+            files::delete_file,
+        )
+        .get(
+            "/api/files_keys",
+            rule(OwnFiles, op::files_keys),
+            files::list_keys,
+        )
+        .get(
+            "/api/v1/files",
+            rule(OwnFiles, op::list_files),
+            files::list_files,
+        )
+        .get(
+            "/api/v1/account",
+            rule(Account, op::account),
+            files::account,
+        )
+        .post("/img/add", rule(OwnFiles, op::add_image), files::add_image)
         .body_limit(image_body_limit(app))
-        .post("/api/v1/images", OwnFiles, files::upload_image)
+        .post(
+            "/api/v1/images",
+            rule(OwnFiles, op::upload_image),
+            files::upload_image,
+        )
         .body_limit(image_body_limit(app))
-        .get("/api/v1/images/{id}", OwnFiles, files::get_image);
-    // The API documentation, unless --no-docs.
+        .get(
+            "/api/v1/images/{id}",
+            rule(OwnFiles, op::get_image),
+            files::get_image,
+        );
+    // The API document (at wren's path and the inference API's) and its
+    // page, unless --no-docs.
     let router = if app.config.docs.enabled {
         router
-            .get("/docs", Open, docs::page)
-            .get("/docs/assets/{file}", Open, docs::asset)
+            .get("/openapi.json", rule(Open, op::openapi), openapi::openapi)
+            .get(
+                "/api/v1/openapi.json",
+                rule(Open, op::openapi),
+                openapi::openapi,
+            )
+            .get("/docs", rule(Open, op::docs_page), docs::page)
+            .get(
+                "/docs/assets/{file}",
+                rule(Open, op::docs_asset),
+                docs::asset,
+            )
     } else {
         router
     };

@@ -182,6 +182,11 @@ fn a_server_reachable_from_other_hosts_protects_events() {
         .map(|event| event["time"].as_i64().unwrap())
         .collect();
     assert_eq!(times, [4, 3, 2]);
+    // The API document says what this server does.
+    let document = server.get("/openapi.json").json();
+    let security = &document["paths"]["/event"]["post"]["security"];
+    assert_eq!(security[2], json!({"apiKey": ["events"]}), "{security}");
+    assert_eq!(security[0], json!({"sessionToken": ["admin"]}));
 }
 
 #[test]
@@ -190,6 +195,13 @@ fn open_events_keeps_events_open_beyond_loopback() {
     let line = server.wait_for_log("POST /event is open to anyone");
     assert!(line.contains("--open-events"), "{line}");
     assert_eq!(post_event(&server, 1, "").status, 200);
+    let document = server.get("/openapi.json").json();
+    assert!(document["paths"]["/event"]["post"]["summary"].is_string());
+    assert!(
+        document["paths"]["/event"]["post"]
+            .get("security")
+            .is_none()
+    );
 
     let from_env = Server::start_with(&["--host", "0.0.0.0"], |command| {
         command.env("WREN_OPEN_EVENTS", "1");

@@ -292,6 +292,23 @@ fn a_model_with_other_features_serves_the_batch_api_only() {
 }
 
 #[test]
+fn the_api_document_is_served_at_both_addresses() {
+    let server = Server::start(&[]);
+    let root = server.get("/openapi.json");
+    assert_eq!(root.status, 200);
+    assert_eq!(root.header("content-type"), Some("application/json"));
+    let versioned = server.get("/api/v1/openapi.json");
+    assert_eq!(versioned.status, 200);
+    assert_eq!(root.json(), versioned.json());
+    let document = root.json();
+    assert_eq!(document["openapi"], "3.1.0");
+    // Every route, not the prediction routes only.
+    for path in ["/status", "/api/file/{key}", "/event", "/openapi.json"] {
+        assert!(document["paths"][path].is_object(), "{path}");
+    }
+}
+
+#[test]
 fn sighup_reloads_a_good_file_and_keeps_the_model_on_a_bad_one() {
     let dir = temp_dir("model");
     let path = dir.join("model.json");

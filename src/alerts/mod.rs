@@ -14,7 +14,9 @@
 mod profile;
 mod total;
 
-pub use profile::{AlertProfile, HistoryNeed, Overrides, Risk, Thresholds};
+pub use profile::{
+    AlertProfile, HistoryNeed, MAX_COUNT, MAX_WINDOW_SECONDS, Overrides, Risk, Thresholds,
+};
 pub use total::Total;
 
 use rust_decimal::Decimal;

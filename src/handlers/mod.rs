@@ -10,6 +10,7 @@ pub mod docs;
 mod errors;
 pub mod files;
 pub mod keys;
+pub mod openapi;
 pub mod operator;
 pub mod predict;
 pub mod session;

@@ -10,15 +10,27 @@ use crate::App;
 use crate::handlers::session::{self, Access};
 use crate::http::{ApiError, Request, Response};
 use crate::router::Router;
+use crate::routes::{Doc, Rule};
 
-pub fn routes(router: Router<App, Access>) -> Router<App, Access> {
+/// The rules of test routes: marked so, which keeps them out of the API
+/// document.
+const OPEN: Rule = Rule {
+    access: Access::Open,
+    doc: Doc::TestOnly,
+};
+const ACCOUNT: Rule = Rule {
+    access: Access::Account,
+    doc: Doc::TestOnly,
+};
+
+pub fn routes(router: Router<App, Rule>) -> Router<App, Rule> {
     router
-        .get("/__test/panic", Access::Open, panic)
-        .get("/__test/sleep/{ms:int}", Access::Open, sleep)
-        .post("/__test/echo", Access::Open, echo)
-        .get("/__test/whoami", Access::Account, whoami)
-        .get("/__test/stream/{n:int}", Access::Open, stream)
-        .post("/__test/count", Access::Open, count)
+        .get("/__test/panic", OPEN, panic)
+        .get("/__test/sleep/{ms:int}", OPEN, sleep)
+        .post("/__test/echo", OPEN, echo)
+        .get("/__test/whoami", ACCOUNT, whoami)
+        .get("/__test/stream/{n:int}", OPEN, stream)
+        .post("/__test/count", OPEN, count)
         .body_limit(1 << 30)
 }
 
