@@ -19,10 +19,12 @@ test: lint unit image-check parity
 # test-only routes compiled in; the S3 half runs against a throwaway Garage
 # node (built once into ~/.cache/garage, about 20 minutes the first time),
 # the ACME half against Pebble (Debian's package, installed when missing;
-# each test starts its own).
+# each test starts its own), and /docs in headless Chromium with a local
+# swagger-ui-dist (both installed when missing by scripts/browser.sh).
 unit:
 	scripts/pebble.sh install >/dev/null
-	scripts/with-garage.sh $(CARGO) test --features test-routes
+	WREN_TEST_DOCS_ASSETS=$$(scripts/browser.sh install) WREN_TEST_BROWSER=required \
+		scripts/with-garage.sh $(CARGO) test --features test-routes
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -59,7 +59,12 @@ fn the_page_and_its_local_assets_are_served() {
 #[test]
 fn no_docs_serves_neither_page_nor_spec() {
     let server = Server::start(&["--no-docs"]);
-    for path in ["/docs", "/docs/assets/swagger-ui.css"] {
+    for path in [
+        "/docs",
+        "/docs/assets/swagger-ui.css",
+        "/openapi.json",
+        "/api/v1/openapi.json",
+    ] {
         assert_eq!(server.get(path).status, 404, "{path}");
     }
     assert!(server.get("/").json()["links"].get("docs").is_none());
