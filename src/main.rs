@@ -12,6 +12,7 @@ use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 use wren::certificates::{self, SiteCertificates};
 use wren::config::{CertificateSource, EarlyExit};
+use wren::handlers::rate;
 use wren::http::log::{self, Logger};
 use wren::http::redirect::Redirect;
 use wren::http::{Endpoint, Request, Response, Server, Site, tls};
@@ -110,6 +111,7 @@ fn serve(config: Config) -> ExitCode {
     }
     let router = routes::table(&app);
     logger.info(&app.config.events.explain(addr.ip()));
+    logger.info(&app.config.rate_limits.explain(addr.ip()));
     let scheme = if site_certificates.is_some() {
         "https"
     } else {
@@ -120,7 +122,11 @@ fn serve(config: Config) -> ExitCode {
         env!("CARGO_PKG_VERSION")
     ));
     let tls_config = app.config.tls.clone();
-    let dispatch = Arc::new(move |request: &mut Request<'_>| router.dispatch(&app, request));
+    // Every request but a health check counts against its client's rate
+    // limit before it is routed, so unmatched requests count too.
+    let dispatch = Arc::new(move |request: &mut Request<'_>| {
+        rate::around(&app, request, |request| router.dispatch(&app, request))
+    });
     let mut sites = vec![Site {
         service: Box::new({
             let dispatch = Arc::clone(&dispatch);

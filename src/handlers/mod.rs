@@ -10,6 +10,7 @@ mod errors;
 pub mod files;
 pub mod keys;
 pub mod predict;
+pub mod rate;
 pub mod session;
 #[cfg(feature = "test-routes")]
 pub mod testing;
