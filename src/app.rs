@@ -8,6 +8,7 @@ use crate::auth::tokens::Tokens;
 use crate::auth::{Role, secret};
 use crate::blob::Storage;
 use crate::config::Config;
+use crate::handlers::rate::RateLimits;
 use crate::model::ModelSlot;
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
@@ -19,6 +20,9 @@ pub struct App {
     pub tokens: Tokens,
     pub login_limiter: LoginLimiter,
     pub signup_limiter: SignupLimiter,
+    /// The request rate limits, per client address and per account or
+    /// key; `None` when they are off (`config::RateLimitMode`).
+    pub rate_limits: Option<RateLimits>,
     /// Where every password is hashed and verified, a bounded number at once.
     pub hashers: HashPool,
     /// When each API key's use was last written (at most once a minute).
@@ -83,6 +87,7 @@ impl App {
                 config.auth.signup_rate_per_hour,
                 config.auth.signup_burst,
             ),
+            rate_limits: RateLimits::open(&config.rate_limits),
             hashers,
             key_use: UseRecorder::new(),
             store: Box::new(store),

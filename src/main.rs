@@ -13,6 +13,7 @@ use signal_hook::iterator::Signals;
 use wren::certificates::{self, SiteCertificates};
 use wren::config::{CertificateSource, EarlyExit};
 use wren::cors::Cors;
+use wren::handlers::rate;
 use wren::http::log::{self, Logger};
 use wren::http::redirect::Redirect;
 use wren::http::{Endpoint, Request, Response, Server, Site, tls};
@@ -111,6 +112,7 @@ fn serve(config: Config) -> ExitCode {
     }
     let router = routes::table(&app);
     logger.info(&app.config.events.explain(addr.ip()));
+    logger.info(&app.config.rate_limits.explain(addr.ip()));
     let scheme = if site_certificates.is_some() {
         "https"
     } else {
@@ -121,10 +123,18 @@ fn serve(config: Config) -> ExitCode {
         env!("CARGO_PKG_VERSION")
     ));
     let tls_config = app.config.tls.clone();
+    // CORS first (a preflight is answered from the route table), then
+    // every request but a health check counts against its client's rate
+    // limit before it is routed, so unmatched requests count too.
     let cors = Cors::new(&app.config.cors_origins);
-    let dispatch = Arc::new(move |request: &mut Request<'_>| match &cors {
-        Some(cors) => cors.handle(&router, request, |request| router.dispatch(&app, request)),
-        None => router.dispatch(&app, request),
+    let dispatch = Arc::new(move |request: &mut Request<'_>| {
+        let limited = |request: &mut Request<'_>| {
+            rate::around(&app, request, |request| router.dispatch(&app, request))
+        };
+        match &cors {
+            Some(cors) => cors.handle(&router, request, limited),
+            None => limited(request),
+        }
     });
     let mut sites = vec![Site {
         service: Box::new({

@@ -18,6 +18,9 @@
 //! Every route carries a policy value of the application's choosing (who
 //! may call it), and the router asks one gate, given when it is made,
 //! whether a request satisfies its route's policy before the handler runs.
+//! A gate that lets a request through may give headers for its answer
+//! (the caller's rate limit), which the router adds to whatever the route
+//! answers.
 //! The router knows nothing of what policies mean: it only makes sure no
 //! route is reached without its gate.
 //!
@@ -33,9 +36,13 @@ use crate::text::excerpt;
 /// A handler: a pure function of the application state and the request.
 pub type Handler<S> = fn(&S, &mut Request<'_>) -> Result<Response, ApiError>;
 
-/// The gate: whether a request may reach a route with policy `P`; its
-/// error (a `401`, a `403`) is the answer otherwise.
-pub type Gate<S, P> = fn(&S, &P, &Request<'_>) -> Result<(), ApiError>;
+/// Headers for an answer.
+pub type Headers = Vec<(&'static str, Cow<'static, str>)>;
+
+/// The gate: whether a request may reach a route with policy `P`, with
+/// headers for the route's answer; its error (a `401`, a `403`, a `429`) is
+/// the answer otherwise.
+pub type Gate<S, P> = fn(&S, &P, &Request<'_>) -> Result<Headers, ApiError>;
 
 /// One segment of a route's pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,14 +193,16 @@ impl<S, P> Router<S, P> {
                     request.set_params(params);
                     // Who may call comes before what they send: a caller
                     // who may not is told so whatever its body.
-                    (self.gate)(state, &route.policy, request)?;
+                    let headers = (self.gate)(state, &route.policy, request)?;
                     let limit = route.body_limit.unwrap_or(self.default_body_limit);
                     let body = request.body();
                     body.set_limit(limit);
-                    if body.content_length().is_some_and(|len| len > limit) {
-                        return Err(ApiError::body_too_large(limit));
-                    }
-                    return (route.handler)(state, request);
+                    let answer = if body.content_length().is_some_and(|len| len > limit) {
+                        Err(ApiError::body_too_large(limit))
+                    } else {
+                        (route.handler)(state, request)
+                    };
+                    return with_headers(answer, headers);
                 }
                 Err(error) => {
                     param_error.get_or_insert((&route.policy, error));
@@ -203,8 +212,8 @@ impl<S, P> Router<S, P> {
         if let Some((policy, error)) = param_error {
             // A caller who may not call the route learns that first, not
             // what its path got wrong.
-            (self.gate)(state, policy, request)?;
-            return Err(error);
+            let headers = (self.gate)(state, policy, request)?;
+            return with_headers(Err(error), headers);
         }
         if allowed.is_empty() {
             return Err(ApiError::not_found(format!(
@@ -229,6 +238,19 @@ impl<S, P> Router<S, P> {
         )
         .with_header("Allow", allow))
     }
+}
+
+/// `answer` with the gate's `headers` added, whether it succeeded or not.
+fn with_headers(
+    answer: Result<Response, ApiError>,
+    headers: Headers,
+) -> Result<Response, ApiError> {
+    headers
+        .into_iter()
+        .fold(answer, |answer, (name, value)| match answer {
+            Ok(response) => Ok(response.with_header(name, value)),
+            Err(error) => Err(error.with_header(name, value)),
+        })
 }
 
 fn parse_pattern(pattern: &'static str) -> Result<Vec<Segment>, &'static str> {
@@ -404,9 +426,11 @@ mod tests {
     const OPEN: bool = true;
     const LOCKED: bool = false;
 
-    fn gate(_: &(), open: &bool, request: &Request<'_>) -> Result<(), ApiError> {
-        if *open || request.header("authorization").is_some() {
-            Ok(())
+    fn gate(_: &(), open: &bool, request: &Request<'_>) -> Result<Headers, ApiError> {
+        if *open {
+            Ok(Vec::new())
+        } else if request.header("authorization").is_some() {
+            Ok(vec![("X-Gate", Cow::Borrowed("passed"))])
         } else {
             Err(ApiError::new(401, "locked"))
         }
@@ -526,17 +550,23 @@ mod tests {
         let mut too_big = Request::new("POST", "/locked").with_body(Body::from_bytes(vec![0; 11]));
         assert_eq!(router().dispatch(&(), &mut too_big).status(), 401);
         let mut signed = Request::new("GET", "/locked").with_header("Authorization", "yes");
-        assert_eq!(text(&router().dispatch(&(), &mut signed)), "GET /locked");
+        let passed = router().dispatch(&(), &mut signed);
+        assert_eq!(text(&passed), "GET /locked");
+        // The gate's headers go on the route's answer, an error's too.
+        assert_eq!(passed.header("x-gate"), Some("passed"));
         let mut signed_too_big = Request::new("POST", "/locked")
             .with_header("Authorization", "yes")
             .with_body(Body::from_bytes(vec![0; 11]));
-        assert_eq!(router().dispatch(&(), &mut signed_too_big).status(), 413);
+        let too_big = router().dispatch(&(), &mut signed_too_big);
+        assert_eq!(too_big.status(), 413);
+        assert_eq!(too_big.header("x-gate"), Some("passed"));
         // Routing answers come first: the gate is asked only on a match.
         assert_eq!(call("DELETE", "/locked").status(), 405);
         // A bad parameter is told only to a caller who may call the route.
         assert_eq!(call("GET", "/locked/abc").status(), 401);
         let mut signed_bad = Request::new("GET", "/locked/abc").with_header("Authorization", "yes");
-        assert_eq!(router().dispatch(&(), &mut signed_bad).status(), 400);
+        let bad = router().dispatch(&(), &mut signed_bad);
+        assert_eq!((bad.status(), bad.header("x-gate")), (400, Some("passed")));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::handlers::openapi::{self, Describe, operations as op};
 use crate::handlers::session::{self, Access};
 use crate::handlers::{accounts, alerts, basics, docs, files, keys, operator, predict};
 use crate::http::{ApiError, Request};
-use crate::router::Router;
+use crate::router::{Headers, Router};
 
 /// What the table says of each route besides its handler: who may call it,
 /// and how the API document describes it.
@@ -49,7 +49,7 @@ fn rule(access: Access, describe: Describe) -> Rule {
 }
 
 /// The router's gate: `session::admit` on the route's access rule.
-fn admit(app: &App, rule: &Rule, request: &Request<'_>) -> Result<(), ApiError> {
+fn admit(app: &App, rule: &Rule, request: &Request<'_>) -> Result<Headers, ApiError> {
     session::admit(app, &rule.access, request)
 }
 

@@ -23,6 +23,17 @@
 //! client cannot aim two keys at one bucket without the process's random
 //! hash keys. IPv6 clients count by their /64, which one host usually holds
 //! whole.
+//!
+//! Request rate limits ([`RequestLimiter`]: every request per client
+//! address, or per account or API key) use the same buckets with two
+//! differences. Each request takes one token from one bucket, so the
+//! buckets are split over [`REQUEST_SHARDS`] locks by key, and concurrent
+//! requests from different clients seldom wait for each other. And when a
+//! shard is full of buckets still refilling, the one used longest ago is
+//! dropped rather than the request refused: refusing would shut every new
+//! client out during a flood of addresses, while dropping the stalest bucket
+//! only hands its client a fresh burst (an address that keeps sending, even
+//! while refused, is never the stalest).
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
@@ -76,12 +87,40 @@ impl Limit {
         }
     }
 
+    /// `burst` at once, then `rate` a second.
+    pub fn per_second(rate: u32, burst: u32) -> Limit {
+        Limit {
+            burst: f64::from(burst),
+            per_second: f64::from(rate),
+        }
+    }
+
+    /// The most tokens a bucket holds: the requests allowed at once.
+    pub fn burst(&self) -> u64 {
+        self.burst as u64
+    }
+
+    /// Tokens a second.
+    pub fn rate(&self) -> f64 {
+        self.per_second
+    }
+
+    /// How long an empty bucket takes to fill again.
+    pub fn refill_time(&self) -> Duration {
+        Duration::from_secs_f64(self.burst / self.per_second)
+    }
+
     /// `factor` times the burst and the rate.
     pub fn scaled(self, factor: u32) -> Limit {
         Limit {
             burst: self.burst * f64::from(factor),
             per_second: self.per_second * f64::from(factor),
         }
+    }
+
+    /// How long `tokens` take to come back.
+    fn time_for(&self, tokens: f64) -> Duration {
+        Duration::from_secs_f64(tokens.max(0.0) / self.per_second)
     }
 
     /// The tokens of `bucket` at `now`.
@@ -168,6 +207,28 @@ impl Buckets {
     fn remove(&mut self, key: u64) {
         if let Some(bucket) = self.by_key.remove(&key) {
             self.by_age.remove(&bucket.touched);
+        }
+    }
+
+    /// Makes the bucket of `key` the newest without taking from it: a client
+    /// refused while it keeps sending is in use, not stale.
+    fn touch(&mut self, key: u64) {
+        self.touches += 1;
+        let touched = self.touches;
+        if let Some(bucket) = self.by_key.get_mut(&key) {
+            self.by_age.remove(&bucket.touched);
+            bucket.touched = touched;
+            self.by_age.insert(touched, key);
+        }
+    }
+
+    /// Room for one more bucket within `capacity`: a refilled one among the
+    /// oldest is dropped, else the one used longest ago.
+    fn make_room_evicting(&mut self, capacity: usize, now: Instant) {
+        if self.make_room(1, capacity, now).is_err()
+            && let Some((_, key)) = self.by_age.pop_first()
+        {
+            self.by_key.remove(&key);
         }
     }
 }
@@ -277,6 +338,95 @@ impl Drop for Charge<'_> {
         if !self.settled {
             self.give_back(None);
         }
+    }
+}
+
+/// How many locks a [`RequestLimiter`]'s buckets are split over: enough
+/// that the worker threads of a busy server seldom meet at one.
+pub const REQUEST_SHARDS: usize = 16;
+
+/// The most buckets a [`RequestLimiter`] keeps: 3,584 per shard, the most a
+/// hash table of 8,192 slots keeps while buckets come and go (it rehashes
+/// in place while at most half its capacity of 7,168 is used, rather than
+/// doubling), so a full limiter holds about 9 MiB. A bucket is needed only
+/// while it refills (2 s at the default `--rate-limit` and `--rate-burst`),
+/// so this is room for about 28,000 new clients a second.
+pub const MAX_REQUEST_BUCKETS: usize = REQUEST_SHARDS * 3_584;
+
+/// A bucket's level after a request, for the `RateLimit` header: the whole
+/// tokens left, and when the quota is back (the bucket full again or, when
+/// none is left, the next token, which is when a refused request may retry).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Level {
+    pub remaining: u64,
+    pub reset: Duration,
+}
+
+/// One token per request from the bucket of who sends it, at most
+/// `capacity` buckets kept, split over [`REQUEST_SHARDS`] locks.
+pub struct RequestLimiter {
+    shards: Box<[Mutex<Buckets>]>,
+    shard_capacity: usize,
+    keys: RandomState,
+    limit: Limit,
+}
+
+impl RequestLimiter {
+    pub fn new(limit: Limit, capacity: usize) -> Self {
+        RequestLimiter {
+            shards: (0..REQUEST_SHARDS)
+                .map(|_| Mutex::new(Buckets::default()))
+                .collect(),
+            shard_capacity: capacity.div_ceil(REQUEST_SHARDS).max(1),
+            keys: RandomState::new(),
+            limit,
+        }
+    }
+
+    /// Takes a token for one request of `subject`: `Ok` with what is left,
+    /// or `Err` with the wait for the next token when the bucket is empty.
+    pub fn take(&self, subject: impl Hash, now: Instant) -> Result<Level, Level> {
+        let key = self.keys.hash_one(subject);
+        let limit = self.limit;
+        let shard = &self.shards[(key % REQUEST_SHARDS as u64) as usize];
+        let mut buckets = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        match buckets.by_key.get(&key) {
+            Some(bucket) => {
+                let tokens = limit.refilled(bucket, now);
+                if tokens < 1.0 {
+                    buckets.touch(key);
+                    return Err(Level {
+                        remaining: 0,
+                        reset: limit.time_for(1.0 - tokens),
+                    });
+                }
+            }
+            None => buckets.make_room_evicting(self.shard_capacity, now),
+        }
+        buckets.take(key, limit, now);
+        let tokens = buckets.by_key[&key].tokens;
+        let reset = if tokens < 1.0 {
+            limit.time_for(1.0 - tokens)
+        } else {
+            limit.time_for(limit.burst - tokens)
+        };
+        Ok(Level {
+            remaining: tokens as u64,
+            reset,
+        })
+    }
+
+    /// How many buckets are kept.
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let buckets = shard.lock().unwrap();
+                assert_eq!(buckets.by_key.len(), buckets.by_age.len());
+                buckets.by_key.len()
+            })
+            .sum()
     }
 }
 
@@ -552,5 +702,80 @@ mod tests {
         signups.attempt(host(1)).unwrap().keep();
         assert!(signups.attempt(host(2)).is_err());
         assert!(signups.attempt(other).is_ok());
+    }
+
+    #[test]
+    fn a_request_limiter_tells_what_is_left_and_when() {
+        let limiter = RequestLimiter::new(Limit::per_second(10, 20), MAX_REQUEST_BUCKETS);
+        let start = Instant::now();
+        let first = limiter.take(ONE, start).unwrap();
+        assert_eq!(first.remaining, 19);
+        // One token spent: full again in a tenth of a second.
+        assert_eq!(first.reset, Duration::from_millis(100));
+        for left in (0..19).rev() {
+            assert_eq!(limiter.take(ONE, start).unwrap().remaining, left);
+        }
+        let refused = limiter.take(ONE, start).unwrap_err();
+        assert_eq!(
+            refused,
+            Level {
+                remaining: 0,
+                reset: Duration::from_millis(100)
+            }
+        );
+        // Another client has its own bucket.
+        assert_eq!(limiter.take(TWO, start).unwrap().remaining, 19);
+        // A token comes back every 100 ms; the last one taken tells when the
+        // next is due, not when the bucket is full.
+        let later = start + Duration::from_millis(150);
+        let level = limiter.take(ONE, later).unwrap();
+        assert_eq!(level.remaining, 0);
+        assert_eq!(level.reset, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn a_request_limiter_keeps_its_bound_and_drops_the_stalest() {
+        let capacity = REQUEST_SHARDS * 8;
+        let limiter = RequestLimiter::new(Limit::per_second(1, 5), capacity);
+        let now = Instant::now();
+        // The victim empties its bucket, then keeps sending while refused.
+        for _ in 0..5 {
+            limiter.take(0u32, now).unwrap();
+        }
+        // A flood of new clients, all still refilling: the bound holds and
+        // nobody is refused for want of room.
+        for (n, client) in (1..10_000u32).enumerate() {
+            limiter.take(client, now).unwrap();
+            if n % 10 == 0 {
+                assert!(limiter.take(0u32, now).is_err(), "refused, so still in use");
+            }
+            assert!(limiter.tracked() <= capacity);
+        }
+        assert!(limiter.tracked() <= capacity);
+        // The first flooders were the stalest and were dropped: a full
+        // bucket again. The sender kept its empty one.
+        assert_eq!(limiter.take(1u32, now).unwrap().remaining, 4);
+        assert!(limiter.take(0u32, now).is_err());
+    }
+
+    #[test]
+    fn room_is_made_from_refilled_buckets_before_the_stalest() {
+        let mut buckets = Buckets::default();
+        let start = Instant::now();
+        let slow = Limit::per_minute(1, 2);
+        let fast = Limit::per_second(1, 2);
+        // The stalest still refills at 5 s; the one after it has refilled.
+        buckets.take(1, slow, start);
+        buckets.take(2, fast, start + Duration::from_millis(1));
+        buckets.take(3, slow, start + Duration::from_millis(2));
+        let now = start + Duration::from_secs(5);
+        buckets.make_room_evicting(3, now);
+        assert!(buckets.by_key.contains_key(&1) && !buckets.by_key.contains_key(&2));
+        // None refilled: the stalest goes.
+        buckets.take(4, slow, now);
+        buckets.make_room_evicting(3, now);
+        assert_eq!(buckets.by_key.len(), 2);
+        assert!(!buckets.by_key.contains_key(&1));
+        assert_eq!(buckets.by_age.len(), 2);
     }
 }

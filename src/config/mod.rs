@@ -74,6 +74,7 @@ pub struct Config {
     pub model: ModelConfig,
     pub event_time_unit: TimeUnit,
     pub events: EventsMode,
+    pub rate_limits: RateLimits,
     pub storage: StorageConfig,
     pub docs: DocsConfig,
     /// Browser origins allowed to call (`--cors-origin`); none by default.
@@ -160,6 +161,100 @@ impl EventsMode {
                  so it takes an API key with the events scope or an admin's token \
                  (--open-events opens it)"
             ),
+        }
+    }
+}
+
+/// `--rate-limiting`: whether the request rate limits apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimiting {
+    /// On when wren listens beyond loopback, as the events mode decides.
+    Auto,
+    On,
+    Off,
+}
+
+/// Whether the request rate limits apply, decided at start from
+/// `--rate-limiting` and where wren listens: a server only loopback
+/// clients can reach has one client (its own host, or a proxy on it), which
+/// a per-address limit would only slow down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitMode {
+    /// `auto`, listening on a loopback address: off.
+    Loopback,
+    /// `auto`, reachable from other hosts: on.
+    Reachable,
+    /// `--rate-limiting on` or `off`, wherever wren listens.
+    Forced(bool),
+}
+
+/// The request rate limits: per client address on every route but the
+/// health checks, and per account or API key on signed-in routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub mode: RateLimitMode,
+    /// Requests a second, and at once, per client address.
+    pub address_rate: u32,
+    pub address_burst: u32,
+    /// Requests a second, and at once, per account or API key.
+    pub account_rate: u32,
+    pub account_burst: u32,
+    /// The client is the last `X-Forwarded-For` hop, not the socket peer.
+    pub trust_proxy: bool,
+}
+
+impl RateLimits {
+    /// Whether the limits apply.
+    pub fn enabled(&self) -> bool {
+        match self.mode {
+            RateLimitMode::Loopback => false,
+            RateLimitMode::Reachable => true,
+            RateLimitMode::Forced(on) => on,
+        }
+    }
+
+    /// The start-up log line: whether the limits apply, and why.
+    pub fn explain(&self, host: IpAddr) -> String {
+        let limits = format!(
+            "{} requests a second per client address after a burst of {}, {} per account or \
+             API key after a burst of {}",
+            self.address_rate, self.address_burst, self.account_rate, self.account_burst
+        );
+        let client = if self.trust_proxy {
+            "; the client address is the last X-Forwarded-For hop (--trust-proxy)"
+        } else {
+            ""
+        };
+        match self.mode {
+            RateLimitMode::Loopback => format!(
+                "rate limits are off: wren listens only on {host}, a loopback address other \
+                 hosts cannot reach (--rate-limiting on turns them on)"
+            ),
+            RateLimitMode::Reachable => format!(
+                "rate limits are on: wren listens on {host}, which other hosts can reach: \
+                 {limits}{client}"
+            ),
+            RateLimitMode::Forced(true) => {
+                format!("rate limits are on (--rate-limiting on): {limits}{client}")
+            }
+            RateLimitMode::Forced(false) => "rate limits are off (--rate-limiting off)".to_owned(),
+        }
+    }
+
+    fn decide(s: &Settings) -> RateLimits {
+        let mode = match s.rate_limiting {
+            RateLimiting::On => RateLimitMode::Forced(true),
+            RateLimiting::Off => RateLimitMode::Forced(false),
+            RateLimiting::Auto if s.host.to_canonical().is_loopback() => RateLimitMode::Loopback,
+            RateLimiting::Auto => RateLimitMode::Reachable,
+        };
+        RateLimits {
+            mode,
+            address_rate: s.rate_limit,
+            address_burst: s.rate_burst,
+            account_rate: s.account_rate_limit,
+            account_burst: s.account_rate_burst,
+            trust_proxy: s.trust_proxy,
         }
     }
 }
@@ -263,6 +358,7 @@ impl Config {
         }
         let tls = tls_config(&s)?;
         let docs = docs_config(&s)?;
+        let rate_limits = RateLimits::decide(&s);
         Ok(Config {
             storage: storage_config(&s)?,
             addr: SocketAddr::new(s.host, s.port),
@@ -303,6 +399,7 @@ impl Config {
             },
             event_time_unit: s.event_time_unit,
             events: EventsMode::decide(s.host, s.open_events),
+            rate_limits,
             tls,
             docs,
             cors_origins: s.cors_origins,

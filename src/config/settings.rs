@@ -9,9 +9,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::EarlyExit;
 use super::parse::Input;
 use super::values::{self, one_of};
+use super::{EarlyExit, RateLimiting};
 use crate::acme::ChallengeKind;
 use crate::alerts::TimeUnit;
 use crate::auth::password;
@@ -422,6 +422,55 @@ settings! {
         parse: values::at_least_one,
         help: "sign-ups allowed at once from one address: room for a class or an office behind \
                one NAT address, while a flood gets 429 after it",
+    }
+    value rate_limiting: RateLimiting {
+        flag: "--rate-limiting MODE",
+        env: ["WREN_RATE_LIMITING"],
+        default: "auto",
+        parse: |s| {
+            one_of(s, &[("auto", RateLimiting::Auto), ("on", RateLimiting::On), ("off", RateLimiting::Off)])
+        },
+        help: "request rate limits: `auto` (on when wren listens beyond loopback, off while \
+               only loopback clients can reach it), `on` or `off`",
+    }
+    value rate_limit: u32 {
+        flag: "--rate-limit N",
+        env: ["WREN_RATE_LIMIT"],
+        default: "10",
+        parse: values::at_least_one,
+        help: "requests a second from one client address (an IPv6 /64) after the burst, on \
+               every route but the health checks; past it 429 with Retry-After",
+    }
+    value rate_burst: u32 {
+        flag: "--rate-burst N",
+        env: ["WREN_RATE_BURST"],
+        default: "20",
+        parse: values::at_least_one,
+        help: "requests allowed at once from one client address",
+    }
+    value account_rate_limit: u32 {
+        flag: "--account-rate-limit N",
+        env: ["WREN_ACCOUNT_RATE_LIMIT"],
+        default: "20",
+        parse: values::at_least_one,
+        help: "requests a second on signed-in routes from one account or API key, from all \
+               addresses together, after the burst",
+    }
+    value account_rate_burst: u32 {
+        flag: "--account-rate-burst N",
+        env: ["WREN_ACCOUNT_RATE_BURST"],
+        default: "40",
+        parse: values::at_least_one,
+        help: "requests allowed at once on signed-in routes from one account or API key",
+    }
+    switch trust_proxy: bool {
+        flag: "--trust-proxy",
+        env: ["WREN_TRUST_PROXY"],
+        default: "off",
+        parse: values::switch,
+        help: "behind a reverse proxy: the client is the last address of X-Forwarded-For \
+               (the one the proxy added), for the rate limits and the login and sign-up \
+               limiters; only set it when every request comes through the proxy",
     }
     value max_concurrent_hashes: usize {
         flag: "--max-concurrent-hashes N",

@@ -511,6 +511,45 @@ fn events_are_protected_exactly_when_other_hosts_can_reach_wren() {
 }
 
 #[test]
+fn rate_limits_are_on_exactly_when_other_hosts_can_reach_wren_unless_forced() {
+    let limits = |args: &[&str]| parse(args, &[]).unwrap().rate_limits;
+    for loopback in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+        let off = limits(&["--host", loopback]);
+        assert_eq!(off.mode, RateLimitMode::Loopback);
+        assert!(!off.enabled());
+        assert!(limits(&["--host", loopback, "--rate-limiting", "on"]).enabled());
+    }
+    for reachable in ["0.0.0.0", "::", "192.168.1.10"] {
+        let on = limits(&["--host", reachable]);
+        assert_eq!(on.mode, RateLimitMode::Reachable);
+        assert!(on.enabled());
+        assert!(!limits(&["--host", reachable, "--rate-limiting", "off"]).enabled());
+    }
+    let defaults = limits(&[]);
+    assert_eq!(
+        (defaults.address_rate, defaults.address_burst),
+        (10, 20),
+        "nginx's documented limit_req example"
+    );
+    assert_eq!((defaults.account_rate, defaults.account_burst), (20, 40));
+    assert!(!defaults.trust_proxy);
+    let why = limits(&["--host", "0.0.0.0", "--trust-proxy"]).explain("0.0.0.0".parse().unwrap());
+    assert!(
+        why.contains("rate limits are on")
+            && why.contains("0.0.0.0")
+            && why.contains("X-Forwarded-For"),
+        "{why}"
+    );
+    let why = defaults.explain("127.0.0.1".parse().unwrap());
+    assert!(
+        why.contains("off") && why.contains("--rate-limiting on"),
+        "{why}"
+    );
+    assert!(parse(&["--rate-limiting", "sometimes"], &[]).is_err());
+    assert!(parse(&["--rate-limit", "0"], &[]).is_err());
+}
+
+#[test]
 fn the_first_word_picks_the_command() {
     let command = |args: &[&str]| Command::parse("wren", args, |_| None);
     assert!(matches!(command(&[]), Ok(Command::Serve(_))));

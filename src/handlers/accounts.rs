@@ -3,7 +3,6 @@
 //! account system. The seeds' messages and body shapes are kept; the HTTP
 //! statuses are real (the cloud service always said 200).
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use serde_json::json;
@@ -11,6 +10,7 @@ use serde_json::json;
 use crate::App;
 use crate::auth::{Role, check_username};
 use crate::blob::{BlobError, UserCredentials};
+use crate::handlers::rate::client_ip;
 use crate::handlers::session::{self, session_cookie_header};
 use crate::http::{ApiError, Fields, Request, Response};
 use crate::http::{Problem, Problems};
@@ -134,7 +134,7 @@ pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
     // more of it at once than the burst allows.
     let charge = app
         .signup_limiter
-        .attempt(client_ip(request))
+        .attempt(client_ip(app, request))
         .map_err(|wait| too_many(wait, "too many sign-ups from this address; try again later"))?;
     let created = create_account(app, login, password, own_keys);
     // A sign-up counts whatever its answer, unless the server failed to
@@ -260,7 +260,7 @@ fn authenticate(
     let bucketed = check_username(username).is_ok().then_some(username);
     let attempt = app
         .login_limiter
-        .attempt(bucketed, client_ip(request))
+        .attempt(bucketed, client_ip(app, request))
         .map_err(|wait| too_many(wait, "too many failed logins; try again later"))?;
     // The role of the account the password opens, which its token carries.
     let opened = if password.len() > MAX_PASSWORD_BYTES {
@@ -288,14 +288,6 @@ fn authenticate(
         .issue(username, role)
         .map_err(|err| ApiError::new(503, "cannot issue a session token now").with_cause(err))?;
     Ok((token, app.tokens.ttl().as_secs()))
-}
-
-/// The client's address, which the limits count by; requests built in
-/// memory (unit tests) have none and share one.
-fn client_ip(request: &Request<'_>) -> IpAddr {
-    request
-        .peer()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.ip())
 }
 
 /// `429` with the whole seconds until the limiter has a token again.

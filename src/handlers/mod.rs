@@ -13,6 +13,7 @@ pub mod keys;
 pub mod openapi;
 pub mod operator;
 pub mod predict;
+pub mod rate;
 pub mod session;
 #[cfg(feature = "test-routes")]
 pub mod testing;

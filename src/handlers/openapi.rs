@@ -22,6 +22,7 @@ pub mod operations;
 use serde_json::{Map, Value, json};
 
 use crate::App;
+use crate::handlers::rate;
 use crate::handlers::session::{Access, SESSION_COOKIE};
 use crate::http::{ApiError, Request, Response};
 use crate::model::{FeatureKind, Model};
@@ -32,6 +33,9 @@ use crate::routes::{self, Doc, Rule};
 pub struct Context<'a> {
     pub model: &'a Model,
     pub max_batch: usize,
+    /// Whether request rate limits apply here (`--rate-limiting`): every
+    /// route but the health checks may then answer `429`.
+    pub rate_limited: bool,
 }
 
 /// A route's description in the document: a function of the context.
@@ -206,6 +210,7 @@ pub fn openapi(app: &App, _request: &mut Request<'_>) -> Result<Response, ApiErr
     let context = Context {
         model: &model,
         max_batch: app.config.model.max_batch,
+        rate_limited: app.config.rate_limits.enabled(),
     };
     Ok(Response::json(
         200,
@@ -220,7 +225,7 @@ pub fn document(router: &Router<App, Rule>, context: &Context) -> Value {
         let Doc::Operation(describe) = route.policy.doc else {
             continue;
         };
-        let operation = operation(&route, describe(context));
+        let operation = operation(&route, describe(context), context);
         let item = paths
             .entry(spec_path(route.segments))
             .or_insert_with(|| json!({}));
@@ -249,7 +254,7 @@ pub fn document(router: &Router<App, Rule>, context: &Context) -> Value {
 
 /// The Operation Object of `route`: its own description and what its place
 /// in the table adds.
-fn operation(route: &RouteInfo<'_, Rule>, mut op: Operation) -> Value {
+fn operation(route: &RouteInfo<'_, Rule>, mut op: Operation, context: &Context) -> Value {
     let mut parameters = path_parameters(route.segments, &op.parameters);
     parameters.extend(op.parameters.iter().filter(|p| p["in"] != "path").cloned());
     op.respond_unless_told(
@@ -273,6 +278,22 @@ fn operation(route: &RouteInfo<'_, Rule>, mut op: Operation) -> Value {
         op.respond_unless_told(
             503,
             error("Storage is unavailable, so the credentials cannot be checked"),
+        );
+    }
+    if context.rate_limited && !rate::HEALTH_PATHS.contains(&route.pattern) {
+        let field =
+            |description: &str| json!({"description": description, "schema": {"type": "string"}});
+        op.respond_unless_told(
+            429,
+            json!({
+                "description": "Past this client's request rate (its address, account or API key)",
+                "headers": {
+                    "Retry-After": field("Whole seconds until a request is taken again"),
+                    "RateLimit-Policy": field("The limits that apply (draft-ietf-httpapi-ratelimit-headers)"),
+                    "RateLimit": field("What is left of each limit, and when it refills"),
+                },
+                "content": {"application/json": {"schema": schema_ref("Error")}},
+            }),
         );
     }
     if let Some(checks_media_type) = op.body.as_ref().map(|body| body.checks_media_type) {

@@ -14,7 +14,9 @@ use crate::App;
 use crate::auth::keys;
 use crate::auth::tokens::{Claims, TokenError};
 use crate::auth::{Role, Scope};
+use crate::handlers::rate;
 use crate::http::{ApiError, Request};
+use crate::router::Headers;
 use crate::store::{Account, ApiKey};
 
 /// The session cookie's name.
@@ -80,14 +82,22 @@ pub enum Principal {
 }
 
 /// The router's gate: lets a request through to a route with rule
-/// `access`, or answers `401` (no valid credentials) or `403` (valid ones
-/// the rule does not admit).
-pub fn admit(app: &App, access: &Access, request: &Request<'_>) -> Result<(), ApiError> {
+/// `access`, or answers `401` (no valid credentials), `429` (the caller's
+/// rate limit, `handlers::rate`) or `403` (valid ones the rule does not
+/// admit). A signed-in caller's every request counts against its limit,
+/// a refused one too, and its answer carries the limit's headers.
+pub fn admit(app: &App, access: &Access, request: &Request<'_>) -> Result<Headers, ApiError> {
     if *access == Access::Open {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let principal = authenticate(app, request)?;
-    require(*access, &principal)
+    let headers = rate::admit(app, &principal)?;
+    match require(*access, &principal) {
+        Ok(()) => Ok(headers),
+        Err(refused) => Err(headers.into_iter().fold(refused, |error, (name, value)| {
+            error.with_header(name, value)
+        })),
+    }
 }
 
 /// The caller, from the first credentials the request carries:

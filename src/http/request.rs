@@ -119,6 +119,15 @@ impl<'a> Request<'a> {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every header named `name`, in the order they came, for fields that
+    /// may be repeated (`X-Forwarded-For`).
+    pub fn header_values<'r>(&'r self, name: &'r str) -> impl Iterator<Item = &'r str> + 'r {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn peer(&self) -> Option<SocketAddr> {
         self.peer
     }
