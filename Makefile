@@ -8,12 +8,12 @@ STATIC_BIN := target/$(TARGET)/release/wren
 # Extra arguments for `make run`, e.g. make run ARGS='--port 8080'
 ARGS ?=
 
-.PHONY: run test unit lint static image image-check bench venv parity sales-model
+.PHONY: run test unit lint static image image-check bench venv venv-api api-check parity sales-model
 
 run: static
 	$(STATIC_BIN) $(ARGS)
 
-test: lint unit image-check parity
+test: lint unit image-check parity api-check
 
 # Unit tests beside the code and socket-level tests in tests/, with the
 # test-only routes compiled in; the S3 half runs against a throwaway Garage
@@ -73,3 +73,21 @@ sales-model: venv
 parity: venv
 	$(CARGO) build --features test-routes
 	$(VENV_PYTHON) tools/check_parity.py target/debug/wren
+
+# The tools of the API conformance check in their own virtualenv.
+VENV_API := .venv-api
+
+venv-api: $(VENV_API)/.installed
+
+$(VENV_API)/.installed: tools/api-requirements.txt
+	$(PYTHON3) -m venv $(VENV_API)
+	$(VENV_API)/bin/python -m pip install --quiet --disable-pip-version-check -r tools/api-requirements.txt
+	touch $@
+
+# schemathesis (every operation, with an admin token and with an API key:
+# no 5xx, every answer as the document says) and REDbot (every GET route, no
+# WARN or BAD note) against the debug binary `make unit` built, with /docs
+# served from the local Swagger UI.
+api-check: venv-api
+	$(CARGO) build --features test-routes
+	$(VENV_API)/bin/python tools/check_api.py target/debug/wren "$$(scripts/browser.sh install)"

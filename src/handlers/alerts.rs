@@ -177,6 +177,8 @@ fn profile_response(user_id: i64, profile: &AlertProfile) -> Response {
             "thresholds": profile.thresholds().to_json(),
         }),
     )
+    // A user's risk data: for the caller, never for a shared cache.
+    .with_header("Cache-Control", "no-store")
 }
 
 /// `GET /api/v1/users/{user_id}/events?limit=&before=`: newest first.
@@ -209,7 +211,8 @@ pub fn list_events(app: &App, request: &mut Request<'_>) -> Result<Response, Api
     Ok(Response::json(
         200,
         &json!({"user_id": user_id, "events": events, "next_before": next_before}),
-    ))
+    )
+    .with_header("Cache-Control", "no-store"))
 }
 
 fn path_user_id(request: &Request<'_>) -> Result<i64, ApiError> {

@@ -85,7 +85,7 @@ pub fn asset(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError>
         .len();
     Ok(Response::stream(200, Box::new(file), Some(len))
         .with_header("Content-Type", content_type)
-        .with_header("Cache-Control", "public, max-age=3600"))
+        .with_header("Cache-Control", "max-age=3600"))
 }
 
 /// The types Swagger UI's package holds; anything else is not served.

@@ -123,8 +123,12 @@ fn serve(app: &App, owner: &Owner, key: &str, request: &Request<'_>) -> Result<R
     // Conditions are judged on the object's details before its bytes are
     // opened: a 304 costs no download, and beats a bad range (RFC 9110
     // §13.2.2).
+    let if_modified_since = request
+        .header("if-modified-since")
+        .and_then(crate::date::parse_http_date);
     let current = if request.method() == "HEAD"
         || if_range.is_some()
+        || if_modified_since.is_some()
         || request.header("if-none-match").is_some()
     {
         Some(blobs.head(owner, key)?)
@@ -132,7 +136,14 @@ fn serve(app: &App, owner: &Owner, key: &str, request: &Request<'_>) -> Result<R
         None
     };
     if let Some(info) = &current {
-        if request.if_none_match(&info.etag) {
+        // If-Modified-Since counts only without If-None-Match (RFC 9110
+        // §13.1.3), to the second Last-Modified is written in.
+        let unmodified = match request.header("if-none-match") {
+            Some(_) => request.if_none_match(&info.etag),
+            None => if_modified_since
+                .is_some_and(|since| unix_seconds(info.modified) <= unix_seconds(since)),
+        };
+        if unmodified {
             return Ok(object_headers(Response::new(304), info));
         }
         if request.method() == "HEAD" {
@@ -189,6 +200,9 @@ fn object_headers(response: Response, info: &ObjectInfo) -> Response {
         .with_header("ETag", info.etag.clone())
         .with_header("Last-Modified", http_date(unix_seconds(info.modified)))
         .with_header("Accept-Ranges", "bytes")
+        // An account's own file: revalidated by its ETag at each use, and
+        // kept out of shared caches.
+        .with_header("Cache-Control", "private, no-cache")
         .with_header("X-Content-Type-Options", "nosniff")
         .with_header("Content-Security-Policy", "sandbox")
 }

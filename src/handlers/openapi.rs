@@ -21,6 +21,8 @@ pub mod operations;
 
 use serde_json::{Map, Value, json};
 
+use sha2::{Digest as _, Sha256};
+
 use crate::App;
 use crate::handlers::rate;
 use crate::handlers::session::{Access, SESSION_COOKIE};
@@ -205,17 +207,30 @@ pub fn json_response(description: &str, schema: Value) -> Value {
 }
 
 /// `GET /openapi.json` and `GET /api/v1/openapi.json`.
-pub fn openapi(app: &App, _request: &mut Request<'_>) -> Result<Response, ApiError> {
+pub fn openapi(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     let model = app.model.get();
     let context = Context {
         model: &model,
         max_batch: app.config.model.max_batch,
         rate_limited: app.config.rate_limits.enabled(),
     };
-    Ok(Response::json(
-        200,
-        &document(&routes::table(app), &context),
-    ))
+    let body = document(&routes::table(app), &context).to_string();
+    // The document follows the model (a SIGHUP may swap it) and the
+    // settings; its own digest is the one tag that is always right.
+    let mut etag = String::with_capacity(34);
+    etag.push('"');
+    crate::hex::push(&mut etag, &Sha256::digest(body.as_bytes())[..16]);
+    etag.push('"');
+    let response = if request.if_none_match(&etag) {
+        Response::new(304)
+    } else {
+        Response::new(200)
+            .with_header("Content-Type", "application/json")
+            .with_body(body.into_bytes())
+    };
+    Ok(response
+        .with_header("ETag", etag)
+        .with_header("Cache-Control", "no-cache"))
 }
 
 /// The document of every route of `router` but the test-only ones.
