@@ -168,6 +168,7 @@ pub struct Metrics {
     bytes_stored: AtomicU64,
     bytes_served: AtomicU64,
     logins_failed: AtomicU64,
+    logins_rate_limited: AtomicU64,
     rate_limited: AtomicU64,
 }
 
@@ -211,6 +212,11 @@ impl Metrics {
     /// A login or sign-in with credentials that opened no account.
     pub fn login_failed(&self) {
         add(&self.logins_failed, 1);
+    }
+
+    /// A login or sign-in refused by the login limiter (`429`).
+    pub fn login_rate_limited(&self) {
+        add(&self.logins_rate_limited, 1);
     }
 
     /// A request refused by a request rate limit (`429`).
@@ -262,6 +268,11 @@ impl Metrics {
             "wren_logins_failed_total",
             "Logins and sign-ins whose credentials opened no account.",
             get(&self.logins_failed),
+        );
+        text.counter(
+            "wren_logins_rate_limited_total",
+            "Logins and sign-ins refused by the login limiter (429).",
+            get(&self.logins_rate_limited),
         );
         text.counter(
             "wren_rate_limited_total",
@@ -532,6 +543,7 @@ mod tests {
             "wren_alerts_fired_total{code=\"1100\"} 1\n",
             "wren_predictions_served_total 3\n",
             "wren_logins_failed_total 1\n",
+            "wren_logins_rate_limited_total 0\n",
             "wren_rate_limited_total 0\n",
         ] {
             assert!(text.contains(line), "{line} in\n{text}");
