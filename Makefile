@@ -20,8 +20,9 @@ test: lint unit image-check parity api-check
 # node (built once into ~/.cache/garage, about 20 minutes the first time),
 # the ACME half against Pebble (Debian's package, installed when missing;
 # each test starts its own), and /docs in headless Chromium with a local
-# swagger-ui-dist (both installed when missing by scripts/browser.sh).
-unit:
+# swagger-ui-dist (both installed when missing by scripts/browser.sh);
+# tests/metrics.rs reads /metrics with prometheus_client from the venv.
+unit: venv
 	scripts/pebble.sh install >/dev/null
 	WREN_TEST_DOCS_ASSETS=$$(scripts/browser.sh install) WREN_TEST_BROWSER=required \
 		scripts/with-garage.sh $(CARGO) test --features test-routes

@@ -240,10 +240,10 @@ report() {
     local row name rps requests us
     echo
     # One column wider for µs, two bytes but one character.
-    printf '%-12s %12s %10s %15s\n' server req/s requests 'CPU µs/req'
+    printf '%-17s %12s %10s %15s\n' server req/s requests 'CPU µs/req'
     for row in "${RESULTS[@]}"; do
         read -r name rps requests us <<<"$row"
-        printf '%-12s %12s %10s %14s\n' "$name" "$rps" "$requests" "$us"
+        printf '%-17s %12s %10s %14s\n' "$name" "$rps" "$requests" "$us"
     done
     echo
 }
@@ -295,6 +295,14 @@ bench_status() {
     stop_server "$SERVER_PID"
     log_problems wren "$WORKDIR/wren.out"
 
+    # What /metrics and the rate limits cost: both off, then both on (limits
+    # far above what wrk sends, so that nothing is refused and each request
+    # pays for its token), in the same run. /status is a health check,
+    # which the limits skip; /predict pays for both.
+    bench_wren_with off "$WORKDIR/wren-off" --no-metrics --rate-limiting off
+    bench_wren_with on "$WORKDIR/wren-on" --rate-limiting on \
+        --rate-limit 100000000 --rate-burst 100000000
+
     port=$(free_port)
     start_server tiny_http "$port" "$TINYHTTP_BIN" "$port"
     measure tiny_http "http://127.0.0.1:$port/status" "$SERVER_PID"
@@ -314,6 +322,25 @@ bench_status() {
     target "wren CPU/req <= 1.5x nginx" wren nginx 1.5
     target "wren CPU/req <= 0.6x tiny_http" wren tiny_http 0.6
     target "wren /predict CPU/req <= 1.5x /status" wren-predict wren 1.5
+    target "wren /status CPU/req, metrics and rate limits on, within 10% of both off" \
+        wren-on wren-off 1.1
+    target "wren /predict CPU/req, metrics and rate limits on, within 10% of both off" \
+        wren-on-predict wren-off-predict 1.1
+}
+
+# bench_wren_with LABEL DATA-DIR ARGS...: wren with ARGS, measured on
+# /status as wren-LABEL and on /predict as wren-LABEL-predict.
+bench_wren_with() {
+    local label=$1 data=$2 port
+    shift 2
+    port=$(free_port)
+    mkdir -p "$data"
+    start_server "wren-$label" "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
+        --data-dir "$data" "$@"
+    measure "wren-$label" "http://127.0.0.1:$port/status" "$SERVER_PID"
+    measure "wren-$label-predict" "http://127.0.0.1:$port/predict/123/december/4" "$SERVER_PID"
+    stop_server "$SERVER_PID"
+    log_problems "wren-$label" "$WORKDIR/wren-$label.out"
 }
 
 # nginx serving /status over TLS with CERT and KEY: the peer for HTTPS.

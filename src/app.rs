@@ -9,6 +9,7 @@ use crate::auth::{Role, secret};
 use crate::blob::Storage;
 use crate::config::Config;
 use crate::handlers::rate::RateLimits;
+use crate::metrics::Metrics;
 use crate::model::ModelSlot;
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
@@ -34,6 +35,10 @@ pub struct App {
     /// `Cache-Control` of cacheable predictions (`--predict-max-age`),
     /// built once: it is on every `GET /predict` answer.
     pub predict_cache_control: &'static str,
+    /// What `/metrics` reports besides the router's and the engine's
+    /// figures (counted even under `--no-metrics`: a relaxed atomic add
+    /// costs no more than asking whether to make it).
+    pub metrics: Metrics,
 }
 
 impl App {
@@ -97,6 +102,7 @@ impl App {
             predict_cache_control: Box::leak(
                 format!("public, max-age={}", config.model.max_age.as_secs()).into_boxed_str(),
             ),
+            metrics: Metrics::default(),
             config,
         })
     }

@@ -24,6 +24,7 @@ pub mod date;
 pub mod handlers;
 pub mod hex;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod peer;
 pub mod router;

@@ -111,6 +111,9 @@ fn serve(config: Config) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let router = routes::table(&app);
+    // What /metrics reports beside the application's own counters.
+    app.metrics.attach_engine(server.stats());
+    app.metrics.attach_routes(router.series());
     logger.info(&app.config.events.explain(addr.ip()));
     logger.info(&app.config.rate_limits.explain(addr.ip()));
     let scheme = if site_certificates.is_some() {

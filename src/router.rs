@@ -25,12 +25,21 @@
 //! route is reached without its gate.
 //!
 //! HEAD is served by the GET route of the same path (the engine drops the body).
+//!
+//! Unless told not to ([`Router::without_metrics`]), it counts every answer
+//! it gives by route and status, with the time it took, in each route's
+//! fixed [`RouteCounters`] (atomics, no lock); requests no route took count
+//! by method under `route="unmatched"`. [`Router::series`] hands the
+//! counters to whoever reports them.
 
 use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::http::percent::{escapes_are_well_formed, percent_decode};
 use crate::http::request::Param;
 use crate::http::{ApiError, Request, Response};
+use crate::metrics::{RouteCounters, RouteSeries, Unmatched};
 use crate::text::excerpt;
 
 /// A handler: a pure function of the application state and the request.
@@ -74,12 +83,16 @@ struct Route<S, P> {
     policy: P,
     handler: Handler<S>,
     body_limit: Option<u64>,
+    counters: Arc<RouteCounters>,
 }
 
 pub struct Router<S, P> {
     routes: Vec<Route<S, P>>,
     default_body_limit: u64,
     gate: Gate<S, P>,
+    unmatched: Unmatched,
+    /// Whether answers are counted and timed.
+    measured: bool,
 }
 
 impl<S, P> Router<S, P> {
@@ -90,7 +103,30 @@ impl<S, P> Router<S, P> {
             routes: Vec::new(),
             default_body_limit,
             gate,
+            unmatched: Unmatched::default(),
+            measured: true,
         }
+    }
+
+    /// Counts and times nothing (`--no-metrics`): not even the clock is
+    /// read.
+    pub fn without_metrics(mut self) -> Self {
+        self.measured = false;
+        self
+    }
+
+    /// The counters of every route, in the order of the table, then those
+    /// of unmatched requests by method.
+    pub fn series(&self) -> Vec<RouteSeries> {
+        self.routes
+            .iter()
+            .map(|route| RouteSeries {
+                method: route.method,
+                route: route.pattern,
+                counters: Arc::clone(&route.counters),
+            })
+            .chain(self.unmatched.series())
+            .collect()
     }
 
     pub fn get(self, pattern: &'static str, policy: P, handler: Handler<S>) -> Self {
@@ -127,6 +163,7 @@ impl<S, P> Router<S, P> {
             policy,
             handler,
             body_limit: None,
+            counters: Arc::default(),
         });
         self
     }
@@ -162,16 +199,32 @@ impl<S, P> Router<S, P> {
         })
     }
 
-    /// Routes `request` and runs its handler.
+    /// Routes `request` and runs its handler, counting the answer.
     pub fn dispatch(&self, state: &S, request: &mut Request<'_>) -> Response {
-        self.try_dispatch(state, request)
-            .unwrap_or_else(ApiError::into_response)
+        if !self.measured {
+            let (_, answer) = self.try_dispatch(state, request);
+            return answer.unwrap_or_else(ApiError::into_response);
+        }
+        let started = Instant::now();
+        let (route, answer) = self.try_dispatch(state, request);
+        let response = answer.unwrap_or_else(ApiError::into_response);
+        let counters = match route {
+            Some(route) => &route.counters,
+            None => self.unmatched.counters(request.method()),
+        };
+        counters.record(response.status(), started.elapsed());
+        response
     }
 
-    fn try_dispatch(&self, state: &S, request: &mut Request<'_>) -> Result<Response, ApiError> {
+    /// The route `request` matched, if any, and the answer.
+    fn try_dispatch(
+        &self,
+        state: &S,
+        request: &mut Request<'_>,
+    ) -> (Option<&Route<S, P>>, Result<Response, ApiError>) {
         let path = request.path();
         if !escapes_are_well_formed(path) {
-            return Err(malformed_escape());
+            return (None, Err(malformed_escape()));
         }
         let segments = split_path(path);
         let method = match request.method() {
@@ -179,7 +232,7 @@ impl<S, P> Router<S, P> {
             other => other,
         };
         let mut allowed: Vec<&'static str> = Vec::new();
-        let mut param_error = None;
+        let mut param_error: Option<(&Route<S, P>, ApiError)> = None;
         for route in &self.routes {
             let Some(params) = match_segments(&route.segments, path, &segments) else {
                 continue;
@@ -191,53 +244,71 @@ impl<S, P> Router<S, P> {
             match params {
                 Ok(params) => {
                     request.set_params(params);
-                    // Who may call comes before what they send: a caller
-                    // who may not is told so whatever its body.
-                    let headers = (self.gate)(state, &route.policy, request)?;
-                    let limit = route.body_limit.unwrap_or(self.default_body_limit);
-                    let body = request.body();
-                    body.set_limit(limit);
-                    let answer = if body.content_length().is_some_and(|len| len > limit) {
-                        Err(ApiError::body_too_large(limit))
-                    } else {
-                        (route.handler)(state, request)
-                    };
-                    return with_headers(answer, headers);
+                    return (Some(route), self.run(state, route, request));
                 }
                 Err(error) => {
-                    param_error.get_or_insert((&route.policy, error));
+                    param_error.get_or_insert((route, error));
                 }
             }
         }
-        if let Some((policy, error)) = param_error {
+        if let Some((route, error)) = param_error {
             // A caller who may not call the route learns that first, not
             // what its path got wrong.
-            let headers = (self.gate)(state, policy, request)?;
-            return with_headers(Err(error), headers);
+            let answer = (self.gate)(state, &route.policy, request)
+                .and_then(|headers| with_headers(Err(error), headers));
+            return (Some(route), answer);
         }
-        if allowed.is_empty() {
-            return Err(ApiError::not_found(format!(
-                "no route for {} {}",
-                request.method(),
-                excerpt(request.path(), 200)
-            )));
-        }
-        if allowed.contains(&"GET") {
-            allowed.push("HEAD");
-        }
-        allowed.sort_unstable();
-        allowed.dedup();
-        let allow = allowed.join(", ");
-        Err(ApiError::new(
-            405,
-            format!(
-                "method {} is not allowed on {}; allowed: {allow}",
-                request.method(),
-                excerpt(request.path(), 200)
-            ),
-        )
-        .with_header("Allow", allow))
+        (None, Err(unrouted(request, allowed)))
     }
+
+    /// Runs `route`'s handler on `request`, behind the gate and the body
+    /// limit.
+    fn run(
+        &self,
+        state: &S,
+        route: &Route<S, P>,
+        request: &mut Request<'_>,
+    ) -> Result<Response, ApiError> {
+        // Who may call comes before what they send: a caller who may not
+        // is told so whatever its body.
+        let headers = (self.gate)(state, &route.policy, request)?;
+        let limit = route.body_limit.unwrap_or(self.default_body_limit);
+        let body = request.body();
+        body.set_limit(limit);
+        let answer = if body.content_length().is_some_and(|len| len > limit) {
+            Err(ApiError::body_too_large(limit))
+        } else {
+            (route.handler)(state, request)
+        };
+        with_headers(answer, headers)
+    }
+}
+
+/// The answer to a request no route took: `404`, or `405` with `Allow` when
+/// routes at its path take `allowed` methods.
+fn unrouted(request: &Request<'_>, mut allowed: Vec<&'static str>) -> ApiError {
+    if allowed.is_empty() {
+        return ApiError::not_found(format!(
+            "no route for {} {}",
+            request.method(),
+            excerpt(request.path(), 200)
+        ));
+    }
+    if allowed.contains(&"GET") {
+        allowed.push("HEAD");
+    }
+    allowed.sort_unstable();
+    allowed.dedup();
+    let allow = allowed.join(", ");
+    ApiError::new(
+        405,
+        format!(
+            "method {} is not allowed on {}; allowed: {allow}",
+            request.method(),
+            excerpt(request.path(), 200)
+        ),
+    )
+    .with_header("Allow", allow)
 }
 
 /// `answer` with the gate's `headers` added, whether it succeeded or not.
@@ -585,6 +656,38 @@ mod tests {
             files.segments,
             [Segment::Literal("files"), Segment::Rest("key")]
         );
+    }
+
+    #[test]
+    fn answers_are_counted_by_route_or_as_unmatched_by_method() {
+        let router = router();
+        for (method, target) in [
+            ("GET", "/items/1"),
+            ("HEAD", "/items/2"),
+            ("GET", "/items/abc"),
+            ("GET", "/nope"),
+            ("DELETE", "/status"),
+            ("BREW", "/pot"),
+        ] {
+            router.dispatch(&(), &mut Request::new(method, target));
+        }
+        let count = |method: &str, route: &str| {
+            let series = router.series();
+            let found = series
+                .iter()
+                .find(|s| s.method == method && s.route == route)
+                .unwrap();
+            found.counters.count()
+        };
+        // The bad parameter counts under its route; HEAD under GET's.
+        assert_eq!(count("GET", "/items/{id:int}"), 3);
+        assert_eq!(count("GET", "/status"), 0);
+        assert_eq!(count("GET", "unmatched"), 1);
+        assert_eq!(count("DELETE", "unmatched"), 1);
+        assert_eq!(count("other", "unmatched"), 1);
+        let unmeasured = Router::new(10, gate).get("/s", OPEN, ok).without_metrics();
+        unmeasured.dispatch(&(), &mut Request::new("GET", "/s"));
+        assert_eq!(unmeasured.series()[0].counters.count(), 0);
     }
 
     #[test]

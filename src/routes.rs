@@ -8,6 +8,7 @@
 //! - `OwnFiles`: a signed-in account, or a `files` key acting for the
 //!   account it is bound to; either sees that account's files only.
 //! - `AdminOrKey(scope)`: an admin account, or an API key with the scope.
+//! - `MetricsToken`: `WREN_METRICS_TOKEN` as a bearer token (`/metrics`).
 //!
 //! Each route also names its description in the API document
 //! (`handlers::openapi::operations`), which `GET /openapi.json` builds
@@ -182,9 +183,29 @@ pub fn table(app: &App) -> Router<App, Rule> {
     } else {
         router
     };
+    // Prometheus's, unless --no-metrics (then nothing is timed either).
+    let router = if app.config.metrics.enabled {
+        router.get(
+            "/metrics",
+            rule(metrics_access(app), op::metrics),
+            operator::metrics,
+        )
+    } else {
+        router.without_metrics()
+    };
     #[cfg(feature = "test-routes")]
     let router = crate::handlers::testing::routes(router);
     router
+}
+
+/// `GET /metrics`'s rule: the metrics token when `WREN_METRICS_TOKEN` is
+/// set, else open.
+fn metrics_access(app: &App) -> Access {
+    if app.config.metrics.token.is_some() {
+        Access::MetricsToken
+    } else {
+        Access::Open
+    }
 }
 
 /// `POST /event`'s rule, by the protected mode decided at start

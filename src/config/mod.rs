@@ -77,6 +77,7 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub storage: StorageConfig,
     pub docs: DocsConfig,
+    pub metrics: MetricsConfig,
     /// Browser origins allowed to call (`--cors-origin`); none by default.
     pub cors_origins: Vec<String>,
 }
@@ -91,6 +92,23 @@ pub struct DocsConfig {
     pub enabled: bool,
     /// Swagger UI's files, served under `/docs/assets/`; `None`: a CDN.
     pub assets: Option<PathBuf>,
+}
+
+/// `GET /metrics`: whether it is served (and anything counted for it),
+/// and the bearer token it wants. Its `Debug` output hides the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsConfig")
+            .field("enabled", &self.enabled)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// HTTPS served by wren itself.
@@ -358,6 +376,16 @@ impl Config {
         }
         let tls = tls_config(&s)?;
         let docs = docs_config(&s)?;
+        if s.no_metrics && s.metrics_token.is_some() {
+            return Err(bad_value(
+                "WREN_METRICS_TOKEN",
+                "--no-metrics serves no /metrics for it to guard",
+            ));
+        }
+        let metrics = MetricsConfig {
+            enabled: !s.no_metrics,
+            token: s.metrics_token.clone(),
+        };
         let rate_limits = RateLimits::decide(&s);
         Ok(Config {
             storage: storage_config(&s)?,
@@ -402,6 +430,7 @@ impl Config {
             rate_limits,
             tls,
             docs,
+            metrics,
             cors_origins: s.cors_origins,
         })
     }

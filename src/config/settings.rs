@@ -503,6 +503,20 @@ settings! {
         parse: values::switch,
         help: "serve no API documentation: no /docs page, no OpenAPI spec",
     }
+    switch no_metrics: bool {
+        flag: "--no-metrics",
+        env: ["WREN_NO_METRICS"],
+        default: "off",
+        parse: values::switch,
+        help: "serve no /metrics for Prometheus, and time no requests for it",
+    }
+    value metrics_token: Option<String> {
+        env: ["WREN_METRICS_TOKEN"],
+        default: "",
+        parse: values::optional_text,
+        help: "a token /metrics wants as `Authorization: Bearer TOKEN`; when unset, \
+               /metrics is open",
+    }
     value docs_assets: Option<PathBuf> {
         flag: "--docs-assets DIR",
         env: ["WREN_DOCS_ASSETS"],

@@ -367,6 +367,26 @@ fn environment_only_settings() {
     }
 }
 
+#[test]
+fn metrics_settings() {
+    let on = parse(&[], &[]).unwrap().metrics;
+    assert_eq!((on.enabled, on.token), (true, None));
+    let token = [("WREN_METRICS_TOKEN", "scrape me")];
+    let guarded = parse(&[], &token).unwrap().metrics;
+    assert_eq!(guarded.token.as_deref(), Some("scrape me"));
+    assert!(!format!("{guarded:?}").contains("scrape me"));
+    assert!(!parse(&["--no-metrics"], &[]).unwrap().metrics.enabled);
+    let exit = parse(&["--no-metrics"], &token).unwrap_err();
+    assert_eq!(exit.code, 2);
+    assert!(
+        exit.output.contains("WREN_METRICS_TOKEN"),
+        "{}",
+        exit.output
+    );
+    let exit = parse(&["--metrics-token", "x"], &[]).unwrap_err();
+    assert_eq!(exit.output, "error: unknown flag '--metrics-token'");
+}
+
 /// One row of README's configuration table: flag, variables, default.
 struct Row<'a> {
     usage: &'a str,

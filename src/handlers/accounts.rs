@@ -261,7 +261,10 @@ fn authenticate(
     let attempt = app
         .login_limiter
         .attempt(bucketed, client_ip(app, request))
-        .map_err(|wait| too_many(wait, "too many failed logins; try again later"))?;
+        .map_err(|wait| {
+            app.metrics.login_rate_limited();
+            too_many(wait, "too many failed logins; try again later")
+        })?;
     // The role of the account the password opens, which its token carries.
     let opened = if password.len() > MAX_PASSWORD_BYTES {
         None
@@ -279,6 +282,7 @@ fn authenticate(
     };
     let Some(role) = opened else {
         attempt.failed();
+        app.metrics.login_failed();
         // The same answer for an unknown user and a wrong password.
         return Err(session::unauthorized("invalid username or password"));
     };

@@ -27,10 +27,13 @@ pub fn event(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError>
         .store
         .record_event(user_id, &event, app.config.event_time_unit)?
     {
-        Recorded::Stored { codes, .. } => Ok(Response::json(
-            200,
-            &json!({"alert": !codes.is_empty(), "alert_codes": codes, "user_id": user_id}),
-        )),
+        Recorded::Stored { codes, .. } => {
+            app.metrics.event_processed(&codes);
+            Ok(Response::json(
+                200,
+                &json!({"alert": !codes.is_empty(), "alert_codes": codes, "user_id": user_id}),
+            ))
+        }
         Recorded::OutOfOrder { latest } => Err(ApiError::new(
             409,
             format!(

@@ -93,6 +93,7 @@ pub fn put_file(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErr
         &condition,
         &mut Cursor::new(first).chain(body),
     )?;
+    app.metrics.bytes_stored(written.info.size);
     let status = if written.created { 201 } else { 200 };
     Ok(Response::json(
         status,
@@ -170,13 +171,19 @@ fn serve(app: &App, owner: &Owner, key: &str, request: &Request<'_>) -> Result<R
     {
         download = blobs.get(owner, key, None)?;
     }
+    // Counted as answered: a client that leaves early got fewer.
     let response = match download.range {
-        Some((first, last)) => Response::stream(206, download.body, Some(last - first + 1))
-            .with_header(
+        Some((first, last)) => {
+            app.metrics.bytes_served(last - first + 1);
+            Response::stream(206, download.body, Some(last - first + 1)).with_header(
                 "Content-Range",
                 format!("bytes {first}-{last}/{}", download.info.size),
-            ),
-        None => Response::stream(200, download.body, Some(download.info.size)),
+            )
+        }
+        None => {
+            app.metrics.bytes_served(download.info.size);
+            Response::stream(200, download.body, Some(download.info.size))
+        }
     };
     Ok(object_headers(response, &download.info))
 }
@@ -439,11 +446,12 @@ fn store_image(
         )));
     }
     let blobs = app.storage.of(owner)?;
-    upload.put(
+    let written = upload.put(
         media_type,
         &WriteCondition::Absent,
         &mut Cursor::new(first).chain(body),
     )?;
+    app.metrics.bytes_stored(written.info.size);
     Ok(Response::json(
         201,
         &json!({

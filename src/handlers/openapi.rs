@@ -286,6 +286,9 @@ fn operation(route: &RouteInfo<'_, Rule>, mut op: Operation, context: &Context) 
                 "content": {"application/json": {"schema": schema_ref("Error")}},
             }),
         );
+    }
+    // The metrics token is checked against the configuration, not the store.
+    if access != Access::Open && access != Access::MetricsToken {
         op.respond_unless_told(
             403,
             error("Valid credentials that this route's rule does not admit"),
@@ -402,6 +405,7 @@ fn security(access: Access) -> Option<Value> {
         Access::Account => account(&[]),
         Access::OwnFiles => [account(&[]), key("files")].concat(),
         Access::AdminOrKey(scope) => [account(&["admin"]), key(scope.as_str())].concat(),
+        Access::MetricsToken => vec![json!({"metricsToken": []})],
     };
     Some(json!(requirements))
 }
@@ -464,6 +468,10 @@ fn components(model: &Model) -> Value {
             "apiKeyBearer": {
                 "type": "http", "scheme": "bearer", "bearerFormat": "wren_…",
                 "description": "An API key as `Authorization: Bearer wren_…`; the requirement names the scope it needs",
+            },
+            "metricsToken": {
+                "type": "http", "scheme": "bearer",
+                "description": "The server's WREN_METRICS_TOKEN, when it is set",
             },
         },
     })

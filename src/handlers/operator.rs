@@ -1,7 +1,8 @@
 //! The operator's routes: what wren is (`GET /`), whether it lives
-//! (`GET /livez`) and whether it can serve (`GET /readyz`), in the forms
-//! Kubernetes, BentoML and KServe users expect. Health answers are never
-//! cached (`no-store`): a stale "ready" is worse than none.
+//! (`GET /livez`), whether it can serve (`GET /readyz`), in the forms
+//! Kubernetes, BentoML and KServe users expect, and how it is doing
+//! (`GET /metrics`, for Prometheus). Health answers are never cached
+//! (`no-store`): a stale "ready" is worse than none.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use crate::App;
 use crate::blob::BlobError;
 use crate::handlers::docs;
 use crate::http::{ApiError, Request, Response};
+use crate::metrics::CONTENT_TYPE;
 
 /// How long each readiness check may take: a probe that waits longer than
 /// this on a dependency is itself a sign of trouble.
@@ -20,6 +22,7 @@ pub const READINESS_TIMEOUT: Duration = Duration::from_secs(1);
 /// browser asking for HTML gets the docs page itself (`Vary: Accept`).
 pub fn index(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     let docs = app.config.docs.enabled;
+    let metrics = app.config.metrics.enabled;
     if docs && request.wants_html() {
         return Ok(docs::page(app, request)?.with_header("Vary", "Accept"));
     }
@@ -32,14 +35,18 @@ pub fn index(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError>
         links["docs"] = "/docs".into();
         links["openapi"] = "/openapi.json".into();
     }
-    // It changes with the build and --no-docs only: a tag of both lets
-    // caches revalidate it for nothing.
-    let etag = if docs {
-        concat!("\"index-", env!("CARGO_PKG_VERSION"), "-docs\"")
-    } else {
-        concat!("\"index-", env!("CARGO_PKG_VERSION"), "\"")
-    };
-    let response = if request.if_none_match(etag) {
+    if metrics {
+        links["metrics"] = "/metrics".into();
+    }
+    // It changes with the build, --no-docs and --no-metrics only: a tag of
+    // them lets caches revalidate it for nothing.
+    let etag = format!(
+        "\"index-{}{}{}\"",
+        env!("CARGO_PKG_VERSION"),
+        if docs { "-docs" } else { "" },
+        if metrics { "-metrics" } else { "" },
+    );
+    let response = if request.if_none_match(&etag) {
         Response::new(304)
     } else {
         let index = json!({
@@ -53,6 +60,16 @@ pub fn index(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError>
         .with_header("ETag", etag)
         .with_header("Cache-Control", "no-cache")
         .with_header("Vary", "Accept"))
+}
+
+/// `GET /metrics`: every metric in the Prometheus text format; never
+/// cached, since each scrape must see the figures of its moment.
+pub fn metrics(app: &App, _request: &mut Request<'_>) -> Result<Response, ApiError> {
+    let text = app.metrics.render(env!("CARGO_PKG_VERSION"));
+    Ok(Response::new(200)
+        .with_header("Content-Type", CONTENT_TYPE)
+        .with_header("Cache-Control", "no-store")
+        .with_body(text.into_bytes()))
 }
 
 /// `GET /livez`: the process serves requests; it checks nothing else, so

@@ -105,6 +105,7 @@ fn legacy_answer(
         if !prediction.is_finite() {
             return Err(not_finite());
         }
+        app.metrics.predictions_served(1);
         if json {
             Response::json(
                 200,
@@ -166,6 +167,7 @@ pub fn predict_batch(app: &App, request: &mut Request<'_>) -> Result<Response, A
     if !problems.is_empty() {
         return Err(invalid_input(problems));
     }
+    app.metrics.predictions_served(predictions.len() as u64);
     Ok(Response::json(
         200,
         &json!({

@@ -40,10 +40,10 @@ use crate::http::{ApiError, Request, Response};
 use crate::peer::client_address;
 use crate::router::Headers;
 
-/// The health checks, never limited: load balancers and orchestrators poll
-/// them from one address, and must see the server's health, not their own
-/// request rate.
-pub const HEALTH_PATHS: &[&str] = &["/status", "/livez", "/readyz"];
+/// The health checks and the metrics, never limited: load balancers,
+/// orchestrators and Prometheus poll them from one address, and must see
+/// the server's health, not their own request rate.
+pub const HEALTH_PATHS: &[&str] = &["/status", "/livez", "/readyz", "/metrics"];
 
 /// The request limiters of a server whose rate limits are on.
 pub struct RateLimits {
@@ -166,7 +166,10 @@ pub fn around(
             }
             response
         }
-        Err(level) => policy.refusal(level).into_response(),
+        Err(level) => {
+            app.metrics.rate_limited();
+            policy.refusal(level).into_response()
+        }
     }
 }
 
@@ -182,7 +185,10 @@ pub fn admit(app: &App, principal: &Principal) -> Result<Headers, ApiError> {
     };
     match limits.callers.take(caller, Instant::now()) {
         Ok(level) => Ok(policy.headers(level).into()),
-        Err(level) => Err(policy.refusal(level)),
+        Err(level) => {
+            app.metrics.rate_limited();
+            Err(policy.refusal(level))
+        }
     }
 }
 

@@ -34,6 +34,9 @@ pub enum Access {
     OwnFiles,
     /// An admin account, or an API key with this scope.
     AdminOrKey(Scope),
+    /// `/metrics` under `WREN_METRICS_TOKEN`: that token as
+    /// `Authorization: Bearer`; no account or API key opens it.
+    MetricsToken,
 }
 
 impl Access {
@@ -48,6 +51,7 @@ impl Access {
                 account.role == Role::Admin
             }
             (Access::AdminOrKey(scope), Principal::Key { key, .. }) => key.scopes.contains(&scope),
+            (Access::MetricsToken, _) => false,
         }
     }
 
@@ -63,6 +67,7 @@ impl Access {
                 "an admin account, or an API key with the {} scope",
                 scope.as_str()
             ),
+            Access::MetricsToken => "the metrics token".to_owned(),
         }
     }
 }
@@ -87,8 +92,10 @@ pub enum Principal {
 /// admit). A signed-in caller's every request counts against its limit,
 /// a refused one too, and its answer carries the limit's headers.
 pub fn admit(app: &App, access: &Access, request: &Request<'_>) -> Result<Headers, ApiError> {
-    if *access == Access::Open {
-        return Ok(Vec::new());
+    match access {
+        Access::Open => return Ok(Vec::new()),
+        Access::MetricsToken => return metrics_token(app, request).map(|()| Vec::new()),
+        _ => {}
     }
     let principal = authenticate(app, request)?;
     let headers = rate::admit(app, &principal)?;
@@ -120,6 +127,30 @@ pub fn authenticate(app: &App, request: &Request<'_>) -> Result<Principal, ApiEr
             "sign in first, or send an API key: no bearer token, X-API-Key or session cookie",
         )),
     }
+}
+
+/// `Access::MetricsToken`: the request's bearer token is the metrics
+/// token, compared in constant time (as SHA-256 digests, so that neither
+/// the bytes nor the length of the token leak through timing).
+fn metrics_token(app: &App, request: &Request<'_>) -> Result<(), ApiError> {
+    let wanted = app.config.metrics.token.as_deref();
+    match (bearer(request), wanted) {
+        (Some(given), Some(wanted)) if same_secret(given, wanted) => Ok(()),
+        _ => Err(unauthorized(
+            "this route wants the metrics token as Authorization: Bearer",
+        )),
+    }
+}
+
+/// Whether `a` and `b` are the same, in time independent of where they
+/// differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+        == 0
 }
 
 /// The signed-in account and its session token's claims; `403` for an API

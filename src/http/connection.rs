@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ use super::log::{AccessEntry, Logger};
 use super::machine::{BodyStep, DrainStep, Machine, Step, Timeouts};
 use super::request::Request;
 use super::response::{Response, ResponseBody};
+use super::stats::Stats;
 use super::transport::{Transport, flush_by, read_by, write_by};
 
 /// What the engine serves: a function from a request to its response.
@@ -48,14 +50,15 @@ pub struct Site {
     pub headers: Vec<(&'static str, Cow<'static, str>)>,
 }
 
-/// What every connection shares: the sites, the log, the limits and
-/// whether the server is shutting down.
+/// What every connection shares: the sites, the log, the limits, whether
+/// the server is shutting down, and the engine's stats.
 pub(crate) struct Context {
     pub limits: Limits,
     pub logger: Logger,
     /// By listener, in the order the server was bound.
     pub sites: Vec<Site>,
     pub shutting_down: AtomicBool,
+    pub stats: Arc<Stats>,
 }
 
 /// What becomes of a connection after a turn of [`serve`].
@@ -193,6 +196,7 @@ impl<T: Transport> Connection<T> {
     /// Runs one request through the service and answers it.
     fn exchange(&mut self, context: &Context, head: Head) {
         let started = Instant::now();
+        context.stats.request_started();
         let request_id = request_id(&head.headers);
         let content_length = match head.framing {
             Framing::Empty => Some(0),
@@ -229,6 +233,7 @@ impl<T: Transport> Connection<T> {
             self.machine.begin_shutdown();
         }
         let answered = self.answer(response, &site.headers, &request_id, io_timeout);
+        context.stats.request_ended();
         log_access(
             context,
             self,

@@ -28,7 +28,9 @@
 //!   read from requests;
 //! - [`redirect`]: the plain listener beside a TLS one (`308` to HTTPS,
 //!   ACME HTTP-01 challenges);
-//! - [`log`]: the server's log and access log.
+//! - [`log`]: the server's log and access log; [`stats`]: what the engine
+//!   counts about itself (connections, requests in flight, refusals, TLS
+//!   handshakes), for the application's metrics.
 
 pub mod body;
 mod connection;
@@ -47,6 +49,7 @@ mod registry;
 pub mod request;
 pub mod response;
 pub mod server;
+pub mod stats;
 mod status;
 pub mod tls;
 pub mod transport;

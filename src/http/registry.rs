@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
 use std::net::IpAddr;
 use std::os::fd::RawFd;
+use std::sync::Arc;
 use std::time::Instant;
+
+use super::stats::{Cap, Stats};
 
 /// Who a connection counts against: its IPv4 address or IPv6 /64, as
 /// [`crate::peer::client_address`] gives it.
@@ -48,6 +51,14 @@ impl Refusal {
             Refusal::AddressFull => "too many open connections from your address",
         }
     }
+
+    /// The cap the connection hit, as the engine's stats count it.
+    pub fn cap(&self) -> Cap {
+        match self {
+            Refusal::Full => Cap::Total,
+            Refusal::AddressFull => Cap::PerAddress,
+        }
+    }
 }
 
 /// The registry of open connections (`C` is the connection type).
@@ -57,15 +68,18 @@ pub(crate) struct Registry<C> {
     max_connections: usize,
     /// `0`: no per-address cap.
     max_per_address: usize,
+    /// Where the count of open connections is published.
+    stats: Arc<Stats>,
 }
 
 impl<C> Registry<C> {
-    pub fn new(max_connections: usize, max_per_address: usize) -> Self {
+    pub fn new(max_connections: usize, max_per_address: usize, stats: Arc<Stats>) -> Self {
         Registry {
             slots: HashMap::new(),
             per_address: HashMap::new(),
             max_connections,
             max_per_address,
+            stats,
         }
     }
 
@@ -92,6 +106,7 @@ impl<C> Registry<C> {
     /// Registers a new connection, parked. The caller has checked it fits.
     pub fn admit(&mut self, id: u64, address: Address, fd: RawFd, conn: Box<C>) {
         *self.per_address.entry(address).or_insert(0) += 1;
+        self.stats.connection_opened();
         let state = State::Parked(conn);
         self.slots.insert(id, Slot { address, fd, state });
     }
@@ -140,6 +155,7 @@ impl<C> Registry<C> {
     }
 
     fn release(&mut self, address: Address) {
+        self.stats.connection_closed();
         if let MapEntry::Occupied(mut held) = self.per_address.entry(address) {
             *held.get_mut() -= 1;
             if *held.get() == 0 {
@@ -178,7 +194,7 @@ mod tests {
 
     #[test]
     fn caps_in_all_and_per_address() {
-        let mut registry: Registry<()> = Registry::new(4, 2);
+        let mut registry: Registry<()> = Registry::new(4, 2, Arc::default());
         let (a, b) = (ip("10.0.0.1"), ip("10.0.0.2"));
         for id in 0..2 {
             assert_eq!(registry.check(a), Ok(()));
@@ -195,7 +211,8 @@ mod tests {
 
     #[test]
     fn counts_follow_connections_through_every_exit() {
-        let mut registry: Registry<u8> = Registry::new(100, 0);
+        let stats = Arc::new(Stats::default());
+        let mut registry: Registry<u8> = Registry::new(100, 0, Arc::clone(&stats));
         let a = ip("10.0.0.1");
         for id in 0..5 {
             registry.admit(id, a, id as RawFd, Box::new(id as u8));
@@ -210,6 +227,7 @@ mod tests {
         registry.retain_parked(|conn| *conn % 2 == 0);
         assert_eq!(registry.held_by(a), 2);
         assert_eq!(registry.len(), 2);
+        assert_eq!(stats.open_connections(), 2);
         // No per-address cap with 0.
         assert_eq!(registry.check(a), Ok(()));
     }

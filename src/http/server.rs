@@ -35,6 +35,7 @@ use super::connection::{self, Connection, Context, Next, Site};
 use super::limits::{ACCEPT_BACKOFF, Limits};
 use super::log::Logger;
 use super::registry::{Registry, State};
+use super::stats::Stats;
 use super::tls::TlsStream;
 use super::transport::Transport;
 use crate::peer::client_address;
@@ -190,6 +191,7 @@ pub struct Server {
     listeners: Vec<Listener>,
     limits: Limits,
     logger: Logger,
+    stats: Arc<Stats>,
 }
 
 impl Server {
@@ -212,7 +214,13 @@ impl Server {
             listeners,
             limits,
             logger,
+            stats: Arc::default(),
         })
+    }
+
+    /// The engine's counters for this server, to report on while it runs.
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
     }
 
     /// The addresses bound, in the order of the endpoints (a port `0` now
@@ -244,6 +252,7 @@ impl Server {
         let registry = Registry::new(
             self.limits.max_connections,
             self.limits.max_connections_per_address,
+            Arc::clone(&self.stats),
         );
         let shared = Arc::new(Shared {
             context: Context {
@@ -251,6 +260,7 @@ impl Server {
                 logger: self.logger,
                 sites,
                 shutting_down: AtomicBool::new(false),
+                stats: self.stats,
             },
             epoll: epoll_create()?,
             connections: Mutex::new(registry),
@@ -358,6 +368,7 @@ fn admit(
     let mut connections = shared.lock();
     if let Err(refusal) = connections.check(address) {
         drop(connections);
+        shared.context.stats.refused_at(refusal.cap());
         let reason = refusal.reason();
         shared
             .context
@@ -374,7 +385,11 @@ fn admit(
     let stream = match &listener.tls {
         None => Stream::Plain(stream),
         Some(config) => match ServerConnection::new(Arc::clone(config)) {
-            Ok(tls) => Stream::Tls(Box::new(TlsStream::new(stream, tls))),
+            Ok(tls) => Stream::Tls(Box::new(TlsStream::new(
+                stream,
+                tls,
+                Arc::clone(&shared.context.stats),
+            ))),
             Err(err) => {
                 drop(connections);
                 shared

@@ -27,6 +27,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ProtocolVersion, ServerConfig, ServerConnection};
 
+use super::stats::Stats;
 use super::transport::Transport;
 
 /// ALPN protocol of HTTP/1.1, the one wren speaks.
@@ -201,14 +202,17 @@ pub struct TlsStream {
     tls: ServerConnection,
     /// Plaintext rustls has decrypted and not yet handed out.
     plaintext: usize,
+    /// Where handshakes done and failed are counted.
+    stats: Arc<Stats>,
 }
 
 impl TlsStream {
-    pub fn new(tcp: TcpStream, tls: ServerConnection) -> Self {
+    pub fn new(tcp: TcpStream, tls: ServerConnection, stats: Arc<Stats>) -> Self {
         TlsStream {
             tcp,
             tls,
             plaintext: 0,
+            stats,
         }
     }
 
@@ -268,15 +272,22 @@ impl Transport for TlsStream {
             if self.tls.read_tls(&mut self.tcp)? == 0 {
                 return Ok(0);
             }
+            let handshaking = self.tls.is_handshaking();
             let state = match self.tls.process_new_packets() {
                 Ok(state) => state,
                 Err(err) => {
+                    if handshaking {
+                        self.stats.handshake_failed();
+                    }
                     // Not TLS, or TLS gone wrong: tell the peer (rustls has
                     // queued the alert) and end the connection.
                     let _ = self.send_records_now();
                     return Err(io::Error::new(io::ErrorKind::InvalidData, err));
                 }
             };
+            if handshaking && !self.tls.is_handshaking() {
+                self.stats.handshake_done();
+            }
             self.plaintext = state.plaintext_bytes_to_read();
             self.send_records_now()?;
             if self.plaintext == 0 && state.peer_has_closed() {

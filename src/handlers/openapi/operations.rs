@@ -113,7 +113,7 @@ pub fn index(_: &Context) -> Operation {
         "additionalProperties": false, "properties": {
         "name": {"const": "wren"}, "version": {"type": "string"},
         "links": {"type": "object", "additionalProperties": {"type": "string"},
-            "description": "Where to go next: status, livez, readyz, and docs and openapi unless --no-docs"},
+            "description": "Where to go next: status, livez, readyz, docs and openapi unless --no-docs, metrics unless --no-metrics"},
     }});
     Operation::new("What this server is, and where to go next; browsers asking for HTML get the docs page")
         .respond(
@@ -127,6 +127,19 @@ pub fn index(_: &Context) -> Operation {
             ),
         )
         .respond(304, not_modified())
+}
+
+pub fn metrics(_: &Context) -> Operation {
+    Operation::new(
+        "Metrics for Prometheus: requests by route and status, latency, connections, \
+         events, alerts, predictions, files, logins",
+    )
+    .respond(
+        200,
+        json!({"description": "The metrics in the Prometheus text format 0.0.4", "content": {
+            "text/plain": {"schema": {"type": "string"}},
+        }}),
+    )
 }
 
 pub fn livez(_: &Context) -> Operation {
