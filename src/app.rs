@@ -100,7 +100,7 @@ impl App {
             storage,
             sealer: Sealer::new(&secret),
             predict_cache_control: Box::leak(
-                format!("public, max-age={}", config.model.max_age.as_secs()).into_boxed_str(),
+                format!("max-age={}", config.model.max_age.as_secs()).into_boxed_str(),
             ),
             metrics: Metrics::default(),
             config,
