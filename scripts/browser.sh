@@ -15,14 +15,7 @@ SWAGGER_UI_VERSION=5.35.0
 cache=${WREN_CACHE:-$HOME/.cache/wren}/swagger-ui-$SWAGGER_UI_VERSION
 
 install() {
-  if [[ ! -x /usr/bin/chromium ]]; then
-    local sudo=()
-    if [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
-    echo "browser.sh: installing the Debian package chromium" >&2
-    "${sudo[@]}" apt-get update >&2
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y --no-install-recommends chromium >&2
-  fi
+  "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" /usr/bin/chromium chromium
   local assets=$cache/node_modules/swagger-ui-dist
   if [[ ! -f $assets/swagger-ui-bundle.js ]]; then
     echo "browser.sh: installing swagger-ui-dist@$SWAGGER_UI_VERSION from npm" >&2

@@ -16,14 +16,11 @@ PEBBLE=/usr/bin/pebble
 CHALLTESTSRV=/usr/bin/pebble-challtestsrv
 
 install() {
-  if [[ ! -x $PEBBLE || ! -x $CHALLTESTSRV ]]; then
-    local sudo=()
-    if [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
-    echo "pebble.sh: installing the Debian package pebble" >&2
-    "${sudo[@]}" apt-get update >&2
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y --no-install-recommends pebble >&2
-  fi
+  local here
+  here=$(dirname "${BASH_SOURCE[0]}")
+  # Both binaries come in the one package.
+  "$here/apt-install.sh" "$PEBBLE" pebble
+  "$here/apt-install.sh" "$CHALLTESTSRV" pebble
   echo "$PEBBLE"
 }
 
