@@ -90,9 +90,11 @@ fn host_without_port(header: &str) -> Option<&str> {
             .strip_prefix(':')
             .is_some_and(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
     let name_ok = if let Some(inner) = host.strip_prefix('[') {
-        inner[..inner.len() - 1]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        let address = &inner[..inner.len() - 1];
+        address.contains(':')
+            && address
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
     } else {
         !host.is_empty()
             && host.len() <= 253
@@ -142,7 +144,16 @@ mod tests {
 
     #[test]
     fn an_odd_or_missing_host_falls_back_to_the_first_domain() {
-        for host in ["evil.test/path", "a@b", "x:y", "", "[::1", "h:"] {
+        for host in [
+            "evil.test/path",
+            "a@b",
+            "x:y",
+            "",
+            "[::1",
+            "h:",
+            "[]",
+            "[abc]",
+        ] {
             let request = Request::new("GET", "/").with_header("Host", host);
             assert_eq!(
                 location(&redirect(443), &request),
