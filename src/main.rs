@@ -128,16 +128,26 @@ fn serve(config: Config) -> ExitCode {
     let tls_config = app.config.tls.clone();
     // CORS first (a preflight is answered from the route table), then
     // every request but a health check counts against its client's rate
-    // limit before it is routed, so unmatched requests count too.
+    // limit before it is routed, so unmatched requests count too. What
+    // those two answer themselves is counted as the router counts its own.
     let cors = Cors::new(&app.config.cors_origins);
     let dispatch = Arc::new(move |request: &mut Request<'_>| {
-        let limited = |request: &mut Request<'_>| {
-            rate::around(&app, request, |request| router.dispatch(&app, request))
+        let started = router.clock();
+        let mut routed = false;
+        let mut limited = |request: &mut Request<'_>| {
+            rate::around(&app, request, |request| {
+                routed = true;
+                router.dispatch(&app, request)
+            })
         };
-        match &cors {
+        let response = match &cors {
             Some(cors) => cors.handle(&router, request, limited),
             None => limited(request),
+        };
+        if !routed {
+            router.record_front(request, response.status(), started);
         }
+        response
     });
     let mut sites = vec![Site {
         service: Box::new({

@@ -29,8 +29,12 @@
 //! Unless told not to ([`Router::without_metrics`]), it counts every answer
 //! it gives by route and status, with the time it took, in each route's
 //! fixed [`RouteCounters`] (atomics, no lock); requests no route took count
-//! by method under `route="unmatched"`. [`Router::series`] hands the
-//! counters to whoever reports them.
+//! by method under `route="unmatched"`. Layers in front of it that answer
+//! on their own (a CORS preflight, a per-address `429`) count theirs with
+//! [`Router::record_front`], under the route the request was for and a
+//! preflight under its path's pattern with method `OPTIONS`, so the counts
+//! hold every answer. [`Router::series`] hands the counters to whoever
+//! reports them.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -84,6 +88,9 @@ struct Route<S, P> {
     handler: Handler<S>,
     body_limit: Option<u64>,
     counters: Arc<RouteCounters>,
+    /// The preflights answered for this route's pattern, shared by every
+    /// route of the same pattern.
+    preflights: Arc<RouteCounters>,
 }
 
 pub struct Router<S, P> {
@@ -116,17 +123,67 @@ impl<S, P> Router<S, P> {
     }
 
     /// The counters of every route, in the order of the table, then those
-    /// of unmatched requests by method.
+    /// of each pattern's preflights, then those of unmatched requests by
+    /// method.
     pub fn series(&self) -> Vec<RouteSeries> {
-        self.routes
+        let routes = self.routes.iter().map(|route| RouteSeries {
+            method: route.method,
+            route: route.pattern,
+            counters: Arc::clone(&route.counters),
+        });
+        let preflights = self
+            .routes
             .iter()
-            .map(|route| RouteSeries {
-                method: route.method,
+            .enumerate()
+            .filter(|(i, route)| self.routes[..*i].iter().all(|r| r.pattern != route.pattern))
+            .map(|(_, route)| RouteSeries {
+                method: "OPTIONS",
                 route: route.pattern,
-                counters: Arc::clone(&route.counters),
-            })
+                counters: Arc::clone(&route.preflights),
+            });
+        routes
+            .chain(preflights)
             .chain(self.unmatched.series())
             .collect()
+    }
+
+    /// When a request's answer started, for [`Router::record_front`]:
+    /// `None` when nothing is measured, so the clock is not read.
+    pub fn clock(&self) -> Option<Instant> {
+        self.measured.then(Instant::now)
+    }
+
+    /// Counts an answer a layer in front of the router gave `request`
+    /// itself, begun at `started` (from [`Router::clock`]): under the
+    /// route its method and path match, an `OPTIONS` request (a CORS
+    /// preflight) under its path's pattern, anything else as unmatched.
+    /// Off the hot path: it matches the path again.
+    pub fn record_front(&self, request: &Request<'_>, status: u16, started: Option<Instant>) {
+        let Some(started) = started else {
+            return;
+        };
+        let path = request.path();
+        let segments = split_path(path);
+        let method = match request.method() {
+            "HEAD" => "GET",
+            other => other,
+        };
+        let mut at_path = self
+            .routes
+            .iter()
+            .filter(|route| match_segments(&route.segments, path, &segments).is_some());
+        let counters = if method == "OPTIONS" {
+            at_path.next().map(|route| &route.preflights)
+        } else {
+            at_path
+                .find(|route| route.method == method)
+                .map(|route| &route.counters)
+        };
+        let counters = match counters {
+            Some(counters) => counters,
+            None => self.unmatched.counters(request.method()),
+        };
+        counters.record(status, started.elapsed());
     }
 
     pub fn get(self, pattern: &'static str, policy: P, handler: Handler<S>) -> Self {
@@ -156,6 +213,12 @@ impl<S, P> Router<S, P> {
     ) -> Self {
         let segments = parse_pattern(pattern)
             .unwrap_or_else(|problem| panic!("route pattern '{pattern}' is malformed: {problem}"));
+        let preflights = self
+            .routes
+            .iter()
+            .find(|route| route.pattern == pattern)
+            .map(|route| Arc::clone(&route.preflights))
+            .unwrap_or_default();
         self.routes.push(Route {
             method,
             pattern,
@@ -164,6 +227,7 @@ impl<S, P> Router<S, P> {
             handler,
             body_limit: None,
             counters: Arc::default(),
+            preflights,
         });
         self
     }
@@ -687,7 +751,44 @@ mod tests {
         assert_eq!(count("other", "unmatched"), 1);
         let unmeasured = Router::new(10, gate).get("/s", OPEN, ok).without_metrics();
         unmeasured.dispatch(&(), &mut Request::new("GET", "/s"));
+        let started = unmeasured.clock();
+        assert!(started.is_none());
+        unmeasured.record_front(&Request::new("GET", "/s"), 429, started);
         assert_eq!(unmeasured.series()[0].counters.count(), 0);
+    }
+
+    #[test]
+    fn answers_in_front_of_the_router_count_under_the_route_they_were_for() {
+        let router = router();
+        for (method, target) in [
+            ("GET", "/items/1"),
+            ("HEAD", "/items/2"),
+            ("OPTIONS", "/status"),
+            ("OPTIONS", "/status"),
+            ("OPTIONS", "/items/3"),
+            ("OPTIONS", "/nope"),
+            ("GET", "/nope"),
+        ] {
+            let started = router.clock();
+            router.record_front(&Request::new(method, target), 429, started);
+        }
+        let series = router.series();
+        let count = |method: &str, route: &str| {
+            let found = series
+                .iter()
+                .filter(|s| s.method == method && s.route == route);
+            found.map(|s| s.counters.count()).sum::<u64>()
+        };
+        assert_eq!(count("GET", "/items/{id:int}"), 2);
+        // GET and POST /status share the pattern's one preflight series.
+        assert_eq!(count("OPTIONS", "/status"), 2);
+        assert_eq!(count("OPTIONS", "/items/{id:int}"), 1);
+        assert_eq!(count("OPTIONS", "unmatched"), 1);
+        assert_eq!(count("GET", "unmatched"), 1);
+        let preflight_series = series.iter().filter(|s| s.method == "OPTIONS").count();
+        let patterns: std::collections::HashSet<_> = router.routes().map(|r| r.pattern).collect();
+        // One per pattern, plus unmatched OPTIONS.
+        assert_eq!(preflight_series, patterns.len() + 1);
     }
 
     #[test]

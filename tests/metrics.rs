@@ -179,6 +179,62 @@ fn counters_move_as_requests_are_made() {
 }
 
 #[test]
+fn answers_given_before_routing_count_under_their_route() {
+    let server = Server::start(&[
+        "--rate-limiting",
+        "on",
+        "--rate-limit",
+        "1",
+        "--rate-burst",
+        "2",
+        "--cors-origin",
+        "https://app.example",
+    ]);
+    let predict = "/predict/123/12/4";
+    let statuses: Vec<u16> = (0..3).map(|_| server.get(predict).status).collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    let preflight = server.request(
+        "OPTIONS /event HTTP/1.1\r\nHost: test\r\nOrigin: https://app.example\r\n\
+         Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(preflight.status, 204, "{}", preflight.text());
+
+    let after = scrape(&server);
+    let route = |route, method, status| [("route", route), ("method", method), ("status", status)];
+    let predict_route = "/predict/{seller_available}/{month}/{customer_visiting_website}";
+    assert_eq!(
+        after.value(
+            "wren_http_requests_total",
+            &route(predict_route, "GET", "200")
+        ),
+        2.0
+    );
+    // The limiter's 429 is the route's answer as much as the handler's 200.
+    assert_eq!(
+        after.value(
+            "wren_http_requests_total",
+            &route(predict_route, "GET", "429")
+        ),
+        1.0
+    );
+    assert_eq!(
+        after.value(
+            "wren_http_requests_total",
+            &route("/event", "OPTIONS", "204")
+        ),
+        1.0
+    );
+    assert_eq!(
+        after.find(
+            "wren_http_requests_total",
+            &route("unmatched", "OPTIONS", "204")
+        ),
+        None
+    );
+    assert_eq!(after.value("wren_rate_limited_total", &[]), 1.0);
+}
+
+#[test]
 fn a_refused_connection_counts_at_its_cap() {
     let server = Server::start(&["--max-connections-per-ip", "1"]);
     let held = server.connect();
