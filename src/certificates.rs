@@ -7,6 +7,10 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::UNIX_EPOCH;
+
+use rustls::sign::CertifiedKey;
 
 use crate::acme::{self, Challenge};
 use crate::config::{CertificateSource, TlsConfig};
@@ -20,6 +24,10 @@ pub struct SiteCertificates {
     pub certificates: Arc<Certificates>,
     /// ACME's pending HTTP-01 answers, for the redirect listener.
     pub tokens: Arc<ChallengeTokens>,
+    /// When the certificate being served expires, in seconds since the
+    /// Unix epoch; 0 while there is none (ACME's first order). For
+    /// `/metrics`.
+    pub expiry: Arc<AtomicU64>,
     source: CertificateSource,
 }
 
@@ -28,20 +36,33 @@ impl SiteCertificates {
     /// a missing, unreadable or mismatched pair is a one-line error naming
     /// the flag at fault. With ACME there is nothing yet.
     pub fn open(config: &TlsConfig) -> Result<SiteCertificates, String> {
-        let certificates = Arc::new(Certificates::default());
+        let site = SiteCertificates {
+            certificates: Arc::new(Certificates::default()),
+            tokens: Arc::new(ChallengeTokens::default()),
+            expiry: Arc::new(AtomicU64::new(0)),
+            source: config.certificate.clone(),
+        };
         if let CertificateSource::Files { cert, key } = &config.certificate {
             let loaded = tls::load_pem_files(cert, key).map_err(|err| match err {
                 TlsError::Certificate(why) => format!("--tls-cert: {why}"),
                 TlsError::Key(why) => format!("--tls-key: {why}"),
                 TlsError::Mismatch(why) => format!("--tls-cert/--tls-key: {why}"),
             })?;
-            certificates.set(loaded);
+            site.serve(loaded);
         }
-        Ok(SiteCertificates {
-            certificates,
-            tokens: Arc::new(ChallengeTokens::default()),
-            source: config.certificate.clone(),
-        })
+        Ok(site)
+    }
+
+    /// Serves `key` from the next handshake on, and notes its expiry.
+    fn serve(&self, key: Arc<CertifiedKey>) {
+        let expiry = key
+            .end_entity_cert()
+            .ok()
+            .and_then(|der| acme::certificate_expiry(der))
+            .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |since| since.as_secs());
+        self.certificates.set(key);
+        self.expiry.store(expiry, Ordering::Relaxed);
     }
 
     /// SIGHUP: reads the certificate files again and serves them from the
@@ -52,7 +73,7 @@ impl SiteCertificates {
             return Ok(None);
         };
         let loaded = tls::load_pem_files(cert, key)?;
-        self.certificates.set(loaded);
+        self.serve(loaded);
         Ok(Some(format!(
             "certificate reloaded from {}",
             cert.display()
@@ -111,7 +132,7 @@ impl acme::Host for AcmeHost {
 
     fn install(&self, chain_pem: &str, key_pem: &str) -> Result<(), String> {
         let key = tls::load_pem(chain_pem, key_pem).map_err(|err| err.to_string())?;
-        self.site.certificates.set(key);
+        self.site.serve(key);
         Ok(())
     }
 

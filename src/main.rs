@@ -114,6 +114,9 @@ fn serve(config: Config) -> ExitCode {
     // What /metrics reports beside the application's own counters.
     app.metrics.attach_engine(server.stats());
     app.metrics.attach_routes(router.series());
+    if let Some(site) = &site_certificates {
+        app.metrics.attach_tls(Arc::clone(&site.expiry));
+    }
     logger.info(&app.config.events.explain(addr.ip()));
     logger.info(&app.config.rate_limits.explain(addr.ip()));
     let scheme = if site_certificates.is_some() {

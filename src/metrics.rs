@@ -161,6 +161,9 @@ pub struct Metrics {
     engine: OnceLock<Arc<Stats>>,
     /// The router's per-route counters, from `Router::series`.
     routes: OnceLock<Vec<RouteSeries>>,
+    /// With TLS on: when the served certificate expires, in seconds since
+    /// the Unix epoch (0 while there is none), from `SiteCertificates`.
+    certificate_expiry: OnceLock<Arc<AtomicU64>>,
     events_processed: AtomicU64,
     /// By the position of the code in `alerts::RULES`.
     alerts_fired: [AtomicU64; RULES.len()],
@@ -182,6 +185,12 @@ impl Metrics {
     /// counts).
     pub fn attach_routes(&self, series: Vec<RouteSeries>) {
         let _ = self.routes.set(series);
+    }
+
+    /// Reports TLS from now on: the handshakes, and the certificate expiry
+    /// time kept in `expiry` (the first call counts).
+    pub fn attach_tls(&self, expiry: Arc<AtomicU64>) {
+        let _ = self.certificate_expiry.set(expiry);
     }
 
     /// An event stored, with the alert `codes` it fired.
@@ -234,6 +243,9 @@ impl Metrics {
         }
         if let Some(engine) = self.engine.get() {
             render_engine(&mut text, engine);
+            if let Some(expiry) = self.certificate_expiry.get() {
+                render_tls(&mut text, engine, get(expiry));
+            }
         }
         text.counter(
             "wren_events_processed_total",
@@ -344,7 +356,7 @@ fn render_routes(text: &mut Text, routes: &[RouteSeries]) {
     }
 }
 
-/// The engine's connections, requests in flight, refusals and handshakes.
+/// The engine's connections, requests in flight and refusals.
 fn render_engine(text: &mut Text, engine: &Stats) {
     text.gauge(
         "wren_open_connections",
@@ -369,6 +381,11 @@ fn render_engine(text: &mut Text, engine: &Stats) {
             engine.refused(cap),
         );
     }
+}
+
+/// The TLS handshakes, and when the served certificate expires (no sample
+/// while there is none yet).
+fn render_tls(text: &mut Text, engine: &Stats, certificate_expiry: u64) {
     text.counter(
         "wren_tls_handshakes_total",
         "TLS handshakes completed.",
@@ -379,6 +396,18 @@ fn render_engine(text: &mut Text, engine: &Stats) {
         "TLS handshakes that failed.",
         engine.tls_handshake_failures(),
     );
+    text.family(
+        "wren_tls_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When the served certificate stops being valid (its notAfter), in seconds since the Unix epoch.",
+    );
+    if certificate_expiry > 0 {
+        text.sample(
+            "wren_tls_certificate_expiry_timestamp_seconds",
+            &[],
+            certificate_expiry,
+        );
+    }
 }
 
 fn seconds(nanos: u64) -> f64 {

@@ -44,10 +44,16 @@ impl Pki {
     }
 
     /// Writes a new `localhost` certificate and key as `name`.pem and
-    /// `name`.key.
+    /// `name`.key, valid until 2040.
     fn leaf(&self, name: &str) -> Leaf {
+        self.leaf_until(name, 2040)
+    }
+
+    /// Like [`Pki::leaf`], valid until the first of January of `year`.
+    fn leaf_until(&self, name: &str, year: i32) -> Leaf {
         let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(year, 1, 1);
         let cert = params.signed_by(&key, &self.ca).unwrap();
         let leaf = Leaf {
             cert: self.dir.join(format!("{name}.pem")),
@@ -214,6 +220,58 @@ fn sighup_serves_a_new_certificate_to_new_connections_and_keeps_open_ones() {
     assert_ne!(first.der, second.der);
     assert_eq!(fresh.get("/status").text(), "Alive!");
     assert_eq!(open.get("/status").text(), "Alive!");
+}
+
+/// The value of the unlabelled sample `name` in a `/metrics` answer.
+fn metric(response: &common::Response, name: &str) -> Option<u64> {
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.text().lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        Some(value.parse().unwrap())
+    })
+}
+
+#[test]
+fn metrics_count_handshakes_and_give_the_certificate_expiry() {
+    let pki = Pki::new();
+    let first = pki.leaf_until("site", 2040);
+    let server = start(&first, &["--keep-alive-timeout", "30"]);
+    let config = pki.client(&rustls::version::TLS13);
+    let mut scraper = connect(server.addr, &config);
+    let scrape = scraper.get("/metrics");
+    // 2040-01-01T00:00:00Z
+    let expiry = "wren_tls_certificate_expiry_timestamp_seconds";
+    assert_eq!(metric(&scrape, expiry), Some(2_208_988_800));
+    assert_eq!(metric(&scrape, "wren_tls_handshakes_total"), Some(1));
+    assert_eq!(
+        metric(&scrape, "wren_tls_handshake_failures_total"),
+        Some(0)
+    );
+
+    for _ in 0..2 {
+        connect(server.addr, &config).get("/status");
+    }
+    let mut junk = server.connect();
+    junk.write_all(&[0u8; 64]).unwrap();
+    let _ = junk.read_to_end(&mut Vec::new());
+    let second = pki.leaf_until("next", 2041);
+    std::fs::copy(&second.cert, &first.cert).unwrap();
+    std::fs::copy(&second.key, &first.key).unwrap();
+    server.signal(libc::SIGHUP);
+    server.wait_for_log("certificate reloaded");
+
+    let scrape = scraper.get("/metrics");
+    assert_eq!(metric(&scrape, expiry), Some(2_240_611_200));
+    assert_eq!(metric(&scrape, "wren_tls_handshakes_total"), Some(3));
+    assert_eq!(
+        metric(&scrape, "wren_tls_handshake_failures_total"),
+        Some(1)
+    );
+
+    // Without TLS there is nothing of it.
+    let plain = Server::start(&[]).get("/metrics");
+    assert_eq!(plain.status, 200);
+    assert!(!plain.text().contains("wren_tls_"), "{}", plain.text());
 }
 
 #[test]

@@ -239,10 +239,9 @@ pub(super) struct CertificateInfo {
     pub(super) public_key: Vec<u8>,
 }
 
-/// Reads a DER certificate's validity, DNS names and key, walking only as
-/// far as those fields (RFC 5280 §4.1). `None` when it is not a
-/// certificate in the shape that RFC gives.
-pub(super) fn read_certificate(der: &[u8]) -> Option<CertificateInfo> {
+/// A DER certificate's notBefore and notAfter, and the reader of its
+/// TBSCertificate positioned just after them.
+fn read_validity(der: &[u8]) -> Option<(Reader<'_>, SystemTime, SystemTime)> {
     let mut certificate = Reader::new(Reader::new(der).required(der::SEQUENCE)?);
     let mut tbs = Reader::new(certificate.required(der::SEQUENCE)?);
     tbs.optional(der::context(0)); // version
@@ -252,6 +251,20 @@ pub(super) fn read_certificate(der: &[u8]) -> Option<CertificateInfo> {
     let mut validity = Reader::new(tbs.required(der::SEQUENCE)?);
     let not_before = read_time(&mut validity)?;
     let not_after = read_time(&mut validity)?;
+    Some((tbs, not_before, not_after))
+}
+
+/// When a DER certificate, from any CA and with any key, stops being
+/// valid (its notAfter); `None` when it is no certificate.
+pub fn expiry(der: &[u8]) -> Option<SystemTime> {
+    read_validity(der).map(|(_, _, not_after)| not_after)
+}
+
+/// Reads a DER certificate's validity, DNS names and key, walking only as
+/// far as those fields (RFC 5280 §4.1). `None` when it is not a
+/// certificate in the shape that RFC gives.
+pub(super) fn read_certificate(der: &[u8]) -> Option<CertificateInfo> {
+    let (mut tbs, not_before, not_after) = read_validity(der)?;
     tbs.required(der::SEQUENCE)?; // subject
     let mut key_info = Reader::new(tbs.required(der::SEQUENCE)?);
     key_info.required(der::SEQUENCE)?; // algorithm
@@ -491,6 +504,8 @@ aeqGlRcpVIUdktGPxzNn4CaIT1wf13mA8gSixRzjzw==";
             "the IP address is not a DNS name"
         );
         assert_eq!(info.public_key.len(), 65);
+        assert_eq!(expiry(&der), Some(info.not_after));
+        assert_eq!(expiry(&der[..der.len() / 2]), None);
         assert_eq!(read_certificate(&der[..der.len() - 1]), None);
     }
 }

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
+pub use self::certs::expiry as certificate_expiry;
 pub use self::error::{AcmeError, Problem, Step};
 pub use self::store::{ACCOUNT_KEY_FILE, CERTIFICATE_FILE, CERTIFICATE_KEY_FILE};
 
