@@ -117,6 +117,7 @@ fn serve(config: Config) -> ExitCode {
     if let Some(site) = &site_certificates {
         app.metrics.attach_tls(Arc::clone(&site.expiry));
     }
+    logger.info(&app.config.explain_settings());
     logger.info(&app.config.events.explain(addr.ip()));
     logger.info(&app.config.rate_limits.explain(addr.ip()));
     let scheme = if site_certificates.is_some() {

@@ -302,6 +302,26 @@ fn a_start_prints_the_listening_line() {
 }
 
 #[test]
+fn a_start_logs_the_settings_given_with_secrets_hidden() {
+    let server = Server::start_with(&["--no-signup", "--user", "ann:ann-password"], |command| {
+        command.env("WREN_METRICS_TOKEN", "the-metrics-token");
+    });
+    let line = server.wait_for_log("settings: ");
+    for given in [
+        "settings: --port 0, --data-dir ",
+        ", --user (hidden), --no-signup, ",
+        ", WREN_METRICS_TOKEN (hidden); every other at its default",
+    ] {
+        assert!(line.contains(given), "{given}: {line}");
+    }
+    server.wait_for_log("listening on");
+    let log = server.log().join("\n");
+    for secret in ["ann-password", "the-metrics-token"] {
+        assert!(!log.contains(secret), "{log}");
+    }
+}
+
+#[test]
 fn an_unusable_data_dir_stops_wren_with_one_line() {
     // A file where the data folder should be.
     let file = common::temp_dir("cli").join("not-a-folder");

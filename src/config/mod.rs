@@ -80,6 +80,9 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Browser origins allowed to call (`--cors-origin`); none by default.
     pub cors_origins: Vec<String>,
+    /// The settings given rather than left at their defaults, secrets
+    /// hidden, for the start-up log (`Input::given_settings`).
+    pub given: Vec<String>,
 }
 
 /// The files of Swagger UI the `/docs` page loads; a `--docs-assets` folder
@@ -336,6 +339,18 @@ fn bad_value(name: &str, problem: &str) -> EarlyExit {
 }
 
 impl Config {
+    /// The start-up log's line of the settings in effect: those given, the
+    /// rest being their defaults (`wren --help` lists them).
+    pub fn explain_settings(&self) -> String {
+        if self.given.is_empty() {
+            return "settings: every one at its default".to_owned();
+        }
+        format!(
+            "settings: {}; every other at its default",
+            self.given.join(", ")
+        )
+    }
+
     /// Resolves flags, then environment variables (through `lookup`), then
     /// defaults. `program` is how wren was called, for `--help`.
     pub fn parse(
@@ -348,8 +363,11 @@ impl Config {
         if let Some(command) = command_line.command {
             return Err(EarlyExit::usage(&format!("unknown command '{command}'")));
         }
-        let settings = Settings::resolve(&Input::new(command_line, &lookup))?;
-        Config::from_settings(settings)
+        let input = Input::new(command_line, &lookup);
+        let settings = Settings::resolve(&input)?;
+        let mut config = Config::from_settings(settings)?;
+        config.given = input.given_settings();
+        Ok(config)
     }
 
     /// Groups the settings into the sections their users take, checking the
@@ -432,6 +450,7 @@ impl Config {
             docs,
             metrics,
             cors_origins: s.cors_origins,
+            given: Vec::new(),
         })
     }
 }

@@ -161,6 +161,40 @@ impl<'a> Input<'a> {
         ))
     }
 
+    /// The settings given on the command line or in the environment, as
+    /// the start-up log shows them (`--port 8080`, `--data-dir /srv (from
+    /// WREN_DATA_DIR)`), in the table's order. A secret one shows only that
+    /// it was given: one set only in the environment (server secrets,
+    /// tokens), or one whose value carries a password (`--user`).
+    pub fn given_settings(&self) -> Vec<String> {
+        SETTINGS
+            .iter()
+            .filter_map(|setting| {
+                let secret = setting.usage.is_none_or(|usage| usage.contains("PASSWORD"));
+                let given = self.given(setting);
+                let flag_given =
+                    !given.is_empty() || self.command_line.given.contains_key(setting.name());
+                let (value, from) = if flag_given {
+                    (given.join(","), None)
+                } else {
+                    let (var, raw) = self.environment(setting)?;
+                    (raw, Some(var))
+                };
+                let mut shown = setting.name().to_owned();
+                if secret {
+                    shown.push_str(" (hidden)");
+                } else if !value.is_empty() {
+                    shown.push(' ');
+                    shown.push_str(&value);
+                }
+                if let Some(var) = from.filter(|var| *var != setting.name()) {
+                    shown.push_str(&format!(" (from {var})"));
+                }
+                Some(shown)
+            })
+            .collect()
+    }
+
     fn given(&self, setting: &Setting) -> &[&'a str] {
         self.command_line
             .given

@@ -172,6 +172,44 @@ fn flags_beat_environment_which_beats_defaults() {
 }
 
 #[test]
+fn the_settings_given_are_listed_with_secrets_hidden() {
+    let none = parse(&[], &[]).unwrap();
+    assert_eq!(
+        none.explain_settings(),
+        "settings: every one at its default"
+    );
+    let env = [
+        ("WREN_PORT", "9000"),
+        ("WREN_SECRET", "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t"),
+        ("S3_SECRET_ACCESS_KEY", "the-s3-secret"),
+        ("WREN_METRICS_TOKEN", "the-metrics-token"),
+        ("WREN_USERS", "carol:carolpassword"),
+    ];
+    let args = [
+        "--data-dir",
+        "/srv/wren",
+        "--user",
+        "alice:alicepassword",
+        "--no-signup",
+        "--cors-origin",
+        "https://a.example",
+        "--cors-origin",
+        "https://b.example",
+    ];
+    let line = parse(&args, &env).unwrap().explain_settings();
+    assert_eq!(
+        line,
+        "settings: --port 9000 (from WREN_PORT), --data-dir /srv/wren, --user (hidden), \
+         --no-signup, WREN_SECRET (hidden), --cors-origin https://a.example,https://b.example, \
+         WREN_METRICS_TOKEN (hidden), S3_SECRET_ACCESS_KEY (hidden); every other at its \
+         default"
+    );
+    for secret in ["s3cr3t", "the-s3-secret", "the-metrics-token", "password"] {
+        assert!(!line.contains(secret), "{line}");
+    }
+}
+
+#[test]
 fn fair_share_settings_reach_the_limits() {
     let config = parse(
         &["--max-connections-per-ip", "0", "--min-rate", "100"],
