@@ -119,6 +119,16 @@ fn past_the_burst_a_429_with_retry_after_and_the_draft_s_fields() {
             .starts_with("too many requests from this address: at most 5 at once, then 1 a second"),
         "{message}"
     );
+    // The moment the address went over is one warning in the log, not one
+    // per refusal (those are in the access log).
+    for _ in 0..3 {
+        assert_eq!(client.get("/api/v1/model", "").status, 429);
+    }
+    let tripped = "rate limit: address 127.0.0.1 went over its limit of 5 at once, then 1 a second";
+    let line = server.wait_for_log(tripped);
+    assert!(line.contains("[warn] request "), "{line}");
+    let trips = server.log().iter().filter(|l| l.contains(tripped)).count();
+    assert_eq!(trips, 1, "{:#?}", server.log());
     // Another address has a bucket of its own.
     let mut other = Client::new(server.connect_from(Ipv4Addr::new(127, 0, 0, 2)));
     assert_eq!(
@@ -195,6 +205,7 @@ fn an_account_is_limited_across_addresses() {
         message.starts_with("too many requests from this account"),
         "{message}"
     );
+    server.wait_for_log("rate limit: account ann went over its limit of 5 at once");
     // The same account from another address: the same bucket, though that
     // address has its own, untouched one.
     let mut elsewhere = Client::new(server.connect_from(Ipv4Addr::new(127, 0, 0, 3)));

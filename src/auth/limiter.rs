@@ -139,6 +139,9 @@ struct Bucket {
     /// When it was last taken from, in the limiter's own count: the key of
     /// its entry in `Buckets::by_age`.
     touched: u64,
+    /// Whether it has refused a request since it was last full: the first
+    /// refusal of a run of them is worth a line in the log, the rest not.
+    tripped: bool,
 }
 
 /// The buckets and their order of use, oldest first.
@@ -187,18 +190,20 @@ impl Buckets {
     fn take(&mut self, key: u64, limit: Limit, now: Instant) {
         self.touches += 1;
         let touched = self.touches;
-        let tokens = match self.by_key.get(&key) {
+        let (tokens, tripped) = match self.by_key.get(&key) {
             Some(previous) => {
                 self.by_age.remove(&previous.touched);
-                limit.refilled(previous, now)
+                let tokens = limit.refilled(previous, now);
+                (tokens, previous.tripped && tokens < limit.burst)
             }
-            None => limit.burst,
+            None => (limit.burst, false),
         };
         let bucket = Bucket {
             tokens: tokens - 1.0,
             updated: now,
             limit,
             touched,
+            tripped,
         };
         self.by_key.insert(key, bucket);
         self.by_age.insert(touched, key);
@@ -363,6 +368,17 @@ pub struct Level {
 }
 
 /// One token per request from the bucket of who sends it, at most
+/// A request a [`RequestLimiter`] refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Refused {
+    /// The bucket's level: empty, and when the next token is due.
+    pub level: Level,
+    /// Whether this is the first refusal since the bucket was last full:
+    /// the moment a client went over its limit, rather than one more
+    /// request of a client still over it.
+    pub first: bool,
+}
+
 /// `capacity` buckets kept, split over [`REQUEST_SHARDS`] locks.
 pub struct RequestLimiter {
     shards: Box<[Mutex<Buckets>]>,
@@ -385,19 +401,24 @@ impl RequestLimiter {
 
     /// Takes a token for one request of `subject`: `Ok` with what is left,
     /// or `Err` with the wait for the next token when the bucket is empty.
-    pub fn take(&self, subject: impl Hash, now: Instant) -> Result<Level, Level> {
+    pub fn take(&self, subject: impl Hash, now: Instant) -> Result<Level, Refused> {
         let key = self.keys.hash_one(subject);
         let limit = self.limit;
         let shard = &self.shards[(key % REQUEST_SHARDS as u64) as usize];
         let mut buckets = shard.lock().unwrap_or_else(PoisonError::into_inner);
-        match buckets.by_key.get(&key) {
+        match buckets.by_key.get_mut(&key) {
             Some(bucket) => {
                 let tokens = limit.refilled(bucket, now);
                 if tokens < 1.0 {
+                    let first = !bucket.tripped;
+                    bucket.tripped = true;
                     buckets.touch(key);
-                    return Err(Level {
-                        remaining: 0,
-                        reset: limit.time_for(1.0 - tokens),
+                    return Err(Refused {
+                        level: Level {
+                            remaining: 0,
+                            reset: limit.time_for(1.0 - tokens),
+                        },
+                        first,
                     });
                 }
             }
@@ -718,11 +739,16 @@ mod tests {
         let refused = limiter.take(ONE, start).unwrap_err();
         assert_eq!(
             refused,
-            Level {
-                remaining: 0,
-                reset: Duration::from_millis(100)
+            Refused {
+                level: Level {
+                    remaining: 0,
+                    reset: Duration::from_millis(100)
+                },
+                first: true,
             }
         );
+        // Still over the limit: not the first refusal of the run.
+        assert!(!limiter.take(ONE, start).unwrap_err().first);
         // Another client has its own bucket.
         assert_eq!(limiter.take(TWO, start).unwrap().remaining, 19);
         // A token comes back every 100 ms; the last one taken tells when the
@@ -731,6 +757,24 @@ mod tests {
         let level = limiter.take(ONE, later).unwrap();
         assert_eq!(level.remaining, 0);
         assert_eq!(level.reset, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn a_run_of_refusals_ends_when_the_bucket_is_full_again() {
+        let limiter = RequestLimiter::new(Limit::per_second(1, 2), MAX_REQUEST_BUCKETS);
+        let start = Instant::now();
+        let firsts = |at: Instant, requests: usize| -> Vec<bool> {
+            (0..requests)
+                .filter_map(|_| limiter.take(ONE, at).err().map(|refused| refused.first))
+                .collect()
+        };
+        assert_eq!(firsts(start, 4), [true, false]);
+        // A token back, taken, and refused again: the same run.
+        let soon = start + Duration::from_secs(1);
+        assert_eq!(firsts(soon, 2), [false]);
+        // Quiet until the bucket is full: the next refusal starts a run.
+        let later = soon + Duration::from_secs(2);
+        assert_eq!(firsts(later, 3), [true]);
     }
 
     #[test]

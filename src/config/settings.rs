@@ -334,8 +334,9 @@ settings! {
                 ],
             )
         },
-        help: "least severe lines logged: `error`, `warn` (refusals at the caps), `info` (the \
-               access log and notable events) or `debug` (failed TLS handshakes too)",
+        help: "least severe lines logged: `error`, `warn` (refusals at the caps, rate limits \
+               tripped), `info` (the access log and notable events) or `debug` (failed TLS \
+               handshakes too)",
     }
     value log_format: LogFormat {
         flag: "--log-format FORMAT",

@@ -33,7 +33,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::App;
-use crate::auth::limiter::{Level, Limit, MAX_REQUEST_BUCKETS, RequestLimiter};
+use crate::auth::limiter::{Level, Limit, MAX_REQUEST_BUCKETS, Refused, RequestLimiter};
 use crate::config::RateLimits as Settings;
 use crate::handlers::session::Principal;
 use crate::http::{ApiError, Request, Response};
@@ -93,6 +93,24 @@ impl Policy {
                 )),
             ),
         ]
+    }
+
+    /// The `429` of a request `refused` under this policy, counted; the
+    /// first of a run of them notes in the log who (`who()`) went over.
+    fn refused(&self, app: &App, refused: Refused, who: impl FnOnce() -> String) -> ApiError {
+        app.metrics.rate_limited();
+        let error = self.refusal(refused.level);
+        if !refused.first {
+            return error;
+        }
+        error.with_cause(format!(
+            "rate limit: {} {} went over its limit of {} at once, then {} a second; \
+             its requests are refused until it slows down",
+            self.subject,
+            who(),
+            self.limit.burst(),
+            self.limit.rate(),
+        ))
     }
 
     /// The `429` of a request over this policy, with its fields.
@@ -166,10 +184,12 @@ pub fn around(
             }
             response
         }
-        Err(level) => {
-            app.metrics.rate_limited();
-            policy.refusal(level).into_response()
-        }
+        Err(refused) => policy
+            .refused(app, refused, || match address {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("{v6}/64"),
+            })
+            .into_response(),
     }
 }
 
@@ -185,10 +205,10 @@ pub fn admit(app: &App, principal: &Principal) -> Result<Headers, ApiError> {
     };
     match limits.callers.take(caller, Instant::now()) {
         Ok(level) => Ok(policy.headers(level).into()),
-        Err(level) => {
-            app.metrics.rate_limited();
-            Err(policy.refusal(level))
-        }
+        Err(refused) => Err(policy.refused(app, refused, || match principal {
+            Principal::Account { account, .. } => account.username.clone(),
+            Principal::Key { key, .. } => key.name.clone(),
+        })),
     }
 }
 

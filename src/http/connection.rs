@@ -224,9 +224,12 @@ impl<T: Transport> Connection<T> {
                 });
         let (request_id, method, path) = request.into_log_parts();
         if let Some(note) = response.take_log_note() {
-            context
-                .logger
-                .error(&format!("request {request_id}: {note}"));
+            let line = format!("request {request_id}: {note}");
+            if response.status() >= 500 {
+                context.logger.error(&line);
+            } else {
+                context.logger.warn(&line);
+            }
         }
         self.drain_body(io_timeout);
         if context.shutting_down.load(Ordering::SeqCst) {

@@ -27,7 +27,7 @@ pub struct ApiError {
     message: String,
     details: Option<Value>,
     headers: Vec<(&'static str, Cow<'static, str>)>,
-    /// Why the server failed, for the log only: never sent to the client.
+    /// Why the request failed, for the log only: never sent to the client.
     /// (Boxed to keep the error small: every handler returns it.)
     cause: Option<Box<str>>,
 }
@@ -83,8 +83,10 @@ impl ApiError {
         self
     }
 
-    /// Records why the server failed (a database error); the engine logs it
-    /// with the request id, the client sees only the message.
+    /// Records for the log why the request failed: why the server did (a
+    /// database error, logged as an error) or what the client did that the
+    /// operator should know of (a rate limit tripped, a warning). The engine
+    /// logs it with the request id; the client sees only the message.
     pub fn with_cause(mut self, cause: impl Into<String>) -> Self {
         self.cause = Some(cause.into().into_boxed_str());
         self

@@ -37,7 +37,7 @@ pub struct Response {
     headers: Vec<(&'static str, Cow<'static, str>)>,
     body: ResponseBody,
     /// A line for the server's log about this response (why it failed),
-    /// never sent.
+    /// never sent: an error on a `5xx`, a warning on anything else.
     log_note: Option<String>,
 }
 
