@@ -18,6 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::Connection;
+use rusqlite::config::DbConfig;
 
 /// How long a connection waits for another's write to finish.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,6 +51,11 @@ pub fn connect(path: &Path) -> rusqlite::Result<Connection> {
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;",
     )?;
+    // One plan per statement, whatever values are bound: the bundled
+    // SQLite is built with STAT4, under which binding a new value to a
+    // compared column's parameter makes the next step parse and plan the
+    // statement again; that was a quarter of the CPU of POST /event.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(conn)
 }
 
