@@ -11,8 +11,12 @@
 //! Handlers may block (a slow upload, a database call). The accept thread is
 //! also the monitor: when every worker has been inside one request for more
 //! than [`STALL_THRESHOLD`], it starts another, so a slow handler never holds
-//! up other clients for longer than that. Extra workers leave after
-//! `IDLE_WORKER_EXIT` without work.
+//! up other clients for longer than that. A handler that knows it is about
+//! to wait for something other than the CPU (its turn in a group commit)
+//! says so with [`blocking`], and a worker is started at once when the
+//! wait would leave fewer than `--threads` free, so waits can pile up, as
+//! group commit needs them to, without holding ready connections back.
+//! Extra workers leave after `IDLE_WORKER_EXIT` without work.
 //!
 //! Why not a thread per connection: measured with `make bench`, blocking in
 //! `recv` between requests costs a context switch per request; with only
@@ -143,6 +147,50 @@ struct Shared {
     waiting: AtomicUsize,
     /// Workers alive.
     workers: AtomicUsize,
+    /// Workers inside a handler's [`blocking`] wait.
+    blocked: AtomicUsize,
+}
+
+thread_local! {
+    /// The server a worker thread serves, for [`blocking`].
+    static SERVING: std::cell::RefCell<Option<Arc<Shared>>> = const {
+        std::cell::RefCell::new(None)
+    };
+}
+
+/// Runs `wait`, a handler's wait for something other than the CPU (its
+/// event's turn in a group commit), as time its worker lends to others:
+/// when the wait would leave fewer than `--threads` workers free and none
+/// is idle, another starts (up to `--max-threads`) rather than the monitor
+/// finding all stuck [`STALL_THRESHOLD`] later. Outside a worker thread
+/// (unit tests), it only runs `wait`.
+pub fn blocking<T>(wait: impl FnOnce() -> T) -> T {
+    let shared = SERVING.with(|serving| serving.borrow().clone());
+    let Some(shared) = shared else {
+        return wait();
+    };
+    let blocked = shared.blocked.fetch_add(1, Ordering::SeqCst) + 1;
+    let workers = shared.workers.load(Ordering::SeqCst);
+    let limits = &shared.context.limits;
+    if shared.waiting.load(Ordering::SeqCst) == 0
+        && workers.saturating_sub(blocked) < limits.threads.max(1)
+        && workers < limits.max_threads
+        && let Err(err) = start_worker(&shared)
+    {
+        shared
+            .context
+            .logger
+            .error(&format!("could not start a worker thread: {err}"));
+    }
+    /// Counts the wait as over however it ends (a panic included).
+    struct Unblock<'a>(&'a AtomicUsize);
+    impl Drop for Unblock<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let _unblock = Unblock(&shared.blocked);
+    wait()
 }
 
 impl Shared {
@@ -267,6 +315,7 @@ impl Server {
             connection_ended: Condvar::new(),
             waiting: AtomicUsize::new(0),
             workers: AtomicUsize::new(0),
+            blocked: AtomicUsize::new(0),
         });
         let limits = &shared.context.limits;
         for _ in 0..limits.threads.clamp(1, limits.max_threads.max(1)) {
@@ -484,7 +533,10 @@ fn start_worker(shared: &Arc<Shared>) -> io::Result<()> {
     let spawned = thread::Builder::new()
         .name("wren-worker".into())
         .stack_size(WORKER_STACK)
-        .spawn(move || worker(&for_worker));
+        .spawn(move || {
+            SERVING.with(|serving| *serving.borrow_mut() = Some(Arc::clone(&for_worker)));
+            worker(&for_worker)
+        });
     if spawned.is_err() {
         shared.workers.fetch_sub(1, Ordering::SeqCst);
     }
