@@ -309,16 +309,39 @@ fn fastrand_like(seed: u64) -> impl FnMut() -> u64 {
 
 #[test]
 fn concurrent_clients_get_the_codes_a_replay_gives() {
-    const CLIENTS: usize = 8;
-    let server = Server::start(&["--admin", USER]);
-    let users = workload(5, 200);
+    clients_get_the_codes_a_replay_gives(8, 5, 200, &[]);
+}
+
+/// Many clients and users at once: events of one user share a group
+/// commit's batch (each judged after the ones before it) as well as
+/// events of different users.
+#[test]
+fn sixty_four_clients_and_twenty_users_get_the_codes_a_replay_gives() {
+    // 64 clients from one address: more connections than its default cap.
+    clients_get_the_codes_a_replay_gives(64, 20, 50, &["--max-connections-per-ip", "0"]);
+}
+
+/// `clients` send `users` × `per_user` events at once to a server started
+/// with `args`; every answer must be what a fresh server gives when the
+/// stored history is replayed one event at a time.
+fn clients_get_the_codes_a_replay_gives(
+    clients: usize,
+    users: i64,
+    per_user: usize,
+    args: &[&str],
+) {
+    let total = users as usize * per_user;
+    let mut args = args.to_vec();
+    args.extend(["--admin", USER]);
+    let server = Server::start(&args);
+    let users_events = workload(users, per_user);
     // Each user's events dealt round-robin to the clients, so one user's
     // events travel on several connections at once.
-    let mut queues: Vec<Vec<Value>> = vec![Vec::new(); CLIENTS];
+    let mut queues: Vec<Vec<Value>> = vec![Vec::new(); clients];
     let mut dealt = 0;
-    for user_events in &users {
+    for user_events in &users_events {
         for event in user_events {
-            queues[dealt % CLIENTS].push(event.clone());
+            queues[dealt % clients].push(event.clone());
             dealt += 1;
         }
     }
@@ -343,7 +366,7 @@ fn concurrent_clients_get_the_codes_a_replay_gives() {
             .flat_map(|h| h.join().unwrap())
             .collect()
     });
-    assert_eq!(answered.len(), 1000);
+    assert_eq!(answered.len(), total);
 
     let mut fired: HashMap<i64, Vec<(Value, Value)>> = HashMap::new();
     let mut refused = 0;
@@ -357,12 +380,12 @@ fn concurrent_clients_get_the_codes_a_replay_gives() {
             other => panic!("status {other} for {event}: {}", response.text()),
         }
     }
-    assert!(fired.values().map(Vec::len).sum::<usize>() + refused == 1000);
+    assert!(fired.values().map(Vec::len).sum::<usize>() + refused == total);
 
     let auth = auth(&server);
     let replay = Server::start(&[]);
     let mut all_codes = std::collections::BTreeSet::new();
-    for user in 0..5 {
+    for user in 0..users {
         let user_id = 100 + user;
         let stored = history(&server, &auth, user_id);
         let accepted = fired.remove(&user_id).unwrap_or_default();

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::App;
 use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk};
-use crate::http::{ApiError, Fields, Request, Response};
+use crate::http::{self, ApiError, Fields, Request, Response};
 use crate::http::{Problem, Problems};
 use crate::store::Recorded;
 
@@ -23,10 +23,13 @@ pub fn event(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError>
         _ => return Err(ApiError::bad_request("Request must be JSON").with_code("invalid_json")),
     };
     let (user_id, event) = parse_event(&payload)?;
-    match app
-        .store
-        .record_event(user_id, &event, app.config.event_time_unit)?
-    {
+    // Mostly a wait for the commit of the batch the event joins: the more
+    // events wait together, the more share one fsync.
+    let recorded = http::blocking(|| {
+        app.store
+            .record_event(user_id, &event, app.config.event_time_unit)
+    })?;
+    match recorded {
         Recorded::Stored { codes, .. } => {
             app.metrics.event_processed(&codes);
             Ok(Response::json(

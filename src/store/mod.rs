@@ -6,6 +6,7 @@
 //! fills the same trait for multi-instance deployments and must pass the
 //! same tests.
 
+mod group_commit;
 pub mod sqlite;
 
 use std::fmt;
@@ -64,7 +65,7 @@ pub enum KeyCreated {
     NoSuchAccount,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum StoreError {
     /// A unique key is taken (a username at sign-up).
     Conflict,

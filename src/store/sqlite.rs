@@ -42,6 +42,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rust_decimal::Decimal;
 
+use super::group_commit::GroupCommit;
 use super::{
     Account, ApiKey, KeyCreated, Recorded, S3Credentials, Store, StoreError, StoreResult,
     StoredEvent,
@@ -130,6 +131,8 @@ pub struct SqliteStore {
     /// SQLite has one writer at a time; queueing event writes here is fair
     /// and cheap, where SQLite's busy handler would poll with sleeps.
     writer: Mutex<()>,
+    /// Judged events waiting for their batch's commit (see the module doc).
+    commits: GroupCommit<JudgedEvent, StoreResult<Recorded>>,
 }
 
 struct Pool {
@@ -167,7 +170,39 @@ impl SqliteStore {
             returned: Condvar::new(),
             lanes: Lanes::default(),
             writer: Mutex::new(()),
+            commits: GroupCommit::new(|| {
+                Err(StoreError::Backend(
+                    "the batch holding this event failed to be written".into(),
+                ))
+            }),
         })
+    }
+
+    /// Writes a batch of judged events in one transaction and one commit,
+    /// each in a savepoint of its own, so that one that fails is undone
+    /// alone and the others are stored; the outcomes in the batch's order.
+    /// Should the commit fail, every event of the batch fails with it.
+    fn write_batch(&self, batch: Vec<JudgedEvent>) -> Vec<StoreResult<Recorded>> {
+        let count = batch.len();
+        let written = self.with(|conn| {
+            let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut outcomes = Vec::with_capacity(count);
+            for pending in batch {
+                let savepoint = tx.savepoint()?;
+                match store_judged(&savepoint, pending) {
+                    Ok(recorded) => {
+                        savepoint.commit()?;
+                        outcomes.push(Ok(recorded));
+                    }
+                    // Dropping the savepoint rolls the event back.
+                    Err(err) => outcomes.push(Err(backend(err))),
+                }
+            }
+            tx.commit()?;
+            Ok(outcomes)
+        });
+        written.unwrap_or_else(|err| (0..count).map(|_| Err(err.clone())).collect())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
@@ -343,21 +378,28 @@ impl Store for SqliteStore {
     }
 
     fn record_event(&self, user_id: i64, event: &Event, unit: TimeUnit) -> StoreResult<Recorded> {
-        let lane = self.lanes.enter(user_id);
-        let _turn = lane.wait_turn();
-        self.with(|conn| {
-            let judged = {
+        let ticket = {
+            let lane = self.lanes.enter(user_id);
+            let _turn = lane.wait_turn();
+            let judged = self.with(|conn| {
                 // One snapshot for every part of the history it reads.
                 let snapshot = conn.transaction()?;
-                judge(&snapshot, user_id, event, unit)?
-            };
+                judge(&snapshot, user_id, event, unit)
+            })?;
             if let Verdict::OutOfOrder { latest } = judged.verdict {
                 // Times never go back, so a later write cannot change this.
                 return Ok(Recorded::OutOfOrder { latest });
             }
-            let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-            write_judged(conn, user_id, event, unit, judged)
-        })
+            // Queued before the lane is left: the user's events queue in
+            // the order they arrived.
+            self.commits.enqueue(JudgedEvent {
+                user_id,
+                event: *event,
+                unit,
+                judged,
+            })
+        };
+        self.commits.wait(ticket, |batch| self.write_batch(batch))
     }
 
     fn alert_profile(&self, user_id: i64) -> StoreResult<AlertProfile> {
@@ -666,6 +708,14 @@ const TOTAL_BEFORE_WINDOW: &str = "SELECT deposit_total FROM alert_events
 const LATEST_SEQ: &str =
     "SELECT seq FROM alert_events WHERE user_id = ?1 ORDER BY seq DESC LIMIT 1";
 
+/// An event judged outside the write transaction, queued for its batch.
+struct JudgedEvent {
+    user_id: i64,
+    event: Event,
+    unit: TimeUnit,
+    judged: Judged,
+}
+
 /// An event judged against a snapshot of its user's history, and what the
 /// judgement rests on: the profile it used and the user's latest event then.
 struct Judged {
@@ -765,28 +815,27 @@ fn judge(
     })
 }
 
-/// Stores a judged event in one write transaction that first checks what
-/// the judgement rests on, and judges the event again inside it when that
-/// changed, so the stored codes are always those of the history and the
+/// Stores a judged event inside the batch's write transaction (`tx`),
+/// first checking what the judgement rests on and judging the event again
+/// when that changed (an earlier event of the user in the same batch, a new
+/// profile), so the stored codes are always those of the history and the
 /// profile the transaction holds.
-fn write_judged(
-    conn: &mut Connection,
-    user_id: i64,
-    event: &Event,
-    unit: TimeUnit,
-    judged: Judged,
-) -> rusqlite::Result<Recorded> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+fn store_judged(tx: &Connection, pending: JudgedEvent) -> rusqlite::Result<Recorded> {
+    let JudgedEvent {
+        user_id,
+        event,
+        unit,
+        judged,
+    } = pending;
     let latest_seq = tx
         .prepare_cached(LATEST_SEQ)?
         .query_row(params![user_id], |row| row.get::<_, i64>(0))
         .optional()?;
-    let unchanged =
-        latest_seq == judged.latest_seq && load_profile(&tx, user_id)? == judged.profile;
+    let unchanged = latest_seq == judged.latest_seq && load_profile(tx, user_id)? == judged.profile;
     let judged = if unchanged {
         judged
     } else {
-        judge(&tx, user_id, event, unit)?
+        judge(tx, user_id, &event, unit)?
     };
     let (codes, deposit_total, history_rows) = match judged.verdict {
         Verdict::OutOfOrder { latest } => return Ok(Recorded::OutOfOrder { latest }),
@@ -808,7 +857,6 @@ fn write_judged(
         codes_to_text(&codes),
         deposit_total.to_bytes(),
     ])?;
-    tx.commit()?;
     Ok(Recorded::Stored {
         codes,
         history_rows,
@@ -1222,41 +1270,36 @@ mod tests {
             amount: Decimal::from(60),
             time: 5,
         };
-        let codes = store
-            .with(|conn| {
-                let judged = judge(conn, 1, &withdrawal, MS)?;
-                let high = AlertProfile {
-                    risk: Risk::High,
-                    ..AlertProfile::default()
-                };
-                // Over 50: high risk's limit, not medium's.
-                store.set_alert_profile(1, &high).unwrap();
-                write_judged(conn, 1, &withdrawal, MS, judged)
-            })
-            .map(codes_of)
-            .unwrap();
+        let write_alone = |user_id, event, judged| {
+            let pending = JudgedEvent {
+                user_id,
+                event,
+                unit: MS,
+                judged,
+            };
+            store.write_batch(vec![pending]).pop().unwrap()
+        };
+        let judged = store.with(|conn| judge(conn, 1, &withdrawal, MS)).unwrap();
+        let high = AlertProfile {
+            risk: Risk::High,
+            ..AlertProfile::default()
+        };
+        // Over 50: high risk's limit, not medium's.
+        store.set_alert_profile(1, &high).unwrap();
+        let codes = write_alone(1, withdrawal, judged).map(codes_of).unwrap();
         assert_eq!(codes, [1100]);
         // Another event of the user between judging and writing, too.
         let later = Event {
             time: 9,
             ..withdrawal
         };
-        let out_of_order = store
-            .with(|conn| {
-                let judged = judge(conn, 1, &later, MS)?;
-                store
-                    .record_event(
-                        1,
-                        &Event {
-                            time: 10,
-                            ..withdrawal
-                        },
-                        MS,
-                    )
-                    .unwrap();
-                write_judged(conn, 1, &later, MS, judged)
-            })
-            .unwrap();
+        let judged = store.with(|conn| judge(conn, 1, &later, MS)).unwrap();
+        let latest = Event {
+            time: 10,
+            ..withdrawal
+        };
+        store.record_event(1, &latest, MS).unwrap();
+        let out_of_order = write_alone(1, later, judged).unwrap();
         assert_eq!(out_of_order, Recorded::OutOfOrder { latest: 10 });
         assert_eq!(store.events(1, None, 10).unwrap().len(), 2);
     }
