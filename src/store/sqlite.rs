@@ -13,26 +13,32 @@
 //!
 //! 1. **The user's lane.** Each user with an event in flight has a lane
 //!    (`Lanes`); the user's events pass it one at a time, so each is
-//!    judged against every event of the user stored before it. Users never
+//!    judged after every event of the user queued before it. Users never
 //!    share a lane, and a lane is gone when its last event is, so the lanes
 //!    hold one entry per request in flight at most.
 //! 2. **Judging, in parallel.** On a pooled connection, in a read
 //!    transaction, the event is judged (`judge`): the profile, the
 //!    bounded history its thresholds need, the rules. Events of different
 //!    users do this at the same time, on up to [`POOL_SIZE`] connections.
-//! 3. **Writing, one at a time.** The event then queues for the writer (a
-//!    mutex: fair and cheap, where SQLite's busy handler would poll with
-//!    sleeps) and, in one `IMMEDIATE` transaction, checks that what it was
-//!    judged from still holds (the user's latest event and the profile),
-//!    stores it with its codes and commits (`write_judged`). Should the
-//!    check fail (the profile was changed meanwhile, or another process
-//!    wrote to the file), the event is judged again inside that
-//!    transaction. So the transaction that stores an event always holds
-//!    everything its codes were judged from: events of one user give the
-//!    codes they would one at a time, and a failure stores nothing.
+//! 3. **Writing, in batches (group commit).** The judged event is queued
+//!    for the writer ([`GroupCommit`]) before its lane is left, so a user's
+//!    events queue in arrival order. Whichever waiting thread finds no
+//!    batch being written takes everything queued and stores it in one
+//!    `IMMEDIATE` transaction with one commit, and so one fsync
+//!    (`write_batch`); each waiter is answered only once the commit holding
+//!    its event is done. Each event is stored in a savepoint after checking
+//!    that what it was judged from still holds (the user's latest event
+//!    and the profile); when not (an earlier event of the user in the same
+//!    batch, a profile changed meanwhile, another process), it is judged
+//!    again inside the transaction (`store_judged`). So the transaction
+//!    that stores an event always holds everything its codes were judged
+//!    from: events of one user give the codes they would one at a time,
+//!    and a failure undoes that event alone.
 //!
-//! Lock order is lane, then connection, then writer; nothing waits for a
-//! lane while holding the writer or a connection, so there is no cycle.
+//! Lock order is lane, then connection (released after judging), then the
+//! commit queue, then connection and writer for a batch; nothing waits for
+//! a lane while holding the queue, the writer or a connection, so there is
+//! no cycle.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
