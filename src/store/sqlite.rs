@@ -201,6 +201,11 @@ impl SqliteStore {
                         savepoint.commit()?;
                         outcomes.push(Ok(recorded));
                     }
+                    // An error SQLite answers by rolling the whole
+                    // transaction back (a full disk, an I/O error) takes
+                    // the batch with it: the events before this one are
+                    // not stored, whatever their savepoints said.
+                    Err(err) if savepoint.is_autocommit() => return Err(err),
                     // Dropping the savepoint rolls the event back.
                     Err(err) => outcomes.push(Err(backend(err))),
                 }
@@ -1308,6 +1313,64 @@ mod tests {
         let out_of_order = write_alone(1, later, judged).unwrap();
         assert_eq!(out_of_order, Recorded::OutOfOrder { latest: 10 });
         assert_eq!(store.events(1, None, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_event_that_fails_in_a_batch_is_undone_alone() {
+        let store = SqliteStore::open(&temp_dir("batch-failure")).unwrap();
+        let deposit = Event {
+            kind: Kind::Deposit,
+            amount: Decimal::from(10),
+            time: 5,
+        };
+        let judged = |user_id| {
+            let judged = store
+                .with(|conn| judge(conn, user_id, &deposit, MS))
+                .unwrap();
+            JudgedEvent {
+                user_id,
+                event: deposit,
+                unit: MS,
+                judged,
+            }
+        };
+        let (first, broken, last) = (judged(1), judged(2), judged(3));
+        // After user 2's event was judged, a row it cannot read appears in
+        // its history: judged again in the batch, it fails.
+        store
+            .with(|conn| {
+                conn.execute(
+                    "INSERT INTO alert_events (user_id, kind, amount, time, alert_codes)
+                     VALUES (2, 'deposit', 'not a number', 1, '')",
+                    [],
+                )
+            })
+            .unwrap();
+        let outcomes = store.write_batch(vec![first, broken, last]);
+        assert!(
+            matches!(outcomes[0], Ok(Recorded::Stored { .. })),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(outcomes[1], Err(StoreError::Backend(_))),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(outcomes[2], Ok(Recorded::Stored { .. })),
+            "{outcomes:?}"
+        );
+        assert_eq!(store.events(1, None, 10).unwrap().len(), 1);
+        assert_eq!(store.events(3, None, 10).unwrap().len(), 1);
+        let stored_for_2: i64 = store
+            .with(|conn| {
+                conn.query_row(
+                    "SELECT count(*) FROM alert_events WHERE user_id = 2",
+                    [],
+                    |row| row.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(stored_for_2, 1, "only the unreadable row");
     }
 
     #[test]
