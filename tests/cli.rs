@@ -310,7 +310,8 @@ fn a_start_logs_the_settings_given_with_secrets_hidden() {
     for given in [
         "settings: --port 0, --data-dir ",
         ", --user (hidden), --no-signup, ",
-        ", WREN_METRICS_TOKEN (hidden); every other at its default",
+        ", WREN_METRICS_TOKEN (hidden)",
+        "; every other at its default",
     ] {
         assert!(line.contains(given), "{given}: {line}");
     }
