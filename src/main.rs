@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
+use wren::backup::BackupError;
 use wren::certificates::{self, SiteCertificates};
 use wren::config::{CertificateSource, EarlyExit};
 use wren::cors::Cors;
@@ -36,6 +37,8 @@ fn run() -> ExitCode {
                 code: 2,
             }),
         },
+        Ok(Command::Backup(command)) => finish(wren::commands::backup(&command)),
+        Ok(Command::Restore(command)) => finish(wren::commands::restore(&command)),
         Err(exit) => early_exit(&exit),
     }
 }
@@ -196,6 +199,23 @@ fn serve(config: Config) -> ExitCode {
             logger.error(&format!("server failed: {err}"));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A backup's or a restore's summary goes to stdout; a refusal of what a
+/// flag named is a usage error (exit 2), a failure on the way exit 1.
+fn finish(outcome: Result<String, BackupError>) -> ExitCode {
+    // The phases' log lines before the outcome.
+    log::flush();
+    match outcome {
+        Ok(summary) => print(&summary),
+        Err(err) => early_exit(&EarlyExit {
+            output: format!("error: {err}"),
+            code: match err {
+                BackupError::Refused(_) => 2,
+                BackupError::Failed(_) => 1,
+            },
+        }),
     }
 }
 

@@ -1,9 +1,12 @@
 //! Command-line flags and environment variables, resolved into one
 //! [`Config`]. Every setting is declared once, in [`settings`]; a flag wins
 //! over its environment variables, which win over the default. A bad value
-//! is a one-line error naming the flag (exit code 2). `wren keys …` is a
-//! [`Command`] of its own, with its flags in [`keys`].
+//! is a one-line error naming the flag (exit code 2). `wren keys …`,
+//! `wren backup …` and `wren restore …` are [`Command`]s of their own, with
+//! their flags in [`keys`] and [`backup`].
 
+mod args;
+pub mod backup;
 mod help;
 pub mod keys;
 mod parse;
@@ -17,10 +20,12 @@ use std::time::Duration;
 
 use crate::acme::{self, ChallengeKind};
 use crate::alerts::TimeUnit;
+use crate::backup::Location;
 use crate::blob::{Quota, S3Config, StorageConfig, StorageKind};
 use crate::http::Limits;
 use crate::http::log::{LogFormat, LogLevel};
 use crate::model::ModelSource;
+use backup::{BackupCommand, RestoreCommand};
 use keys::KeysCommand;
 use parse::{CommandLine, Input};
 use settings::Settings;
@@ -33,6 +38,8 @@ pub enum Command {
     /// Boxed: it is made once, and is five times the size of the others.
     Serve(Box<Config>),
     Keys(KeysCommand),
+    Backup(Box<BackupCommand>),
+    Restore(Box<RestoreCommand>),
 }
 
 impl Command {
@@ -53,6 +60,10 @@ impl Command {
     ) -> Result<Command, EarlyExit> {
         match args.split_first() {
             Some((&"keys", rest)) => KeysCommand::parse(program, rest, &lookup).map(Command::Keys),
+            Some((&"backup", rest)) => BackupCommand::parse(program, rest, &lookup)
+                .map(|command| Command::Backup(Box::new(command))),
+            Some((&"restore", rest)) => RestoreCommand::parse(program, rest, &lookup)
+                .map(|command| Command::Restore(Box::new(command))),
             _ => {
                 Config::parse(program, args, lookup).map(|config| Command::Serve(Box::new(config)))
             }
@@ -387,8 +398,9 @@ impl Config {
             token: s.metrics_token.clone(),
         };
         let rate_limits = RateLimits::decide(&s);
+        let storage = storage_config(&s)?;
         Ok(Config {
-            storage: storage_config(&s)?,
+            storage,
             addr: SocketAddr::new(s.host, s.port),
             data_dir: s.data_dir,
             limits: Limits {
@@ -455,7 +467,7 @@ fn tls_config(s: &Settings) -> Result<Option<TlsConfig>, EarlyExit> {
         (None, Some(_)) => return Err(bad_value("--tls-cert", "--tls-key needs its certificate")),
         (None, None) if s.acme_domains.is_empty() => None,
         (None, None) => Some(CertificateSource::Acme(acme::Settings {
-            dir: s.data_dir.join("acme"),
+            dir: s.data_dir.join(acme::FOLDER),
             domains: s.acme_domains.clone(),
             email: s.acme_email.clone(),
             directory: s.acme_directory.clone(),
@@ -582,6 +594,47 @@ fn storage_config(s: &Settings) -> Result<StorageConfig, EarlyExit> {
         },
         min_free_disk: s.min_free_disk,
     })
+}
+
+/// A backup on S3 needs the server's endpoint and keys, and a place of its
+/// own: not among the accounts' files (`<--s3-prefix><account>/…` in the
+/// server's bucket), where an account's keys could meet it.
+fn check_backup_location(
+    flag: &str,
+    location: &Location,
+    storage: &StorageConfig,
+) -> Result<(), EarlyExit> {
+    let Location::S3 { .. } = location else {
+        return Ok(());
+    };
+    let Some(s3) = &storage.s3 else {
+        return Err(bad_value(
+            flag,
+            &format!("{location} needs the server's S3 settings, starting with --s3-endpoint"),
+        ));
+    };
+    if s3.access_key_id.is_none() || s3.secret_access_key.is_none() {
+        return Err(bad_value(
+            flag,
+            &format!(
+                "{location} needs the server's S3 keys: S3_ACCESS_KEY_ID and \
+                 S3_SECRET_ACCESS_KEY in the environment"
+            ),
+        ));
+    }
+    if let Some(bucket) = &s3.bucket
+        && location.overlaps(bucket, &s3.prefix)
+    {
+        return Err(bad_value(
+            flag,
+            &format!(
+                "{location} lies among the accounts' files (s3://{bucket}/{}ACCOUNT/); give \
+                 the backups a bucket or a prefix outside --s3-prefix",
+                s3.prefix
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for AuthConfig {

@@ -575,6 +575,14 @@ fn the_first_word_picks_the_command() {
     assert!(matches!(command(&[]), Ok(Command::Serve(_))));
     assert!(matches!(command(&["--port", "1"]), Ok(Command::Serve(_))));
     assert!(matches!(command(&["keys", "list"]), Ok(Command::Keys(_))));
+    assert!(matches!(
+        command(&["backup", "--to", "/b"]),
+        Ok(Command::Backup(_))
+    ));
+    assert!(matches!(
+        command(&["restore", "--from", "/b", "--data-dir", "/new"]),
+        Ok(Command::Restore(_))
+    ));
     let unknown = command(&["key", "list"]).unwrap_err();
     assert_eq!(unknown.output, "error: unknown command 'key'");
     // The server's flags are not the keys commands'.
@@ -582,6 +590,7 @@ fn the_first_word_picks_the_command() {
     assert_eq!(exit.output, "error: unknown flag '--port' for keys list");
     let help = command(&["--help"]).unwrap_err().output;
     assert!(help.contains("keys create|list|revoke"), "{help}");
+    assert!(help.contains("backup|restore ..."), "{help}");
 }
 
 #[test]
