@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 use wren::backup::BackupError;
+use wren::backup::schedule::{self, Log};
 use wren::certificates::{self, SiteCertificates};
 use wren::config::{CertificateSource, EarlyExit};
 use wren::cors::Cors;
@@ -119,6 +120,27 @@ fn serve(config: Config) -> ExitCode {
     app.metrics.attach_routes(router.series());
     logger.info(&app.config.events.explain(addr.ip()));
     logger.info(&app.config.rate_limits.explain(addr.ip()));
+    if let Some(plan) = app.config.backup.clone() {
+        logger.info(&format!(
+            "backups every {} into {}, keeping the newest {}",
+            hours(plan.every),
+            plan.to,
+            plan.keep
+        ));
+        let log = Log {
+            report: Box::new(move |report| {
+                if let Some(line) = report.log_line("backup") {
+                    logger.info(&line);
+                }
+            }),
+            failed: Box::new(move |why| logger.error(why)),
+        };
+        let (data_dir, s3) = (app.config.data_dir.clone(), app.config.storage.s3.clone());
+        if let Err(err) = schedule::start(plan, data_dir, s3, log) {
+            logger.error(&format!("cannot start the backup thread: {err}"));
+            return ExitCode::FAILURE;
+        }
+    }
     let scheme = if site_certificates.is_some() {
         "https"
     } else {
@@ -217,6 +239,13 @@ fn finish(outcome: Result<String, BackupError>) -> ExitCode {
             },
         }),
     }
+}
+
+/// A backup interval as its flag gives it (`24 h`, `0.5 h`), to the
+/// millionth of an hour so that no float noise shows.
+fn hours(every: std::time::Duration) -> String {
+    let hours = every.as_secs_f64() / 3600.0;
+    format!("{} h", (hours * 1e6).round() / 1e6)
 }
 
 /// Help or version text goes to stdout (exit 0), an error to stderr.

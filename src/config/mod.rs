@@ -21,6 +21,7 @@ use std::time::Duration;
 use crate::acme::{self, ChallengeKind};
 use crate::alerts::TimeUnit;
 use crate::backup::Location;
+use crate::backup::schedule::Schedule;
 use crate::blob::{Quota, S3Config, StorageConfig, StorageKind};
 use crate::http::Limits;
 use crate::http::log::{LogFormat, LogLevel};
@@ -91,6 +92,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Browser origins allowed to call (`--cors-origin`); none by default.
     pub cors_origins: Vec<String>,
+    /// Backups made while serving (`--backup-every`), when asked for.
+    pub backup: Option<Schedule>,
 }
 
 /// The files of Swagger UI the `/docs` page loads; a `--docs-assets` folder
@@ -399,8 +402,10 @@ impl Config {
         };
         let rate_limits = RateLimits::decide(&s);
         let storage = storage_config(&s)?;
+        let backup = backup_schedule(&s, &storage)?;
         Ok(Config {
             storage,
+            backup,
             addr: SocketAddr::new(s.host, s.port),
             data_dir: s.data_dir,
             limits: Limits {
@@ -594,6 +599,29 @@ fn storage_config(s: &Settings) -> Result<StorageConfig, EarlyExit> {
         },
         min_free_disk: s.min_free_disk,
     })
+}
+
+/// The backup schedule: `--backup-every` and `--backup-to` go together.
+fn backup_schedule(s: &Settings, storage: &StorageConfig) -> Result<Option<Schedule>, EarlyExit> {
+    match (&s.backup_to, s.backup_every) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(bad_value(
+            "--backup-to",
+            "needs --backup-every, how often to make a backup",
+        )),
+        (None, Some(_)) => Err(bad_value(
+            "--backup-every",
+            "needs --backup-to, where to put the backups",
+        )),
+        (Some(to), Some(every)) => {
+            check_backup_location("--backup-to", to, storage)?;
+            Ok(Some(Schedule {
+                every,
+                keep: s.backup_keep,
+                to: to.clone(),
+            }))
+        }
+    }
 }
 
 /// A backup on S3 needs the server's endpoint and keys, and a place of its
