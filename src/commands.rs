@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::auth::keys::{self, MAX_KEYS_PER_ACCOUNT};
 use crate::backup::progress::{Amount, Bytes, Phase, Report};
 use crate::backup::{self, BackupError};
-use crate::config::backup::{BackupCommand, RestoreCommand};
+use crate::config::backup::BackupCommand;
 use crate::config::keys::{KeysAction, KeysCommand};
 use crate::http::log::{LogFormat, LogLevel, Logger};
 use crate::store::sqlite::{DATABASE_FILE, SqliteStore};
@@ -84,7 +84,7 @@ pub fn backup(command: &BackupCommand) -> Result<String, BackupError> {
     let progress = Progress::new("backup", command.log_format, command.log_level);
     let outcome = backup::backup(
         &command.data_dir,
-        &command.to,
+        &command.location,
         "--to",
         command.s3.as_ref(),
         &|report| progress.show(report),
@@ -94,10 +94,10 @@ pub fn backup(command: &BackupCommand) -> Result<String, BackupError> {
 }
 
 /// Runs `wren restore`: the summary for stdout, or why not.
-pub fn restore(command: &RestoreCommand) -> Result<String, BackupError> {
+pub fn restore(command: &BackupCommand) -> Result<String, BackupError> {
     let progress = Progress::new("restore", command.log_format, command.log_level);
     let outcome = backup::restore(
-        &command.from,
+        &command.location,
         &command.data_dir,
         command.s3.as_ref(),
         &|report| progress.show(report),

@@ -11,6 +11,11 @@
 //! endpoint and keys, the backup's prefix standing where an account's name
 //! stands in the backend's layout (`<prefix>/<path>`). The backend's size
 //! record, which a backup has no use for, is kept in a throwaway folder.
+//!
+//! The small helpers here and in `snapshot` that wrap the standard
+//! library's file calls are `#[inline(never)]`: inlined at each of their
+//! calls with the code they wrap, they cost tens of KB of a static binary
+//! that must stay under 8 MiB, and none is on a hot path.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -18,8 +23,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::BackupError;
 use super::manifest::MANIFEST_FILE;
+use super::{BackupError, io_failed};
 use crate::blob::s3::{S3Blobs, check_bucket_name};
 use crate::blob::{BlobError, Blobs, Owner, S3Config, WriteCondition};
 
@@ -117,7 +122,7 @@ pub(super) trait Writer {
     /// Stores `body` as the backup's `path`.
     fn put(&mut self, path: &str, body: &mut dyn Read) -> Result<(), BackupError>;
     /// Stores the manifest, last: the backup is complete.
-    fn finish(&mut self, manifest: &[u8]) -> Result<(), BackupError>;
+    fn finish(&mut self, manifest: &mut dyn Read) -> Result<(), BackupError>;
     /// Removes what was written of a backup that failed (best effort).
     fn abandon(&mut self);
 }
@@ -192,9 +197,7 @@ impl DirWriter {
         }
         let temporary = beside(target, "partial")?;
         if let Some(parent) = temporary.parent() {
-            fs::create_dir_all(parent).map_err(|err| {
-                BackupError::Failed(format!("cannot create {}: {err}", parent.display()))
-            })?;
+            fs::create_dir_all(parent).map_err(|err| io_failed("create", parent, err))?;
         }
         // What a crash of an earlier backup to the same place left.
         remove_tree(&temporary)?;
@@ -215,8 +218,8 @@ impl Writer for DirWriter {
         Ok(())
     }
 
-    fn finish(&mut self, manifest: &[u8]) -> Result<(), BackupError> {
-        write_new(&self.temporary, MANIFEST_FILE, &mut &manifest[..])?;
+    fn finish(&mut self, manifest: &mut dyn Read) -> Result<(), BackupError> {
+        write_new(&self.temporary, MANIFEST_FILE, manifest)?;
         for folder in &self.folders {
             sync_folder(folder)?;
         }
@@ -227,7 +230,7 @@ impl Writer for DirWriter {
 
     fn abandon(&mut self) {
         if !self.finished {
-            let _ = fs::remove_dir_all(&self.temporary);
+            let _ = remove_tree(&self.temporary);
         }
     }
 }
@@ -246,10 +249,7 @@ impl Reader for DirReader {
         match File::open(&file) {
             Ok(opened) => Ok(Some(Box::new(opened))),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(BackupError::Failed(format!(
-                "cannot read {}: {err}",
-                file.display()
-            ))),
+            Err(err) => Err(io_failed("read", &file, err)),
         }
     }
 }
@@ -342,8 +342,8 @@ impl Writer for S3Writer {
         self.upload(path, "application/octet-stream", body)
     }
 
-    fn finish(&mut self, manifest: &[u8]) -> Result<(), BackupError> {
-        self.upload(MANIFEST_FILE, "application/json", &mut &manifest[..])?;
+    fn finish(&mut self, manifest: &mut dyn Read) -> Result<(), BackupError> {
+        self.upload(MANIFEST_FILE, "application/json", manifest)?;
         self.written.clear();
         Ok(())
     }
@@ -368,25 +368,15 @@ pub(super) fn s3_backups(
     };
     let target = S3Target::open(s3, bucket, prefix, record, "--backup-to")?;
     let mut found: Vec<(String, bool)> = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = target
-            .blobs
-            .list_keys(&target.owner, after.as_deref(), 1000)
-            .map_err(|err| s3_failed(location, err))?;
-        for key in &page.keys {
-            let Some((name, rest)) = key.split_once('/') else {
-                continue;
-            };
-            let complete = rest == MANIFEST_FILE;
-            match found.last_mut() {
-                Some((last, has_manifest)) if last == name => *has_manifest |= complete,
-                _ => found.push((name.to_owned(), complete)),
-            }
-        }
-        match (page.truncated, page.keys.last()) {
-            (true, Some(last)) => after = Some(last.clone()),
-            _ => break,
+    // Keys come in order, so each backup's are together.
+    for key in all_keys(&target)? {
+        let Some((name, rest)) = key.split_once('/') else {
+            continue;
+        };
+        let complete = rest == MANIFEST_FILE;
+        match found.last_mut() {
+            Some((last, has_manifest)) if last == name => *has_manifest |= complete,
+            _ => found.push((name.to_owned(), complete)),
         }
     }
     Ok(found)
@@ -404,27 +394,35 @@ pub(super) fn remove_s3_backup(
         return Ok(());
     };
     let target = S3Target::open(s3, bucket, prefix, record, "--backup-to")?;
-    let mut after: Option<String> = None;
+    for key in all_keys(&target)? {
+        match target.blobs.delete(&target.owner, &key, &|_| {}) {
+            Ok(()) | Err(BlobError::NotFound) => {}
+            Err(err) => return Err(s3_failed(&target.location, err)),
+        }
+    }
+    Ok(())
+}
+
+/// Every key under the target's prefix, in order.
+#[inline(never)]
+fn all_keys(target: &S3Target) -> Result<Vec<String>, BackupError> {
+    let mut keys = Vec::new();
     loop {
         let page = target
             .blobs
-            .list_keys(&target.owner, after.as_deref(), 1000)
-            .map_err(|err| s3_failed(&backup, err))?;
-        for key in &page.keys {
-            match target.blobs.delete(&target.owner, key, &|_| {}) {
-                Ok(()) | Err(BlobError::NotFound) => {}
-                Err(err) => return Err(s3_failed(&backup, err)),
-            }
-        }
-        match (page.truncated, page.keys.last()) {
-            (true, Some(last)) => after = Some(last.clone()),
-            _ => return Ok(()),
+            .list_keys(&target.owner, keys.last().map(String::as_str), 1000)
+            .map_err(|err| s3_failed(&target.location, err))?;
+        let more = page.truncated && !page.keys.is_empty();
+        keys.extend(page.keys);
+        if !more {
+            return Ok(keys);
         }
     }
 }
 
 /// An S3 failure as the operator reads it: the store's own words included
 /// (this goes to a terminal or the log, never to a client).
+#[inline(never)]
 fn s3_failed(location: &Location, err: BlobError) -> BackupError {
     let why = match err {
         BlobError::Upstream(why) | BlobError::Local(why) | BlobError::Busy(why) => why,
@@ -438,18 +436,20 @@ fn s3_failed(location: &Location, err: BlobError) -> BackupError {
 }
 
 /// `path`'s sibling `.NAME.WHAT`, where unfinished work goes.
+#[inline(never)]
 pub(super) fn beside(path: &Path, what: &str) -> Result<PathBuf, BackupError> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| BackupError::Refused(format!("{} names no folder", path.display())))?;
-    let mut hidden = std::ffi::OsString::from(".");
-    hidden.push(name);
-    hidden.push(format!(".{what}"));
-    Ok(path.with_file_name(hidden))
+    match path.file_name() {
+        Some(name) => Ok(path.with_file_name(format!(".{}.{what}", name.display()))),
+        None => Err(BackupError::Refused(format!(
+            "{} names no folder",
+            path.display()
+        ))),
+    }
 }
 
 /// Writes `body` into the new file `root/path` (0600, folders 0700 made as
 /// needed), fsynced; the folders it made.
+#[inline(never)]
 pub(super) fn write_new(
     root: &Path,
     path: &str,
@@ -458,23 +458,9 @@ pub(super) fn write_new(
     let file_path = root.join(path);
     let mut made = Vec::new();
     if let Some(parent) = file_path.parent() {
-        let mut missing = Vec::new();
-        let mut folder = parent;
-        while !folder.is_dir() && folder != root {
-            missing.push(folder.to_owned());
-            match folder.parent() {
-                Some(up) => folder = up,
-                None => break,
-            }
-        }
-        for folder in missing.into_iter().rev() {
-            private_folder(&folder)?;
-            made.push(folder);
-        }
+        private_folders(root, parent, &mut made)?;
     }
-    let failed = |what: &str, err: io::Error| {
-        BackupError::Failed(format!("cannot {what} {}: {err}", file_path.display()))
-    };
+    let failed = |what: &str, err: io::Error| io_failed(what, &file_path, err);
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -501,23 +487,45 @@ pub(super) fn write_new(
     Ok(made)
 }
 
+/// Makes `folder` and its missing parents up to `root`, private, adding
+/// each it made to `made`.
+#[inline(never)]
+pub(super) fn private_folders(
+    root: &Path,
+    folder: &Path,
+    made: &mut Vec<PathBuf>,
+) -> Result<(), BackupError> {
+    if folder.is_dir() || folder.as_os_str() == root.as_os_str() {
+        return Ok(());
+    }
+    if let Some(parent) = folder.parent() {
+        private_folders(root, parent, made)?;
+    }
+    private_folder(folder)?;
+    made.push(folder.to_owned());
+    Ok(())
+}
+
 /// Makes the folder `path`, private to the server's user.
+#[inline(never)]
 pub(super) fn private_folder(path: &Path) -> Result<(), BackupError> {
     fs::DirBuilder::new()
         .mode(0o700)
         .create(path)
-        .map_err(|err| BackupError::Failed(format!("cannot create {}: {err}", path.display())))
+        .map_err(|err| io_failed("create", path, err))
 }
 
 /// Makes what was written into `folder` durable.
+#[inline(never)]
 pub(super) fn sync_folder(folder: &Path) -> Result<(), BackupError> {
     File::open(folder)
         .and_then(|dir| dir.sync_all())
-        .map_err(|err| BackupError::Failed(format!("cannot sync {}: {err}", folder.display())))
+        .map_err(|err| io_failed("sync", folder, err))
 }
 
 /// Renames the finished `temporary` folder to `target` (which may be an
 /// empty folder) and makes the rename durable.
+#[inline(never)]
 pub(super) fn put_in_place(temporary: &Path, target: &Path) -> Result<(), BackupError> {
     fs::rename(temporary, target).map_err(|err| {
         BackupError::Failed(format!(
@@ -533,14 +541,12 @@ pub(super) fn put_in_place(temporary: &Path, target: &Path) -> Result<(), Backup
 }
 
 /// Removes `path` and everything in it, if it is there.
+#[inline(never)]
 pub(super) fn remove_tree(path: &Path) -> Result<(), BackupError> {
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(BackupError::Failed(format!(
-            "cannot remove {}: {err}",
-            path.display()
-        ))),
+        Err(err) => Err(io_failed("remove", path, err)),
     }
 }
 

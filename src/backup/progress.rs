@@ -95,19 +95,27 @@ pub fn plural(count: u64, one: &'static str, many: &'static str) -> &'static str
     if count == 1 { one } else { many }
 }
 
-/// A reader that hashes (SHA-256) and counts what passes through it, and
-/// tells `seen` of each read's size.
-pub(super) struct Tally<'a, R> {
-    inner: R,
+/// A reader that hashes (SHA-256) and counts what passes through it, ends
+/// after `limit` bytes, and tells `seen` of each read's size. The one
+/// reader type the copies go through: each type read as `dyn Read` brings
+/// its own copy of the trait's provided methods.
+pub(super) struct Tally<'a> {
+    inner: &'a mut dyn Read,
+    limit: u64,
     hasher: Sha256,
     bytes: u64,
     seen: &'a mut dyn FnMut(u64),
 }
 
-impl<'a, R: Read> Tally<'a, R> {
-    pub(super) fn new(inner: R, seen: &'a mut dyn FnMut(u64)) -> Tally<'a, R> {
+impl<'a> Tally<'a> {
+    pub(super) fn new(
+        inner: &'a mut dyn Read,
+        limit: u64,
+        seen: &'a mut dyn FnMut(u64),
+    ) -> Tally<'a> {
         Tally {
             inner,
+            limit,
             hasher: Sha256::new(),
             bytes: 0,
             seen,
@@ -120,9 +128,11 @@ impl<'a, R: Read> Tally<'a, R> {
     }
 }
 
-impl<R: Read> Read for Tally<'_, R> {
+impl Read for Tally<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let left = usize::try_from(self.limit - self.bytes).unwrap_or(usize::MAX);
+        let wanted = buf.len().min(left);
+        let n = self.inner.read(&mut buf[..wanted])?;
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
         (self.seen)(n as u64);
@@ -144,13 +154,15 @@ mod tests {
     }
 
     #[test]
-    fn a_tally_hashes_counts_and_tells_each_read() {
+    fn a_tally_hashes_counts_and_tells_each_read_up_to_its_limit() {
         let mut told = 0;
         let mut seen = |n: u64| told += n;
-        let mut tally = Tally::new(&b"abc"[..], &mut seen);
+        let mut input = &b"abcdef"[..];
+        let mut tally = Tally::new(&mut input, 3, &mut seen);
         let mut out = Vec::new();
         tally.read_to_end(&mut out).unwrap();
         let (bytes, sha256) = tally.finish();
+        // Up to the limit, no further.
         assert_eq!((bytes, out.as_slice()), (3, &b"abc"[..]));
         assert_eq!(
             sha256,

@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::location::{beside, remove_s3_backup, remove_tree, s3_backups};
-use super::{BackupError, Location, Report, backup_in, begin};
+use super::{BackupError, Location, Report, backup_in, begin, io_failed};
 use crate::blob::S3Config;
 
 /// What the server's schedule makes, how often, and how many it keeps.
@@ -130,21 +130,15 @@ fn is_backup_name(name: &str) -> bool {
 /// the newest complete one (what failed or interrupted backups left; a
 /// newer one may still be in progress).
 fn expired(found: &[(String, bool)], keep: usize) -> Vec<&(String, bool)> {
-    let mut newest_first: Vec<&(String, bool)> = found.iter().collect();
-    newest_first.sort_by(|a, b| b.0.cmp(&a.0));
-    let newest_complete = newest_first
+    let complete = || found.iter().filter(|(_, complete)| *complete);
+    let newest_complete = complete().map(|(name, _)| name).max();
+    found
         .iter()
-        .find(|(_, complete)| *complete)
-        .map(|(name, _)| name.as_str());
-    let mut complete_seen = 0;
-    newest_first
-        .into_iter()
-        .filter(|(name, complete)| {
-            if *complete {
-                complete_seen += 1;
-                complete_seen > keep
+        .filter(|(name, is_complete)| {
+            if *is_complete {
+                complete().filter(|(other, _)| other > name).count() >= keep
             } else {
-                newest_complete.is_some_and(|newest| name.as_str() < newest)
+                newest_complete.is_some_and(|newest| name < newest)
             }
         })
         .collect()
@@ -183,10 +177,7 @@ fn backups_in_folder(dir: &Path) -> Result<Vec<(String, bool)>, BackupError> {
         Ok(entries) => entries,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(err) => {
-            return Err(BackupError::Failed(format!(
-                "cannot list {}: {err}",
-                dir.display()
-            )));
+            return Err(io_failed("list", dir, err));
         }
     };
     let mut found = Vec::new();

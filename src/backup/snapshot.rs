@@ -22,7 +22,6 @@
 //! - **The secret and the ACME folder** are copied as they are: each of
 //!   their files is replaced whole by a rename, never written in place.
 
-use std::collections::HashSet;
 use std::ffi::c_int;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -31,13 +30,13 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rusqlite::Connection;
 use rusqlite::backup::{Backup, StepResult};
-use rusqlite::{Connection, OpenFlags};
 
-use super::BackupError;
-use super::location::{private_folder, remove_tree, write_new};
+use super::location::{private_folder, private_folders, remove_tree, write_new};
 use super::manifest::check_path;
 use super::progress::{Amount, Phase, Report};
+use super::{BackupError, io_failed};
 use crate::blob::local::{self, INDEX_FILE};
 use crate::blob::s3::RECORD_FILE;
 use crate::sqlite::BUSY_TIMEOUT;
@@ -74,9 +73,7 @@ impl Session {
             .truncate(false)
             .mode(0o600)
             .open(&lock_path)
-            .map_err(|err| {
-                BackupError::Failed(format!("cannot create {}: {err}", lock_path.display()))
-            })?;
+            .map_err(|err| io_failed("create", &lock_path, err))?;
         // SAFETY: flock on a file descriptor this function owns.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(BackupError::Failed(format!(
@@ -109,7 +106,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.folder);
+        let _ = remove_tree(&self.folder);
     }
 }
 
@@ -119,7 +116,7 @@ pub(super) struct Snapshot {
     pub(super) created: String,
     /// The databases copied, as paths from the data folder.
     pub(super) databases: Vec<String>,
-    /// Every file of the image, databases included, in path order.
+    /// Every file of the image, databases included.
     pub(super) files: Vec<String>,
 }
 
@@ -161,16 +158,16 @@ pub(super) fn take(
         }
     }
     let created = crate::date::now_rfc3339();
-    let mut sizes = Vec::new();
+    let mut total = Amount {
+        bytes: 0,
+        files: sources.len() as u64,
+    };
     for (path, source) in &sources {
-        sizes.push(snapshot_size(source).map_err(|err| database_failed(path, err))?);
+        total.bytes += snapshot_size(source).map_err(|err| database_failed(path, err))?;
     }
     report(Report::Phase {
         phase: Phase::Snapshot,
-        total: Amount {
-            bytes: sizes.iter().sum(),
-            files: sources.len() as u64,
-        },
+        total,
     });
     let mut done = Amount::default();
     let mut databases = Vec::new();
@@ -184,7 +181,6 @@ pub(super) fn take(
     }
     files.extend(copy_secret_and_acme(data_dir, image)?);
     files.extend(databases.iter().cloned());
-    files.sort();
     Ok(Snapshot {
         created,
         databases,
@@ -219,12 +215,10 @@ fn hold_indexed_files(
     for path in &named {
         link(data_dir, image, path, true)?;
     }
-    // The snapshot's files are all held: writes may go on.
+    // The snapshot's files are all held: writes may go on. Links the first
+    // pass made to files replaced since are left in the staging folder:
+    // the backup copies only what the snapshot names.
     drop(writer);
-    let kept: HashSet<&String> = named.iter().collect();
-    for path in early.iter().filter(|path| !kept.contains(path)) {
-        let _ = fs::remove_file(image.join(path));
-    }
     Ok((reader, named))
 }
 
@@ -241,14 +235,18 @@ fn link(data_dir: &Path, image: &Path, path: &str, required: bool) -> Result<(),
     let from = data_dir.join(path);
     let to = image.join(path);
     if let Some(parent) = to.parent() {
-        private_folders(image, parent)?;
+        private_folders(image, parent, &mut Vec::new())?;
     }
     let linked = match fs::hard_link(&from, &to) {
-        Err(err) if err.kind() == io::ErrorKind::CrossesDevices => fs::copy(&from, &to).map(|_| ()),
-        other => other,
+        // `files/` on a filesystem of its own: a copy, made while the file
+        // is still the one the index names.
+        Err(err) if err.kind() == io::ErrorKind::CrossesDevices => {
+            File::open(&from).map(|mut file| write_new(image, path, &mut file).map(|_| ()))
+        }
+        linked => linked.map(Ok),
     };
     match linked {
-        Ok(()) => Ok(()),
+        Ok(copied) => copied,
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(err) if err.kind() == io::ErrorKind::NotFound && !required => Ok(()),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Err(BackupError::Failed(format!(
@@ -261,50 +259,40 @@ fn link(data_dir: &Path, image: &Path, path: &str, required: bool) -> Result<(),
     }
 }
 
-/// Makes `folder` and its missing parents up to `root`, private.
-fn private_folders(root: &Path, folder: &Path) -> Result<(), BackupError> {
-    if folder.is_dir() || folder == root {
-        return Ok(());
-    }
-    if let Some(parent) = folder.parent() {
-        private_folders(root, parent)?;
-    }
-    match private_folder(folder) {
-        Err(_) if folder.is_dir() => Ok(()),
-        made => made,
-    }
-}
-
-/// A connection to an existing database of the data folder (never
-/// creating one), waiting for writers as the server's connections do.
+/// A connection to a database of the data folder (the caller checked it
+/// is there), set up as the server's own connections are.
+#[inline(never)]
 fn open_source(path: &Path) -> Result<Connection, BackupError> {
-    let failed = |err: rusqlite::Error| {
-        BackupError::Failed(format!("cannot open {}: {err}", path.display()))
-    };
-    let conn =
-        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(failed)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
-    Ok(conn)
+    crate::sqlite::connect(path).map_err(|err| io_failed("open", path, err))
 }
 
 /// Opens a read transaction, fixing the snapshot every later read sees.
+#[inline(never)]
 fn begin_read(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN")?;
-    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+    query_number(conn, "SELECT count(*) FROM sqlite_schema").map(|_| ())
 }
 
 /// The bytes of the database as its connection's snapshot sees it.
 fn snapshot_size(conn: &Connection) -> rusqlite::Result<u64> {
-    Ok(pragma_number(conn, "page_count")? * page_size(conn)?)
+    Ok(query_number(conn, "PRAGMA page_count")? * page_size(conn)?)
 }
 
 fn page_size(conn: &Connection) -> rusqlite::Result<u64> {
-    pragma_number(conn, "page_size")
+    query_number(conn, "PRAGMA page_size")
 }
 
-fn pragma_number(conn: &Connection, pragma: &str) -> rusqlite::Result<u64> {
-    let value: i64 = conn.query_row(&format!("PRAGMA {pragma}"), [], |row| row.get(0))?;
+/// The one number `sql` answers (a negative one as 0).
+#[inline(never)]
+fn query_number(conn: &Connection, sql: &str) -> rusqlite::Result<u64> {
+    let value: i64 = conn.query_row(sql, [], |row| row.get(0))?;
     Ok(value.max(0) as u64)
+}
+
+/// The text `sql` answers first (`PRAGMA quick_check`'s `ok`).
+#[inline(never)]
+pub(super) fn query_text(conn: &Connection, sql: &str) -> rusqlite::Result<String> {
+    conn.query_row(sql, [], |row| row.get(0))
 }
 
 /// Copies the database `source` holds a read transaction on into the new
@@ -320,7 +308,7 @@ fn copy_database(
     let failed = |err: rusqlite::Error| database_failed(path, err);
     let to = image.join(path);
     if let Some(parent) = to.parent() {
-        private_folders(image, parent)?;
+        private_folders(image, parent, &mut Vec::new())?;
     }
     // Private before SQLite opens it, as the server's own databases are.
     OpenOptions::new()
@@ -328,7 +316,7 @@ fn copy_database(
         .create_new(true)
         .mode(0o600)
         .open(&to)
-        .map_err(|err| BackupError::Failed(format!("cannot create {}: {err}", to.display())))?;
+        .map_err(|err| io_failed("create", &to, err))?;
     let mut copy = Connection::open(&to).map_err(failed)?;
     let before = done.bytes;
     let page_size = page_size(source).map_err(failed)?;
@@ -360,12 +348,8 @@ fn copy_database(
             }
         }
     }
-    let _mode: String = copy
-        .query_row("PRAGMA journal_mode = DELETE", [], |row| row.get(0))
-        .map_err(failed)?;
-    let check: String = copy
-        .query_row("PRAGMA quick_check", [], |row| row.get(0))
-        .map_err(failed)?;
+    query_text(&copy, "PRAGMA journal_mode = DELETE").map_err(failed)?;
+    let check = query_text(&copy, "PRAGMA quick_check").map_err(failed)?;
     if check != "ok" {
         return Err(BackupError::Failed(format!(
             "the copy of {path} fails SQLite's quick_check: {check}"
@@ -396,10 +380,7 @@ fn copy_secret_and_acme(data_dir: &Path, image: &Path) -> Result<Vec<String>, Ba
             // No secret file (WREN_SECRET), or a file renamed away.
             Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
             Err(err) => {
-                return Err(BackupError::Failed(format!(
-                    "cannot read {}: {err}",
-                    from.display()
-                )));
+                return Err(io_failed("read", &from, err));
             }
         };
         write_new(image, &path, &mut file)?;
@@ -408,6 +389,7 @@ fn copy_secret_and_acme(data_dir: &Path, image: &Path) -> Result<Vec<String>, Ba
     Ok(copied)
 }
 
+#[inline(never)]
 fn database_failed(path: &str, err: rusqlite::Error) -> BackupError {
     BackupError::Failed(format!("{path}: {err}"))
 }

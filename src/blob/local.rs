@@ -466,12 +466,14 @@ impl Book for LocalBlobs {
 pub fn indexed_files(index: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut statement =
         index.prepare("SELECT namespace, file FROM objects ORDER BY namespace, file")?;
-    let rows = statement.query_map([], |row| {
+    let mut rows = statement.query([])?;
+    let mut paths = Vec::new();
+    while let Some(row) = rows.next()? {
         let namespace: String = row.get(0)?;
         let file: String = row.get(1)?;
-        Ok(format!("{FOLDER}/{ACCOUNTS_FOLDER}/{namespace}/{file}"))
-    })?;
-    rows.collect()
+        paths.push(format!("{FOLDER}/{ACCOUNTS_FOLDER}/{namespace}/{file}"));
+    }
+    Ok(paths)
 }
 
 /// A file written for a put, removed when dropped until the index has taken

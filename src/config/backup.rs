@@ -10,28 +10,20 @@ use std::path::PathBuf;
 use super::args::Args;
 use super::parse::{CommandLine, Input};
 use super::settings::{SETTINGS, Settings};
-use super::{EarlyExit, bad_value, check_backup_location, storage_config};
+use super::{Config, EarlyExit, bad_value, check_backup_location};
 use crate::backup::Location;
-use crate::blob::{S3Config, StorageConfig};
+use crate::blob::S3Config;
 use crate::http::log::{LogFormat, LogLevel};
 
-/// `wren backup --to DIR|s3://…`.
+/// `wren backup --to LOCATION` or `wren restore --from LOCATION`: the
+/// location its flag names, and the server's settings it works with.
 #[derive(Debug, Clone)]
 pub struct BackupCommand {
+    /// Where the backup goes (`--to`), or comes from (`--from`).
+    pub location: Location,
+    /// The data folder backed up, or the new one restored into.
     pub data_dir: PathBuf,
-    pub to: Location,
     /// The server's S3 settings, when an endpoint is configured.
-    pub s3: Option<S3Config>,
-    pub log_format: LogFormat,
-    pub log_level: LogLevel,
-}
-
-/// `wren restore --from DIR|s3://… --data-dir NEW`.
-#[derive(Debug, Clone)]
-pub struct RestoreCommand {
-    pub from: Location,
-    /// The new data folder.
-    pub data_dir: PathBuf,
     pub s3: Option<S3Config>,
     pub log_format: LogFormat,
     pub log_level: LogLevel,
@@ -52,76 +44,67 @@ const SERVER_FLAGS: [&str; 8] = [
 impl BackupCommand {
     /// Reads the words after `backup`. `--help` (or `help`) prints its
     /// usage (exit 0); anything wrong is a one-line error (exit 2).
-    pub(super) fn parse(
+    pub(super) fn backup(
         program: &str,
         args: &[&str],
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<BackupCommand, EarlyExit> {
-        let (to, settings, storage) = read("backup", "--to", program, args, lookup)?;
-        Ok(BackupCommand {
-            data_dir: settings.data_dir,
-            to,
-            s3: storage.s3,
-            log_format: settings.log_format,
-            log_level: settings.log_level,
-        })
+        BackupCommand::read("backup", "--to", program, args, lookup)
     }
-}
 
-impl RestoreCommand {
-    /// Reads the words after `restore`, as [`BackupCommand::parse`] does.
-    pub(super) fn parse(
+    /// Reads the words after `restore`, as [`BackupCommand::backup`] does.
+    pub(super) fn restore(
         program: &str,
         args: &[&str],
         lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<RestoreCommand, EarlyExit> {
-        let (from, settings, storage) = read("restore", "--from", program, args, lookup)?;
-        Ok(RestoreCommand {
-            from,
-            data_dir: settings.data_dir,
-            s3: storage.s3,
-            log_format: settings.log_format,
-            log_level: settings.log_level,
+    ) -> Result<BackupCommand, EarlyExit> {
+        BackupCommand::read("restore", "--from", program, args, lookup)
+    }
+
+    /// Reads `command`'s words: the location its `own` flag names, and the
+    /// server's configuration, resolved and checked as the server does
+    /// (so a command refuses what the server would).
+    fn read(
+        command: &str,
+        own: &str,
+        program: &str,
+        args: &[&str],
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<BackupCommand, EarlyExit> {
+        if args.contains(&"--help") || args.first() == Some(&"help") {
+            return Err(EarlyExit::print(help(program, command)));
+        }
+        let known: Vec<&str> = std::iter::once(own).chain(SERVER_FLAGS).collect();
+        let args = Args::read(command, args, &known)?;
+        args.no_words()?;
+        let location = args.one(own)?.ok_or_else(|| {
+            bad_value(
+                own,
+                "is required: a folder, or s3://BUCKET/PREFIX with the server's S3 settings",
+            )
+        })?;
+        let location = Location::parse(location).map_err(|problem| bad_value(own, &problem))?;
+        let mut given = Vec::new();
+        for flag in SERVER_FLAGS {
+            if let Some(value) = args.one(flag)? {
+                let setting = SETTINGS
+                    .iter()
+                    .find(|setting| setting.flag() == Some(flag))
+                    .expect("the settings table has every server flag these commands take");
+                given.push((setting, value));
+            }
+        }
+        let settings = Settings::resolve(&Input::new(CommandLine::giving_each(&given), lookup))?;
+        let config = Config::from_settings(settings)?;
+        check_backup_location(own, &location, &config.storage)?;
+        Ok(BackupCommand {
+            location,
+            data_dir: config.data_dir,
+            s3: config.storage.s3,
+            log_format: config.log_format,
+            log_level: config.log_level,
         })
     }
-}
-
-/// Reads `command`'s words: the location its `own` flag names, and the
-/// server's settings as the server resolves them.
-fn read(
-    command: &str,
-    own: &str,
-    program: &str,
-    args: &[&str],
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<(Location, Settings, StorageConfig), EarlyExit> {
-    if args.contains(&"--help") || args.first() == Some(&"help") {
-        return Err(EarlyExit::print(help(program, command)));
-    }
-    let known: Vec<&str> = std::iter::once(own).chain(SERVER_FLAGS).collect();
-    let args = Args::read(command, args, &known)?;
-    args.no_words()?;
-    let location = args.one(own)?.ok_or_else(|| {
-        bad_value(
-            own,
-            "is required: a folder, or s3://BUCKET/PREFIX with the server's S3 settings",
-        )
-    })?;
-    let location = Location::parse(location).map_err(|problem| bad_value(own, &problem))?;
-    let mut given = Vec::new();
-    for flag in SERVER_FLAGS {
-        if let Some(value) = args.one(flag)? {
-            let setting = SETTINGS
-                .iter()
-                .find(|setting| setting.flag() == Some(flag))
-                .expect("the settings table has every server flag these commands take");
-            given.push((setting, value));
-        }
-    }
-    let settings = Settings::resolve(&Input::new(CommandLine::giving_each(given), lookup))?;
-    let storage = storage_config(&settings)?;
-    check_backup_location(own, &location, &storage)?;
-    Ok((location, settings, storage))
 }
 
 /// `wren backup --help` and `wren restore --help`.
@@ -180,11 +163,11 @@ mod tests {
     }
 
     fn backup(args: &[&str], env: &[(&str, &str)]) -> Result<BackupCommand, EarlyExit> {
-        BackupCommand::parse("wren", args, &lookup(env))
+        BackupCommand::backup("wren", args, &lookup(env))
     }
 
-    fn restore(args: &[&str], env: &[(&str, &str)]) -> Result<RestoreCommand, EarlyExit> {
-        RestoreCommand::parse("wren", args, &lookup(env))
+    fn restore(args: &[&str], env: &[(&str, &str)]) -> Result<BackupCommand, EarlyExit> {
+        BackupCommand::restore("wren", args, &lookup(env))
     }
 
     fn refusal(result: Result<impl std::fmt::Debug, EarlyExit>) -> String {
@@ -208,7 +191,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(command.data_dir, PathBuf::from("/srv/wren"));
-        assert_eq!(command.to, Location::Dir("/srv/backups/today".into()));
+        assert_eq!(command.location, Location::Dir("/srv/backups/today".into()));
         assert!(command.s3.is_none());
         assert_eq!(command.log_format, LogFormat::Json);
         let flagged = backup(&["--to=b", "--data-dir", "/d"], &[("WREN_DATA_DIR", "/e")]).unwrap();
@@ -231,7 +214,7 @@ mod tests {
         .unwrap();
         assert_eq!(command.data_dir, PathBuf::from("new"));
         assert_eq!(
-            command.from,
+            command.location,
             Location::S3 {
                 bucket: "wren-backups".into(),
                 prefix: "daily".into()

@@ -26,7 +26,7 @@ use crate::blob::{Quota, S3Config, StorageConfig, StorageKind};
 use crate::http::Limits;
 use crate::http::log::{LogFormat, LogLevel};
 use crate::model::ModelSource;
-use backup::{BackupCommand, RestoreCommand};
+use backup::BackupCommand;
 use keys::KeysCommand;
 use parse::{CommandLine, Input};
 use settings::Settings;
@@ -40,7 +40,7 @@ pub enum Command {
     Serve(Box<Config>),
     Keys(KeysCommand),
     Backup(Box<BackupCommand>),
-    Restore(Box<RestoreCommand>),
+    Restore(Box<BackupCommand>),
 }
 
 impl Command {
@@ -61,9 +61,9 @@ impl Command {
     ) -> Result<Command, EarlyExit> {
         match args.split_first() {
             Some((&"keys", rest)) => KeysCommand::parse(program, rest, &lookup).map(Command::Keys),
-            Some((&"backup", rest)) => BackupCommand::parse(program, rest, &lookup)
+            Some((&"backup", rest)) => BackupCommand::backup(program, rest, &lookup)
                 .map(|command| Command::Backup(Box::new(command))),
-            Some((&"restore", rest)) => RestoreCommand::parse(program, rest, &lookup)
+            Some((&"restore", rest)) => BackupCommand::restore(program, rest, &lookup)
                 .map(|command| Command::Restore(Box::new(command))),
             _ => {
                 Config::parse(program, args, lookup).map(|config| Command::Serve(Box::new(config)))

@@ -73,19 +73,20 @@ impl<'a> CommandLine<'a> {
     /// a command that reads one of the server's settings beside flags of its
     /// own, so that it resolves it as the server would.
     pub fn giving(setting: &Setting, value: Option<&'a str>) -> CommandLine<'a> {
-        CommandLine::giving_each(value.map(|value| (setting, value)))
+        match value {
+            Some(value) => CommandLine::giving_each(&[(setting, value)]),
+            None => CommandLine::giving_each(&[]),
+        }
     }
 
     /// A command line that gives each of these settings its value and
     /// nothing else, as [`CommandLine::giving`] does one.
-    pub fn giving_each<'s>(
-        values: impl IntoIterator<Item = (&'s Setting, &'a str)>,
-    ) -> CommandLine<'a> {
+    pub fn giving_each(values: &[(&Setting, &'a str)]) -> CommandLine<'a> {
         CommandLine {
             command: None,
             given: values
-                .into_iter()
-                .map(|(setting, value)| (setting.name(), vec![value]))
+                .iter()
+                .map(|(setting, value)| (setting.name(), vec![*value]))
                 .collect(),
         }
     }
