@@ -1,9 +1,19 @@
 //! The commands beside the server: `wren keys create|list|revoke`, run on
-//! the store in the data folder. A running server sees their effect at its
-//! next request, since it keeps no copy of the keys.
+//! the store in the data folder (a running server sees their effect at its
+//! next request, since it keeps no copy of the keys), and `wren backup` and
+//! `wren restore` ([`crate::backup`]), which show their progress on a
+//! terminal in place, or else in the log.
+
+use std::cell::Cell;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
 
 use crate::auth::keys::{self, MAX_KEYS_PER_ACCOUNT};
+use crate::backup::progress::{Amount, Bytes, Phase, Report};
+use crate::backup::{self, BackupError};
+use crate::config::backup::BackupCommand;
 use crate::config::keys::{KeysAction, KeysCommand};
+use crate::http::log::{LogFormat, LogLevel, Logger};
 use crate::store::sqlite::{DATABASE_FILE, SqliteStore};
 use crate::store::{ApiKey, KeyCreated, Store};
 
@@ -67,6 +77,129 @@ pub fn keys(command: &KeysCommand) -> Result<String, String> {
             }
         }
     }
+}
+
+/// Runs `wren backup`: the summary for stdout, or why not.
+pub fn backup(command: &BackupCommand) -> Result<String, BackupError> {
+    let progress = Progress::new("backup", command.log_format, command.log_level);
+    let outcome = backup::backup(
+        &command.data_dir,
+        &command.location,
+        "--to",
+        command.s3.as_ref(),
+        &|report| progress.show(report),
+    );
+    progress.end();
+    outcome
+}
+
+/// Runs `wren restore`: the summary for stdout, or why not.
+pub fn restore(command: &BackupCommand) -> Result<String, BackupError> {
+    let progress = Progress::new("restore", command.log_format, command.log_level);
+    let outcome = backup::restore(
+        &command.location,
+        &command.data_dir,
+        command.s3.as_ref(),
+        &|report| progress.show(report),
+    );
+    progress.end();
+    outcome
+}
+
+/// How often the line on a terminal is redrawn at most.
+const REDRAW_EVERY: Duration = Duration::from_millis(100);
+
+/// Where a backup's or a restore's progress shows: a line on a terminal,
+/// redrawn in place with the bytes and files done of the phase's total; or,
+/// when stderr is not a terminal, one log line per phase.
+enum Progress {
+    Terminal {
+        phase: Cell<Option<(Phase, Amount)>>,
+        drawn: Cell<Option<Instant>>,
+    },
+    Log {
+        task: &'static str,
+        logger: Logger,
+    },
+}
+
+impl Progress {
+    fn new(task: &'static str, format: LogFormat, level: LogLevel) -> Progress {
+        if std::io::stderr().is_terminal() {
+            Progress::Terminal {
+                phase: Cell::new(None),
+                drawn: Cell::new(None),
+            }
+        } else {
+            Progress::Log {
+                task,
+                logger: Logger::new(format, level),
+            }
+        }
+    }
+
+    /// Ends a progress line a failure left open, so that the error is a
+    /// line of its own.
+    fn end(&self) {
+        if let Progress::Terminal { phase, .. } = self
+            && phase.take().is_some()
+        {
+            eprintln!();
+        }
+    }
+
+    fn show(&self, report: Report<'_>) {
+        let (phase, drawn) = match self {
+            Progress::Log { task, logger } => {
+                if let Some(line) = report.log_line(task) {
+                    logger.info(&line);
+                }
+                return;
+            }
+            Progress::Terminal { phase, drawn } => (phase, drawn),
+        };
+        match report {
+            Report::Phase { phase: next, total } => {
+                if phase.get().is_some() {
+                    eprintln!();
+                }
+                phase.set(Some((next, total)));
+                draw(next, Amount::default(), total);
+                drawn.set(Some(Instant::now()));
+            }
+            Report::Progress(done) => {
+                let Some((current, total)) = phase.get() else {
+                    return;
+                };
+                let due = drawn.get().is_none_or(|at| at.elapsed() >= REDRAW_EVERY);
+                if due || done == total {
+                    draw(current, done, total);
+                    drawn.set(Some(Instant::now()));
+                }
+            }
+            Report::Finished(_) => {
+                if let Some((current, total)) = phase.take() {
+                    draw(current, total, total);
+                    eprintln!();
+                }
+            }
+        }
+    }
+}
+
+/// The progress line, over whatever the line held.
+fn draw(phase: Phase, done: Amount, total: Amount) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = write!(
+        stderr,
+        "\r\x1b[2K{}: {} of {}, {} of {} files",
+        phase.describe(),
+        Bytes(done.bytes),
+        Bytes(total.bytes),
+        done.files,
+        total.files
+    );
+    let _ = stderr.flush();
 }
 
 fn stored<T>(result: crate::store::StoreResult<T>) -> Result<T, String> {

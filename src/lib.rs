@@ -15,6 +15,7 @@ pub mod acme;
 pub mod alerts;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod blob;
 pub mod certificates;
 pub mod commands;

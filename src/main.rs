@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
+use wren::backup::BackupError;
+use wren::backup::schedule::{self, Log};
 use wren::certificates::{self, SiteCertificates};
 use wren::config::{CertificateSource, EarlyExit};
 use wren::cors::Cors;
@@ -36,6 +38,8 @@ fn run() -> ExitCode {
                 code: 2,
             }),
         },
+        Ok(Command::Backup(command)) => finish(wren::commands::backup(&command)),
+        Ok(Command::Restore(command)) => finish(wren::commands::restore(&command)),
         Err(exit) => early_exit(&exit),
     }
 }
@@ -120,6 +124,27 @@ fn serve(config: Config) -> ExitCode {
     logger.info(&app.config.explain_settings());
     logger.info(&app.config.events.explain(addr.ip()));
     logger.info(&app.config.rate_limits.explain(addr.ip()));
+    if let Some(plan) = app.config.backup.clone() {
+        logger.info(&format!(
+            "backups every {} into {}, keeping the newest {}",
+            hours(plan.every),
+            plan.to,
+            plan.keep
+        ));
+        let log = Log {
+            report: Box::new(move |report| {
+                if let Some(line) = report.log_line("backup") {
+                    logger.info(&line);
+                }
+            }),
+            failed: Box::new(move |why| logger.error(why)),
+        };
+        let (data_dir, s3) = (app.config.data_dir.clone(), app.config.storage.s3.clone());
+        if let Err(err) = schedule::start(plan, data_dir, s3, log) {
+            logger.error(&format!("cannot start the backup thread: {err}"));
+            return ExitCode::FAILURE;
+        }
+    }
     let scheme = if site_certificates.is_some() {
         "https"
     } else {
@@ -211,6 +236,30 @@ fn serve(config: Config) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A backup's or a restore's summary goes to stdout; a refusal of what a
+/// flag named is a usage error (exit 2), a failure on the way exit 1.
+fn finish(outcome: Result<String, BackupError>) -> ExitCode {
+    // The phases' log lines before the outcome.
+    log::flush();
+    match outcome {
+        Ok(summary) => print(&summary),
+        Err(err) => early_exit(&EarlyExit {
+            output: format!("error: {err}"),
+            code: match err {
+                BackupError::Refused(_) => 2,
+                BackupError::Failed(_) => 1,
+            },
+        }),
+    }
+}
+
+/// A backup interval as its flag gives it (`24 h`, `0.5 h`), to the
+/// millionth of an hour so that no float noise shows.
+fn hours(every: std::time::Duration) -> String {
+    let hours = every.as_secs_f64() / 3600.0;
+    format!("{} h", (hours * 1e6).round() / 1e6)
 }
 
 /// Help or version text goes to stdout (exit 0), an error to stderr.

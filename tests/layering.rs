@@ -2,8 +2,8 @@
 //!
 //! - `http` is a leaf: it knows HTTP and nothing of the application, so it
 //!   names no crate module but itself and the shared leaves;
-//! - the domain (`store`, `blob`, `model`, `alerts`, `auth`, and the ACME
-//!   client `acme`) never names the
+//! - the domain (`store`, `blob`, `model`, `alerts`, `auth`, the ACME
+//!   client `acme`, and `backup`) never names the
 //!   HTTP layer, the handlers, the router, the application or its config:
 //!   its errors are its own, and `handlers` turns them into answers;
 //! - no two files of `http` import each other, directly or round a loop.
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 const LEAVES: &[&str] = &["text", "date", "hex", "sqlite", "peer"];
 
 /// The domain modules and what they must never name.
-const DOMAIN: &[&str] = &["store", "blob", "model", "alerts", "auth", "acme"];
+const DOMAIN: &[&str] = &["store", "blob", "model", "alerts", "auth", "acme", "backup"];
 const ABOVE_DOMAIN: &[&str] = &[
     "http", "handlers", "router", "routes", "app", "App", "config", "Config",
 ];

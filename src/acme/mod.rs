@@ -38,6 +38,9 @@ pub use self::certs::expiry as certificate_expiry;
 pub use self::error::{AcmeError, Problem, Step};
 pub use self::store::{ACCOUNT_KEY_FILE, CERTIFICATE_FILE, CERTIFICATE_KEY_FILE};
 
+/// The ACME folder's name in the data folder.
+pub const FOLDER: &str = "acme";
+
 /// The ALPN protocol id a TLS-ALPN-01 validation offers (RFC 8737 §6.2).
 /// The server answers a handshake offering it with the presented challenge
 /// certificate and negotiates this protocol, then closes the connection.

@@ -13,6 +13,9 @@ use std::path::Path;
 /// The shortest secret accepted, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// The secret's file in the data folder.
+pub const SECRET_FILE: &str = "secret";
+
 /// Returns the secret from `from_env`, or the one kept in `data_dir`
 /// (creating it on first start).
 pub fn load(from_env: Option<&str>, data_dir: &Path) -> Result<Vec<u8>, String> {
@@ -24,7 +27,7 @@ pub fn load(from_env: Option<&str>, data_dir: &Path) -> Result<Vec<u8>, String> 
         }
         return Ok(secret.as_bytes().to_vec());
     }
-    let path = data_dir.join("secret");
+    let path = data_dir.join(SECRET_FILE);
     match fs::read_to_string(&path) {
         Ok(text) => check(text.trim(), &path),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => create(data_dir, &path),

@@ -55,7 +55,8 @@ const WRITE_BUFFER: usize = 64 * 1024;
 /// How often a read retries when a concurrent replace removed the file it
 /// was about to open.
 const OPEN_ATTEMPTS: usize = 3;
-const INDEX_FILE: &str = "index.db";
+/// The index's file in [`FOLDER`].
+pub const INDEX_FILE: &str = "index.db";
 const LOCK_FILE: &str = ".lock";
 const ACCOUNTS_FOLDER: &str = "accounts";
 const TEMP_SUFFIX: &str = ".tmp";
@@ -458,6 +459,23 @@ impl Book for LocalBlobs {
     }
 }
 
+/// Every file the index at `index` names, as paths from the data folder
+/// (`files/accounts/ann/0a1b….png`), in one read of the connection's
+/// current transaction: what a backup must copy to hold what the index
+/// holds.
+pub fn indexed_files(index: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut statement =
+        index.prepare("SELECT namespace, file FROM objects ORDER BY namespace, file")?;
+    let mut rows = statement.query([])?;
+    let mut paths = Vec::new();
+    while let Some(row) = rows.next()? {
+        let namespace: String = row.get(0)?;
+        let file: String = row.get(1)?;
+        paths.push(format!("{FOLDER}/{ACCOUNTS_FOLDER}/{namespace}/{file}"));
+    }
+    Ok(paths)
+}
+
 /// A file written for a put, removed when dropped until the index has taken
 /// it ([`Pending::keep`]).
 struct Pending {
@@ -684,6 +702,23 @@ mod tests {
         assert_eq!(usage("ann"), (3, 1));
         assert_eq!(usage("bob"), (1, 1));
         assert_eq!(*settled.lock().unwrap(), [Some(5), Some(10), None]);
+    }
+
+    #[test]
+    fn the_indexed_files_are_named_from_the_data_folder() {
+        let (blobs, root) = store();
+        put(&blobs, "ann", "a.png", b"a").unwrap();
+        put(&blobs, "bob", "b", b"b").unwrap();
+        // Replaced: only the new file is named.
+        put(&blobs, "ann", "a.png", b"a2").unwrap();
+        let named = indexed_files(&blobs.index()).unwrap();
+        assert_eq!(named.len(), 2, "{named:?}");
+        for path in &named {
+            let from_store = path.strip_prefix("files/").unwrap();
+            assert!(root.join(from_store).is_file(), "{path}");
+        }
+        assert!(named[0].starts_with("files/accounts/ann/") && named[0].ends_with(".png"));
+        assert!(named[1].starts_with("files/accounts/bob/"));
     }
 
     #[test]

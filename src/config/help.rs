@@ -51,7 +51,8 @@ fn text(program: &str) -> String {
          Flask.",
     );
     out.push_str(&format!(
-        "\nUsage: {program} [OPTIONS]\n       {program} keys create|list|revoke ...\n\n"
+        "\nUsage: {program} [OPTIONS]\n       {program} keys create|list|revoke ...\n       \
+         {program} backup|restore ...\n\n"
     ));
     paragraph(
         &mut out,
@@ -76,6 +77,20 @@ fn text(program: &str) -> String {
         INDENT,
         "create, list and revoke API keys for services in the data folder; \
          `wren keys --help` says how",
+    );
+    out.push_str("  backup\n");
+    paragraph(
+        &mut out,
+        INDENT,
+        "copy the data folder at one moment, while the server runs, to a folder or to S3; \
+         `wren backup --help` says how",
+    );
+    out.push_str("  restore\n");
+    paragraph(
+        &mut out,
+        INDENT,
+        "lay a backup out as a new data folder, checked against its manifest; \
+         `wren restore --help` says how",
     );
     out.push('\n');
     for action in Action::ALL {

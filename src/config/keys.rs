@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use super::args::Args;
 use super::parse::{CommandLine, Input};
 use super::settings::{SETTINGS, Setting};
 use super::{EarlyExit, bad_value, values};
@@ -64,7 +65,7 @@ impl KeysCommand {
                 crate::text::excerpt(command, 64)
             )));
         };
-        let args = Args::read(command, rest, known)?;
+        let args = Args::read(&format!("keys {command}"), rest, known)?;
         let data_dir = data_dir(args.one("--data-dir")?, lookup)?;
         let action = match command {
             "create" => {
@@ -135,83 +136,6 @@ fn data_dir(
 ) -> Result<PathBuf, EarlyExit> {
     let setting = data_dir_setting();
     Input::new(CommandLine::giving(setting, given), lookup).value(setting, values::path, None)
-}
-
-/// A command's flags (`--flag VALUE` or `--flag=VALUE`) and other words.
-struct Args<'a> {
-    flags: Vec<(&'a str, &'a str)>,
-    words: Vec<&'a str>,
-}
-
-impl<'a> Args<'a> {
-    fn read(command: &str, args: &[&'a str], known: &[&str]) -> Result<Args<'a>, EarlyExit> {
-        let mut read = Args {
-            flags: Vec::new(),
-            words: Vec::new(),
-        };
-        let mut args = args.iter().copied();
-        while let Some(arg) = args.next() {
-            if !arg.starts_with('-') {
-                read.words.push(arg);
-                continue;
-            }
-            let (flag, inline) = match arg.split_once('=') {
-                Some((flag, value)) => (flag, Some(value)),
-                None => (arg, None),
-            };
-            if !known.contains(&flag) {
-                return Err(EarlyExit::usage(&format!(
-                    "unknown flag '{}' for keys {command}",
-                    crate::text::excerpt(flag, 64)
-                )));
-            }
-            let Some(value) = inline.or_else(|| args.next()) else {
-                return Err(bad_value(flag, "no value given"));
-            };
-            read.flags.push((flag, value));
-        }
-        Ok(read)
-    }
-
-    /// The value of a flag given at most once.
-    fn one(&self, flag: &str) -> Result<Option<&'a str>, EarlyExit> {
-        let mut values = self.all(flag);
-        let first = values.next();
-        if values.next().is_some() {
-            return Err(bad_value(flag, "given more than once"));
-        }
-        Ok(first)
-    }
-
-    fn all<'s>(&'s self, flag: &'s str) -> impl Iterator<Item = &'a str> + 's {
-        self.flags
-            .iter()
-            .filter(move |(name, _)| *name == flag)
-            .map(|(_, value)| *value)
-    }
-
-    fn no_words(&self) -> Result<(), EarlyExit> {
-        match self.words.first() {
-            None => Ok(()),
-            Some(word) => Err(unexpected(word)),
-        }
-    }
-
-    /// The one word a command takes, or `missing` as the error.
-    fn only_word(&self, missing: &str) -> Result<String, EarlyExit> {
-        match self.words.as_slice() {
-            [word] => Ok((*word).to_owned()),
-            [] => Err(EarlyExit::usage(missing)),
-            [_, extra, ..] => Err(unexpected(extra)),
-        }
-    }
-}
-
-fn unexpected(word: &str) -> EarlyExit {
-    EarlyExit::usage(&format!(
-        "unexpected argument '{}'",
-        crate::text::excerpt(word, 64)
-    ))
 }
 
 /// `wren keys --help`.

@@ -1,9 +1,12 @@
 //! Command-line flags and environment variables, resolved into one
 //! [`Config`]. Every setting is declared once, in [`settings`]; a flag wins
 //! over its environment variables, which win over the default. A bad value
-//! is a one-line error naming the flag (exit code 2). `wren keys …` is a
-//! [`Command`] of its own, with its flags in [`keys`].
+//! is a one-line error naming the flag (exit code 2). `wren keys …`,
+//! `wren backup …` and `wren restore …` are [`Command`]s of their own, with
+//! their flags in [`keys`] and [`backup`].
 
+mod args;
+pub mod backup;
 mod help;
 pub mod keys;
 mod parse;
@@ -17,10 +20,13 @@ use std::time::Duration;
 
 use crate::acme::{self, ChallengeKind};
 use crate::alerts::TimeUnit;
+use crate::backup::Location;
+use crate::backup::schedule::Schedule;
 use crate::blob::{Quota, S3Config, StorageConfig, StorageKind};
 use crate::http::Limits;
 use crate::http::log::{LogFormat, LogLevel};
 use crate::model::ModelSource;
+use backup::BackupCommand;
 use keys::KeysCommand;
 use parse::{CommandLine, Input};
 use settings::Settings;
@@ -33,6 +39,8 @@ pub enum Command {
     /// Boxed: it is made once, and is five times the size of the others.
     Serve(Box<Config>),
     Keys(KeysCommand),
+    Backup(Box<BackupCommand>),
+    Restore(Box<BackupCommand>),
 }
 
 impl Command {
@@ -53,6 +61,10 @@ impl Command {
     ) -> Result<Command, EarlyExit> {
         match args.split_first() {
             Some((&"keys", rest)) => KeysCommand::parse(program, rest, &lookup).map(Command::Keys),
+            Some((&"backup", rest)) => BackupCommand::backup(program, rest, &lookup)
+                .map(|command| Command::Backup(Box::new(command))),
+            Some((&"restore", rest)) => BackupCommand::restore(program, rest, &lookup)
+                .map(|command| Command::Restore(Box::new(command))),
             _ => {
                 Config::parse(program, args, lookup).map(|config| Command::Serve(Box::new(config)))
             }
@@ -83,6 +95,8 @@ pub struct Config {
     /// The settings given rather than left at their defaults, secrets
     /// hidden, for the start-up log (`Input::given_settings`).
     pub given: Vec<String>,
+    /// Backups made while serving (`--backup-every`), when asked for.
+    pub backup: Option<Schedule>,
 }
 
 /// The files of Swagger UI the `/docs` page loads; a `--docs-assets` folder
@@ -405,8 +419,11 @@ impl Config {
             token: s.metrics_token.clone(),
         };
         let rate_limits = RateLimits::decide(&s);
+        let storage = storage_config(&s)?;
+        let backup = backup_schedule(&s, &storage)?;
         Ok(Config {
-            storage: storage_config(&s)?,
+            storage,
+            backup,
             addr: SocketAddr::new(s.host, s.port),
             data_dir: s.data_dir,
             limits: Limits {
@@ -474,7 +491,7 @@ fn tls_config(s: &Settings) -> Result<Option<TlsConfig>, EarlyExit> {
         (None, Some(_)) => return Err(bad_value("--tls-cert", "--tls-key needs its certificate")),
         (None, None) if s.acme_domains.is_empty() => None,
         (None, None) => Some(CertificateSource::Acme(acme::Settings {
-            dir: s.data_dir.join("acme"),
+            dir: s.data_dir.join(acme::FOLDER),
             domains: s.acme_domains.clone(),
             email: s.acme_email.clone(),
             directory: s.acme_directory.clone(),
@@ -601,6 +618,70 @@ fn storage_config(s: &Settings) -> Result<StorageConfig, EarlyExit> {
         },
         min_free_disk: s.min_free_disk,
     })
+}
+
+/// The backup schedule: `--backup-every` and `--backup-to` go together.
+fn backup_schedule(s: &Settings, storage: &StorageConfig) -> Result<Option<Schedule>, EarlyExit> {
+    match (&s.backup_to, s.backup_every) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(bad_value(
+            "--backup-to",
+            "needs --backup-every, how often to make a backup",
+        )),
+        (None, Some(_)) => Err(bad_value(
+            "--backup-every",
+            "needs --backup-to, where to put the backups",
+        )),
+        (Some(to), Some(every)) => {
+            check_backup_location("--backup-to", to, storage)?;
+            Ok(Some(Schedule {
+                every,
+                keep: s.backup_keep,
+                to: to.clone(),
+            }))
+        }
+    }
+}
+
+/// A backup on S3 needs the server's endpoint and keys, and a place of its
+/// own: not among the accounts' files (`<--s3-prefix><account>/…` in the
+/// server's bucket), where an account's keys could meet it.
+fn check_backup_location(
+    flag: &str,
+    location: &Location,
+    storage: &StorageConfig,
+) -> Result<(), EarlyExit> {
+    let Location::S3 { .. } = location else {
+        return Ok(());
+    };
+    let Some(s3) = &storage.s3 else {
+        return Err(bad_value(
+            flag,
+            &format!("{location} needs the server's S3 settings, starting with --s3-endpoint"),
+        ));
+    };
+    if s3.access_key_id.is_none() || s3.secret_access_key.is_none() {
+        return Err(bad_value(
+            flag,
+            &format!(
+                "{location} needs the server's S3 keys: S3_ACCESS_KEY_ID and \
+                 S3_SECRET_ACCESS_KEY in the environment"
+            ),
+        ));
+    }
+    if let Some(bucket) = &s3.bucket
+        && location.overlaps(bucket, &s3.prefix)
+    {
+        return Err(bad_value(
+            flag,
+            &format!(
+                "{location} lies among the accounts' files (s3://{bucket}/{}ACCOUNT/); give \
+                 the backups a bucket or a prefix outside --s3-prefix",
+                s3.prefix
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for AuthConfig {

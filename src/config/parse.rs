@@ -73,11 +73,20 @@ impl<'a> CommandLine<'a> {
     /// a command that reads one of the server's settings beside flags of its
     /// own, so that it resolves it as the server would.
     pub fn giving(setting: &Setting, value: Option<&'a str>) -> CommandLine<'a> {
+        match value {
+            Some(value) => CommandLine::giving_each(&[(setting, value)]),
+            None => CommandLine::giving_each(&[]),
+        }
+    }
+
+    /// A command line that gives each of these settings its value and
+    /// nothing else, as [`CommandLine::giving`] does one.
+    pub fn giving_each(values: &[(&Setting, &'a str)]) -> CommandLine<'a> {
         CommandLine {
             command: None,
-            given: value
-                .map(|value| (setting.name(), vec![value]))
-                .into_iter()
+            given: values
+                .iter()
+                .map(|(setting, value)| (setting.name(), vec![*value]))
                 .collect(),
         }
     }

@@ -15,6 +15,7 @@ use super::{EarlyExit, RateLimiting};
 use crate::acme::ChallengeKind;
 use crate::alerts::TimeUnit;
 use crate::auth::password;
+use crate::backup::Location;
 use crate::blob::{S3Addressing, StorageKind};
 use crate::http::Limits;
 use crate::http::log::{LogFormat, LogLevel};
@@ -659,5 +660,29 @@ settings! {
         parse: values::number,
         help: "bytes kept free on the data folder's filesystem, so the database can still \
                commit: uploads that would leave less get 507 insufficient_storage; 0: no floor",
+    }
+    value backup_every: Option<Duration> {
+        flag: "--backup-every HOURS",
+        env: ["WREN_BACKUP_EVERY"],
+        default: "",
+        parse: values::optional_hours,
+        help: "make a backup of the data folder into --backup-to this often while serving \
+               (fractions allowed: 0.5 is every 30 minutes), the first one an interval after \
+               start; none when unset",
+    }
+    value backup_to: Option<Location> {
+        flag: "--backup-to DIR",
+        env: ["WREN_BACKUP_TO"],
+        default: "",
+        parse: values::optional_location,
+        help: "where --backup-every puts its backups, each in a folder named by its time: a \
+               folder, or s3://BUCKET/PREFIX with the server's S3 settings",
+    }
+    value backup_keep: usize {
+        flag: "--backup-keep N",
+        env: ["WREN_BACKUP_KEEP"],
+        default: "7",
+        parse: values::at_least_one,
+        help: "scheduled backups kept in --backup-to: after each, older ones are removed",
     }
 }

@@ -613,6 +613,14 @@ fn the_first_word_picks_the_command() {
     assert!(matches!(command(&[]), Ok(Command::Serve(_))));
     assert!(matches!(command(&["--port", "1"]), Ok(Command::Serve(_))));
     assert!(matches!(command(&["keys", "list"]), Ok(Command::Keys(_))));
+    assert!(matches!(
+        command(&["backup", "--to", "/b"]),
+        Ok(Command::Backup(_))
+    ));
+    assert!(matches!(
+        command(&["restore", "--from", "/b", "--data-dir", "/new"]),
+        Ok(Command::Restore(_))
+    ));
     let unknown = command(&["key", "list"]).unwrap_err();
     assert_eq!(unknown.output, "error: unknown command 'key'");
     // The server's flags are not the keys commands'.
@@ -620,6 +628,7 @@ fn the_first_word_picks_the_command() {
     assert_eq!(exit.output, "error: unknown flag '--port' for keys list");
     let help = command(&["--help"]).unwrap_err().output;
     assert!(help.contains("keys create|list|revoke"), "{help}");
+    assert!(help.contains("backup|restore ..."), "{help}");
 }
 
 #[test]
@@ -766,4 +775,83 @@ fn cors_origins_are_origins() {
             exit.output
         );
     }
+}
+
+#[test]
+fn backups_on_schedule_take_an_interval_in_hours_and_a_place() {
+    assert!(parse(&[], &[]).unwrap().backup.is_none());
+    let schedule = parse(
+        &["--backup-every", "0.5", "--backup-to", "/srv/backups"],
+        &[("WREN_BACKUP_KEEP", "3")],
+    )
+    .unwrap()
+    .backup
+    .unwrap();
+    assert_eq!(
+        schedule,
+        Schedule {
+            every: Duration::from_secs(1800),
+            keep: 3,
+            to: Location::Dir("/srv/backups".into()),
+        }
+    );
+    assert_eq!(
+        parse(&["--backup-every", "24", "--backup-to", "b"], &[])
+            .unwrap()
+            .backup
+            .unwrap()
+            .keep,
+        7
+    );
+    let refused = |args: &[&str], env: &[(&str, &str)], needle: &str| {
+        let exit = parse(args, env).unwrap_err();
+        assert!(exit.output.contains(needle), "{args:?}: {}", exit.output);
+    };
+    refused(
+        &["--backup-every", "1"],
+        &[],
+        "--backup-every: needs --backup-to",
+    );
+    refused(
+        &["--backup-to", "b"],
+        &[],
+        "--backup-to: needs --backup-every",
+    );
+    for bad in ["0", "-1", "soon", "8761"] {
+        refused(
+            &["--backup-every", bad, "--backup-to", "b"],
+            &[],
+            "--backup-every: expected a",
+        );
+    }
+    refused(
+        &["--backup-every", "1", "--backup-to", "s3://b-1/x"],
+        &[],
+        "needs the server's S3 settings",
+    );
+    let s3 = [
+        ("S3_ENDPOINT", "http://127.0.0.1:3900"),
+        ("S3_ACCESS_KEY_ID", "AK"),
+        ("S3_SECRET_ACCESS_KEY", "SK"),
+        ("S3_BUCKET", "files"),
+    ];
+    refused(
+        &["--backup-every", "1", "--backup-to", "s3://files/backups"],
+        &s3,
+        "among the accounts' files",
+    );
+    let on_s3 = parse(
+        &["--backup-every", "1", "--backup-to", "s3://other/daily"],
+        &s3,
+    )
+    .unwrap()
+    .backup
+    .unwrap();
+    assert_eq!(
+        on_s3.to,
+        Location::S3 {
+            bucket: "other".into(),
+            prefix: "daily".into()
+        }
+    );
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::backup::Location;
 use crate::model::ModelSource;
 
 /// A whole number of the setting's type (`u16` refuses `70000`).
@@ -50,6 +51,32 @@ pub fn seconds(s: &str) -> Result<Duration, String> {
         return Err(format!("expected a positive number of seconds, got '{s}'"));
     }
     Ok(Duration::from_secs_f64(value))
+}
+
+/// A positive number of hours up to a year, fractions allowed (`24`,
+/// `0.5`), where the empty text means "not set".
+pub fn optional_hours(s: &str) -> Result<Option<Duration>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let value: f64 = s
+        .parse()
+        .map_err(|_| format!("expected a number of hours, got '{s}'"))?;
+    if !(value > 0.0 && value <= 24.0 * 365.0) {
+        return Err(format!(
+            "expected a positive number of hours, at most a year (8760), got '{s}'"
+        ));
+    }
+    Ok(Some(Duration::from_secs_f64(value * 3600.0)))
+}
+
+/// Where backups go: a folder or `s3://BUCKET/PREFIX`, where the empty
+/// text means "not set".
+pub fn optional_location(s: &str) -> Result<Option<Location>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    Location::parse(s).map(Some)
 }
 
 /// A whole number of seconds, for values sent on as whole seconds

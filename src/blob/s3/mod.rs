@@ -49,6 +49,7 @@ use rusty_s3::{Bucket, Credentials};
 use ureq::http::HeaderMap;
 
 use self::error::{check_write, describe, error_code, missing, refusal, store_error};
+pub use self::record::RECORD_FILE;
 use self::record::{KeyOrder, Record};
 use self::request::{Client, drain, error_text, header};
 pub use self::upload::{MAX_UPLOADS_IN_FLIGHT, PART_SIZE};

@@ -33,7 +33,8 @@ use rusqlite::{Connection, params};
 use crate::blob::usage::{self, USAGE_SCHEMA};
 use crate::blob::{BlobError, Book, Usage};
 
-const RECORD_FILE: &str = "s3-index.db";
+/// The record's file in the data folder's `files/`.
+pub const RECORD_FILE: &str = "s3-index.db";
 /// Held by the one process recording for this data folder.
 const LOCK_FILE: &str = ".s3-lock";
 
