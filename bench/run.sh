@@ -215,22 +215,13 @@ log_problems() {
     fi
 }
 
-# cpu_us NAME: the CPU µs/req recorded for NAME.
-cpu_us() {
-    local row n us
+# result NAME FIELD: field FIELD of NAME's row in RESULTS (1 req/s, 3 CPU
+# µs/req), or 0 when there is none.
+result() {
+    local row fields
     for row in "${RESULTS[@]}"; do
-        read -r n _ _ us <<<"$row"
-        [[ $n == "$1" ]] && echo "$us" && return
-    done
-    echo 0
-}
-
-# rps NAME: the requests/s recorded for NAME.
-rps() {
-    local row n r
-    for row in "${RESULTS[@]}"; do
-        read -r n r _ _ <<<"$row"
-        [[ $n == "$1" ]] && echo "$r" && return
+        read -r -a fields <<<"$row"
+        [[ ${fields[0]} == "$1" ]] && echo "${fields[$2]}" && return
     done
     echo 0
 }
@@ -238,7 +229,7 @@ rps() {
 # target_rate LABEL NAME OTHER FACTOR: PASS when NAME serves at least
 # FACTOR x OTHER's requests/s.
 target_rate() {
-    awk -v a="$(rps "$2")" -v b="$(rps "$3")" -v min="$4" -v label="$1" 'BEGIN {
+    awk -v a="$(result "$2" 1)" -v b="$(result "$3" 1)" -v min="$4" -v label="$1" 'BEGIN {
         if (b <= 0) { printf "%s: MISS (no rate for the comparison)\n", label; exit }
         r = a / b
         printf "%s: %s (ratio %.2f)\n", label, (r >= min ? "PASS" : "MISS"), r
@@ -248,8 +239,8 @@ target_rate() {
 # target LABEL NAME OTHER LIMIT: PASS when NAME's CPU/req <= LIMIT x OTHER's.
 target() {
     local label=$1 ours theirs
-    ours=$(cpu_us "$2")
-    theirs=$(cpu_us "$3")
+    ours=$(result "$2" 3)
+    theirs=$(result "$3" 3)
     awk -v a="$ours" -v b="$theirs" -v lim="$4" -v label="$label" 'BEGIN {
         if (b <= 0) { printf "%s: MISS (no CPU figure for the comparison)\n", label; exit }
         r = a / b

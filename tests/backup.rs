@@ -11,29 +11,17 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use common::{BIN, Response, Server, read_response};
+use common::{Response, Server, read_response, wren};
 
 const JSON: &str = "application/json";
 const ADMIN: &str = "auditor:audit-password";
 const PASSWORD: &str = "correct horse";
-
-/// Runs wren to completion with `args` and only the variables in `env`.
-fn wren(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -5,19 +5,8 @@ mod common;
 
 use std::process::{Command, Output, Stdio};
 
-use common::{BIN, Server};
+use common::{BIN, Server, wren};
 use wren::config::SETTINGS;
-
-/// Runs wren to completion with `args` and only the variables in `env`.
-fn wren(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
