@@ -251,7 +251,8 @@ settings! {
         default: "CPU cores" => Limits::default().threads,
         parse: values::at_least_one,
         help: "worker threads waiting for ready connections; more start while all are stuck \
-               in slow requests (up to --max-threads) and leave when idle",
+               in slow requests or waiting for an event's commit (up to --max-threads) and leave \
+               when idle",
     }
     value max_threads: usize {
         flag: "--max-threads N",
