@@ -83,16 +83,25 @@ impl Policy {
     fn headers(&self, level: Level) -> [(&'static str, Cow<'static, str>); 2] {
         [
             ("RateLimit-Policy", Cow::Borrowed(self.field)),
-            (
-                "RateLimit",
-                Cow::Owned(format!(
-                    "\"{}\";r={};t={}",
-                    self.name,
-                    level.remaining,
-                    whole_seconds(level.reset)
-                )),
-            ),
+            ("RateLimit", Cow::Owned(self.level_field(level))),
         ]
+    }
+
+    /// The `RateLimit` field value for `level`, its numbers written with
+    /// `itoa` into one string of the right size: every limited answer
+    /// carries it, and `format!` cost more than taking the token.
+    fn level_field(&self, level: Level) -> String {
+        let mut remaining = itoa::Buffer::new();
+        let mut reset = itoa::Buffer::new();
+        [
+            "\"",
+            self.name,
+            "\";r=",
+            remaining.format(level.remaining),
+            ";t=",
+            reset.format(whole_seconds(level.reset)),
+        ]
+        .concat()
     }
 
     /// The `429` of a request `refused` under this policy, counted; the
