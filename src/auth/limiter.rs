@@ -16,14 +16,14 @@
 //! Memory is bounded: a limiter keeps at most [`MAX_BUCKETS`] buckets. To
 //! make room it drops buckets touched long ago that have refilled (a full
 //! bucket is the same as none); while none of those has, a request that
-//! needs a new bucket is refused (`429`)
-//! rather than let a flood of new keys evict, and so refill, the buckets of
-//! a name being guessed. A key is kept as its 64-bit keyed
-//! hash (SipHash-1-3 under the process's random keys), so an entry's size
-//! does not depend on what the client sent, and a client cannot aim two
-//! keys at one bucket, or at one slot of the maps, which place that hash as
-//! it is rather than hash it again (`KeyedAlready`). IPv6 clients count
-//! by their /64, which one host usually holds whole.
+//! needs a new bucket is refused (`429`) rather than let a flood of new
+//! keys evict, and so refill, the buckets of a name being guessed. A key is
+//! kept as its 64-bit keyed hash (std's `RandomState`: SipHash-1-3 under
+//! random keys), so an entry's size does not depend on what the client
+//! sent, and a client cannot aim two keys at one bucket, nor at one slot of
+//! the maps, which place that hash as it is rather than hash it again
+//! (`KeyedAlready`). IPv6 clients count by their /64, which one host
+//! usually holds whole.
 //!
 //! Which buckets were touched long ago is an order of use kept to within a
 //! slack (`AGE_SLACK_DIVISOR`): a take moves its bucket to the newest
