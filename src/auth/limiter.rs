@@ -16,13 +16,19 @@
 //! Memory is bounded: a limiter keeps at most [`MAX_BUCKETS`] buckets. To
 //! make room it drops buckets touched long ago that have refilled (a full
 //! bucket is the same as none); while none of those has, a request that
-//! needs a new bucket is refused (`429`)
-//! rather than let a flood of new keys evict, and so refill, the buckets of
-//! a name being guessed. A key is kept as its 64-bit keyed
-//! hash, so an entry's size does not depend on what the client sent, and a
-//! client cannot aim two keys at one bucket without the process's random
-//! hash keys. IPv6 clients count by their /64, which one host usually holds
-//! whole.
+//! needs a new bucket is refused (`429`) rather than let a flood of new
+//! keys evict, and so refill, the buckets of a name being guessed. A key is
+//! kept as its 64-bit keyed hash (std's `RandomState`: SipHash-1-3 under
+//! random keys), so an entry's size does not depend on what the client
+//! sent, and a client cannot aim two keys at one bucket, nor at one slot of
+//! the maps, which place that hash as it is rather than hash it again
+//! (`KeyedAlready`). IPv6 clients count by their /64, which one host
+//! usually holds whole.
+//!
+//! Which buckets were touched long ago is an order of use kept to within a
+//! slack (`AGE_SLACK_DIVISOR`): a take moves its bucket to the newest
+//! only once its place has grown that stale, so that most requests of a
+//! busy client leave the order alone.
 //!
 //! Request rate limits ([`RequestLimiter`]: every request per client
 //! address, or per account or API key) use the same buckets with two
@@ -33,11 +39,12 @@
 //! dropped rather than the request refused: refusing would shut every new
 //! client out during a flood of addresses, while dropping the stalest bucket
 //! only hands its client a fresh burst (an address that keeps sending, even
-//! while refused, is never the stalest).
+//! while refused, is never the stalest, unless its shard takes nearly its
+//! whole capacity of other requests between two of its own).
 
-use std::collections::hash_map::RandomState;
+use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -136,23 +143,112 @@ struct Bucket {
     updated: Instant,
     /// What it holds and how fast it refills, to know when it is full.
     limit: Limit,
-    /// When it was last taken from, in the limiter's own count: the key of
-    /// its entry in `Buckets::by_age`.
+    /// Its place in `Ages::by_age`: when, in the limiter's count of takes,
+    /// it was last moved there (at most a slack before its last use).
     touched: u64,
     /// Whether it has refused a request since it was last full: the first
     /// refusal of a run of them is worth a line in the log, the rest not.
     tripped: bool,
 }
 
-/// The buckets and their order of use, oldest first.
+impl Bucket {
+    /// Takes a token from the bucket, which held `tokens` at `now`: a run of
+    /// refusals ends once it was full again.
+    fn spend(&mut self, limit: Limit, tokens: f64, now: Instant) {
+        self.tripped = self.tripped && tokens < limit.burst;
+        self.tokens = tokens - 1.0;
+        self.updated = now;
+        self.limit = limit;
+    }
+}
+
+/// The hasher of the maps of buckets, whose keys are already hashes under
+/// the limiter's random keys: it hands a key on as it is, since hashing it
+/// again would only cost time. A client can no more aim keys at one slot of
+/// the map than at one bucket.
+#[derive(Default)]
+struct KeyedAlready(u64);
+
+impl Hasher for KeyedAlready {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+
+    /// Not reached: the maps' keys are `u64`, which comes to `write_u64`.
+    /// Folds the bytes in rather than losing them, were it ever.
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+}
+
+/// How stale a bucket's place in the order of use may grow before a take
+/// moves it to the newest: a sixteenth of the capacity of its limiter (or
+/// shard), counted in takes. Moving it on every take cost a removal and an
+/// insertion in `by_age` per request; with the slack, a client that keeps
+/// sending moves once in that many. The order stays close: a bucket is the
+/// stalest, the one dropped, only once its limiter has had at least
+/// `capacity - 1 - slack` takes since the bucket's last (`capacity - 1` in
+/// exact order), so a client that keeps sending more often than that is
+/// never dropped. Under 16 buckets the slack is 0 and the order exact.
+const AGE_SLACK_DIVISOR: u64 = 16;
+
+/// The order buckets were used in, oldest first, each bucket's place at
+/// most a slack of takes older than its last use ([`AGE_SLACK_DIVISOR`]).
+#[derive(Default)]
+struct Ages {
+    /// The bucket keys by the count of takes at their place.
+    by_age: BTreeMap<u64, u64>,
+    /// Takes so far: the clock of the order.
+    touches: u64,
+    /// How many takes old a bucket's place may be before a use moves it.
+    slack: u64,
+}
+
+impl Ages {
+    /// A new bucket of `key`, placed as the newest: its place.
+    fn newest(&mut self, key: u64) -> u64 {
+        self.touches += 1;
+        self.by_age.insert(self.touches, key);
+        self.touches
+    }
+
+    /// A use of `bucket`, the bucket of `key`: it moves to the newest place
+    /// if its place is more than the slack of takes old.
+    fn renew(&mut self, key: u64, bucket: &mut Bucket) {
+        self.touches += 1;
+        if self.touches - bucket.touched > self.slack {
+            self.by_age.remove(&bucket.touched);
+            self.by_age.insert(self.touches, key);
+            bucket.touched = self.touches;
+        }
+    }
+}
+
+/// The buckets and their order of use.
 #[derive(Default)]
 struct Buckets {
-    by_key: HashMap<u64, Bucket>,
-    by_age: BTreeMap<u64, u64>,
-    touches: u64,
+    by_key: HashMap<u64, Bucket, BuildHasherDefault<KeyedAlready>>,
+    ages: Ages,
 }
 
 impl Buckets {
+    /// No buckets yet, for a limiter (or shard) of `capacity`.
+    fn within(capacity: usize) -> Buckets {
+        Buckets {
+            by_key: HashMap::default(),
+            ages: Ages {
+                slack: capacity as u64 / AGE_SLACK_DIVISOR,
+                ..Ages::default()
+            },
+        }
+    }
+
     /// Room for `new` more buckets within `capacity`: refilled buckets are
     /// dropped, looking among the [`ROOM_SCAN`] touched longest ago.
     /// `Err(wait)` when too few of those are full, `wait` being the time
@@ -164,7 +260,7 @@ impl Buckets {
         }
         let mut full = Vec::with_capacity(needed);
         let mut wait = Duration::MAX;
-        for key in self.by_age.values().take(ROOM_SCAN) {
+        for key in self.ages.by_age.values().take(ROOM_SCAN) {
             let bucket = &self.by_key[key];
             let missing = bucket.limit.burst - bucket.limit.refilled(bucket, now);
             if missing <= 0.0 {
@@ -186,44 +282,34 @@ impl Buckets {
     }
 
     /// The bucket of `key` with a token taken (a new one starts full), made
-    /// the newest.
-    fn take(&mut self, key: u64, limit: Limit, now: Instant) {
-        self.touches += 1;
-        let touched = self.touches;
-        let (tokens, tripped) = match self.by_key.get(&key) {
-            Some(previous) => {
-                self.by_age.remove(&previous.touched);
-                let tokens = limit.refilled(previous, now);
-                (tokens, previous.tripped && tokens < limit.burst)
+    /// the newest; the tokens it has left.
+    fn take(&mut self, key: u64, limit: Limit, now: Instant) -> f64 {
+        let bucket = match self.by_key.entry(key) {
+            Entry::Occupied(entry) => {
+                let bucket = entry.into_mut();
+                self.ages.renew(key, bucket);
+                let tokens = limit.refilled(bucket, now);
+                bucket.spend(limit, tokens, now);
+                bucket
             }
-            None => (limit.burst, false),
+            Entry::Vacant(entry) => {
+                let bucket = entry.insert(Bucket {
+                    tokens: limit.burst,
+                    updated: now,
+                    limit,
+                    touched: self.ages.newest(key),
+                    tripped: false,
+                });
+                bucket.spend(limit, limit.burst, now);
+                bucket
+            }
         };
-        let bucket = Bucket {
-            tokens: tokens - 1.0,
-            updated: now,
-            limit,
-            touched,
-            tripped,
-        };
-        self.by_key.insert(key, bucket);
-        self.by_age.insert(touched, key);
+        bucket.tokens
     }
 
     fn remove(&mut self, key: u64) {
         if let Some(bucket) = self.by_key.remove(&key) {
-            self.by_age.remove(&bucket.touched);
-        }
-    }
-
-    /// Makes the bucket of `key` the newest without taking from it: a client
-    /// refused while it keeps sending is in use, not stale.
-    fn touch(&mut self, key: u64) {
-        self.touches += 1;
-        let touched = self.touches;
-        if let Some(bucket) = self.by_key.get_mut(&key) {
-            self.by_age.remove(&bucket.touched);
-            bucket.touched = touched;
-            self.by_age.insert(touched, key);
+            self.ages.by_age.remove(&bucket.touched);
         }
     }
 
@@ -231,7 +317,7 @@ impl Buckets {
     /// oldest is dropped, else the one used longest ago.
     fn make_room_evicting(&mut self, capacity: usize, now: Instant) {
         if self.make_room(1, capacity, now).is_err()
-            && let Some((_, key)) = self.by_age.pop_first()
+            && let Some((_, key)) = self.ages.by_age.pop_first()
         {
             self.by_key.remove(&key);
         }
@@ -248,7 +334,7 @@ struct Limiter {
 impl Limiter {
     fn new(capacity: usize) -> Limiter {
         Limiter {
-            buckets: Mutex::new(Buckets::default()),
+            buckets: Mutex::new(Buckets::within(capacity)),
             capacity,
             keys: RandomState::new(),
         }
@@ -299,7 +385,7 @@ impl Limiter {
     #[cfg(test)]
     fn tracked(&self) -> usize {
         let buckets = self.lock();
-        assert_eq!(buckets.by_key.len(), buckets.by_age.len());
+        assert_eq!(buckets.by_key.len(), buckets.ages.by_age.len());
         buckets.by_key.len()
     }
 }
@@ -389,11 +475,12 @@ pub struct RequestLimiter {
 
 impl RequestLimiter {
     pub fn new(limit: Limit, capacity: usize) -> Self {
+        let shard_capacity = capacity.div_ceil(REQUEST_SHARDS).max(1);
         RequestLimiter {
             shards: (0..REQUEST_SHARDS)
-                .map(|_| Mutex::new(Buckets::default()))
+                .map(|_| Mutex::new(Buckets::within(shard_capacity)))
                 .collect(),
-            shard_capacity: capacity.div_ceil(REQUEST_SHARDS).max(1),
+            shard_capacity,
             keys: RandomState::new(),
             limit,
         }
@@ -404,15 +491,19 @@ impl RequestLimiter {
     pub fn take(&self, subject: impl Hash, now: Instant) -> Result<Level, Refused> {
         let key = self.keys.hash_one(subject);
         let limit = self.limit;
-        let shard = &self.shards[(key % REQUEST_SHARDS as u64) as usize];
-        let mut buckets = shard.lock().unwrap_or_else(PoisonError::into_inner);
-        match buckets.by_key.get_mut(&key) {
+        // Bits the map of a shard does not use: it places a key by its low
+        // bits and tells keys apart in a slot group by its top seven.
+        let shard = &self.shards[(key >> 32) as usize % REQUEST_SHARDS];
+        let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        let buckets = &mut *guard;
+        let tokens = match buckets.by_key.get_mut(&key) {
             Some(bucket) => {
+                // Taken from or refused, a client that sends is in use.
+                buckets.ages.renew(key, bucket);
                 let tokens = limit.refilled(bucket, now);
                 if tokens < 1.0 {
                     let first = !bucket.tripped;
                     bucket.tripped = true;
-                    buckets.touch(key);
                     return Err(Refused {
                         level: Level {
                             remaining: 0,
@@ -421,11 +512,14 @@ impl RequestLimiter {
                         first,
                     });
                 }
+                bucket.spend(limit, tokens, now);
+                bucket.tokens
             }
-            None => buckets.make_room_evicting(self.shard_capacity, now),
-        }
-        buckets.take(key, limit, now);
-        let tokens = buckets.by_key[&key].tokens;
+            None => {
+                buckets.make_room_evicting(self.shard_capacity, now);
+                buckets.take(key, limit, now)
+            }
+        };
         let reset = if tokens < 1.0 {
             limit.time_for(1.0 - tokens)
         } else {
@@ -444,7 +538,7 @@ impl RequestLimiter {
             .iter()
             .map(|shard| {
                 let buckets = shard.lock().unwrap();
-                assert_eq!(buckets.by_key.len(), buckets.by_age.len());
+                assert_eq!(buckets.by_key.len(), buckets.ages.by_age.len());
                 buckets.by_key.len()
             })
             .sum()
@@ -820,6 +914,68 @@ mod tests {
         buckets.make_room_evicting(3, now);
         assert_eq!(buckets.by_key.len(), 2);
         assert!(!buckets.by_key.contains_key(&1));
-        assert_eq!(buckets.by_age.len(), 2);
+        assert_eq!(buckets.ages.by_age.len(), 2);
+    }
+
+    #[test]
+    fn a_take_moves_its_bucket_only_once_its_place_is_a_slack_old() {
+        // 64 buckets: a slack of 4 takes.
+        let mut buckets = Buckets::within(64);
+        let limit = Limit::per_second(1, 1_000);
+        let now = Instant::now();
+        buckets.take(0, limit, now);
+        for key in 1..=3 {
+            buckets.take(key, limit, now);
+        }
+        // Its place is 4 takes old with this one: it stays the oldest.
+        buckets.take(0, limit, now);
+        assert_eq!(buckets.ages.by_age.first_key_value(), Some((&1, &0)));
+        // 6 takes old: it moves to the newest.
+        buckets.take(4, limit, now);
+        buckets.take(0, limit, now);
+        assert_eq!(buckets.ages.by_age.last_key_value(), Some((&7, &0)));
+        assert_eq!(buckets.ages.by_age.first_key_value(), Some((&2, &1)));
+        assert_eq!(buckets.ages.by_age.len(), buckets.by_key.len());
+    }
+
+    #[test]
+    fn the_slack_never_lets_a_client_that_keeps_sending_be_dropped() {
+        let capacity = 64;
+        let slack = capacity as u64 / AGE_SLACK_DIVISOR;
+        // The most takes of others between two of its own that the slack
+        // lets a bucket have and never be the stalest.
+        let others = capacity as u64 - 1 - slack;
+        let mut buckets = Buckets::within(capacity);
+        // Nothing refills at one instant: room is made by dropping the
+        // stalest.
+        let limit = Limit::per_second(1, 1_000_000);
+        let now = Instant::now();
+        let sender = u64::MAX;
+        let mut clients = 0..;
+        let mut newcomer = |buckets: &mut Buckets| {
+            buckets.make_room_evicting(capacity, now);
+            buckets.take(clients.next().unwrap(), limit, now);
+            assert!(buckets.by_key.len() <= capacity);
+        };
+        for _ in 0..1_000 {
+            // The worst case: its last take finds its place just a slack
+            // old, and leaves it there.
+            buckets.take(sender, limit, now);
+            for _ in 1..slack {
+                newcomer(&mut buckets);
+            }
+            buckets.take(sender, limit, now);
+            for _ in 0..others {
+                newcomer(&mut buckets);
+                assert!(buckets.by_key.contains_key(&sender));
+            }
+        }
+        // The newcomers, each seen once, were dropped oldest first.
+        assert!(!buckets.by_key.contains_key(&0));
+        // Once it stops sending, it is the stalest in time.
+        for _ in 0..capacity {
+            newcomer(&mut buckets);
+        }
+        assert!(!buckets.by_key.contains_key(&sender));
     }
 }

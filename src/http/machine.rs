@@ -563,7 +563,7 @@ impl Machine {
         );
         for (name, value) in headers {
             // A value carrying CR or LF would let input split the response.
-            if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+            if memchr::memchr2(b'\r', b'\n', value.as_bytes()).is_some() {
                 continue;
             }
             put_header(out, name, value);

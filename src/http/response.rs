@@ -8,6 +8,12 @@ use std::io::Read;
 
 use serde::Serialize;
 
+/// The headers a new response has room for before its list regrows: the
+/// few a handler sets (a content type, an `ETag`, caching) and the ones
+/// layers around it add (the rate limit's two), since a regrowth copies
+/// the list on every such answer. Not a limit: more still fit.
+const RESPONSE_HEADER_ROOM: usize = 8;
+
 /// A response body: nothing, bytes in memory, or a stream read while writing
 /// (a file, an object from S3) so that large bodies never sit in memory.
 pub enum ResponseBody {
@@ -46,8 +52,7 @@ impl Response {
     pub fn new(status: u16) -> Self {
         Response {
             status,
-            // Room for the few headers a handler sets, without regrowing.
-            headers: Vec::with_capacity(4),
+            headers: Vec::with_capacity(RESPONSE_HEADER_ROOM),
             body: ResponseBody::Empty,
             log_note: None,
         }
@@ -79,7 +84,7 @@ impl Response {
     pub fn stream(status: u16, reader: Box<dyn Read + Send>, len: Option<u64>) -> Self {
         Response {
             status,
-            headers: Vec::with_capacity(4),
+            headers: Vec::with_capacity(RESPONSE_HEADER_ROOM),
             body: ResponseBody::Stream { reader, len },
             log_note: None,
         }
