@@ -8,7 +8,7 @@ STATIC_BIN := target/$(TARGET)/release/wren
 # Extra arguments for `make run`, e.g. make run ARGS='--port 8080'
 ARGS ?=
 
-.PHONY: run test unit lint static image image-check bench venv venv-api api-check parity sales-model chaos chaos-check
+.PHONY: run test unit lint static image image-check bench bench-instructions venv venv-api api-check parity sales-model chaos chaos-check
 
 run: static
 	$(STATIC_BIN) $(ARGS)
@@ -48,6 +48,11 @@ image-check: static
 
 bench: static
 	bench/run.sh $(STATIC_BIN)
+
+# What metrics and rate limits cost, in instructions per request (callgrind):
+# exact where bench's CPU figures are noisy.
+bench-instructions: static
+	bench/instructions.sh $(STATIC_BIN)
 
 # Python side of model serving (tools/): a virtualenv with the pinned
 # packages, rebuilt only when tools/requirements.txt changes.

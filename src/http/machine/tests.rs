@@ -485,6 +485,26 @@ fn header_values_that_would_split_the_answer_are_dropped() {
 }
 
 #[test]
+fn a_lone_cr_or_lf_anywhere_in_a_value_drops_it() {
+    let mut wire = Wire::answering_get();
+    // Values past 32 bytes are searched a vector at a time.
+    let long = "v".repeat(70);
+    let headers = [
+        ("X-Lf", Cow::Borrowed("a\nSet-Cookie: evil")),
+        ("X-Cr", Cow::Borrowed("evil\r")),
+        ("X-Long-Lf", Cow::Owned(format!("{long}\nSet-Cookie: evil"))),
+        ("X-Long-Cr", Cow::Owned(format!("{long}{long}evil\r"))),
+        ("X-Long-Good", Cow::Owned(long.clone())),
+    ];
+    wire.machine
+        .respond(204, &headers, Some(0), "id", DATE, wire.now);
+    wire.send();
+    let sent = wire.take_sent();
+    assert!(!sent.contains("evil"), "{sent}");
+    assert!(sent.contains(&format!("X-Long-Good: {long}\r\n")), "{sent}");
+}
+
+#[test]
 fn every_framing_refusal_closes_with_its_status() {
     let many: String = (0..=crate::http::limits::MAX_HEADERS)
         .map(|i| format!("X-{i}: v\r\n"))
