@@ -36,9 +36,8 @@
 //!    and a failure undoes that event alone.
 //!
 //! Lock order is lane, then connection (released after judging), then the
-//! commit queue, then connection and writer for a batch; nothing waits for
-//! a lane while holding the queue, the writer or a connection, so there is
-//! no cycle.
+//! commit queue, then a connection for a batch; nothing waits for a lane
+//! while holding the queue or a connection, so there is no cycle.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -134,10 +133,9 @@ pub struct SqliteStore {
     returned: Condvar,
     /// Each user's events, one at a time (see the module doc).
     lanes: Lanes,
-    /// SQLite has one writer at a time; queueing event writes here is fair
-    /// and cheap, where SQLite's busy handler would poll with sleeps.
-    writer: Mutex<()>,
     /// Judged events waiting for their batch's commit (see the module doc).
+    /// It writes one batch at a time, so event writes queue here, fair and
+    /// cheap, rather than in SQLite's busy handler, which polls with sleeps.
     commits: GroupCommit<JudgedEvent, StoreResult<Recorded>>,
 }
 
@@ -175,7 +173,6 @@ impl SqliteStore {
             }),
             returned: Condvar::new(),
             lanes: Lanes::default(),
-            writer: Mutex::new(()),
             commits: GroupCommit::new(|| {
                 Err(StoreError::Backend(
                     "the batch holding this event failed to be written".into(),
@@ -191,7 +188,6 @@ impl SqliteStore {
     fn write_batch(&self, batch: Vec<JudgedEvent>) -> Vec<StoreResult<Recorded>> {
         let count = batch.len();
         let written = self.with(|conn| {
-            let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
             let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut outcomes = Vec::with_capacity(count);
             for pending in batch {
