@@ -166,7 +166,7 @@ fn serve(config: Config) -> ExitCode {
         let mut limited = |request: &mut Request<'_>| {
             rate::around(&app, request, |request| {
                 routed = true;
-                router.dispatch(&app, request)
+                router.dispatch_since(&app, request, started)
             })
         };
         let response = match &cors {

@@ -326,7 +326,7 @@ fn render_routes(text: &mut Text, routes: &[RouteSeries]) {
     text.family(
         "wren_http_request_duration_seconds",
         "histogram",
-        "Time from routing a request to its handler's answer, by route pattern and method.",
+        "Time from taking up a request to its answer (CORS and rate limits included), by route pattern and method.",
     );
     for series in &reached {
         let counters = &series.counters;
@@ -532,7 +532,7 @@ mod tests {
              # TYPE wren_http_requests_total counter\n\
              wren_http_requests_total{{{labels},status=\"200\"}} 2\n\
              wren_http_requests_total{{{labels},status=\"other\"}} 1\n\
-             # HELP wren_http_request_duration_seconds Time from routing a request to its handler's answer, by route pattern and method.\n\
+             # HELP wren_http_request_duration_seconds Time from taking up a request to its answer (CORS and rate limits included), by route pattern and method.\n\
              # TYPE wren_http_request_duration_seconds histogram\n"
         );
         let cumulative = [1, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3];

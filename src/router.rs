@@ -265,13 +265,23 @@ impl<S, P> Router<S, P> {
 
     /// Routes `request` and runs its handler, counting the answer.
     pub fn dispatch(&self, state: &S, request: &mut Request<'_>) -> Response {
-        if !self.measured {
-            let (_, answer) = self.try_dispatch(state, request);
-            return answer.unwrap_or_else(ApiError::into_response);
-        }
-        let started = Instant::now();
+        self.dispatch_since(state, request, self.clock())
+    }
+
+    /// Like [`Router::dispatch`], timing the answer from `started` (from
+    /// [`Router::clock`]), when layers in front took the request up first:
+    /// one clock read serves them and the router.
+    pub fn dispatch_since(
+        &self,
+        state: &S,
+        request: &mut Request<'_>,
+        started: Option<Instant>,
+    ) -> Response {
         let (route, answer) = self.try_dispatch(state, request);
         let response = answer.unwrap_or_else(ApiError::into_response);
+        let Some(started) = started else {
+            return response;
+        };
         let counters = match route {
             Some(route) => &route.counters,
             None => self.unmatched.counters(request.method()),
