@@ -180,11 +180,9 @@ impl<'a> Input<'a> {
             .iter()
             .filter_map(|setting| {
                 let secret = setting.usage.is_none_or(|usage| usage.contains("PASSWORD"));
-                let given = self.given(setting);
-                let flag_given =
-                    !given.is_empty() || self.command_line.given.contains_key(setting.name());
-                let (value, from) = if flag_given {
-                    (given.join(","), None)
+                // A switch given on the command line has an entry with no values.
+                let (value, from) = if self.command_line.given.contains_key(setting.name()) {
+                    (self.given(setting).join(","), None)
                 } else {
                     let (var, raw) = self.environment(setting)?;
                     (raw, Some(var))
