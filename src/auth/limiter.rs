@@ -453,7 +453,6 @@ pub struct Level {
     pub reset: Duration,
 }
 
-/// One token per request from the bucket of who sends it, at most
 /// A request a [`RequestLimiter`] refused.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Refused {
@@ -465,6 +464,7 @@ pub struct Refused {
     pub first: bool,
 }
 
+/// One token per request from the bucket of who sends it, at most
 /// `capacity` buckets kept, split over [`REQUEST_SHARDS`] locks.
 pub struct RequestLimiter {
     shards: Box<[Mutex<Buckets>]>,
