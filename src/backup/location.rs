@@ -430,6 +430,8 @@ fn s3_failed(location: &Location, err: BlobError) -> BackupError {
         BlobError::KeyTooLong { max } => {
             format!("a path is too long for S3 under this prefix (at most {max} bytes)")
         }
+        // The local file being uploaded could not be read.
+        BlobError::Body(err) => format!("cannot read what was being uploaded: {err}"),
         other => format!("{other:?}"),
     };
     BackupError::Failed(format!("{location}: {why}"))
