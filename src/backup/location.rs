@@ -195,7 +195,7 @@ impl DirWriter {
                 target.display()
             )));
         }
-        let temporary = beside(target, "partial")?;
+        let temporary = beside(target, "partial", flag)?;
         if let Some(parent) = temporary.parent() {
             fs::create_dir_all(parent).map_err(|err| io_failed("create", parent, err))?;
         }
@@ -437,13 +437,14 @@ fn s3_failed(location: &Location, err: BlobError) -> BackupError {
     BackupError::Failed(format!("{location}: {why}"))
 }
 
-/// `path`'s sibling `.NAME.WHAT`, where unfinished work goes.
+/// `path`'s sibling `.NAME.WHAT`, where unfinished work goes; refused,
+/// naming `flag`, when `path` ends in no name (`/`, `.`, `..`).
 #[inline(never)]
-pub(super) fn beside(path: &Path, what: &str) -> Result<PathBuf, BackupError> {
+pub(super) fn beside(path: &Path, what: &str, flag: &str) -> Result<PathBuf, BackupError> {
     match path.file_name() {
         Some(name) => Ok(path.with_file_name(format!(".{}.{what}", name.display()))),
         None => Err(BackupError::Refused(format!(
-            "{} names no folder",
+            "{flag}: {} names no folder: give the folder's own name, not /, . or ..",
             path.display()
         ))),
     }
@@ -613,13 +614,19 @@ mod tests {
     #[test]
     fn unfinished_work_sits_beside_its_target() {
         assert_eq!(
-            beside(Path::new("/srv/b/daily"), "partial").unwrap(),
+            beside(Path::new("/srv/b/daily"), "partial", "--to").unwrap(),
             PathBuf::from("/srv/b/.daily.partial")
         );
         assert_eq!(
-            beside(Path::new("new"), "restoring").unwrap(),
+            beside(Path::new("new"), "restoring", "--data-dir").unwrap(),
             PathBuf::from(".new.restoring")
         );
-        assert!(beside(Path::new("/"), "partial").is_err());
+        for no_name in ["/", ".", "x/.."] {
+            let refused = beside(Path::new(no_name), "partial", "--to").unwrap_err();
+            assert!(
+                matches!(&refused, BackupError::Refused(why) if why.starts_with("--to: ")),
+                "{no_name}: {refused:?}"
+            );
+        }
     }
 }

@@ -241,7 +241,7 @@ pub fn restore(
     report: &dyn Fn(Report<'_>),
 ) -> Result<String, BackupError> {
     check_new_data_dir(data_dir)?;
-    let work = beside(data_dir, "restoring")?;
+    let work = beside(data_dir, "restoring", "--data-dir")?;
     if let Some(parent) = work
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
