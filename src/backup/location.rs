@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use super::manifest::MANIFEST_FILE;
 use super::{BackupError, io_failed};
 use crate::blob::s3::{S3Blobs, check_bucket_name};
-use crate::blob::{BlobError, Blobs, Owner, S3Config, WriteCondition};
+use crate::blob::{BlobError, Blobs, Owner, S3Config, WriteCondition, check_key};
 
 /// Copy buffer for files.
 const COPY_BUFFER: usize = 64 * 1024;
@@ -65,18 +65,13 @@ impl Location {
                 "expected s3://{bucket}/PREFIX: a backup needs a prefix of its own"
             ));
         }
-        let plain = |segment: &str| {
-            !segment.is_empty()
-                && segment != "."
-                && segment != ".."
-                && !segment.chars().any(char::is_control)
-        };
-        if !prefix.split('/').all(plain) {
-            return Err(format!(
-                "the prefix '{}' has an empty, '.' or '..' segment, or a control character",
+        // Every object's key starts with the prefix: the keys' rules.
+        check_key(prefix).map_err(|rule| {
+            format!(
+                "the prefix '{}' cannot start S3 keys: {rule}",
                 crate::text::excerpt(prefix, 64)
-            ));
-        }
+            )
+        })?;
         Ok(Location::S3 {
             bucket: bucket.to_owned(),
             prefix: prefix.to_owned(),
@@ -585,6 +580,7 @@ mod tests {
             ("s3://Bad_Bucket/x", "bucket name"),
             ("s3://wren-backups/a/../b", "'..'"),
             ("s3://wren-backups/a//b", "empty"),
+            ("s3://wren-backups/a/\u{7}", "control character"),
         ] {
             let refused = Location::parse(bad).unwrap_err();
             assert!(refused.contains(problem), "{bad}: {refused}");
