@@ -71,6 +71,17 @@ fn path(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// Restores the backup at `from` into a fresh folder, which must succeed:
+/// the new data folder.
+fn restored_from(from: &str, env: &[(&str, &str)]) -> PathBuf {
+    let restored = fresh("restored");
+    succeeds(
+        &["restore", "--from", from, "--data-dir", path(&restored)],
+        env,
+    );
+    restored
+}
+
 /// One request on a new connection, with a bearer token and a byte body.
 fn call(server: &Server, method: &str, target: &str, token: &str, body: &[u8]) -> Response {
     let mut raw = format!(
@@ -258,17 +269,7 @@ fn a_backup_of_a_busy_server_holds_every_write_acknowledged_before_it_began() {
     }
     drop(server);
 
-    let restored = fresh("restored");
-    succeeds(
-        &[
-            "restore",
-            "--from",
-            path(&backup),
-            "--data-dir",
-            path(&restored),
-        ],
-        &[],
-    );
+    let restored = restored_from(path(&backup), &[]);
     for database in ["wren.db", "files/index.db"] {
         assert_eq!(integrity(&restored.join(database)), "ok", "{database}");
     }
@@ -462,17 +463,7 @@ fn the_server_backs_up_on_schedule_and_keeps_the_newest() {
     assert!(count(&server, "backup: snapshot databases: ") >= 3);
     // The newest restores into a folder a server starts on.
     let newest = to.join(backups_in(&to).pop().unwrap());
-    let restored = fresh("restored");
-    succeeds(
-        &[
-            "restore",
-            "--from",
-            path(&newest),
-            "--data-dir",
-            path(&restored),
-        ],
-        &[],
-    );
+    let restored = restored_from(path(&newest), &[]);
     let server = start(&["--data-dir", path(&restored)], &[]);
     token(&server, "ann", PASSWORD);
 }
@@ -612,17 +603,7 @@ fn a_backup_on_s3_restores() {
     assert!(again.contains("already holds a backup"), "{again}");
     drop(server);
 
-    let restored = fresh("restored");
-    succeeds(
-        &[
-            "restore",
-            "--from",
-            &location,
-            "--data-dir",
-            path(&restored),
-        ],
-        &env,
-    );
+    let restored = restored_from(&location, &env);
     let server = start(&["--data-dir", path(&restored), "--admin", ADMIN], &[]);
     let file = call(&server, "GET", "/api/file/big.bin", &ann, b"");
     assert_eq!(file.status, 200);
@@ -667,17 +648,7 @@ fn files_kept_on_s3_stay_there_and_the_restored_server_finds_them() {
     );
     drop(server);
 
-    let restored = fresh("restored");
-    succeeds(
-        &[
-            "restore",
-            "--from",
-            path(&backup),
-            "--data-dir",
-            path(&restored),
-        ],
-        &env,
-    );
+    let restored = restored_from(path(&backup), &env);
     let server = start(
         &[
             "--storage",
@@ -759,15 +730,5 @@ fn scheduled_backups_on_s3_keep_the_newest() {
         2,
     );
     assert!(removed.contains("no manifest.json"), "{removed}");
-    let restored = fresh("restored");
-    succeeds(
-        &[
-            "restore",
-            "--from",
-            made.last().unwrap(),
-            "--data-dir",
-            path(&restored),
-        ],
-        &env,
-    );
+    restored_from(made.last().unwrap(), &env);
 }

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use super::manifest::MANIFEST_FILE;
 use super::{BackupError, io_failed};
 use crate::blob::s3::{S3Blobs, check_bucket_name};
-use crate::blob::{BlobError, Blobs, Owner, S3Config, WriteCondition};
+use crate::blob::{BlobError, Blobs, Owner, S3Config, WriteCondition, check_key};
 
 /// Copy buffer for files.
 const COPY_BUFFER: usize = 64 * 1024;
@@ -65,18 +65,13 @@ impl Location {
                 "expected s3://{bucket}/PREFIX: a backup needs a prefix of its own"
             ));
         }
-        let plain = |segment: &str| {
-            !segment.is_empty()
-                && segment != "."
-                && segment != ".."
-                && !segment.chars().any(char::is_control)
-        };
-        if !prefix.split('/').all(plain) {
-            return Err(format!(
-                "the prefix '{}' has an empty, '.' or '..' segment, or a control character",
+        // Every object's key starts with the prefix: the keys' rules.
+        check_key(prefix).map_err(|rule| {
+            format!(
+                "the prefix '{}' cannot start S3 keys: {rule}",
                 crate::text::excerpt(prefix, 64)
-            ));
-        }
+            )
+        })?;
         Ok(Location::S3 {
             bucket: bucket.to_owned(),
             prefix: prefix.to_owned(),
@@ -195,7 +190,7 @@ impl DirWriter {
                 target.display()
             )));
         }
-        let temporary = beside(target, "partial")?;
+        let temporary = beside(target, "partial", flag)?;
         if let Some(parent) = temporary.parent() {
             fs::create_dir_all(parent).map_err(|err| io_failed("create", parent, err))?;
         }
@@ -430,18 +425,21 @@ fn s3_failed(location: &Location, err: BlobError) -> BackupError {
         BlobError::KeyTooLong { max } => {
             format!("a path is too long for S3 under this prefix (at most {max} bytes)")
         }
+        // The local file being uploaded could not be read.
+        BlobError::Body(err) => format!("cannot read what was being uploaded: {err}"),
         other => format!("{other:?}"),
     };
     BackupError::Failed(format!("{location}: {why}"))
 }
 
-/// `path`'s sibling `.NAME.WHAT`, where unfinished work goes.
+/// `path`'s sibling `.NAME.WHAT`, where unfinished work goes; refused,
+/// naming `flag`, when `path` ends in no name (`/`, `.`, `..`).
 #[inline(never)]
-pub(super) fn beside(path: &Path, what: &str) -> Result<PathBuf, BackupError> {
+pub(super) fn beside(path: &Path, what: &str, flag: &str) -> Result<PathBuf, BackupError> {
     match path.file_name() {
         Some(name) => Ok(path.with_file_name(format!(".{}.{what}", name.display()))),
         None => Err(BackupError::Refused(format!(
-            "{} names no folder",
+            "{flag}: {} names no folder: give the folder's own name, not /, . or ..",
             path.display()
         ))),
     }
@@ -582,6 +580,7 @@ mod tests {
             ("s3://Bad_Bucket/x", "bucket name"),
             ("s3://wren-backups/a/../b", "'..'"),
             ("s3://wren-backups/a//b", "empty"),
+            ("s3://wren-backups/a/\u{7}", "control character"),
         ] {
             let refused = Location::parse(bad).unwrap_err();
             assert!(refused.contains(problem), "{bad}: {refused}");
@@ -611,13 +610,19 @@ mod tests {
     #[test]
     fn unfinished_work_sits_beside_its_target() {
         assert_eq!(
-            beside(Path::new("/srv/b/daily"), "partial").unwrap(),
+            beside(Path::new("/srv/b/daily"), "partial", "--to").unwrap(),
             PathBuf::from("/srv/b/.daily.partial")
         );
         assert_eq!(
-            beside(Path::new("new"), "restoring").unwrap(),
+            beside(Path::new("new"), "restoring", "--data-dir").unwrap(),
             PathBuf::from(".new.restoring")
         );
-        assert!(beside(Path::new("/"), "partial").is_err());
+        for no_name in ["/", ".", "x/.."] {
+            let refused = beside(Path::new(no_name), "partial", "--to").unwrap_err();
+            assert!(
+                matches!(&refused, BackupError::Refused(why) if why.starts_with("--to: ")),
+                "{no_name}: {refused:?}"
+            );
+        }
     }
 }

@@ -19,6 +19,8 @@
 //! already carries, rather than derived (de)serializers of its own: those
 //! cost some 30 KB of a static binary that must stay under 8 MiB.
 
+use std::collections::HashSet;
+
 use serde_json::{Map, Value};
 
 use super::progress::Amount;
@@ -94,9 +96,9 @@ fn list<'v>(object: &'v Value, field: &str) -> Result<&'v Vec<Value>, String> {
 
 impl Manifest {
     /// Reads and checks a manifest: the format is this wren's, every path
-    /// is one a backup may hold, every database is among the files, every
-    /// hash is a SHA-256. The error says what is wrong. (A path listed
-    /// twice fails the restore at its second copy, which never overwrites.)
+    /// is one a backup may hold and is listed once, the sizes add up to a
+    /// number, every database is among the files, every hash is a SHA-256.
+    /// The error says what is wrong.
     pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         let value: Value =
             serde_json::from_slice(bytes).map_err(|err| format!("not a backup manifest: {err}"))?;
@@ -109,13 +111,25 @@ impl Manifest {
             ));
         }
         let mut files = Vec::new();
+        let mut listed = HashSet::new();
+        // What `total` adds up, which must not overflow.
+        let mut bytes = 0u64;
         for item in list(&value, "files")? {
             let path = text(item, "path")?;
             check_path(&path)?;
+            if !listed.insert(path.clone()) {
+                return Err(format!(
+                    "it lists {} twice",
+                    crate::text::excerpt(&path, 256)
+                ));
+            }
             let size = item
                 .get("size")
                 .and_then(Value::as_u64)
                 .ok_or_else(|| format!("the size of {path} is not a whole number"))?;
+            bytes = bytes
+                .checked_add(size)
+                .ok_or_else(|| format!("its sizes add up past {} bytes", u64::MAX))?;
             let sha256 = text(item, "sha256")?;
             let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
             if sha256.len() != 64 || !sha256.bytes().all(hex) {
@@ -125,8 +139,10 @@ impl Manifest {
         }
         let mut databases = Vec::new();
         for item in list(&value, "databases")? {
-            let database = item.as_str().unwrap_or_default();
-            if !files.iter().any(|entry| entry.path == database) {
+            let database = item
+                .as_str()
+                .ok_or("'databases' holds something other than a path")?;
+            if !listed.contains(database) {
                 return Err(format!(
                     "it names the database '{}' but lists no such file",
                     crate::text::excerpt(database, 256)
@@ -315,6 +331,14 @@ mod tests {
             &|m| m.databases.push("files/index.db".into()),
             "no such file",
         );
+        refused(&|m| m.files.push(entry("wren.db")), "lists wren.db twice");
+        refused(
+            &|m| {
+                m.files[0].size = u64::MAX;
+                m.files[1].size = 1;
+            },
+            "add up past",
+        );
         for not_one in [
             &b"{\"format\": 1}"[..],
             b"[]",
@@ -323,6 +347,11 @@ mod tests {
         ] {
             assert!(Manifest::parse(not_one).is_err());
         }
+        let not_a_path = String::from_utf8(manifest().to_json())
+            .unwrap()
+            .replace("\"databases\":[\"wren.db\"]", "\"databases\":[7]");
+        let problem = Manifest::parse(not_a_path.as_bytes()).unwrap_err();
+        assert!(problem.contains("'databases'"), "{problem}");
         let problem = Manifest::parse(b"{\"format\": 1}").unwrap_err();
         assert!(problem.contains("not a backup manifest"), "{problem}");
     }

@@ -144,11 +144,7 @@ fn write_backup(
     };
     let files = transfer(&image, &snapshot.files, writer, phase, report)?;
     let manifest = manifest_of(&snapshot, files, s3);
-    // Staged as a file, so that it goes out as every other file does.
-    let staged = image.join(MANIFEST_FILE);
-    fs::write(&staged, manifest.to_json()).map_err(|err| io_failed("write", &staged, err))?;
-    let mut json = File::open(&staged).map_err(|err| io_failed("read", &staged, err))?;
-    writer.finish(&mut json)?;
+    writer.finish(&mut manifest.to_json().as_slice())?;
     let total = manifest.total();
     let mut summary = format!(
         "backed up {} to {to}: {} {}, {} {} in all, {}",
@@ -245,7 +241,7 @@ pub fn restore(
     report: &dyn Fn(Report<'_>),
 ) -> Result<String, BackupError> {
     check_new_data_dir(data_dir)?;
-    let work = beside(data_dir, "restoring")?;
+    let work = beside(data_dir, "restoring", "--data-dir")?;
     if let Some(parent) = work
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())

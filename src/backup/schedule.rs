@@ -162,7 +162,7 @@ fn prune(
     for (name, complete) in expired(&found, keep) {
         match to {
             Location::Dir(dir) if *complete => remove_tree(&dir.join(name))?,
-            Location::Dir(dir) => remove_tree(&beside(&dir.join(name), "partial")?)?,
+            Location::Dir(dir) => remove_tree(&beside(&dir.join(name), "partial", FLAG)?)?,
             Location::S3 { .. } => remove_s3_backup(to, name, s3, record)?,
         }
         removed.push(name.clone());

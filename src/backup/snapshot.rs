@@ -22,6 +22,7 @@
 //! - **The secret and the ACME folder** are copied as they are: each of
 //!   their files is replaced whole by a rename, never written in place.
 
+use std::collections::HashSet;
 use std::ffi::c_int;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -200,11 +201,15 @@ fn hold_indexed_files(
     let failed = |err: rusqlite::Error| database_failed(index, err);
     // First, holding nothing: what the index names now. A file replaced
     // or deleted meanwhile is simply not linked here.
-    let early = local::indexed_files(&open_source(&index_file)?).map_err(failed)?;
-    for path in &early {
-        link(data_dir, image, path, false)?;
+    let mut held = HashSet::new();
+    for path in local::indexed_files(&open_source(&index_file)?).map_err(failed)? {
+        if link(data_dir, image, &path, false)? {
+            held.insert(path);
+        }
     }
-    // Then, under the write lock, the snapshot and the files written since.
+    // Then, under the write lock, the snapshot and the files written since:
+    // a name is never reused for other bytes, so one linked already is
+    // held, and the lock lasts as long as the new files take.
     let writer = open_source(&index_file)?;
     writer
         .execute_batch("BEGIN IMMEDIATE")
@@ -212,7 +217,7 @@ fn hold_indexed_files(
     let reader = open_source(&index_file)?;
     begin_read(&reader).map_err(failed)?;
     let named = local::indexed_files(&reader).map_err(failed)?;
-    for path in &named {
+    for path in named.iter().filter(|path| !held.contains(*path)) {
         link(data_dir, image, path, true)?;
     }
     // The snapshot's files are all held: writes may go on. Links the first
@@ -223,10 +228,11 @@ fn hold_indexed_files(
 }
 
 /// Links the data folder's `path` into `image` (copies it when the two are
-/// on different filesystems). A file already there is kept: a name in the
-/// store is never reused for other bytes. A missing file is skipped unless
-/// `required`, when it is an error: the index names it.
-fn link(data_dir: &Path, image: &Path, path: &str, required: bool) -> Result<(), BackupError> {
+/// on different filesystems): whether it is there now. A file already there
+/// is kept: a name in the store is never reused for other bytes. A missing
+/// file is skipped unless `required`, when it is an error: the index names
+/// it.
+fn link(data_dir: &Path, image: &Path, path: &str, required: bool) -> Result<bool, BackupError> {
     check_path(path).map_err(|problem| {
         BackupError::Failed(format!(
             "the file index names a file a backup cannot hold: {problem}"
@@ -246,9 +252,9 @@ fn link(data_dir: &Path, image: &Path, path: &str, required: bool) -> Result<(),
         linked => linked.map(Ok),
     };
     match linked {
-        Ok(copied) => copied,
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(err) if err.kind() == io::ErrorKind::NotFound && !required => Ok(()),
+        Ok(copied) => copied.map(|()| true),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::NotFound && !required => Ok(false),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Err(BackupError::Failed(format!(
             "the file index names {path}, which is not in the data folder"
         ))),

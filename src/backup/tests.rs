@@ -95,7 +95,7 @@ fn a_restored_folder_holds_what_was_backed_up() {
     );
     // The staging folder is gone, and nothing unfinished is left.
     assert!(!data.join(".backup").exists());
-    assert!(!beside(&to, "partial").unwrap().exists());
+    assert!(!beside(&to, "partial", "--to").unwrap().exists());
 
     let manifest = Manifest::parse(&fs::read(to.join(MANIFEST_FILE)).unwrap()).unwrap();
     assert_eq!(manifest.databases, ["files/index.db", "wren.db"]);
@@ -119,7 +119,7 @@ fn a_restored_folder_holds_what_was_backed_up() {
     let blobs = LocalBlobs::open(&new.join("files")).unwrap();
     assert_eq!(read(&blobs, "a.txt"), b"second");
     assert_eq!(read(&blobs, "b.bin"), b"bee");
-    assert!(!beside(&new, "restoring").unwrap().exists());
+    assert!(!beside(&new, "restoring", "--data-dir").unwrap().exists());
 }
 
 #[test]
@@ -213,5 +213,5 @@ fn a_restore_refuses_a_used_folder_and_a_damaged_backup() {
         "{damaged:?}"
     );
     assert!(!new.exists());
-    assert!(!beside(&new, "restoring").unwrap().exists());
+    assert!(!beside(&new, "restoring", "--data-dir").unwrap().exists());
 }

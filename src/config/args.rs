@@ -2,7 +2,23 @@
 //! `wren backup …`): its own flags, each with a value (`--flag VALUE` or
 //! `--flag=VALUE`), and plain words.
 
+use super::settings::{SETTINGS, Setting};
 use super::{EarlyExit, bad_value};
+
+/// Whether a command's words ask for its help: `--help` anywhere, or
+/// `help` first.
+pub(super) fn asks_for_help(args: &[&str]) -> bool {
+    args.contains(&"--help") || args.first() == Some(&"help")
+}
+
+/// The server's setting with `flag`, which a command reads beside its own
+/// flags, resolving it as the server does.
+pub(super) fn server_setting(flag: &str) -> &'static Setting {
+    SETTINGS
+        .iter()
+        .find(|setting| setting.flag() == Some(flag))
+        .expect("the commands name only flags of the settings table")
+}
 
 /// A command's flags and other words, as given.
 pub(super) struct Args<'a> {

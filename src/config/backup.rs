@@ -7,9 +7,9 @@
 
 use std::path::PathBuf;
 
-use super::args::Args;
+use super::args::{Args, asks_for_help, server_setting};
 use super::parse::{CommandLine, Input};
-use super::settings::{SETTINGS, Settings};
+use super::settings::Settings;
 use super::{Config, EarlyExit, bad_value, check_backup_location};
 use crate::backup::Location;
 use crate::blob::S3Config;
@@ -71,7 +71,7 @@ impl BackupCommand {
         args: &[&str],
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<BackupCommand, EarlyExit> {
-        if args.contains(&"--help") || args.first() == Some(&"help") {
+        if asks_for_help(args) {
             return Err(EarlyExit::print(help(program, command)));
         }
         let known: Vec<&str> = std::iter::once(own).chain(SERVER_FLAGS).collect();
@@ -87,11 +87,7 @@ impl BackupCommand {
         let mut given = Vec::new();
         for flag in SERVER_FLAGS {
             if let Some(value) = args.one(flag)? {
-                let setting = SETTINGS
-                    .iter()
-                    .find(|setting| setting.flag() == Some(flag))
-                    .expect("the settings table has every server flag these commands take");
-                given.push((setting, value));
+                given.push((server_setting(flag), value));
             }
         }
         let settings = Settings::resolve(&Input::new(CommandLine::giving_each(&given), lookup))?;
@@ -138,15 +134,18 @@ Usage: {program} restore --from LOCATION --data-dir NEW
 "
         ),
     };
+    let data_dir = server_setting("--data-dir");
     format!(
         "{usage}
---data-dir (env: WREN_DATA_DIR; default: ./data), the S3 settings
+--data-dir (env: {env}; default: {default}), the S3 settings
 (--s3-endpoint, --s3-region, --s3-bucket, --s3-prefix, --s3-addressing, and
 S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY in the environment) and --log-format,
 --log-level are the server's, from flags or the environment as `{program}
 --help` lists them. On a terminal, progress shows in place (bytes and files
 done of the total); otherwise one log line per phase.
-"
+",
+        env = data_dir.env.join(", then "),
+        default = data_dir.default,
     )
 }
 

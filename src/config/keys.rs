@@ -5,9 +5,8 @@
 
 use std::path::PathBuf;
 
-use super::args::Args;
+use super::args::{Args, asks_for_help, server_setting};
 use super::parse::{CommandLine, Input};
-use super::settings::{SETTINGS, Setting};
 use super::{EarlyExit, bad_value, values};
 use crate::auth::keys::{self, Scope};
 
@@ -51,7 +50,7 @@ impl KeysCommand {
         args: &[&str],
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<KeysCommand, EarlyExit> {
-        if args.contains(&"--help") || args.first() == Some(&"help") {
+        if asks_for_help(args) {
             return Err(EarlyExit::print(help(program)));
         }
         let Some((&command, rest)) = args.split_first() else {
@@ -122,25 +121,18 @@ fn create(args: &Args<'_>) -> Result<KeysAction, EarlyExit> {
     })
 }
 
-fn data_dir_setting() -> &'static Setting {
-    SETTINGS
-        .iter()
-        .find(|setting| setting.flag() == Some("--data-dir"))
-        .expect("the settings table has --data-dir")
-}
-
 /// The data folder, from the flag's value, else as the server finds it.
 fn data_dir(
     given: Option<&str>,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<PathBuf, EarlyExit> {
-    let setting = data_dir_setting();
+    let setting = server_setting("--data-dir");
     Input::new(CommandLine::giving(setting, given), lookup).value(setting, values::path, None)
 }
 
 /// `wren keys --help`.
 fn help(program: &str) -> String {
-    let data_dir = data_dir_setting();
+    let data_dir = server_setting("--data-dir");
     format!(
         "wren keys: API keys for services, kept in the data folder's database.
 

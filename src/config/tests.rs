@@ -229,6 +229,25 @@ fn fractional_seconds() {
 }
 
 #[test]
+fn durations_in_seconds_and_hours_stay_within_a_year() {
+    use super::values::{optional_hours, seconds};
+    assert_eq!(
+        optional_hours("0.5").unwrap(),
+        Some(Duration::from_secs(1800))
+    );
+    assert_eq!(optional_hours("").unwrap(), None);
+    assert_eq!(seconds("2").unwrap(), Duration::from_secs(2));
+    let too_long = optional_hours("8761").unwrap_err();
+    assert!(too_long.contains("at most a year: 8760"), "{too_long}");
+    let too_long = seconds("31536001").unwrap_err();
+    assert!(too_long.contains("at most a year: 31536000"), "{too_long}");
+    for bad in ["0", "-1", "NaN", "inf", "soon"] {
+        assert!(optional_hours(bad).is_err(), "{bad}");
+        assert!(seconds(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn bad_values_exit_2_naming_the_flag() {
     for (args, env, flag) in [
         (vec!["--port", "http"], vec![], "--port"),

@@ -44,13 +44,7 @@ pub fn limit(s: &str) -> Result<Option<u64>, String> {
 
 /// A positive number of seconds up to a year, fractions allowed (`2`, `0.5`).
 pub fn seconds(s: &str) -> Result<Duration, String> {
-    let value: f64 = s
-        .parse()
-        .map_err(|_| format!("expected a number of seconds, got '{s}'"))?;
-    if !(value > 0.0 && value <= 86_400.0 * 365.0) {
-        return Err(format!("expected a positive number of seconds, got '{s}'"));
-    }
-    Ok(Duration::from_secs_f64(value))
+    up_to_a_year(s, "seconds", 1.0)
 }
 
 /// A positive number of hours up to a year, fractions allowed (`24`,
@@ -59,15 +53,23 @@ pub fn optional_hours(s: &str) -> Result<Option<Duration>, String> {
     if s.is_empty() {
         return Ok(None);
     }
+    up_to_a_year(s, "hours", 3600.0).map(Some)
+}
+
+/// A positive number of `unit`s, each `unit_seconds` long, up to a year,
+/// fractions allowed.
+fn up_to_a_year(s: &str, unit: &str, unit_seconds: f64) -> Result<Duration, String> {
+    const YEAR_SECONDS: f64 = 86_400.0 * 365.0;
     let value: f64 = s
         .parse()
-        .map_err(|_| format!("expected a number of hours, got '{s}'"))?;
-    if !(value > 0.0 && value <= 24.0 * 365.0) {
+        .map_err(|_| format!("expected a number of {unit}, got '{s}'"))?;
+    if !(value > 0.0 && value * unit_seconds <= YEAR_SECONDS) {
         return Err(format!(
-            "expected a positive number of hours, at most a year (8760), got '{s}'"
+            "expected a positive number of {unit}, got '{s}' (at most a year: {})",
+            YEAR_SECONDS / unit_seconds
         ));
     }
-    Ok(Some(Duration::from_secs_f64(value * 3600.0)))
+    Ok(Duration::from_secs_f64(value * unit_seconds))
 }
 
 /// Where backups go: a folder or `s3://BUCKET/PREFIX`, where the empty
