@@ -86,14 +86,16 @@ build_tinyhttp() {
 # ephemeral range (32768 up), where wrk's closed connections leave their
 # ports in TIME_WAIT, thousands of them against a server that closes after
 # each answer; such a port refuses a bind though nothing listens on it.
+# free_port VAR: sets VAR to the port. Not echoed: in a $(...) subshell
+# the port would never reach USED_PORTS.
 free_port() {
-    local port
+    local candidate # not "port", which callers pass as VAR
     while true; do
-        port=$((20000 + RANDOM % 12000))
-        [[ " ${USED_PORTS[*]} " == *" $port "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            USED_PORTS+=("$port")
-            echo "$port"
+        candidate=$((20000 + RANDOM % 12000))
+        [[ " ${USED_PORTS[*]} " == *" $candidate "* ]] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
+            USED_PORTS+=("$candidate")
+            printf -v "$1" '%s' "$candidate"
             return
         fi
     done
@@ -297,7 +299,7 @@ bench_status() {
     RESULTS=()
     echo "== GET /status: wrk ${WRK_ARGS[*]} -d${BENCH_SECONDS}s, keep-alive, after a 1 s warm-up"
 
-    port=$(free_port)
+    free_port port
     mkdir -p "$WORKDIR/wren-data"
     start_server wren "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
         --data-dir "$WORKDIR/wren-data"
@@ -315,12 +317,12 @@ bench_status() {
     bench_wren_with on "$WORKDIR/wren-on" --rate-limiting on \
         --rate-limit 100000000 --rate-burst 100000000
 
-    port=$(free_port)
+    free_port port
     start_server tiny_http "$port" "$TINYHTTP_BIN" "$port"
     measure tiny_http "http://127.0.0.1:$port/status" "$SERVER_PID"
     stop_server "$SERVER_PID"
 
-    port=$(free_port)
+    free_port port
     dir=$WORKDIR/nginx
     mkdir -p "$dir"
     nginx_conf "$dir" "$port" >"$dir/nginx.conf"
@@ -345,7 +347,7 @@ bench_status() {
 bench_wren_with() {
     local label=$1 data=$2 port
     shift 2
-    port=$(free_port)
+    free_port port
     mkdir -p "$data"
     start_server "wren-$label" "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
         --data-dir "$data" "$@"
@@ -382,7 +384,8 @@ bench_https() {
         -keyout "$key" -out "$cert" -days 2 -subj /CN=localhost \
         -addext subjectAltName=DNS:localhost 2>/dev/null
 
-    port=$(free_port) plain=$(free_port)
+    free_port port
+    free_port plain
     mkdir -p "$WORKDIR/wren-tls-data"
     # No per-address cap: wrk's 50 connections all come from 127.0.0.1, and
     # with a new one per request, closing ones still count for a moment.
@@ -395,7 +398,7 @@ bench_https() {
     stop_server "$SERVER_PID"
     log_problems wren "$WORKDIR/wren-tls.out"
 
-    port=$(free_port)
+    free_port port
     dir=$WORKDIR/nginx-tls
     mkdir -p "$dir"
     nginx_tls_conf "$dir" "$port" "$cert" "$key" >"$dir/nginx.conf"
@@ -423,7 +426,7 @@ bench_login() {
     local port script out p50 rps clients c
     clients=$(getconf _NPROCESSORS_ONLN)
     echo "== POST /login (JSON, a --user account): wrk -t1 --latency -d${BENCH_SECONDS}s"
-    port=$(free_port)
+    free_port port
     mkdir -p "$WORKDIR/wren-login"
     start_server wren-login "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
         --data-dir "$WORKDIR/wren-login" --user "bench:bench-password"
@@ -559,7 +562,7 @@ bench_event() {
     echo "   comes after the fsync of the commit holding its event (events waiting together"
     echo "   share one commit); the Flask seed keeps history in process memory only"
 
-    port=$(free_port)
+    free_port port
     mkdir -p "$WORKDIR/wren-event"
     # No per-address cap: the warm-up's 50 connections, some still inside
     # an fsync when wrk drops them, count until they finish, while the
@@ -582,7 +585,7 @@ bench_event() {
     # Threaded workers keep connections alive as wren does; sync workers close
     # after each answer and cost more CPU per request. --no-control-socket:
     # gunicorn 27 would otherwise open one under ~/.gunicorn.
-    port=$(free_port)
+    free_port port
     dir=$WORKDIR/gunicorn
     mkdir -p "$dir"
     start_server gunicorn "$port" "$GUNICORN_BIN" --chdir bench/flask-event \
