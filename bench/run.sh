@@ -22,18 +22,15 @@ if ! [[ $BENCH_SECONDS =~ ^[1-9][0-9]*$ ]]; then
     exit 2
 fi
 cd "$(dirname "$0")/.."
+# free_port, start_server, stop_server
+source bench/lib.sh
 
 WRK_ARGS=(-t2 -c50)
 CLK_TCK=$(getconf CLK_TCK)
 WORKDIR=$(mktemp -d /tmp/wren-bench.XXXXXX)
-PIDS=()       # every server started, for the EXIT trap
-USED_PORTS=() # so two servers never get the same port
 
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        stop_server "$pid"
-    done
+    stop_servers
     rm -rf "$WORKDIR"
 }
 trap cleanup EXIT
@@ -80,71 +77,6 @@ build_tinyhttp() {
 }
 
 # --- servers -----------------------------------------------------------------
-
-# A free loopback port: nothing answers a connect to it. Good enough on a
-# quiet bench machine, and avoids needing ss or python. Taken below Linux's
-# ephemeral range (32768 up), where wrk's closed connections leave their
-# ports in TIME_WAIT, thousands of them against a server that closes after
-# each answer; such a port refuses a bind though nothing listens on it.
-# free_port VAR: sets VAR to the port. Not echoed: in a $(...) subshell
-# the port would never reach USED_PORTS.
-free_port() {
-    local candidate # not "port", which callers pass as VAR
-    while true; do
-        candidate=$((20000 + RANDOM % 12000))
-        [[ " ${USED_PORTS[*]} " == *" $candidate "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-            USED_PORTS+=("$candidate")
-            printf -v "$1" '%s' "$candidate"
-            return
-        fi
-    done
-}
-
-# True once GET /status on PORT answers 200. A subshell, so that the socket
-# closes with it.
-status_ok() (
-    local port=$1 line
-    exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
-    printf 'GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
-    read -r -t 2 line <&3 || exit 1
-    [[ $line == "HTTP/1."?" 200 "* ]]
-) 2>/dev/null
-
-# start_server NAME PORT CMD...: runs CMD in the background, its stdout and
-# stderr into $WORKDIR/NAME.out, and waits until /status answers. Sets
-# SERVER_PID.
-start_server() {
-    local name=$1 port=$2 i
-    shift 2
-    "$@" >"$WORKDIR/$name.out" 2>&1 &
-    SERVER_PID=$!
-    PIDS+=("$SERVER_PID")
-    for ((i = 0; i < 100; i++)); do
-        status_ok "$port" && return
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            echo "$name exited before answering; its output:" >&2
-            tail -n 20 "$WORKDIR/$name.out" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-    echo "$name did not answer GET /status on port $port within 10 s" >&2
-    exit 1
-}
-
-# SIGTERM, then SIGKILL if it lingers. nginx's master takes its workers along.
-stop_server() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 # Direct children of PID, from /proc so that procps is not needed.
 children_of() {
