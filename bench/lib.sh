@@ -30,27 +30,37 @@ free_port() {
     done
 }
 
-# True once GET /status on PORT answers 200. A subshell, so that the socket
-# closes with it.
+# status_ok PORT [https]: true once GET /status on PORT answers 200; over
+# TLS (any certificate) with https. A subshell, so that the socket closes
+# with it.
 status_ok() (
     local port=$1 line
+    if [[ ${2:-} == https ]]; then
+        exec curl -skf -o /dev/null --max-time 5 "https://localhost:$port/status"
+    fi
     exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
     printf 'GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
     read -r -t 5 line <&3 || exit 1
     [[ $line == "HTTP/1."?" 200 "* ]]
 ) 2>/dev/null
 
-# start_server NAME PORT CMD...: runs CMD in the background, its stdout and
-# stderr into $WORKDIR/NAME.out, and waits until /status answers. Sets
-# SERVER_PID. Exits when it does not answer within START_SECONDS.
+# start_server [--https] NAME PORT CMD...: runs CMD in the background, its
+# stdout and stderr into $WORKDIR/NAME.out, and waits until /status on PORT
+# answers (over TLS with --https). Sets SERVER_PID. Exits when it does not
+# answer within START_SECONDS.
 start_server() {
-    local name=$1 port=$2 deadline
+    local scheme=http name port deadline
+    if [[ $1 == --https ]]; then
+        scheme=https
+        shift
+    fi
+    name=$1 port=$2
     shift 2
     "$@" >"$WORKDIR/$name.out" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     deadline=$((SECONDS + START_SECONDS))
-    until status_ok "$port"; do
+    until status_ok "$port" "$scheme"; do
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
             echo "$name exited before answering; its output:" >&2
             tail -n 20 "$WORKDIR/$name.out" >&2

@@ -334,10 +334,7 @@ bench_https() {
     dir=$WORKDIR/nginx-tls
     mkdir -p "$dir"
     nginx_tls_conf "$dir" "$port" "$cert" "$key" >"$dir/nginx.conf"
-    "$(nginx_bin)" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$WORKDIR/nginx-tls.out" 2>&1 &
-    SERVER_PID=$!
-    PIDS+=("$SERVER_PID")
-    until curl -skf "https://localhost:$port/status" >/dev/null; do sleep 0.1; done
+    start_server --https nginx-tls "$port" "$(nginx_bin)" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
     mapfile -t pids < <(children_of "$SERVER_PID")
     measure nginx-https "https://localhost:$port/status" "$SERVER_PID" "${pids[@]}"
     measure_handshakes nginx-hs "https://localhost:$port/status" "$SERVER_PID" "${pids[@]}"
