@@ -44,22 +44,29 @@ KEEP=${KEEP:-}
 trap 'rm -rf "$WORKDIR"' EXIT
 
 # requests PORT PATH N: N GETs of PATH, one after another on one
-# connection, each answered 200 before the next is sent.
+# connection, each answered 200 before the next is sent. A server that
+# stops answering fails it (after 30 s, callgrind's pace allowed for).
 requests() {
     python3 - "$@" <<'PY'
 import socket, sys
 
 port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
-with socket.create_connection(("127.0.0.1", port)) as sock:
+
+
+def receive(sock):
+    chunk = sock.recv(65536)
+    if not chunk:
+        sys.exit("the server closed the connection")
+    return chunk
+
+
+with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
     buf = b""
     for _ in range(n):
         sock.sendall(request)
         while b"\r\n\r\n" not in buf:
-            chunk = sock.recv(65536)
-            if not chunk:
-                sys.exit("the server closed the connection")
-            buf += chunk
+            buf += receive(sock)
         head, _, buf = buf.partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200 "):
             sys.exit(f"not a 200: {head.decode(errors='replace')}")
@@ -67,7 +74,7 @@ with socket.create_connection(("127.0.0.1", port)) as sock:
                    if line.lower().startswith(b"content-length:")]
         length = int(lengths[0]) if lengths else 0
         while len(buf) < length:
-            buf += sock.recv(65536)
+            buf += receive(sock)
         buf = buf[length:]
 PY
 }
