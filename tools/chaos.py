@@ -602,6 +602,7 @@ def check_databases(server, report):
     if not databases:
         report.fail(f"{server.name}: no SQLite database in {server.data_dir}")
     server.databases = [str(path.relative_to(server.data_dir)) for path in databases]
+    checked = set()  # the checks below run on the tables they find
     for path in databases:
         name = path.relative_to(server.data_dir)
         try:
@@ -618,8 +619,10 @@ def check_databases(server, report):
                 }
                 if {"objects", "usage"} <= tables:
                     check_usage_rows(server, name, conn, report)
+                    checked.add("usage rows")
                 if "alert_events" in tables:
                     check_deposit_totals(server, name, conn, report)
+                    checked.add("running deposit totals")
                 if server.is_s3 and path.name == "s3-index.db":
                     server.recorded_sizes = {
                         (namespace, key): size
@@ -631,6 +634,13 @@ def check_databases(server, report):
                 conn.close()
         except sqlite3.Error as err:
             report.spoil(("sqlite", server.name, str(name), str(err)), f"{server.name}: {name}: {err}")
+    # A renamed table must not turn its check off unseen.
+    unchecked = [what for what in ("usage rows", "running deposit totals") if what not in checked]
+    if databases and unchecked:
+        report.fail(
+            f"{server.name}: no database has the tables of the {' or '.join(unchecked)} "
+            f"({', '.join(server.databases)}), not checked"
+        )
 
 
 def check_usage_rows(server, name, conn, report):
