@@ -27,7 +27,9 @@ Then wren restarts on the same data folder, and through its API:
 - a write sent without an answer is wholly there or wholly absent: a file
   listed downloads completely as one of the versions sent for its key, an
   account present signs in with its password, and an event present has its
-  codes; events refused with `409` are absent;
+  codes; events refused with `409` are absent, and each had a reason: a
+  later event of its user, not itself refused, sent before the refusal
+  came back;
 - every stored event's codes are the ones the alert rules give over the
   stored history (replayed here with the default thresholds), so an event
   stored without its codes, or a history missing an event, shows;
@@ -192,7 +194,8 @@ class EventRecord:
         self.state = "maybe"
         self.codes = None
         self.acknowledged = False
-        self.refused = False  # answered 409: stored nothing
+        self.sent_at = time.monotonic()  # made just before it is sent
+        self.refused_at = None  # when a 409 (nothing stored) came back
 
     def describe(self):
         return f"event user {self.user} {self.kind} {self.amount} at {self.time}"
@@ -407,7 +410,7 @@ def post_event(rnd, slot, rng):
     elif answer.status_code == 409:
         # Another thread's later event of this user came first: refused,
         # and nothing stored.
-        record.state, record.refused = "absent", True
+        record.state, record.refused_at = "absent", time.monotonic()
         rnd.count(rnd.refused, "events")
     else:
         rnd.unexpected(label, answer)
@@ -799,7 +802,7 @@ def verify_events(server, token, user, report):
         if (event["type"], event["time"]) != (record.kind, record.time):
             report.spoil(("fields", name, user, amount), f"{name}: {record.describe()} is stored as {event}")
         if record.state == "absent":
-            why = "was refused (409)" if record.refused else "was absent after an earlier restart"
+            why = "was refused (409)" if record.refused_at is not None else "was absent after an earlier restart"
             report.spoil(
                 ("resurrected", name, user, amount), f"{name}: {record.describe()} {why} but is stored"
             )
@@ -819,6 +822,15 @@ def verify_events(server, token, user, report):
                 f"{name}: {record.describe()} ({what}, codes {record.codes}) is gone",
             )
         record.state = "absent"
+    for amount, record in sent.items():
+        if record.refused_at is not None and not any(
+            other.time > record.time and other.refused_at is None and other.sent_at < record.refused_at
+            for other in sent.values()
+        ):
+            report.spoil(
+                ("refused", name, user, amount),
+                f"{name}: {record.describe()} was refused (409), but no later event of the user had been sent",
+            )
     for (kind, amount, at), event, codes in zip(history, stored, replayed_codes(history), strict=True):
         if event["alert_codes"] != codes:
             report.spoil(
