@@ -758,16 +758,21 @@ def replayed_codes(history):
     return codes
 
 
+def get_json(server, token, path, login=None):
+    """The JSON of a GET that must answer 200 (else Abort), with the token
+    of `login`, when given, for the message."""
+    answer = requests.get(server.url(path), headers=bearer(token), timeout=REQUEST_TIMEOUT)
+    if answer.status_code != 200:
+        who = f" as {login}" if login else ""
+        raise Abort(f"{server.name}: GET {path}{who}: {answer.status_code} {answer.text[:200]}")
+    return answer.json()
+
+
 def stored_events(server, token, user):
     events, before = [], None
     while True:
         query = "?limit=500" + (f"&before={before}" if before else "")
-        answer = requests.get(
-            server.url(f"/api/v1/users/{user}/events{query}"), headers=bearer(token), timeout=REQUEST_TIMEOUT
-        )
-        if answer.status_code != 200:
-            raise Abort(f"{server.name}: events of user {user}: {answer.status_code} {answer.text[:200]}")
-        page = answer.json()
+        page = get_json(server, token, f"/api/v1/users/{user}/events{query}")
         events += page["events"]
         before = page["next_before"]
         if before is None:
@@ -847,21 +852,13 @@ def list_files(server, token):
     listed, after = {}, ""
     while True:
         query = urllib.parse.urlencode({"limit": 1000, "after": after})
-        answer = requests.get(
-            server.url(f"/api/v1/files?{query}"), headers=bearer(token), timeout=REQUEST_TIMEOUT
-        )
-        if answer.status_code != 200:
-            raise Abort(f"{server.name}: GET /api/v1/files: {answer.status_code} {answer.text[:200]}")
-        page = answer.json()
+        page = get_json(server, token, f"/api/v1/files?{query}")
         for entry in page["files"]:
             listed[entry["key"]] = (entry["size"], entry["etag"])
         after = page["next_after"]
         if not after:
             break
-    answer = requests.get(server.url("/api/files_keys"), headers=bearer(token), timeout=REQUEST_TIMEOUT)
-    if answer.status_code != 200:
-        raise Abort(f"{server.name}: GET /api/files_keys: {answer.status_code} {answer.text[:200]}")
-    return listed, set(answer.json())
+    return listed, set(get_json(server, token, "/api/files_keys"))
 
 
 def download(server, token, key, listed_size, report, where):
@@ -981,14 +978,7 @@ def rewrite_drifted(server, account, drifted, report):
 
 
 def check_usage(server, account, listed, report):
-    answer = requests.get(
-        server.url("/api/v1/account"), headers=bearer(account.token), timeout=REQUEST_TIMEOUT
-    )
-    if answer.status_code != 200:
-        raise Abort(
-            f"{server.name}: GET /api/v1/account as {account.login}: {answer.status_code} {answer.text[:200]}"
-        )
-    usage = answer.json()
+    usage = get_json(server, account.token, "/api/v1/account", account.login)
     stored = (sum(size for size, _ in listed.values()), len(listed))
     if (usage["bytes_used"], usage["files"]) != stored:
         report.spoil(
