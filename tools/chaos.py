@@ -1118,6 +1118,8 @@ def main():
     )
     rounds_run = 0
     started = time.monotonic()
+    # Killed by a timeout, the driver still stops its servers (finally).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         for server in servers:
             setup(server, report)
