@@ -31,56 +31,42 @@ if ! command -v valgrind >/dev/null; then
     exit 2
 fi
 
+# free_port, start_server, stop_server
+source "$(dirname "$0")/lib.sh"
+# Under callgrind wren runs tens of times slower: longer to answer at
+# start, and to write its counts at exit.
+START_SECONDS=30
+STOP_SECONDS=30
+
 WORKDIR=$(mktemp -d /tmp/wren-instructions.XXXXXX)
 KEEP=${KEEP:-}
-SERVER_PID=
-cleanup() {
-    if [[ -n $SERVER_PID ]]; then
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORKDIR"
-}
-trap cleanup EXIT
-
-# A loopback port nothing answers on, below Linux's ephemeral range.
-free_port() {
-    local port
-    while true; do
-        port=$((20000 + RANDOM % 12000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-}
-
-# True once GET /status on PORT answers 200. A subshell, so that the socket
-# closes with it.
-status_ok() (
-    local port=$1 line
-    exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
-    printf 'GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
-    read -r -t 5 line <&3 || exit 1
-    [[ $line == "HTTP/1."?" 200 "* ]]
-) 2>/dev/null
+# The servers run in count's subshells, which stop them.
+trap 'rm -rf "$WORKDIR"' EXIT
 
 # requests PORT PATH N: N GETs of PATH, one after another on one
-# connection, each answered 200 before the next is sent.
+# connection, each answered 200 before the next is sent. A server that
+# stops answering fails it (after 30 s, callgrind's pace allowed for).
 requests() {
     python3 - "$@" <<'PY'
 import socket, sys
 
 port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
-with socket.create_connection(("127.0.0.1", port)) as sock:
+
+
+def receive(sock):
+    chunk = sock.recv(65536)
+    if not chunk:
+        sys.exit("the server closed the connection")
+    return chunk
+
+
+with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
     buf = b""
     for _ in range(n):
         sock.sendall(request)
         while b"\r\n\r\n" not in buf:
-            chunk = sock.recv(65536)
-            if not chunk:
-                sys.exit("the server closed the connection")
-            buf += chunk
+            buf += receive(sock)
         head, _, buf = buf.partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200 "):
             sys.exit(f"not a 200: {head.decode(errors='replace')}")
@@ -88,7 +74,7 @@ with socket.create_connection(("127.0.0.1", port)) as sock:
                    if line.lower().startswith(b"content-length:")]
         length = int(lengths[0]) if lengths else 0
         while len(buf) < length:
-            buf += sock.recv(65536)
+            buf += receive(sock)
         buf = buf[length:]
 PY
 }
@@ -96,33 +82,20 @@ PY
 # count NAME PATH N ARGS...: the instructions of a wren started with ARGS
 # that serves N requests for PATH, from start to exit.
 count() {
-    local name=$1 path=$2 n=$3 port out i
+    local name=$1 path=$2 n=$3 port out
     shift 3
     # This runs in a subshell ($(count ...)): end its server however it
     # ends.
-    trap 'if [[ -n $SERVER_PID ]]; then kill -KILL "$SERVER_PID" 2>/dev/null; fi' EXIT
-    port=$(free_port)
+    trap stop_servers EXIT
+    free_port port
     out=$WORKDIR/$name.$n.callgrind
     rm -rf "$WORKDIR/data"
-    valgrind --tool=callgrind --callgrind-out-file="$out" "$WREN_BIN" \
-        --port "$port" --host 127.0.0.1 --data-dir "$WORKDIR/data" --threads 1 "$@" \
-        >"$WORKDIR/$name.log" 2>&1 &
-    SERVER_PID=$!
     # Ready once it answers (it listens before it has opened everything):
     # one GET /status in every run, which the subtraction cancels.
-    for ((i = 0; i < 300; i++)); do
-        status_ok "$port" && break
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            echo "wren exited before listening; its output:" >&2
-            tail -n 20 "$WORKDIR/$name.log" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
+    start_server "$name" "$port" valgrind --tool=callgrind --callgrind-out-file="$out" \
+        "$WREN_BIN" --port "$port" --host 127.0.0.1 --data-dir "$WORKDIR/data" --threads 1 "$@"
     requests "$port" "$path" "$n"
-    kill -TERM "$SERVER_PID"
-    wait "$SERVER_PID" || true
-    SERVER_PID=
+    stop_server "$SERVER_PID"
     # One file per process; a thread's counts are in its process's file.
     awk '/^summary:/ { total += $2 } END { print total }' "$out"*
     if [[ -n $KEEP ]]; then

@@ -22,18 +22,15 @@ if ! [[ $BENCH_SECONDS =~ ^[1-9][0-9]*$ ]]; then
     exit 2
 fi
 cd "$(dirname "$0")/.."
+# free_port, start_server, stop_server
+source bench/lib.sh
 
 WRK_ARGS=(-t2 -c50)
 CLK_TCK=$(getconf CLK_TCK)
 WORKDIR=$(mktemp -d /tmp/wren-bench.XXXXXX)
-PIDS=()       # every server started, for the EXIT trap
-USED_PORTS=() # so two servers never get the same port
 
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        stop_server "$pid"
-    done
+    stop_servers
     rm -rf "$WORKDIR"
 }
 trap cleanup EXIT
@@ -80,69 +77,6 @@ build_tinyhttp() {
 }
 
 # --- servers -----------------------------------------------------------------
-
-# A free loopback port: nothing answers a connect to it. Good enough on a
-# quiet bench machine, and avoids needing ss or python. Taken below Linux's
-# ephemeral range (32768 up), where wrk's closed connections leave their
-# ports in TIME_WAIT, thousands of them against a server that closes after
-# each answer; such a port refuses a bind though nothing listens on it.
-free_port() {
-    local port
-    while true; do
-        port=$((20000 + RANDOM % 12000))
-        [[ " ${USED_PORTS[*]} " == *" $port "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            USED_PORTS+=("$port")
-            echo "$port"
-            return
-        fi
-    done
-}
-
-# True once GET /status on PORT answers 200. A subshell, so that the socket
-# closes with it.
-status_ok() (
-    local port=$1 line
-    exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
-    printf 'GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
-    read -r -t 2 line <&3 || exit 1
-    [[ $line == "HTTP/1."?" 200 "* ]]
-) 2>/dev/null
-
-# start_server NAME PORT CMD...: runs CMD in the background, its stdout and
-# stderr into $WORKDIR/NAME.out, and waits until /status answers. Sets
-# SERVER_PID.
-start_server() {
-    local name=$1 port=$2 i
-    shift 2
-    "$@" >"$WORKDIR/$name.out" 2>&1 &
-    SERVER_PID=$!
-    PIDS+=("$SERVER_PID")
-    for ((i = 0; i < 100; i++)); do
-        status_ok "$port" && return
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            echo "$name exited before answering; its output:" >&2
-            tail -n 20 "$WORKDIR/$name.out" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-    echo "$name did not answer GET /status on port $port within 10 s" >&2
-    exit 1
-}
-
-# SIGTERM, then SIGKILL if it lingers. nginx's master takes its workers along.
-stop_server() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 # Direct children of PID, from /proc so that procps is not needed.
 children_of() {
@@ -297,7 +231,7 @@ bench_status() {
     RESULTS=()
     echo "== GET /status: wrk ${WRK_ARGS[*]} -d${BENCH_SECONDS}s, keep-alive, after a 1 s warm-up"
 
-    port=$(free_port)
+    free_port port
     mkdir -p "$WORKDIR/wren-data"
     start_server wren "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
         --data-dir "$WORKDIR/wren-data"
@@ -315,12 +249,12 @@ bench_status() {
     bench_wren_with on "$WORKDIR/wren-on" --rate-limiting on \
         --rate-limit 100000000 --rate-burst 100000000
 
-    port=$(free_port)
+    free_port port
     start_server tiny_http "$port" "$TINYHTTP_BIN" "$port"
     measure tiny_http "http://127.0.0.1:$port/status" "$SERVER_PID"
     stop_server "$SERVER_PID"
 
-    port=$(free_port)
+    free_port port
     dir=$WORKDIR/nginx
     mkdir -p "$dir"
     nginx_conf "$dir" "$port" >"$dir/nginx.conf"
@@ -345,7 +279,7 @@ bench_status() {
 bench_wren_with() {
     local label=$1 data=$2 port
     shift 2
-    port=$(free_port)
+    free_port port
     mkdir -p "$data"
     start_server "wren-$label" "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
         --data-dir "$data" "$@"
@@ -382,7 +316,8 @@ bench_https() {
         -keyout "$key" -out "$cert" -days 2 -subj /CN=localhost \
         -addext subjectAltName=DNS:localhost 2>/dev/null
 
-    port=$(free_port) plain=$(free_port)
+    free_port port
+    free_port plain
     mkdir -p "$WORKDIR/wren-tls-data"
     # No per-address cap: wrk's 50 connections all come from 127.0.0.1, and
     # with a new one per request, closing ones still count for a moment.
@@ -395,14 +330,11 @@ bench_https() {
     stop_server "$SERVER_PID"
     log_problems wren "$WORKDIR/wren-tls.out"
 
-    port=$(free_port)
+    free_port port
     dir=$WORKDIR/nginx-tls
     mkdir -p "$dir"
     nginx_tls_conf "$dir" "$port" "$cert" "$key" >"$dir/nginx.conf"
-    "$(nginx_bin)" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$WORKDIR/nginx-tls.out" 2>&1 &
-    SERVER_PID=$!
-    PIDS+=("$SERVER_PID")
-    until curl -skf "https://localhost:$port/status" >/dev/null; do sleep 0.1; done
+    start_server --https nginx-tls "$port" "$(nginx_bin)" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
     mapfile -t pids < <(children_of "$SERVER_PID")
     measure nginx-https "https://localhost:$port/status" "$SERVER_PID" "${pids[@]}"
     measure_handshakes nginx-hs "https://localhost:$port/status" "$SERVER_PID" "${pids[@]}"
@@ -423,7 +355,7 @@ bench_login() {
     local port script out p50 rps clients c
     clients=$(getconf _NPROCESSORS_ONLN)
     echo "== POST /login (JSON, a --user account): wrk -t1 --latency -d${BENCH_SECONDS}s"
-    port=$(free_port)
+    free_port port
     mkdir -p "$WORKDIR/wren-login"
     start_server wren-login "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
         --data-dir "$WORKDIR/wren-login" --user "bench:bench-password"
@@ -559,7 +491,7 @@ bench_event() {
     echo "   comes after the fsync of the commit holding its event (events waiting together"
     echo "   share one commit); the Flask seed keeps history in process memory only"
 
-    port=$(free_port)
+    free_port port
     mkdir -p "$WORKDIR/wren-event"
     # No per-address cap: the warm-up's 50 connections, some still inside
     # an fsync when wrk drops them, count until they finish, while the
@@ -582,7 +514,7 @@ bench_event() {
     # Threaded workers keep connections alive as wren does; sync workers close
     # after each answer and cost more CPU per request. --no-control-socket:
     # gunicorn 27 would otherwise open one under ~/.gunicorn.
-    port=$(free_port)
+    free_port port
     dir=$WORKDIR/gunicorn
     mkdir -p "$dir"
     start_server gunicorn "$port" "$GUNICORN_BIN" --chdir bench/flask-event \

@@ -27,7 +27,9 @@ Then wren restarts on the same data folder, and through its API:
 - a write sent without an answer is wholly there or wholly absent: a file
   listed downloads completely as one of the versions sent for its key, an
   account present signs in with its password, and an event present has its
-  codes; events refused with `409` are absent;
+  codes; events refused with `409` are absent, and each had a reason: a
+  later event of its user, not itself refused, sent before the refusal
+  came back;
 - every stored event's codes are the ones the alert rules give over the
   stored history (replayed here with the default thresholds), so an event
   stored without its codes, or a history missing an event, shows;
@@ -192,7 +194,8 @@ class EventRecord:
         self.state = "maybe"
         self.codes = None
         self.acknowledged = False
-        self.refused = False  # answered 409: stored nothing
+        self.sent_at = time.monotonic()  # made just before it is sent
+        self.refused_at = None  # when a 409 (nothing stored) came back
 
     def describe(self):
         return f"event user {self.user} {self.kind} {self.amount} at {self.time}"
@@ -407,7 +410,7 @@ def post_event(rnd, slot, rng):
     elif answer.status_code == 409:
         # Another thread's later event of this user came first: refused,
         # and nothing stored.
-        record.state, record.refused = "absent", True
+        record.state, record.refused_at = "absent", time.monotonic()
         rnd.count(rnd.refused, "events")
     else:
         rnd.unexpected(label, answer)
@@ -602,6 +605,7 @@ def check_databases(server, report):
     if not databases:
         report.fail(f"{server.name}: no SQLite database in {server.data_dir}")
     server.databases = [str(path.relative_to(server.data_dir)) for path in databases]
+    checked = set()  # the checks below run on the tables they find
     for path in databases:
         name = path.relative_to(server.data_dir)
         try:
@@ -618,8 +622,10 @@ def check_databases(server, report):
                 }
                 if {"objects", "usage"} <= tables:
                     check_usage_rows(server, name, conn, report)
+                    checked.add("usage rows")
                 if "alert_events" in tables:
                     check_deposit_totals(server, name, conn, report)
+                    checked.add("running deposit totals")
                 if server.is_s3 and path.name == "s3-index.db":
                     server.recorded_sizes = {
                         (namespace, key): size
@@ -631,6 +637,13 @@ def check_databases(server, report):
                 conn.close()
         except sqlite3.Error as err:
             report.spoil(("sqlite", server.name, str(name), str(err)), f"{server.name}: {name}: {err}")
+    # A renamed table must not turn its check off unseen.
+    unchecked = [what for what in ("usage rows", "running deposit totals") if what not in checked]
+    if databases and unchecked:
+        report.fail(
+            f"{server.name}: no database has the tables of the {' or '.join(unchecked)} "
+            f"({', '.join(server.databases)}), not checked"
+        )
 
 
 def check_usage_rows(server, name, conn, report):
@@ -745,16 +758,21 @@ def replayed_codes(history):
     return codes
 
 
+def get_json(server, token, path, login=None):
+    """The JSON of a GET that must answer 200 (else Abort), with the token
+    of `login`, when given, for the message."""
+    answer = requests.get(server.url(path), headers=bearer(token), timeout=REQUEST_TIMEOUT)
+    if answer.status_code != 200:
+        who = f" as {login}" if login else ""
+        raise Abort(f"{server.name}: GET {path}{who}: {answer.status_code} {answer.text[:200]}")
+    return answer.json()
+
+
 def stored_events(server, token, user):
     events, before = [], None
     while True:
         query = "?limit=500" + (f"&before={before}" if before else "")
-        answer = requests.get(
-            server.url(f"/api/v1/users/{user}/events{query}"), headers=bearer(token), timeout=REQUEST_TIMEOUT
-        )
-        if answer.status_code != 200:
-            raise Abort(f"{server.name}: events of user {user}: {answer.status_code} {answer.text[:200]}")
-        page = answer.json()
+        page = get_json(server, token, f"/api/v1/users/{user}/events{query}")
         events += page["events"]
         before = page["next_before"]
         if before is None:
@@ -789,7 +807,7 @@ def verify_events(server, token, user, report):
         if (event["type"], event["time"]) != (record.kind, record.time):
             report.spoil(("fields", name, user, amount), f"{name}: {record.describe()} is stored as {event}")
         if record.state == "absent":
-            why = "was refused (409)" if record.refused else "was absent after an earlier restart"
+            why = "was refused (409)" if record.refused_at is not None else "was absent after an earlier restart"
             report.spoil(
                 ("resurrected", name, user, amount), f"{name}: {record.describe()} {why} but is stored"
             )
@@ -809,6 +827,15 @@ def verify_events(server, token, user, report):
                 f"{name}: {record.describe()} ({what}, codes {record.codes}) is gone",
             )
         record.state = "absent"
+    for amount, record in sent.items():
+        if record.refused_at is not None and not any(
+            other.time > record.time and other.refused_at is None and other.sent_at < record.refused_at
+            for other in sent.values()
+        ):
+            report.spoil(
+                ("refused", name, user, amount),
+                f"{name}: {record.describe()} was refused (409), but no later event of the user had been sent",
+            )
     for (kind, amount, at), event, codes in zip(history, stored, replayed_codes(history), strict=True):
         if event["alert_codes"] != codes:
             report.spoil(
@@ -825,21 +852,13 @@ def list_files(server, token):
     listed, after = {}, ""
     while True:
         query = urllib.parse.urlencode({"limit": 1000, "after": after})
-        answer = requests.get(
-            server.url(f"/api/v1/files?{query}"), headers=bearer(token), timeout=REQUEST_TIMEOUT
-        )
-        if answer.status_code != 200:
-            raise Abort(f"{server.name}: GET /api/v1/files: {answer.status_code} {answer.text[:200]}")
-        page = answer.json()
+        page = get_json(server, token, f"/api/v1/files?{query}")
         for entry in page["files"]:
             listed[entry["key"]] = (entry["size"], entry["etag"])
         after = page["next_after"]
         if not after:
             break
-    answer = requests.get(server.url("/api/files_keys"), headers=bearer(token), timeout=REQUEST_TIMEOUT)
-    if answer.status_code != 200:
-        raise Abort(f"{server.name}: GET /api/files_keys: {answer.status_code} {answer.text[:200]}")
-    return listed, set(answer.json())
+    return listed, set(get_json(server, token, "/api/files_keys"))
 
 
 def download(server, token, key, listed_size, report, where):
@@ -959,14 +978,7 @@ def rewrite_drifted(server, account, drifted, report):
 
 
 def check_usage(server, account, listed, report):
-    answer = requests.get(
-        server.url("/api/v1/account"), headers=bearer(account.token), timeout=REQUEST_TIMEOUT
-    )
-    if answer.status_code != 200:
-        raise Abort(
-            f"{server.name}: GET /api/v1/account as {account.login}: {answer.status_code} {answer.text[:200]}"
-        )
-    usage = answer.json()
+    usage = get_json(server, account.token, "/api/v1/account", account.login)
     stored = (sum(size for size, _ in listed.values()), len(listed))
     if (usage["bytes_used"], usage["files"]) != stored:
         report.spoil(
@@ -1106,6 +1118,8 @@ def main():
     )
     rounds_run = 0
     started = time.monotonic()
+    # Killed by a timeout, the driver still stops its servers (finally).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         for server in servers:
             setup(server, report)
