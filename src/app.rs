@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::model::ModelSlot;
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
+use std::sync::Arc;
 
 /// Shared, read-mostly state of a running server.
 pub struct App {
@@ -38,7 +39,8 @@ pub struct App {
     /// What `/metrics` reports besides the router's and the engine's
     /// figures (counted even under `--no-metrics`: a relaxed atomic add
     /// costs no more than asking whether to make it).
-    pub metrics: Metrics,
+    /// Shared with answers given later (an event's, after its commit).
+    pub metrics: Arc<Metrics>,
 }
 
 impl App {
@@ -102,7 +104,7 @@ impl App {
             predict_cache_control: Box::leak(
                 format!("max-age={}", config.model.max_age.as_secs()).into_boxed_str(),
             ),
-            metrics: Metrics::default(),
+            metrics: Arc::default(),
             config,
         })
     }

@@ -283,6 +283,13 @@ impl<S, P> Router<S, P> {
             return response;
         };
         let counters = match route {
+            // Counted once answered; only a route's handler answers later.
+            Some(route) if response.is_later() => {
+                let counters = Arc::clone(&route.counters);
+                return response.when_answered(move |answer| {
+                    counters.record(answer.status(), started.elapsed());
+                });
+            }
             Some(route) => &route.counters,
             None => self.unmatched.counters(request.method()),
         };

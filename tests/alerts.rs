@@ -477,3 +477,54 @@ fn ten_thousand_events_at_one_time() {
     }
     assert_eq!(last, json!([123, 500]));
 }
+
+/// Events pipelined on one connection are answered after their commits
+/// (the answers come later, from the store's writer), in the order sent,
+/// each with the codes a one-at-a-time replay gives, a refusal in their
+/// midst included; the connection then serves on.
+#[test]
+fn pipelined_events_are_answered_in_order() {
+    let server = Server::start(&[]);
+    // The seed's example and an out-of-order event among them.
+    let events = [
+        event("deposit", "100.00", 5, 0),
+        event("deposit", "101", 5, 3),
+        event("withdraw", "1", 5, 2),
+        event("deposit", "102", 5, 4),
+        event("withdraw", "10", 5, 5),
+    ];
+    let mut batch = String::new();
+    for (i, body) in events.iter().enumerate() {
+        let body = body.to_string();
+        batch.push_str(&format!(
+            "POST /event HTTP/1.1\r\nHost: t\r\nX-Request-Id: ev-{i}\r\nContent-Type: {JSON}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+    let mut connection = server.send(&batch);
+    let answers: Vec<Response> = (0..events.len())
+        .map(|_| read_response(&mut connection, true))
+        .collect();
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(
+            answer.header("x-request-id"),
+            Some(format!("ev-{i}").as_str())
+        );
+    }
+    assert_eq!(answers[2].status, 409, "{}", answers[2].text());
+    assert_eq!(answers[2].json()["error"], "out_of_order");
+    // The codes of the same events sent one at a time to another server.
+    let replay = Server::start(&[]);
+    for (body, answer) in events.iter().zip(&answers) {
+        let expected = send_event(&replay, body);
+        assert_eq!(answer.status, expected.status, "{body}");
+        assert_eq!(answer.json(), expected.json(), "{body}");
+    }
+    assert_eq!(codes(&answers[1]), json!([123]));
+    // The same connection goes on to other routes.
+    connection
+        .get_mut()
+        .write_all(b"GET /status HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut connection, true).status, 200);
+}

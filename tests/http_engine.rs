@@ -171,9 +171,9 @@ fn http2_request_lines_get_505_and_leave_nothing_behind() {
     thread::sleep(Duration::from_millis(200));
     let threads_before = server.proc_status("Threads");
     let fds_before = server.open_fds();
-    // The main thread, the log writer, the SIGHUP (model reload) watcher and
-    // the two ready workers.
-    assert_eq!(threads_before, 5);
+    // The main thread, the log writer, the SIGHUP (model reload) watcher,
+    // the store's event writer and the two ready workers.
+    assert_eq!(threads_before, 6);
 
     for _ in 0..200 {
         let mut reader = server.send("GET /status HTTP/2.0\r\nHost: t\r\n\r\n");

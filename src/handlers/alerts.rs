@@ -5,17 +5,21 @@
 
 use serde_json::{Map, Value, json};
 
+use std::sync::Arc;
+
 use crate::App;
 use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk};
-use crate::http::{self, ApiError, Fields, Request, Response};
+use crate::http::{ApiError, Fields, Request, Response};
 use crate::http::{Problem, Problems};
-use crate::store::Recorded;
+use crate::store::{EventDone, Recorded};
 
 /// The default and largest page of `GET /api/v1/users/{id}/events`.
 pub const DEFAULT_EVENTS_PAGE: usize = 50;
 pub const MAX_EVENTS_PAGE: usize = 500;
 
-/// `POST /event`: stores the event, answers which alert codes fired.
+/// `POST /event`: stores the event, answers which alert codes fired. The
+/// answer is given later, once the commit holding the event is durable:
+/// waiting for it holds no thread (see `store::group_commit`).
 pub fn event(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     let body = request.body().read_to_vec()?;
     let payload = match serde_json::from_slice::<Value>(&body) {
@@ -23,29 +27,36 @@ pub fn event(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError>
         _ => return Err(ApiError::bad_request("Request must be JSON").with_code("invalid_json")),
     };
     let (user_id, event) = parse_event(&payload)?;
-    // Mostly a wait for the commit of the batch the event joins: the more
-    // events wait together, the more share one fsync.
-    let recorded = http::blocking(|| {
-        app.store
-            .record_event(user_id, &event, app.config.event_time_unit)
-    })?;
-    match recorded {
-        Recorded::Stored { codes, .. } => {
-            app.metrics.event_processed(&codes);
-            Ok(Response::json(
-                200,
-                &json!({"alert": !codes.is_empty(), "alert_codes": codes, "user_id": user_id}),
-            ))
-        }
-        Recorded::OutOfOrder { latest } => Err(ApiError::new(
-            409,
-            format!(
-                "'time' {} is earlier than user {user_id}'s latest event ({latest}); events must arrive in time order",
-                event.time
-            ),
-        )
-        .with_code("out_of_order")),
-    }
+    let (stand_in, reply) = Response::later();
+    let metrics = Arc::clone(&app.metrics);
+    let done: EventDone = Box::new(move |recorded| {
+        let answer = match recorded {
+            Ok(Recorded::Stored { codes, .. }) => {
+                metrics.event_processed(&codes);
+                Response::json(
+                    200,
+                    &json!({"alert": !codes.is_empty(), "alert_codes": codes, "user_id": user_id}),
+                )
+            }
+            Ok(Recorded::OutOfOrder { latest }) => out_of_order(user_id, event.time, latest),
+            Err(err) => ApiError::from(err).into_response(),
+        };
+        reply.send(answer);
+    });
+    app.store
+        .record_event(user_id, &event, app.config.event_time_unit, done);
+    Ok(stand_in)
+}
+
+fn out_of_order(user_id: i64, time: i64, latest: i64) -> Response {
+    ApiError::new(
+        409,
+        format!(
+            "'time' {time} is earlier than user {user_id}'s latest event ({latest}); events must arrive in time order"
+        ),
+    )
+    .with_code("out_of_order")
+    .into_response()
 }
 
 /// The seed's payload. Every problem is reported, not just the first, as the
@@ -239,7 +250,7 @@ mod tests {
     fn post(app: &App, body: &str) -> Result<Response, ApiError> {
         let mut request =
             Request::new("POST", "/event").with_body(Body::from_bytes(body.as_bytes().to_vec()));
-        event(app, &mut request)
+        event(app, &mut request).map(crate::handlers::answer_of)
     }
 
     /// A request for one of a user's routes, as the route table's gate
@@ -357,12 +368,14 @@ mod tests {
             r#"{"type": "withdraw", "amount": "1", "user_id": 2, "time": 100}"#,
         )
         .unwrap();
-        let err = post(
+        let refused = post(
             &app,
             r#"{"type": "withdraw", "amount": "1", "user_id": 2, "time": 99}"#,
         )
-        .unwrap_err();
-        assert_eq!(err.status(), 409);
+        .unwrap();
+        assert_eq!(refused.status(), 409);
+        let body: Value = serde_json::from_slice(refused.body_bytes().unwrap()).unwrap();
+        assert_eq!(body["error"], "out_of_order", "{body}");
         assert_eq!(app.store.events(2, None, 10).unwrap().len(), 1);
         // Another user is not affected; the same time is fine.
         post(

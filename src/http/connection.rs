@@ -25,7 +25,7 @@ use super::limits::Limits;
 use super::log::{AccessEntry, Logger};
 use super::machine::{BodyStep, DrainStep, Machine, Step, Timeouts};
 use super::request::Request;
-use super::response::{Response, ResponseBody};
+use super::response::{Later, Response, ResponseBody};
 use super::stats::Stats;
 use super::transport::{Transport, flush_by, read_by, write_by};
 
@@ -65,7 +65,24 @@ pub(crate) struct Context {
 pub(crate) enum Next<T> {
     /// Waiting for input: park it until it is readable or its deadline.
     Park(Box<Connection<T>>),
+    /// Waiting for the answer its handler gives later: hand it to
+    /// [`Awaiting::later`], to [`resume`] once the answer is in.
+    Await(Box<Connection<T>>, Awaiting),
     Close,
+}
+
+/// A request whose answer its handler gives later ([`Response::later`]).
+pub(crate) struct Awaiting {
+    pub later: Box<Later>,
+    pub taken: Taken,
+}
+
+/// A request taken up, for finishing its exchange and its log line.
+pub(crate) struct Taken {
+    started: Instant,
+    request_id: String,
+    method: String,
+    path: String,
 }
 
 /// A connection: its transport, its peer, the site it came to (an index
@@ -144,7 +161,11 @@ pub(crate) fn serve<T: Transport>(
                     }
                 }
             }
-            Step::Dispatch(head) => conn.exchange(context, head),
+            Step::Dispatch(head) => {
+                if let Some(awaiting) = conn.exchange(context, head) {
+                    return Next::Await(conn, awaiting);
+                }
+            }
             Step::Reject(error) => {
                 let started = Instant::now();
                 let request_id = new_request_id();
@@ -157,6 +178,25 @@ pub(crate) fn serve<T: Transport>(
             Step::Close => return Next::Close,
         }
     }
+}
+
+/// The answer to a request its handler failed to answer (it panicked, or
+/// dropped its later answer's reply unsent).
+pub(crate) fn failed_answer() -> Response {
+    ApiError::new(500, "the server failed to handle this request").into_response()
+}
+
+/// Answers the request `taken` with `answer`, its handler's later answer,
+/// then serves the connection on as [`serve`] does.
+pub(crate) fn resume<T: Transport>(
+    context: &Context,
+    mut conn: Box<Connection<T>>,
+    taken: Taken,
+    answer: Response,
+    write_timeout: Duration,
+) -> Next<T> {
+    conn.finish(context, answer, taken, write_timeout);
+    serve(context, conn, write_timeout)
 }
 
 /// Answers a connection refused at accept time (the connection cap) with a
@@ -193,8 +233,9 @@ struct Answered {
 }
 
 impl<T: Transport> Connection<T> {
-    /// Runs one request through the service and answers it.
-    fn exchange(&mut self, context: &Context, head: Head) {
+    /// Runs one request through the service and answers it, or, when its
+    /// handler answers later, returns what finishing it needs.
+    fn exchange(&mut self, context: &Context, head: Head) -> Option<Awaiting> {
         let started = Instant::now();
         context.stats.request_started();
         let request_id = request_id(&head.headers);
@@ -218,11 +259,41 @@ impl<T: Transport> Connection<T> {
         let site = &context.sites[self.site];
         let mut response =
             panic::catch_unwind(AssertUnwindSafe(|| site.service.call(&mut request)))
-                .unwrap_or_else(|_| {
-                    // The panic hook has logged the panic itself.
-                    ApiError::new(500, "the server failed to handle this request").into_response()
-                });
+                // The panic hook has logged the panic itself.
+                .unwrap_or_else(|_| failed_answer());
         let (request_id, method, path) = request.into_log_parts();
+        // Whatever comes of the answer, the body is done with now: the
+        // connection leaves this thread between request and answer.
+        self.drain_body(io_timeout);
+        let taken = Taken {
+            started,
+            request_id,
+            method,
+            path,
+        };
+        match response.take_later() {
+            Some(later) => Some(Awaiting { later, taken }),
+            None => {
+                self.finish(context, response, taken, io_timeout);
+                None
+            }
+        }
+    }
+
+    /// Answers the request `taken` with `response` and logs it.
+    fn finish(
+        &mut self,
+        context: &Context,
+        mut response: Response,
+        taken: Taken,
+        timeout: Duration,
+    ) {
+        let Taken {
+            started,
+            request_id,
+            method,
+            path,
+        } = taken;
         if let Some(note) = response.take_log_note() {
             let line = format!("request {request_id}: {note}");
             if response.status() >= 500 {
@@ -231,11 +302,11 @@ impl<T: Transport> Connection<T> {
                 context.logger.warn(&line);
             }
         }
-        self.drain_body(io_timeout);
         if context.shutting_down.load(Ordering::SeqCst) {
             self.machine.begin_shutdown();
         }
-        let answered = self.answer(response, &site.headers, &request_id, io_timeout);
+        let site = &context.sites[self.site];
+        let answered = self.answer(response, &site.headers, &request_id, timeout);
         context.stats.request_ended();
         log_access(
             context,

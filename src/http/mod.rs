@@ -62,4 +62,4 @@ pub use limits::Limits;
 pub use problems::{Problem, Problems};
 pub use request::{Param, Request};
 pub use response::Response;
-pub use server::{Endpoint, Server, blocking};
+pub use server::{Endpoint, Server};

@@ -4,9 +4,11 @@
 //! client holding connections open cannot take every slot from the others.
 //!
 //! A connection is registered when it is accepted and stays until it
-//! closes, *parked* (waiting for input in the epoll set, no thread) or
-//! *busy* (a worker, or the monitor, is serving it). Whoever turns an entry
-//! busy owns the connection until it parks it again or removes it.
+//! closes, *parked* (waiting for input in the epoll set, no thread),
+//! *busy* (a worker, or the monitor, is serving it) or *awaiting* (its
+//! handler answers later; no thread). Whoever turns an entry busy owns the
+//! connection until it parks it again, hands it to its later answer, or
+//! removes it.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
@@ -28,6 +30,8 @@ pub(crate) enum State<C> {
     Busy {
         since: Instant,
     },
+    /// Waiting for its handler's later answer, held by that answer.
+    Awaiting,
 }
 
 struct Slot<C> {
@@ -119,16 +123,27 @@ impl<C> Registry<C> {
     }
 
     /// Takes a parked connection to serve it; `None` when it is not parked
-    /// (gone, or already being served).
+    /// (gone, being served, or awaiting an answer).
     pub fn take(&mut self, id: u64, now: Instant) -> Option<Box<C>> {
         let slot = self.slots.get_mut(&id)?;
         match std::mem::replace(&mut slot.state, State::Busy { since: now }) {
             State::Parked(conn) => Some(conn),
-            // Already being served: leave it as it was.
-            busy @ State::Busy { .. } => {
-                slot.state = busy;
+            // Not for the taking: leave it as it was.
+            other @ (State::Busy { .. } | State::Awaiting) => {
+                slot.state = other;
                 None
             }
+        }
+    }
+
+    /// Marks a busy connection as awaiting its handler's later answer, or
+    /// (`awaiting` false) busy again, being answered since `now`.
+    pub fn set_awaiting(&mut self, id: u64, awaiting: bool, now: Instant) {
+        if let Some(slot) = self.slots.get_mut(&id) {
+            slot.state = match awaiting {
+                true => State::Awaiting,
+                false => State::Busy { since: now },
+            };
         }
     }
 
@@ -168,11 +183,12 @@ impl<C> Registry<C> {
         self.slots.iter().map(|(id, slot)| (*id, &slot.state))
     }
 
-    /// The descriptors of the connections being served.
+    /// The descriptors of the connections inside a request (being served
+    /// or awaiting an answer).
     pub fn busy_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
         self.slots
             .values()
-            .filter(|slot| matches!(slot.state, State::Busy { .. }))
+            .filter(|slot| !matches!(slot.state, State::Parked(_)))
             .map(|slot| slot.fd)
     }
 
@@ -221,6 +237,11 @@ mod tests {
         let conn = registry.take(1, Instant::now()).unwrap();
         assert!(registry.take(1, Instant::now()).is_none());
         assert_eq!(registry.busy_fds().collect::<Vec<_>>(), [1]);
+        // Awaiting an answer: still inside a request, not for the taking.
+        registry.set_awaiting(1, true, Instant::now());
+        assert!(registry.take(1, Instant::now()).is_none());
+        assert_eq!(registry.busy_fds().collect::<Vec<_>>(), [1]);
+        registry.set_awaiting(1, false, Instant::now());
         registry.park(1, conn);
         assert_eq!(registry.held_by(a), 5);
         registry.remove(4);

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 
@@ -45,6 +46,8 @@ pub struct Response {
     /// A line for the server's log about this response (why it failed),
     /// never sent: an error on a `5xx`, a warning on anything else.
     log_note: Option<String>,
+    /// Set on a stand-in for an answer given later ([`Response::later`]).
+    later: Option<Box<Later>>,
 }
 
 impl Response {
@@ -55,7 +58,49 @@ impl Response {
             headers: Vec::with_capacity(RESPONSE_HEADER_ROOM),
             body: ResponseBody::Empty,
             log_note: None,
+            later: None,
         }
+    }
+
+    /// A stand-in for an answer given later, from any thread, through the
+    /// [`Reply`]: the handler returns the stand-in, its worker goes on with
+    /// other connections, and the connection is answered when the reply
+    /// is sent. For an answer that waits on something other than the CPU
+    /// (an event's group commit), so that the wait holds no thread. Headers
+    /// added to the stand-in (by layers around the handler) are added to
+    /// the answer; its status reads `0` until then (see
+    /// [`Response::when_answered`]).
+    pub fn later() -> (Response, Reply) {
+        let meeting = Arc::new(Meeting(Mutex::new(Rendezvous::Waiting)));
+        let mut stand_in = Response::new(0);
+        stand_in.later = Some(Box::new(Later {
+            meeting: Arc::clone(&meeting),
+            headers: Vec::new(),
+            on_answer: Vec::new(),
+        }));
+        (stand_in, Reply(Some(meeting)))
+    }
+
+    /// Whether this is a stand-in for an answer given later.
+    pub fn is_later(&self) -> bool {
+        self.later.is_some()
+    }
+
+    /// Runs `look` on the answer: this response, now, or the answer given
+    /// later for a stand-in, once it is in (on the thread that gives it).
+    pub fn when_answered(mut self, look: impl FnOnce(&Response) + Send + 'static) -> Self {
+        match &mut self.later {
+            Some(later) => later.on_answer.push(Box::new(look)),
+            None => look(&self),
+        }
+        self
+    }
+
+    /// The engine's end of a stand-in, with the headers added to it.
+    pub(crate) fn take_later(&mut self) -> Option<Box<Later>> {
+        let mut later = self.later.take()?;
+        later.headers = std::mem::take(&mut self.headers);
+        Some(later)
     }
 
     /// `text/plain; charset=utf-8`.
@@ -87,6 +132,7 @@ impl Response {
             headers: Vec::with_capacity(RESPONSE_HEADER_ROOM),
             body: ResponseBody::Stream { reader, len },
             log_note: None,
+            later: None,
         }
     }
 
@@ -109,6 +155,7 @@ impl Response {
         self.log_note.take()
     }
 
+    /// The status; `0` on a stand-in for a later answer.
     pub fn status(&self) -> u16 {
         self.status
     }
@@ -136,5 +183,169 @@ impl Response {
 
     pub(crate) fn into_parts(self) -> (u16, Vec<(&'static str, Cow<'static, str>)>, ResponseBody) {
         (self.status, self.headers, self.body)
+    }
+}
+
+/// Where a later answer is sent ([`Response::later`]). Dropped unsent (its
+/// sender failed), it still ends the wait: the engine answers `500`, so no
+/// client waits forever.
+pub struct Reply(Option<Arc<Meeting>>);
+
+impl Reply {
+    pub fn send(mut self, answer: Response) {
+        if let Some(meeting) = self.0.take() {
+            meeting.answer(Some(answer));
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(meeting) = self.0.take() {
+            meeting.answer(None);
+        }
+    }
+}
+
+/// The engine's end of a later answer: what the layers around the handler
+/// added to the stand-in, to apply to the answer once it is in.
+pub(crate) struct Later {
+    meeting: Arc<Meeting>,
+    headers: Vec<(&'static str, Cow<'static, str>)>,
+    on_answer: Vec<Looker>,
+}
+
+/// What looks at a later answer once it is in ([`Response::when_answered`]).
+type Looker = Box<dyn FnOnce(&Response) + Send>;
+
+impl fmt::Debug for Later {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Later")
+    }
+}
+
+impl Later {
+    /// Has `resume` called with the answer, the stand-in's headers added,
+    /// once it is in: at once if it already is, else on the thread that
+    /// sends it. `lost` makes the answer when there is none (the reply was
+    /// dropped unsent, or a stand-in was sent).
+    pub fn attach(self, lost: fn() -> Response, resume: impl FnOnce(Response) + Send + 'static) {
+        let Later {
+            meeting,
+            headers,
+            on_answer,
+        } = self;
+        meeting.attach(Box::new(move |answer: Option<Response>| {
+            let mut answer = answer
+                .filter(|answer| answer.later.is_none())
+                .unwrap_or_else(lost);
+            answer.headers.extend(headers);
+            for look in on_answer {
+                look(&answer);
+            }
+            resume(answer);
+        }));
+    }
+}
+
+/// Where the answer and the engine's resumption meet, whichever comes
+/// first.
+struct Meeting(Mutex<Rendezvous>);
+
+/// What has come of a later answer; `None` is a reply dropped unsent.
+enum Rendezvous {
+    Waiting,
+    Answered(Option<Response>),
+    Attached(Box<dyn FnOnce(Option<Response>) + Send>),
+    Over,
+}
+
+impl Meeting {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Rendezvous> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn answer(&self, answer: Option<Response>) {
+        let mut rendezvous = self.lock();
+        match std::mem::replace(&mut *rendezvous, Rendezvous::Over) {
+            Rendezvous::Waiting => *rendezvous = Rendezvous::Answered(answer),
+            Rendezvous::Attached(resume) => {
+                drop(rendezvous);
+                resume(answer);
+            }
+            Rendezvous::Answered(_) | Rendezvous::Over => {}
+        }
+    }
+
+    fn attach(&self, resume: Box<dyn FnOnce(Option<Response>) + Send>) {
+        let mut rendezvous = self.lock();
+        match std::mem::replace(&mut *rendezvous, Rendezvous::Over) {
+            Rendezvous::Waiting => *rendezvous = Rendezvous::Attached(resume),
+            Rendezvous::Answered(answer) => {
+                drop(rendezvous);
+                resume(answer);
+            }
+            Rendezvous::Attached(_) | Rendezvous::Over => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answer `response` stands for, waited for.
+    fn answer_of(mut response: Response) -> Response {
+        let Some(later) = response.take_later() else {
+            return response;
+        };
+        let (sender, answer) = std::sync::mpsc::sync_channel(1);
+        later.attach(|| Response::new(500), move |a| sender.send(a).unwrap());
+        answer.recv().unwrap()
+    }
+
+    #[test]
+    fn a_later_answer_gets_the_stand_ins_headers_and_lookers() {
+        let (stand_in, reply) = Response::later();
+        assert!(stand_in.is_later());
+        let (seen, status) = std::sync::mpsc::channel();
+        let stand_in = stand_in
+            .with_header("RateLimit", "r=1")
+            .when_answered(move |answer| seen.send(answer.status()).unwrap());
+        assert!(status.try_recv().is_err(), "looked at before the answer");
+        let sender = std::thread::spawn(move || {
+            reply.send(Response::text(409, "late").with_header("X-Own", "1"))
+        });
+        let answer = answer_of(stand_in);
+        sender.join().unwrap();
+        assert_eq!(answer.status(), 409);
+        assert_eq!(answer.header("x-own"), Some("1"));
+        assert_eq!(answer.header("ratelimit"), Some("r=1"));
+        assert_eq!(answer.body_bytes(), Some(&b"late"[..]));
+        assert_eq!(status.recv().unwrap(), 409);
+    }
+
+    #[test]
+    fn an_answer_sent_before_anyone_waits_is_kept() {
+        let (stand_in, reply) = Response::later();
+        reply.send(Response::new(204));
+        assert_eq!(answer_of(stand_in).status(), 204);
+    }
+
+    #[test]
+    fn a_reply_dropped_unsent_answers_500() {
+        let (stand_in, reply) = Response::later();
+        drop(reply);
+        let answer = answer_of(stand_in);
+        assert_eq!(answer.status(), 500);
+        assert!(!answer.is_later());
+    }
+
+    #[test]
+    fn a_ready_response_is_looked_at_at_once() {
+        let (seen, status) = std::sync::mpsc::channel();
+        let response = Response::new(201).when_answered(move |r| seen.send(r.status()).unwrap());
+        assert_eq!(status.try_recv(), Ok(201));
+        assert_eq!(answer_of(response).status(), 201);
     }
 }

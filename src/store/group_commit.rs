@@ -1,23 +1,28 @@
 //! Group commit: writes that arrive together share one transaction, and so
 //! one fsync, each acknowledged only once that transaction has committed.
 //!
-//! A thread with a write to make queues it ([`GroupCommit::enqueue`], which
-//! gives a ticket) and waits for its outcome ([`GroupCommit::wait`]). While
-//! no batch is being written, a waiting thread becomes the writer: it takes
-//! what is queued, in arrival order and at most [`MAX_BATCH`] of it, writes
-//! it with the function every waiter brings, hands each outcome to its
-//! ticket and wakes the waiters; one of them writes the next batch, made of
-//! whatever queued meanwhile. There is no timer: a write that finds the
-//! queue idle is written at once, so a quiet server answers as fast as
-//! before, and under load a batch is as large as what piled up during one
-//! commit (PostgreSQL's `commit_delay` without the delay).
+//! A [`GroupCommit`] owns a writer thread and the one connection it writes
+//! with. A write is queued with what to do with its outcome
+//! ([`GroupCommit::submit`]); the thread that queued it goes on with other
+//! work at once. The writer takes what is queued, in arrival order and at
+//! most [`MAX_BATCH`] of it, writes it with its batch function, and hands
+//! each outcome to its write's `done`; then it takes whatever queued
+//! meanwhile. There is no timer: a write that finds the writer idle is
+//! written at once, so a quiet server answers as fast as before, and under
+//! load a batch is as large as what piled up during one commit
+//! (PostgreSQL's `commit_delay` without the delay).
 //!
-//! The queue knows nothing of SQL: the write function gets the batch and
+//! Nobody waits on the writer with a thread of their own: a server answers
+//! an event from `done`, so a thousand events in flight hold no thousand
+//! threads, and a batch costs the writer one wake-up, not one per write.
+//!
+//! The queue knows nothing of SQL: the batch function gets the batch and
 //! returns one outcome per write, in the batch's order.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::thread::{self, Thread};
+use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
 
 /// The most writes one transaction takes: a bound on how long one commit
 /// holds SQLite's single writer (and how long the last write of a batch
@@ -25,289 +30,280 @@ use std::thread::{self, Thread};
 /// the servers wren is made for.
 pub const MAX_BATCH: usize = 128;
 
-/// A queued write's place, to wait for its outcome with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Ticket(u64);
+/// What becomes of a write's outcome: called once, on the writer thread.
+type Done<O> = Box<dyn FnOnce(O) + Send>;
 
-/// The queue of writes `W` and their outcomes `O`.
+/// The writes of one batch, and what becomes of each outcome.
+type Batch<W, O> = (Vec<W>, Vec<Done<O>>);
+
+/// The queue of writes `W` and their outcomes `O`, and its writer thread.
 pub struct GroupCommit<W, O> {
-    state: Mutex<State<W, O>>,
-    /// The outcome of a write whose batch's writer panicked.
-    lost: fn() -> O,
+    shared: Arc<Shared<W, O>>,
+    writer: Option<JoinHandle<()>>,
 }
 
-/// A queued write and the thread waiting for it: each waiter is woken
-/// alone (`Thread::unpark`) when its outcome is in or the queue wants a
-/// writer, never all of them at every commit.
-struct Queued<W> {
-    ticket: Ticket,
-    write: W,
-    waiter: Thread,
+struct Shared<W, O> {
+    state: Mutex<State<W, O>>,
+    /// Signalled when a write is queued for an idle writer, or on close.
+    queued: Condvar,
 }
 
 struct State<W, O> {
-    queued: VecDeque<Queued<W>>,
-    /// Whether a thread is writing a batch.
-    writing: bool,
-    next: u64,
-    /// Outcomes of written batches not yet taken by their waiters.
-    outcomes: HashMap<Ticket, O>,
+    queue: VecDeque<(W, Done<O>)>,
+    /// Whether the writer is asleep waiting for work: only then does a new
+    /// write cost a wake-up (a system call).
+    idle: bool,
+    /// Set when the queue is dropped: the writer drains what is queued and
+    /// leaves.
+    closed: bool,
 }
 
-impl<W, O> GroupCommit<W, O> {
-    /// An idle queue; `lost` is the outcome of writes whose batch's writer
-    /// panicked (nothing of that batch is committed: the transaction rolls
-    /// back as the panic unwinds through it).
-    pub fn new(lost: fn() -> O) -> Self {
-        GroupCommit {
+impl<W: Send + 'static, O: Send + 'static> GroupCommit<W, O> {
+    /// Starts the writer thread (named `name`), which writes each batch
+    /// with `write_batch` (one outcome per write, in order). A batch whose
+    /// `write_batch` panics gets `lost()` for each of its writes; nothing
+    /// of it is committed, since a transaction rolls back as the panic
+    /// unwinds through it.
+    pub fn start(
+        name: &str,
+        mut write_batch: impl FnMut(Vec<W>) -> Vec<O> + Send + 'static,
+        lost: fn() -> O,
+    ) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                queued: VecDeque::new(),
-                writing: false,
-                next: 0,
-                outcomes: HashMap::new(),
+                queue: VecDeque::new(),
+                idle: false,
+                closed: false,
             }),
-            lost,
-        }
+            queued: Condvar::new(),
+        });
+        let writer = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new().name(name.into()).spawn(move || {
+                while let Some((writes, dones)) = shared.next_batch() {
+                    let count = writes.len();
+                    let outcomes = panic::catch_unwind(AssertUnwindSafe(|| write_batch(writes)))
+                        .unwrap_or_else(|_| (0..count).map(|_| lost()).collect());
+                    assert_eq!(outcomes.len(), count, "one outcome per write");
+                    for (done, outcome) in dones.into_iter().zip(outcomes) {
+                        done(outcome);
+                    }
+                }
+            })?
+        };
+        Ok(GroupCommit {
+            shared,
+            writer: Some(writer),
+        })
     }
 
+    /// Queues `write` behind those queued before it; `done` gets its
+    /// outcome, on the writer thread, once the batch holding it is written.
+    pub fn submit(&self, write: W, done: impl FnOnce(O) + Send + 'static) {
+        let mut state = self.shared.lock();
+        state.queue.push_back((write, Box::new(done)));
+        if state.idle {
+            state.idle = false;
+            self.shared.queued.notify_one();
+        }
+    }
+}
+
+impl<W, O> Shared<W, O> {
     fn lock(&self) -> MutexGuard<'_, State<W, O>> {
         // Every change to the state is made whole under the lock.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `write` behind those queued before it; the calling thread is
-    /// the one to [`GroupCommit::wait`] for it.
-    pub fn enqueue(&self, write: W) -> Ticket {
+    /// The next batch, waiting for one; `None` once closed and drained.
+    fn next_batch(&self) -> Option<Batch<W, O>> {
         let mut state = self.lock();
-        let ticket = Ticket(state.next);
-        state.next += 1;
-        state.queued.push_back(Queued {
-            ticket,
-            write,
-            waiter: thread::current(),
-        });
-        ticket
-    }
-
-    /// Waits for `ticket`'s outcome, writing batches with `write` (one
-    /// outcome per write, in order) whenever no one else is.
-    pub fn wait(&self, ticket: Ticket, mut write: impl FnMut(Vec<W>) -> Vec<O>) -> O {
-        let mut state = self.lock();
-        loop {
-            if let Some(outcome) = state.outcomes.remove(&ticket) {
-                return outcome;
+        while state.queue.is_empty() {
+            if state.closed {
+                return None;
             }
-            if state.writing || state.queued.is_empty() {
-                drop(state);
-                // Woken by the writer of this write's batch, or of the one
-                // before when this write heads the queue; a wake-up meant
-                // for an earlier wait, or a spurious one, only loops.
-                thread::park();
-                state = self.lock();
-                continue;
-            }
-            state.writing = true;
-            let take = state.queued.len().min(MAX_BATCH);
-            let mut writer = Writer {
-                queue: self,
-                tickets: Vec::with_capacity(take),
-                waiters: Vec::with_capacity(take),
-            };
-            let batch: Vec<W> = state
+            state.idle = true;
+            state = self
                 .queued
-                .drain(..take)
-                .map(|queued| {
-                    writer.tickets.push(queued.ticket);
-                    writer.waiters.push(queued.waiter);
-                    queued.write
-                })
-                .collect();
-            drop(state);
-            let outcomes = write(batch);
-            state = writer.finish(outcomes);
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
         }
+        state.idle = false;
+        let take = state.queue.len().min(MAX_BATCH);
+        Some(state.queue.drain(..take).unzip())
     }
 }
 
-/// The thread writing a batch. Finishing hands out the outcomes; dropped
-/// unfinished (the write panicked), it gives each write the `lost` outcome,
-/// so no waiter waits forever and another thread can write.
-struct Writer<'q, W, O> {
-    queue: &'q GroupCommit<W, O>,
-    tickets: Vec<Ticket>,
-    waiters: Vec<Thread>,
-}
-
-impl<'q, W, O> Writer<'q, W, O> {
-    fn finish(&mut self, outcomes: Vec<O>) -> MutexGuard<'q, State<W, O>> {
-        assert_eq!(outcomes.len(), self.tickets.len(), "one outcome per write");
-        let mut state = self.queue.lock();
-        state.outcomes.extend(self.tickets.drain(..).zip(outcomes));
-        self.hand_over(&mut state);
-        state
-    }
-
-    /// Ends the batch: its waiters are woken to take their outcomes, and
-    /// the head of the queue to write the next batch.
-    fn hand_over(&mut self, state: &mut State<W, O>) {
-        state.writing = false;
-        for waiter in self.waiters.drain(..) {
-            waiter.unpark();
-        }
-        if let Some(next) = state.queued.front() {
-            next.waiter.unpark();
-        }
-    }
-}
-
-impl<W, O> Drop for Writer<'_, W, O> {
+impl<W, O> Drop for GroupCommit<W, O> {
+    /// Writes what is queued, then stops the writer.
     fn drop(&mut self) {
-        if self.tickets.is_empty() {
-            return;
+        self.shared.lock().closed = true;
+        self.shared.queued.notify_one();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
         }
-        let mut state = self.queue.lock();
-        let lost = self.queue.lost;
-        state
-            .outcomes
-            .extend(self.tickets.drain(..).map(|ticket| (ticket, lost())));
-        self.hand_over(&mut state);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Barrier};
-    use std::thread;
+    use std::sync::{Barrier, mpsc};
 
-    type Queue = GroupCommit<u32, Result<u32, &'static str>>;
+    type Outcome = Result<u32, &'static str>;
 
-    fn queue() -> Arc<Queue> {
-        Arc::new(GroupCommit::new(|| Err("lost")))
+    /// Queues `write` and waits for its outcome.
+    fn write_and_wait(queue: &GroupCommit<u32, Outcome>, write: u32) -> Outcome {
+        let (sender, outcome) = mpsc::sync_channel(1);
+        queue.submit(write, move |result| sender.send(result).unwrap());
+        outcome.recv().unwrap()
+    }
+
+    /// The batches a queue wrote, in order.
+    type Batches = Arc<Mutex<Vec<Vec<u32>>>>;
+
+    /// A queue whose batches double each write and are recorded.
+    fn doubling() -> (GroupCommit<u32, Outcome>, Batches) {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&batches);
+        let queue = GroupCommit::start(
+            "test-writer",
+            move |batch: Vec<u32>| {
+                seen.lock().unwrap().push(batch.clone());
+                batch.into_iter().map(|n| Ok(n * 2)).collect()
+            },
+            || Err("lost"),
+        )
+        .unwrap();
+        (queue, batches)
     }
 
     #[test]
-    fn a_lone_write_is_written_at_once_by_its_own_thread() {
-        let queue = queue();
-        let ticket = queue.enqueue(7);
-        let mut batches = Vec::new();
-        let outcome = queue.wait(ticket, |batch| {
-            batches.push(batch.clone());
-            batch.into_iter().map(|n| Ok(n * 2)).collect()
-        });
-        assert_eq!(outcome, Ok(14));
-        assert_eq!(batches, [vec![7]]);
+    fn a_lone_write_is_written_at_once() {
+        let (queue, batches) = doubling();
+        assert_eq!(write_and_wait(&queue, 7), Ok(14));
+        assert_eq!(*batches.lock().unwrap(), [vec![7]]);
     }
 
     #[test]
-    fn writes_queued_together_share_a_batch_in_arrival_order() {
-        let queue = queue();
-        let tickets: Vec<Ticket> = (0..5).map(|n| queue.enqueue(n)).collect();
-        let mut batches = Vec::new();
-        let mut write = |batch: Vec<u32>| {
-            batches.push(batch.clone());
-            batch.into_iter().map(|n| Ok(n + 100)).collect()
+    fn writes_queued_during_a_commit_form_the_next_batch_in_order() {
+        let in_commit = Arc::new(Barrier::new(2));
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let queue = {
+            let (in_commit, batches) = (Arc::clone(&in_commit), Arc::clone(&batches));
+            GroupCommit::start(
+                "test-writer",
+                move |batch: Vec<u32>| {
+                    if batch == [1] {
+                        // Others queue while this batch is being committed.
+                        in_commit.wait();
+                        in_commit.wait();
+                    }
+                    batches.lock().unwrap().push(batch.clone());
+                    batch.into_iter().map(Ok).collect::<Vec<Outcome>>()
+                },
+                || Err("lost"),
+            )
+            .unwrap()
         };
-        // The last to queue writes them all; the others find theirs done.
-        assert_eq!(queue.wait(tickets[4], &mut write), Ok(104));
-        for (n, ticket) in tickets.iter().enumerate().take(4) {
-            assert_eq!(queue.wait(*ticket, &mut write), Ok(n as u32 + 100));
+        let (sender, outcomes) = mpsc::channel();
+        let send = |sender: &mpsc::Sender<Outcome>| {
+            let sender = sender.clone();
+            move |outcome| sender.send(outcome).unwrap()
+        };
+        queue.submit(1, send(&sender));
+        in_commit.wait();
+        for n in 2..5 {
+            queue.submit(n, send(&sender));
         }
-        assert_eq!(batches, [vec![0, 1, 2, 3, 4]]);
+        in_commit.wait();
+        let got: Vec<Outcome> = outcomes.iter().take(4).collect();
+        assert_eq!(got, [Ok(1), Ok(2), Ok(3), Ok(4)]);
+        assert_eq!(*batches.lock().unwrap(), [vec![1], vec![2, 3, 4]]);
     }
 
     #[test]
     fn a_batch_is_at_most_max_batch_writes() {
-        let queue = queue();
-        let tickets: Vec<Ticket> = (0..MAX_BATCH as u32 + 3)
-            .map(|n| queue.enqueue(n))
-            .collect();
-        let mut sizes = Vec::new();
-        let last = *tickets.last().unwrap();
-        let outcome = queue.wait(last, |batch| {
-            sizes.push(batch.len());
-            batch.into_iter().map(Ok).collect()
-        });
-        assert_eq!(outcome, Ok(MAX_BATCH as u32 + 2));
-        assert_eq!(sizes, [MAX_BATCH, 3]);
-    }
-
-    #[test]
-    fn writes_queued_during_a_commit_form_the_next_batch() {
-        let queue = queue();
-        let in_commit = Arc::new(Barrier::new(2));
-        let first = {
-            let (queue, in_commit) = (queue.clone(), in_commit.clone());
-            thread::spawn(move || {
-                let ticket = queue.enqueue(1);
-                queue.wait(ticket, |batch| {
-                    // Others queue while this batch is being committed.
-                    in_commit.wait();
-                    in_commit.wait();
-                    batch.into_iter().map(Ok).collect()
-                })
-            })
+        let gate = Arc::new(Barrier::new(2));
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let queue = {
+            let (gate, sizes) = (Arc::clone(&gate), Arc::clone(&sizes));
+            GroupCommit::start(
+                "test-writer",
+                move |batch: Vec<u32>| {
+                    if batch == [u32::MAX] {
+                        // Inside the first batch; then held until the
+                        // rest are queued.
+                        gate.wait();
+                        gate.wait();
+                    }
+                    sizes.lock().unwrap().push(batch.len());
+                    batch.into_iter().map(Ok).collect::<Vec<Outcome>>()
+                },
+                || Err("lost"),
+            )
+            .unwrap()
         };
-        in_commit.wait();
-        let later: Vec<Ticket> = (2..5).map(|n| queue.enqueue(n)).collect();
-        in_commit.wait();
-        assert_eq!(first.join().unwrap(), Ok(1));
-        let mut batches = Vec::new();
-        for (ticket, n) in later.into_iter().zip(2..) {
-            let outcome = queue.wait(ticket, |batch| {
-                batches.push(batch.clone());
-                batch.into_iter().map(Ok).collect()
-            });
-            assert_eq!(outcome, Ok(n));
+        // The writer is held in a first batch while the rest queue.
+        queue.submit(u32::MAX, drop);
+        gate.wait();
+        for n in 0..MAX_BATCH as u32 + 3 {
+            queue.submit(n, drop);
         }
-        assert_eq!(batches, [vec![2, 3, 4]]);
+        gate.wait();
+        drop(queue);
+        assert_eq!(*sizes.lock().unwrap(), [1, MAX_BATCH, 3]);
     }
 
     #[test]
-    fn a_writer_that_panics_loses_its_batch_and_frees_the_queue() {
-        let queue = queue();
-        let tickets: Vec<Ticket> = (0..3).map(|n| queue.enqueue(n)).collect();
-        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            queue.wait(tickets[0], |_| panic!("a bug"))
-        }));
-        assert!(panicked.is_err());
-        let never = |_: Vec<u32>| -> Vec<Result<u32, &'static str>> { unreachable!() };
-        assert_eq!(queue.wait(tickets[1], never), Err("lost"));
-        // The queue writes again.
-        let ticket = queue.enqueue(9);
-        assert_eq!(
-            queue.wait(ticket, |b| b.into_iter().map(Ok).collect()),
-            Ok(9)
-        );
+    fn a_batch_that_panics_is_lost_and_the_writer_goes_on() {
+        let queue = GroupCommit::start(
+            "test-writer",
+            |batch: Vec<u32>| {
+                assert!(!batch.contains(&13), "a bug");
+                batch.into_iter().map(Ok).collect::<Vec<Outcome>>()
+            },
+            || Err("lost"),
+        )
+        .unwrap();
+        assert_eq!(write_and_wait(&queue, 13), Err("lost"));
+        assert_eq!(write_and_wait(&queue, 9), Ok(9));
+    }
+
+    #[test]
+    fn dropping_the_queue_writes_what_is_queued() {
+        let (queue, batches) = doubling();
+        let (sender, outcomes) = mpsc::channel();
+        for n in 0..10 {
+            let sender = sender.clone();
+            queue.submit(n, move |outcome| sender.send(outcome).unwrap());
+        }
+        drop(queue);
+        assert_eq!(outcomes.try_iter().count(), 10);
+        let written: usize = batches.lock().unwrap().iter().map(Vec::len).sum();
+        assert_eq!(written, 10);
     }
 
     #[test]
     fn many_threads_each_get_their_own_outcome() {
-        let queue = queue();
-        let batches = Arc::new(Mutex::new(Vec::new()));
+        let (queue, batches) = doubling();
+        let queue = Arc::new(queue);
         let threads: Vec<_> = (0..16u32)
             .map(|n| {
-                let (queue, batches) = (queue.clone(), batches.clone());
+                let queue = Arc::clone(&queue);
                 thread::spawn(move || {
-                    (0..50u32)
-                        .map(|i| {
-                            let write = n * 1000 + i;
-                            let ticket = queue.enqueue(write);
-                            let outcome = queue.wait(ticket, |batch| {
-                                batches.lock().unwrap().push(batch.len());
-                                thread::yield_now();
-                                batch.into_iter().map(|w| Ok(w * 10)).collect()
-                            });
-                            assert_eq!(outcome, Ok(write * 10));
-                        })
-                        .count()
+                    for i in 0..50u32 {
+                        let write = n * 1000 + i;
+                        assert_eq!(write_and_wait(&queue, write), Ok(write * 2));
+                    }
                 })
             })
             .collect();
-        let done: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
-        assert_eq!(done, 800);
-        let sizes = batches.lock().unwrap();
-        assert_eq!(sizes.iter().sum::<usize>(), 800);
-        assert!(queue.lock().outcomes.is_empty() && queue.lock().queued.is_empty());
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let written: usize = batches.lock().unwrap().iter().map(Vec::len).sum();
+        assert_eq!(written, 800);
+        assert!(queue.shared.lock().queue.is_empty());
     }
 }

@@ -96,6 +96,9 @@ pub struct StoredEvent {
     pub alert_codes: Vec<u16>,
 }
 
+/// Where [`Store::record_event`] sends its outcome.
+pub type EventDone = Box<dyn FnOnce(StoreResult<Recorded>) + Send>;
+
 /// What became of an event given to [`Store::record_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
@@ -164,7 +167,13 @@ pub trait Store: Send + Sync {
     /// the codes were judged from. Either all of it happens or none. Events
     /// of different users do not wait for one another beyond what the
     /// backend's writes require.
-    fn record_event(&self, user_id: i64, event: &Event, unit: TimeUnit) -> StoreResult<Recorded>;
+    ///
+    /// `done` gets the outcome once it is final: after the commit that
+    /// made the event durable (on the store's writer thread), or on the
+    /// caller's thread when the event is refused or fails before it is
+    /// written. The caller goes on at once; nothing waits for the commit
+    /// with a thread of its own.
+    fn record_event(&self, user_id: i64, event: &Event, unit: TimeUnit, done: EventDone);
 
     /// The user's profile, or the default (medium, no overrides).
     fn alert_profile(&self, user_id: i64) -> StoreResult<AlertProfile>;
