@@ -560,24 +560,27 @@ fn a_large_body_streams_in_bounded_memory() {
 
 #[test]
 fn accept_errors_are_survived() {
-    // With only a few descriptors, accepting more connections fails with
-    // EMFILE; the server must log it and recover once they close.
-    let server = Server::start_with(&["--threads", "1"], |command| {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: setrlimit is async-signal-safe and only affects the child.
-        unsafe {
-            command.pre_exec(|| {
-                let limit = libc::rlimit {
-                    rlim_cur: 24,
-                    rlim_max: 24,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    });
+    // With only a few descriptors left, accepting more connections fails
+    // with EMFILE; the server must log it and recover once they close.
+    // The limit is set on the running server, five above what it holds
+    // once started, so that it leaves the same room whatever the server
+    // opens at start (its databases, the epoll set, the workers' wake-up).
+    let server = Server::start(&["--threads", "1"]);
+    let room = server.open_fds() as libc::rlim_t + 5;
+    let limit = libc::rlimit {
+        rlim_cur: room,
+        rlim_max: room,
+    };
+    // SAFETY: prlimit only reads `limit`; the old limit is not asked for.
+    let set = unsafe {
+        libc::prlimit(
+            server.pid() as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
     let crowd: Vec<TcpStream> = (0..40).map(|_| server.connect()).collect();
     server.wait_for_log("accept failed");
     drop(crowd);
