@@ -86,7 +86,10 @@ impl<W: Send + 'static, O: Send + 'static> GroupCommit<W, O> {
                         .unwrap_or_else(|_| (0..count).map(|_| lost()).collect());
                     assert_eq!(outcomes.len(), count, "one outcome per write");
                     for (done, outcome) in dones.into_iter().zip(outcomes) {
-                        done(outcome);
+                        // A `done` that panics loses its own outcome, not
+                        // the writer: the writes queued behind it still
+                        // need one.
+                        let _ = panic::catch_unwind(AssertUnwindSafe(|| done(outcome)));
                     }
                 }
             })?
@@ -268,6 +271,16 @@ mod tests {
         .unwrap();
         assert_eq!(write_and_wait(&queue, 13), Err("lost"));
         assert_eq!(write_and_wait(&queue, 9), Ok(9));
+    }
+
+    #[test]
+    fn a_done_that_panics_does_not_stop_the_writer() {
+        let (queue, _) = doubling();
+        queue.submit(1, |_| panic!("a bug in a callback"));
+        let (sender, outcome) = mpsc::sync_channel(1);
+        queue.submit(2, move |result| sender.send(result).unwrap());
+        let outcome = outcome.recv_timeout(std::time::Duration::from_secs(30));
+        assert_eq!(outcome, Ok(Ok(4)), "the writer stopped");
     }
 
     #[test]
