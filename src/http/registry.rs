@@ -136,14 +136,14 @@ impl<C> Registry<C> {
         }
     }
 
-    /// Marks a busy connection as awaiting its handler's later answer, or
-    /// (`awaiting` false) busy again, being answered since `now`.
-    pub fn set_awaiting(&mut self, id: u64, awaiting: bool, now: Instant) {
+    /// Marks a busy connection as awaiting its handler's later answer. It
+    /// stays so while that answer is written (and any request pipelined
+    /// behind it served), until it is parked again or removed: marking it
+    /// busy again would cost every later answer a lock, and the monitor
+    /// then misses only a stall behind a pipelined request.
+    pub fn set_awaiting(&mut self, id: u64) {
         if let Some(slot) = self.slots.get_mut(&id) {
-            slot.state = match awaiting {
-                true => State::Awaiting,
-                false => State::Busy { since: now },
-            };
+            slot.state = State::Awaiting;
         }
     }
 
@@ -238,10 +238,9 @@ mod tests {
         assert!(registry.take(1, Instant::now()).is_none());
         assert_eq!(registry.busy_fds().collect::<Vec<_>>(), [1]);
         // Awaiting an answer: still inside a request, not for the taking.
-        registry.set_awaiting(1, true, Instant::now());
+        registry.set_awaiting(1);
         assert!(registry.take(1, Instant::now()).is_none());
         assert_eq!(registry.busy_fds().collect::<Vec<_>>(), [1]);
-        registry.set_awaiting(1, false, Instant::now());
         registry.park(1, conn);
         assert_eq!(registry.held_by(a), 5);
         registry.remove(4);

@@ -209,7 +209,7 @@ impl Shared {
         match next {
             Next::Park(conn) => self.park(id, conn),
             Next::Await(conn, Awaiting { later, taken }) => {
-                self.lock().set_awaiting(id, true, Instant::now());
+                self.lock().set_awaiting(id);
                 let shared = Arc::clone(self);
                 later.attach(connection::failed_answer, move |response| {
                     shared.answered(Answer {
@@ -266,7 +266,6 @@ impl Shared {
             taken,
             response,
         } = answer;
-        self.lock().set_awaiting(id, false, Instant::now());
         let io_timeout = self.context.limits.io_timeout;
         let next = connection::resume(&self.context, conn, taken, response, io_timeout);
         self.settle(id, next);
