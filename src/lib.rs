@@ -22,6 +22,7 @@ pub mod commands;
 pub mod config;
 pub mod cors;
 pub mod date;
+pub mod group_commit;
 pub mod handlers;
 pub mod hex;
 pub mod http;

@@ -15,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Modules with no dependencies of their own that every layer may use.
-const LEAVES: &[&str] = &["text", "date", "hex", "sqlite", "peer"];
+const LEAVES: &[&str] = &["text", "date", "hex", "sqlite", "group_commit", "peer"];
 
 /// The domain modules and what they must never name.
 const DOMAIN: &[&str] = &["store", "blob", "model", "alerts", "auth", "acme", "backup"];

@@ -19,7 +19,7 @@ pub const MAX_EVENTS_PAGE: usize = 500;
 
 /// `POST /event`: stores the event, answers which alert codes fired. The
 /// answer is given later, once the commit holding the event is durable:
-/// waiting for it holds no thread (see `store::group_commit`).
+/// waiting for it holds no thread (see `group_commit`).
 pub fn event(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     let body = request.body().read_to_vec()?;
     let payload = match serde_json::from_slice::<Value>(&body) {

@@ -6,7 +6,6 @@
 //! fills the same trait for multi-instance deployments and must pass the
 //! same tests.
 
-mod group_commit;
 pub mod sqlite;
 
 use std::fmt;

@@ -43,7 +43,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rust_decimal::Decimal;
 
-use super::group_commit::GroupCommit;
+use crate::group_commit::GroupCommit;
 use super::{
     Account, ApiKey, EventDone, KeyCreated, Recorded, S3Credentials, Store, StoreError,
     StoreResult, StoredEvent,
