@@ -17,10 +17,14 @@
 //! name anything outside its account's folder, whatever it contains.
 //!
 //! A write streams into a temporary file in the same folder, is fsynced,
-//! renamed to its final name and the folder fsynced; only then does one
+//! renamed to its final name and the folder fsynced; only then does an
 //! index transaction point the key at it (and move the account's usage row
 //! with it, by trigger: see `blob::usage`), and the replaced file is removed
-//! after that commit. A crash leaves the key on its old file or its new
+//! after that commit. The renames, folder syncs and index commits are the
+//! index writer's ([`crate::group_commit`]): the uploads that finish
+//! streaming while it commits share its next transaction, one fsync per
+//! account folder and one for the index, so a burst of uploads costs one
+//! fsync per file and a few per batch, not three per file behind one lock. A crash leaves the key on its old file or its new
 //! one, never a partial one, and the account's usage exactly the sum of the
 //! sizes the index names. Temporary files a crash leaves are removed when
 //! the backend opens. A crash in the instant between a rename and its commit
@@ -29,15 +33,16 @@
 //! file the index does not know would turn a lost or restored-from-backup
 //! index into lost data.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 
 use super::usage::{self, USAGE_SCHEMA};
@@ -45,6 +50,7 @@ use super::{
     BlobError, Blobs, Book, ByteRange, Download, KeyPage, ObjectInfo, Owner, Page, Settle, Usage,
     WriteCondition, Written,
 };
+use crate::group_commit::GroupCommit;
 
 /// The backend's folder in the data folder. Locations are given from the
 /// data folder (`files/accounts/ann/…`): where to look, without the host's
@@ -87,11 +93,51 @@ pub struct LocalBlobs {
     /// Holds the advisory lock: two processes sweeping and renaming in one
     /// folder would remove each other's uploads.
     _lock: File,
+    /// For reads; the writer has a connection of its own.
     index: Mutex<Connection>,
-    /// Held while a write checks its condition and commits (and settles),
-    /// so two writes to one key cannot both pass `If-None-Match: *` and
-    /// changes are settled in the index's order. Uploads stream without it.
-    commit: Mutex<()>,
+    /// The one writer of the index: it checks each change's condition,
+    /// renames files in and commits the changes waiting at that moment in
+    /// one transaction, one fsync per folder and one for the index (see
+    /// [`write_changes`]). Its order is the order of the commits, so two
+    /// writes to one key cannot both pass `If-None-Match: *`. Uploads
+    /// stream without it.
+    writer: GroupCommit<Change, Result<Changed, BlobError>>,
+}
+
+/// A change to the index, done by the writer.
+enum Change {
+    /// Point `key` at the file an upload wrote, if `condition` still holds.
+    Put {
+        folder: PathBuf,
+        /// Where the upload's bytes are, synced.
+        temp: PathBuf,
+        /// The file's name once renamed in.
+        name: String,
+        condition: WriteCondition,
+        object: NewObject,
+    },
+    Delete {
+        namespace: String,
+        key: String,
+        folder: PathBuf,
+    },
+}
+
+/// The index row a put writes.
+struct NewObject {
+    namespace: String,
+    key: String,
+    size: u64,
+    etag: String,
+    content_type: String,
+    modified: u64,
+}
+
+/// What a committed change did: the key's size now (`None`: deleted), and
+/// whether it was there before.
+struct Changed {
+    size: Option<u64>,
+    replaced: bool,
 }
 
 impl LocalBlobs {
@@ -107,16 +153,55 @@ impl LocalBlobs {
             .map_err(|err| format!("cannot create the file store {}: {err}", accounts.display()))?;
         let lock = lock(&root.join(LOCK_FILE))?;
         let db = root.join(INDEX_FILE);
-        let conn = crate::sqlite::open(&db, INDEX_MIGRATIONS)
-            .map_err(|err| format!("cannot open the file index {}: {err}", db.display()))?;
+        let cannot_open =
+            |err: String| format!("cannot open the file index {}: {err}", db.display());
+        let conn = crate::sqlite::open(&db, INDEX_MIGRATIONS).map_err(cannot_open)?;
+        let mut writer_conn =
+            crate::sqlite::connect(&db).map_err(|err| cannot_open(err.to_string()))?;
+        // Account folders whose entry in `accounts` is known durable.
+        let mut durable = HashSet::new();
+        let parent = accounts.clone();
+        let writer = GroupCommit::start(
+            "wren-files-writer",
+            move |changes| write_changes(&mut writer_conn, &parent, &mut durable, changes),
+            || {
+                Err(BlobError::Local(
+                    "the batch holding this change failed to be written".into(),
+                ))
+            },
+        )
+        .map_err(|err| format!("cannot start the file index's writer thread: {err}"))?;
         let blobs = LocalBlobs {
             accounts,
             _lock: lock,
             index: Mutex::new(conn),
-            commit: Mutex::new(()),
+            writer,
         };
         blobs.sweep()?;
         Ok(blobs)
+    }
+
+    /// Has the writer commit `change`, then settles it on this thread
+    /// while the writer waits: the next batch, which may change the same
+    /// key, commits only after (see [`Settle`]).
+    fn commit(&self, change: Change, settle: Settle<'_>) -> Result<Changed, BlobError> {
+        let (send_outcome, outcome) = mpsc::sync_channel(1);
+        let (settled, wait_for_settle) = mpsc::sync_channel::<()>(1);
+        self.writer.submit(change, move |result| {
+            // Nobody to settle when the caller is gone; otherwise wait for
+            // it, or for its end (the sender dropped).
+            if send_outcome.send(result).is_ok() {
+                let _ = wait_for_settle.recv();
+            }
+        });
+        let changed = outcome.recv().unwrap_or_else(|_| {
+            Err(BlobError::Local(
+                "the file index's writer stopped before answering".into(),
+            ))
+        })?;
+        settle(changed.size);
+        drop(settled);
+        Ok(changed)
     }
 
     fn index(&self) -> MutexGuard<'_, Connection> {
@@ -159,27 +244,7 @@ impl LocalBlobs {
     }
 
     fn lookup(&self, owner: &Owner, key: &str) -> Result<Option<(ObjectInfo, String)>, BlobError> {
-        self.index()
-            .query_row(
-                "SELECT size, etag, content_type, modified, file FROM objects
-                 WHERE namespace = ?1 AND key = ?2",
-                params![owner.namespace, key],
-                |row| {
-                    Ok((
-                        ObjectInfo {
-                            key: key.to_owned(),
-                            size: row.get::<_, i64>(0)? as u64,
-                            etag: row.get(1)?,
-                            content_type: row.get(2)?,
-                            modified: UNIX_EPOCH
-                                + Duration::from_secs(row.get::<_, i64>(3)? as u64),
-                        },
-                        row.get(4)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(index_error)
+        find(&self.index(), &owner.namespace, key).map_err(index_error)
     }
 
     /// Streams `body` into the new file `temp`, synced: its size and the
@@ -230,63 +295,42 @@ impl Blobs for LocalBlobs {
         let folder = self.folder(owner);
         create_folder(&folder)?;
         let name = file_name(key)?;
-        // Removed on any way out before the index commits to it, a panic
-        // included.
-        let mut pending = Pending::new(folder.join(format!(".{name}{TEMP_SUFFIX}")));
-        let (size, digest) = LocalBlobs::receive(&pending.path, body)?;
-        let _commit = self
-            .commit
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let current = self.lookup(owner, key)?;
-        if !condition.allows(current.as_ref().map(|(info, _)| info)) {
-            return Err(BlobError::PreconditionFailed);
-        }
-        let path = folder.join(&name);
-        fs::rename(&pending.path, &path)
-            .map_err(|err| local_error("cannot rename into", &path, err))?;
-        // From here on, what to remove on failure is the renamed file.
-        pending.path = path;
-        sync_folder(&folder)?;
+        // Removed on any way out before the writer renames it in, a panic
+        // included; after that, the writer answers for the file.
+        let temp = folder.join(format!(".{name}{TEMP_SUFFIX}"));
+        let pending = Pending::new(temp.clone());
+        let (size, digest) = LocalBlobs::receive(&temp, body)?;
         let modified = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let info = ObjectInfo {
+        let object = NewObject {
+            namespace: owner.namespace.clone(),
             key: key.to_owned(),
             size,
             etag: format!("\"{digest}\""),
             content_type: content_type.to_owned(),
+            modified,
+        };
+        let info = ObjectInfo {
+            key: key.to_owned(),
+            size,
+            etag: object.etag.clone(),
+            content_type: content_type.to_owned(),
             modified: UNIX_EPOCH + Duration::from_secs(modified),
         };
-        self.index()
-            .execute(
-                "INSERT INTO objects (namespace, key, file, size, etag, content_type, modified)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (namespace, key) DO UPDATE SET
-                     file = excluded.file, size = excluded.size, etag = excluded.etag,
-                     content_type = excluded.content_type, modified = excluded.modified",
-                params![
-                    owner.namespace,
-                    key,
-                    name,
-                    size as i64,
-                    info.etag,
-                    info.content_type,
-                    modified as i64
-                ],
-            )
-            .map_err(index_error)?;
+        let change = Change::Put {
+            folder,
+            temp,
+            name,
+            condition: condition.clone(),
+            object,
+        };
+        let changed = self.commit(change, settle)?;
         pending.keep();
-        settle(Some(size));
-        // The index no longer points at the old file; if a crash loses this
-        // removal, the file stays, unindexed (see the module docs).
-        if let Some((_, old_file)) = &current {
-            let _ = fs::remove_file(folder.join(old_file));
-        }
         Ok(Written {
             info,
-            created: current.is_none(),
+            created: !changed.replaced,
         })
     }
 
@@ -335,20 +379,12 @@ impl Blobs for LocalBlobs {
     }
 
     fn delete(&self, owner: &Owner, key: &str, settle: Settle<'_>) -> Result<(), BlobError> {
-        let _commit = self
-            .commit
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (_, name) = self.lookup(owner, key)?.ok_or(BlobError::NotFound)?;
-        self.index()
-            .execute(
-                "DELETE FROM objects WHERE namespace = ?1 AND key = ?2",
-                params![owner.namespace, key],
-            )
-            .map_err(index_error)?;
-        settle(None);
-        let _ = fs::remove_file(self.folder(owner).join(name));
-        Ok(())
+        let change = Change::Delete {
+            namespace: owner.namespace.clone(),
+            key: key.to_owned(),
+            folder: self.folder(owner),
+        };
+        self.commit(change, settle).map(drop)
     }
 
     fn list(
@@ -459,6 +495,194 @@ impl Book for LocalBlobs {
     }
 }
 
+/// The object `key` of `namespace` and its file's name, if the index has
+/// it.
+fn find(
+    index: &Connection,
+    namespace: &str,
+    key: &str,
+) -> rusqlite::Result<Option<(ObjectInfo, String)>> {
+    index
+        .prepare_cached(
+            "SELECT size, etag, content_type, modified, file FROM objects
+             WHERE namespace = ?1 AND key = ?2",
+        )?
+        .query_row(params![namespace, key], |row| {
+            Ok((
+                ObjectInfo {
+                    key: key.to_owned(),
+                    size: row.get::<_, i64>(0)? as u64,
+                    etag: row.get(1)?,
+                    content_type: row.get(2)?,
+                    modified: UNIX_EPOCH + Duration::from_secs(row.get::<_, i64>(3)? as u64),
+                },
+                row.get(4)?,
+            ))
+        })
+        .optional()
+}
+
+/// Writes a batch of changes, in order, in one transaction: each put's
+/// condition is checked against the index as the changes before it left
+/// it and its file renamed in; then each folder a file was renamed into is
+/// synced once (and `accounts` too, the first time a folder is seen, for
+/// the folder's own entry), and the transaction commits. However many
+/// uploads wait, that is one fsync per account folder and one for the
+/// index, each change acknowledged only after both. Replaced and deleted
+/// files are removed once the commit holds.
+///
+/// A change refused (its condition, a missing key, a failed rename or
+/// statement) fails alone. A failed sync or commit, or an error SQLite
+/// answers by rolling the whole transaction back, fails the batch, and the
+/// files it renamed in are removed again.
+fn write_changes(
+    index: &mut Connection,
+    accounts: &Path,
+    durable: &mut HashSet<PathBuf>,
+    changes: Vec<Change>,
+) -> Vec<Result<Changed, BlobError>> {
+    let count = changes.len();
+    // Removes the files renamed in, on any way out but a commit (a panic
+    // included).
+    let mut renamed = Pending::many();
+    let mut folders: Vec<PathBuf> = Vec::new();
+    let mut replaced = Vec::new();
+    let written = (|| {
+        let tx = index
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(index_error)?;
+        let mut outcomes = Vec::with_capacity(count);
+        for change in changes {
+            let outcome = match change {
+                Change::Put {
+                    folder,
+                    temp,
+                    name,
+                    condition,
+                    object,
+                } => {
+                    let path = folder.join(&name);
+                    let put = put_row(&tx, &object, &name, &condition, || {
+                        fs::rename(&temp, &path)
+                            .map_err(|err| local_error("cannot rename into", &path, err))?;
+                        renamed.paths.push(path.clone());
+                        Ok(())
+                    });
+                    if put.is_ok() && !folders.contains(&folder) {
+                        folders.push(folder.clone());
+                    }
+                    put.map(|old| {
+                        let changed = Changed {
+                            size: Some(object.size),
+                            replaced: old.is_some(),
+                        };
+                        replaced.extend(old.map(|old| folder.join(old)));
+                        changed
+                    })
+                }
+                Change::Delete {
+                    namespace,
+                    key,
+                    folder,
+                } => delete_row(&tx, &namespace, &key).map(|old| {
+                    replaced.push(folder.join(old));
+                    Changed {
+                        size: None,
+                        replaced: true,
+                    }
+                }),
+            };
+            if outcome.is_err() && tx.is_autocommit() {
+                // SQLite rolled the whole transaction back: the changes
+                // before this one are gone too.
+                return Err(outcome.err().unwrap_or(BlobError::Local(String::new())));
+            }
+            outcomes.push(outcome);
+        }
+        for folder in &folders {
+            if !durable.contains(folder) {
+                sync_folder(accounts)?;
+            }
+            sync_folder(folder)?;
+        }
+        tx.commit().map_err(index_error)?;
+        Ok(outcomes)
+    })();
+    match written {
+        Ok(outcomes) => {
+            renamed.keep();
+            durable.extend(folders);
+            // The index no longer points at these; if a crash loses a
+            // removal, the file stays, unindexed (see the module docs).
+            for file in replaced {
+                let _ = fs::remove_file(file);
+            }
+            outcomes
+        }
+        Err(err) => {
+            // Only the index and the disk fail a whole batch.
+            let cause = match err {
+                BlobError::Local(message) => message,
+                other => format!("{other:?}"),
+            };
+            let message = format!("the batch holding this change failed: {cause}");
+            (0..count)
+                .map(|_| Err(BlobError::Local(message.clone())))
+                .collect()
+        }
+    }
+}
+
+/// Points `object`'s key at the file `name` if `condition` allows what is
+/// there now, calling `rename_in` first: the file the row names must
+/// exist before the row does. The file it replaces, if any.
+fn put_row(
+    tx: &Connection,
+    object: &NewObject,
+    name: &str,
+    condition: &WriteCondition,
+    rename_in: impl FnOnce() -> Result<(), BlobError>,
+) -> Result<Option<String>, BlobError> {
+    let current = find(tx, &object.namespace, &object.key).map_err(index_error)?;
+    if !condition.allows(current.as_ref().map(|(info, _)| info)) {
+        return Err(BlobError::PreconditionFailed);
+    }
+    rename_in()?;
+    tx.prepare_cached(
+        "INSERT INTO objects (namespace, key, file, size, etag, content_type, modified)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (namespace, key) DO UPDATE SET
+             file = excluded.file, size = excluded.size, etag = excluded.etag,
+             content_type = excluded.content_type, modified = excluded.modified",
+    )
+    .and_then(|mut insert| {
+        insert.execute(params![
+            object.namespace,
+            object.key,
+            name,
+            object.size as i64,
+            object.etag,
+            object.content_type,
+            object.modified as i64
+        ])
+    })
+    .map_err(index_error)?;
+    Ok(current.map(|(_, file)| file))
+}
+
+/// Removes the key's row; the file it named.
+fn delete_row(tx: &Connection, namespace: &str, key: &str) -> Result<String, BlobError> {
+    let (_, file) = find(tx, namespace, key)
+        .map_err(index_error)?
+        .ok_or(BlobError::NotFound)?;
+    tx.execute(
+        "DELETE FROM objects WHERE namespace = ?1 AND key = ?2",
+        params![namespace, key],
+    )
+    .map_err(index_error)?;
+    Ok(file)
+}
+
 /// Every file the index at `index` names, as paths from the data folder
 /// (`files/accounts/ann/0a1b….png`), in one read of the connection's
 /// current transaction: what a backup must copy to hold what the index
@@ -476,16 +700,26 @@ pub fn indexed_files(index: &Connection) -> rusqlite::Result<Vec<String>> {
     Ok(paths)
 }
 
-/// A file written for a put, removed when dropped until the index has taken
-/// it ([`Pending::keep`]).
+/// Files written for puts, removed when dropped until the index has taken
+/// them ([`Pending::keep`]).
 struct Pending {
-    path: PathBuf,
+    paths: Vec<PathBuf>,
     kept: bool,
 }
 
 impl Pending {
     fn new(path: PathBuf) -> Pending {
-        Pending { path, kept: false }
+        Pending {
+            paths: vec![path],
+            kept: false,
+        }
+    }
+
+    fn many() -> Pending {
+        Pending {
+            paths: Vec::new(),
+            kept: false,
+        }
     }
 
     fn keep(mut self) {
@@ -496,7 +730,9 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         if !self.kept {
-            let _ = fs::remove_file(&self.path);
+            for path in &self.paths {
+                let _ = fs::remove_file(path);
+            }
         }
     }
 }
@@ -801,6 +1037,151 @@ mod tests {
             beyond,
             Err(BlobError::RangeNotSatisfiable { size: 10 })
         ));
+    }
+
+    /// A put of `bytes` to ann's `key` as the writer gets it, its file
+    /// written to a temporary name as an upload leaves it.
+    fn put_change(root: &Path, key: &str, bytes: &[u8], condition: WriteCondition) -> Change {
+        let folder = root.join(ACCOUNTS_FOLDER).join("ann");
+        create_folder(&folder).unwrap();
+        let name = file_name(key).unwrap();
+        let temp = folder.join(format!(".{name}{TEMP_SUFFIX}"));
+        fs::write(&temp, bytes).unwrap();
+        Change::Put {
+            folder,
+            temp,
+            name,
+            condition,
+            object: NewObject {
+                namespace: "ann".into(),
+                key: key.into(),
+                size: bytes.len() as u64,
+                etag: format!("\"{}\"", bytes.len()),
+                content_type: "text/plain".into(),
+                modified: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn changes_in_one_batch_each_see_the_ones_before() {
+        let (blobs, root) = store();
+        let mut index = crate::sqlite::connect(&root.join(INDEX_FILE)).unwrap();
+        let delete = |key: &str| Change::Delete {
+            namespace: "ann".into(),
+            key: key.into(),
+            folder: root.join(ACCOUNTS_FOLDER).join("ann"),
+        };
+        let batch = vec![
+            put_change(&root, "a", b"first", WriteCondition::Absent),
+            put_change(&root, "a", b"second", WriteCondition::Absent),
+            put_change(&root, "a", b"third", WriteCondition::Always),
+            put_change(&root, "b", b"bee", WriteCondition::Always),
+            delete("b"),
+            delete("b"),
+            put_change(
+                &root,
+                "c",
+                b"sea",
+                WriteCondition::Matches(vec!["\"3\"".into()]),
+            ),
+        ];
+        let outcomes = write_changes(&mut index, &blobs.accounts, &mut HashSet::new(), batch);
+        let summary: Vec<_> = outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                Ok(changed) => format!("{:?} {}", changed.size, changed.replaced),
+                Err(err) => format!("{err:?}"),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "Some(5) false",
+                "PreconditionFailed",
+                "Some(5) true",
+                "Some(3) false",
+                "None true",
+                "NotFound",
+                "PreconditionFailed",
+            ]
+        );
+        assert_eq!(read(&blobs, "ann", "a", None), b"third");
+        assert!(matches!(
+            blobs.head(&owner("ann"), "b"),
+            Err(BlobError::NotFound)
+        ));
+        assert_eq!(blobs.usage("ann").unwrap().bytes, 5);
+        // The replaced and deleted files are gone; the refused puts'
+        // temporary files are left to their uploads, which remove them.
+        let (temps, kept): (Vec<_>, Vec<_>) = files(&root)
+            .into_iter()
+            .partition(|name| name.ends_with(TEMP_SUFFIX));
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(temps.len(), 2, "{temps:?}");
+    }
+
+    #[test]
+    fn a_batch_that_cannot_commit_fails_whole_and_leaves_no_file() {
+        let (blobs, root) = store();
+        put(&blobs, "ann", "kept", b"old").unwrap();
+        let mut index = crate::sqlite::connect(&root.join(INDEX_FILE)).unwrap();
+        // Another connection holds the write lock past the busy timeout.
+        let holder = crate::sqlite::connect(&root.join(INDEX_FILE)).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        index.busy_timeout(Duration::from_millis(10)).unwrap();
+        let batch = vec![
+            put_change(&root, "new", b"new", WriteCondition::Always),
+            put_change(&root, "kept", b"newer", WriteCondition::Always),
+        ];
+        let outcomes = write_changes(&mut index, &blobs.accounts, &mut HashSet::new(), batch);
+        assert!(
+            outcomes
+                .iter()
+                .all(|outcome| matches!(outcome, Err(BlobError::Local(_))))
+        );
+        holder.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(read(&blobs, "ann", "kept", None), b"old");
+        assert!(matches!(
+            blobs.head(&owner("ann"), "new"),
+            Err(BlobError::NotFound)
+        ));
+        let renamed: Vec<_> = files(&root)
+            .into_iter()
+            .filter(|name| !name.ends_with(TEMP_SUFFIX))
+            .collect();
+        assert_eq!(renamed.len(), 1, "only the old file: {renamed:?}");
+    }
+
+    #[test]
+    fn racing_creates_of_one_key_let_exactly_one_through() {
+        let (blobs, root) = store();
+        let created = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for n in 0..16u8 {
+                let (blobs, created) = (&blobs, &created);
+                scope.spawn(move || {
+                    let body = [n; 10];
+                    let written = blobs.put(
+                        &owner("ann"),
+                        "once",
+                        "text/plain",
+                        &WriteCondition::Absent,
+                        &mut &body[..],
+                        &|_| {},
+                    );
+                    match written {
+                        Ok(_) => created.lock().unwrap().push(n),
+                        Err(BlobError::PreconditionFailed) => {}
+                        Err(other) => panic!("{other:?}"),
+                    }
+                });
+            }
+        });
+        let created = created.into_inner().unwrap();
+        assert_eq!(created.len(), 1, "{created:?}");
+        assert_eq!(read(&blobs, "ann", "once", None), [created[0]; 10]);
+        assert_eq!(files(&root).len(), 1);
     }
 
     #[test]

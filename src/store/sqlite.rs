@@ -43,7 +43,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rust_decimal::Decimal;
 
-use crate::group_commit::GroupCommit;
 use super::{
     Account, ApiKey, EventDone, KeyCreated, Recorded, S3Credentials, Store, StoreError,
     StoreResult, StoredEvent,
@@ -51,6 +50,7 @@ use super::{
 use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Recent, Risk, TimeUnit, Total};
 use crate::auth::Role;
 use crate::auth::keys::{self, KeyHash};
+use crate::group_commit::GroupCommit;
 
 /// Connections kept open; more threads than this wait for one.
 pub const POOL_SIZE: usize = 4;
