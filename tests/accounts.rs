@@ -3,6 +3,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Barrier;
 use std::thread;
 use std::time::Duration;
 
@@ -334,4 +335,94 @@ fn passwords_never_reach_the_log() {
         "a password reached the log:\n{log}"
     );
     assert!(!log.contains("wrong-but-secret-too"));
+}
+
+/// Room for every sign-up of a test from one address, and a hashing slot
+/// for each of its threads, so that none waits a second for a slot (503).
+const MANY_SIGN_UPS: [&str; 6] = [
+    "--signup-burst",
+    "100",
+    "--signup-rate",
+    "100",
+    "--max-concurrent-hashes",
+    "8",
+];
+
+#[test]
+fn concurrent_sign_ups_are_created_and_answered_once_stored() {
+    const THREADS: usize = 8;
+    const EACH: usize = 3;
+    let server = Server::start(&MANY_SIGN_UPS);
+    let start = Barrier::new(THREADS);
+    let answers: Vec<(String, Response, Response)> = thread::scope(|scope| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (server, start) = (&server, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    (0..EACH)
+                        .map(|n| {
+                            let login = format!("user{t}-{n}");
+                            let created = sign_up(server, &login, "correct horse");
+                            // Answered only once stored: a sign-in at once
+                            // finds the account.
+                            let signed_in = sign_in(server, &login, "correct horse");
+                            (login, created, signed_in)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    assert_eq!(answers.len(), THREADS * EACH);
+    for (login, created, signed_in) in &answers {
+        assert_eq!(created.status, 201, "{login}: {}", created.text());
+        assert_eq!(
+            created.json(),
+            serde_json::json!({"status_code": 201, "message": "You have successfully signed up", "login": login})
+        );
+        assert_eq!(signed_in.status, 200, "{login}: {}", signed_in.text());
+    }
+}
+
+#[test]
+fn of_concurrent_sign_ups_of_one_name_one_is_created() {
+    const THREADS: usize = 8;
+    let server = Server::start(&MANY_SIGN_UPS);
+    let start = Barrier::new(THREADS);
+    let answers: Vec<(String, Response)> = thread::scope(|scope| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (server, start) = (&server, &start);
+                scope.spawn(move || {
+                    let password = format!("horse number {t}");
+                    start.wait();
+                    let created = sign_up(server, "ann", &password);
+                    (password, created)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let (created, taken): (Vec<_>, Vec<_>) =
+        answers.iter().partition(|(_, answer)| answer.status == 201);
+    assert_eq!(
+        created.len(),
+        1,
+        "{:?}",
+        answers.iter().map(|(_, a)| a.status).collect::<Vec<_>>()
+    );
+    assert_eq!(taken.len(), THREADS - 1);
+    for (_, answer) in &taken {
+        assert_eq!(answer.status, 409, "{}", answer.text());
+        assert_eq!(answer.json()["message"], "the login 'ann' is already taken");
+    }
+    // The account is the one answered 201: its password opens it, the
+    // others' do not.
+    assert_eq!(sign_in(&server, "ann", &created[0].0).status, 200);
+    assert_eq!(sign_in(&server, "ann", &taken[0].0).status, 401);
 }

@@ -46,7 +46,7 @@ use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::peer::client_address;
@@ -332,12 +332,14 @@ struct Limiter {
 }
 
 impl Limiter {
-    fn new(capacity: usize) -> Limiter {
-        Limiter {
+    /// Shared, so that a [`Charge`] can hold its limiter and be settled
+    /// anywhere, on whichever thread the request's answer is decided.
+    fn new(capacity: usize) -> Arc<Limiter> {
+        Arc::new(Limiter {
             buckets: Mutex::new(Buckets::within(capacity)),
             capacity,
             keys: RandomState::new(),
-        }
+        })
     }
 
     /// The key a subject's bucket is kept under.
@@ -352,7 +354,7 @@ impl Limiter {
     /// Takes a token from each of `keys`, or from none of them: `Err(wait)`
     /// when any is empty, `wait` being the time until all have one. A
     /// refused request creates no bucket.
-    fn charge(&self, keys: Vec<(u64, Limit)>, now: Instant) -> Result<Charge<'_>, Duration> {
+    fn charge(self: &Arc<Self>, keys: Vec<(u64, Limit)>, now: Instant) -> Result<Charge, Duration> {
         let mut buckets = self.lock();
         let mut wait = Duration::ZERO;
         for (key, limit) in &keys {
@@ -375,7 +377,7 @@ impl Limiter {
             buckets.take(*key, *limit, now);
         }
         Ok(Charge {
-            limiter: self,
+            limiter: Arc::clone(self),
             keys,
             settled: false,
         })
@@ -392,15 +394,17 @@ impl Limiter {
 
 /// Tokens taken for one request, before its work. [`Charge::keep`] counts
 /// the request; dropping the charge unsettled gives the tokens back, for a
-/// request the server could not serve.
+/// request the server could not serve. It holds its limiter, so it can go
+/// with the request's work to another thread (a sign-up's goes to the
+/// store's callback, where its answer is decided).
 #[must_use = "a charge dropped unsettled gives its tokens back"]
-pub struct Charge<'l> {
-    limiter: &'l Limiter,
+pub struct Charge {
+    limiter: Arc<Limiter>,
     keys: Vec<(u64, Limit)>,
     settled: bool,
 }
 
-impl Charge<'_> {
+impl Charge {
     /// The request counts: its tokens stay taken.
     pub fn keep(mut self) {
         self.settled = true;
@@ -424,7 +428,7 @@ impl Charge<'_> {
     }
 }
 
-impl Drop for Charge<'_> {
+impl Drop for Charge {
     fn drop(&mut self) {
         if !self.settled {
             self.give_back(None);
@@ -558,7 +562,7 @@ enum LoginSubject<'a> {
 /// `--login-burst`, per address at [`ADDRESS_SCALE`] times that, per
 /// username across addresses at [`USERNAME_SCALE`] times that.
 pub struct LoginLimiter {
-    limiter: Limiter,
+    limiter: Arc<Limiter>,
     pair: Limit,
 }
 
@@ -574,11 +578,7 @@ impl LoginLimiter {
     /// checked; `Err(wait)` when the attempt must wait. `username` is `None`
     /// for a name no account can have: the client chose it, so it gets no
     /// bucket of its own, and the address alone counts it.
-    pub fn attempt(
-        &self,
-        username: Option<&str>,
-        ip: IpAddr,
-    ) -> Result<LoginAttempt<'_>, Duration> {
+    pub fn attempt(&self, username: Option<&str>, ip: IpAddr) -> Result<LoginAttempt, Duration> {
         let address = client_address(ip);
         let limiter = &self.limiter;
         let mut keys = vec![(
@@ -609,12 +609,12 @@ impl LoginLimiter {
 /// One login attempt's tokens. Dropped unsettled (the password was never
 /// checked), it gives them back.
 #[must_use = "an attempt dropped unsettled gives its tokens back"]
-pub struct LoginAttempt<'l> {
-    charge: Charge<'l>,
+pub struct LoginAttempt {
+    charge: Charge,
     pair: Option<u64>,
 }
 
-impl LoginAttempt<'_> {
+impl LoginAttempt {
     /// A wrong password: the tokens stay taken.
     pub fn failed(self) {
         self.charge.keep();
@@ -631,7 +631,7 @@ impl LoginAttempt<'_> {
 
 /// Sign-ups per address, at `--signup-rate` an hour after `--signup-burst`.
 pub struct SignupLimiter {
-    limiter: Limiter,
+    limiter: Arc<Limiter>,
     limit: Limit,
 }
 
@@ -645,7 +645,7 @@ impl SignupLimiter {
 
     /// Takes a token for one sign-up from `ip`, before its password is
     /// hashed; `Err(wait)` when it must wait.
-    pub fn attempt(&self, ip: IpAddr) -> Result<Charge<'_>, Duration> {
+    pub fn attempt(&self, ip: IpAddr) -> Result<Charge, Duration> {
         let key = self.limiter.key(client_address(ip));
         self.limiter.charge(vec![(key, self.limit)], Instant::now())
     }
@@ -660,7 +660,12 @@ mod tests {
     const ONE: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
     const TWO: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
 
-    fn charge(limiter: &Limiter, keys: &[u64], limit: Limit, now: Instant) -> Result<(), Duration> {
+    fn charge(
+        limiter: &Arc<Limiter>,
+        keys: &[u64],
+        limit: Limit,
+        now: Instant,
+    ) -> Result<(), Duration> {
         let keys = keys.iter().map(|key| (*key, limit)).collect();
         limiter.charge(keys, now).map(Charge::keep)
     }

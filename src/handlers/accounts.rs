@@ -8,13 +8,14 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::App;
+use crate::auth::limiter::Charge;
 use crate::auth::{Role, check_username};
 use crate::blob::{BlobError, UserCredentials};
 use crate::handlers::rate::client_ip;
 use crate::handlers::session::{self, session_cookie_header};
 use crate::http::{ApiError, Fields, Request, Response};
 use crate::http::{Problem, Problems};
-use crate::store::S3Credentials;
+use crate::store::{Account, AccountDone, S3Credentials, StoreError};
 
 /// The longest password accepted, in bytes (argon2 takes any length; this
 /// bounds the work one request can ask for).
@@ -60,7 +61,9 @@ pub fn sign_in(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
 }
 
 /// `POST /api/sign_up`: `login`, `password`, and optionally the user's own
-/// S3 keys (`access_key_id` with `secret_access_key`, and `bucket`).
+/// S3 keys (`access_key_id` with `secret_access_key`, and `bucket`). The
+/// answer to a valid sign-up is given later, once the commit holding the
+/// account is durable: waiting for it holds no thread (see `group_commit`).
 pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiError> {
     if !app.config.auth.signup {
         return Err(ApiError::new(403, "sign-up is turned off on this server"));
@@ -136,23 +139,54 @@ pub fn sign_up(app: &App, request: &mut Request<'_>) -> Result<Response, ApiErro
         .signup_limiter
         .attempt(client_ip(app, request))
         .map_err(|wait| too_many(wait, "too many sign-ups from this address; try again later"))?;
-    let created = create_account(app, login, password, own_keys);
-    // A sign-up counts whatever its answer, unless the server failed to
-    // serve it (5xx): then its token is given back for the retry.
-    if !matches!(&created, Err(err) if err.status() >= 500) {
-        charge.keep();
-    }
-    created
+    let account = match new_account(app, login, password, own_keys) {
+        Ok(account) => account,
+        Err(err) => {
+            settle(charge, err.status());
+            return Err(err);
+        }
+    };
+    // The store's writer commits the account with whatever else is queued
+    // (a burst of sign-ups shares fsyncs), and the answer waits for that
+    // commit holding no thread; the charge goes with it, to be settled on
+    // the answer.
+    let (stand_in, reply) = Response::later();
+    let login = login.to_owned();
+    let done: AccountDone = Box::new(move |created| {
+        let answer = match created {
+            Ok(()) => Response::json(
+                201,
+                &json!({"status_code": 201, "message": "You have successfully signed up", "login": login}),
+            ),
+            Err(StoreError::Conflict) => {
+                ApiError::new(409, format!("the login '{login}' is already taken")).into_response()
+            }
+            Err(other) => ApiError::from(other).into_response(),
+        };
+        settle(charge, answer.status());
+        reply.send(answer);
+    });
+    app.store.create_account(account, done);
+    Ok(stand_in)
 }
 
-/// The work of a valid sign-up: checks the user's own S3 keys, hashes the
-/// password and stores the account.
-fn create_account(
+/// A sign-up counts whatever its answer, unless the server failed to serve
+/// it (5xx): then its token is given back for the retry.
+fn settle(charge: Charge, status: u16) {
+    if status < 500 {
+        charge.keep();
+    }
+}
+
+/// The work of a valid sign-up before it is stored: checks the user's own
+/// S3 keys and hashes the password (on the worker: argon2 is CPU work, and
+/// the store's writer must only write).
+fn new_account(
     app: &App,
     login: &str,
     password: &str,
     own_keys: Option<UserCredentials>,
-) -> Result<Response, ApiError> {
+) -> Result<Account, ApiError> {
     // The seed checked the keys by listing buckets; wren asks the bucket the
     // files will go to, with a signed request.
     let s3 = match own_keys {
@@ -183,26 +217,13 @@ fn create_account(
             })
         }
     };
-    let hash = app.hashers.hash(password)?;
-    let account = crate::store::Account {
+    Ok(Account {
         username: login.to_owned(),
-        password_hash: hash,
+        password_hash: app.hashers.hash(password)?,
         role: Role::User,
         sessions_from: crate::date::unix_seconds_now(),
         s3,
-    };
-    app.store
-        .create_account(&account)
-        .map_err(|err| match err {
-            crate::store::StoreError::Conflict => {
-                ApiError::new(409, format!("the login '{login}' is already taken"))
-            }
-            other => other.into(),
-        })?;
-    Ok(Response::json(
-        201,
-        &json!({"status_code": 201, "message": "You have successfully signed up", "login": login}),
-    ))
+    })
 }
 
 /// `POST /api/logout`: revokes the token and clears the cookie.
@@ -317,6 +338,7 @@ fn invalid_fields(problems: Problems) -> ApiError {
 mod tests {
     use super::*;
     use crate::app::test_app;
+    use crate::handlers::answer_of;
     use crate::http::Body;
 
     fn post(target: &str, json_body: &str) -> Request<'static> {
@@ -336,6 +358,7 @@ mod tests {
             &app,
             &mut post("/api/sign_up", r#"{"login":"ann","password":"pässword1"}"#),
         )
+        .map(answer_of)
         .unwrap();
         assert_eq!(created.status(), 201);
         let response = login(
@@ -413,14 +436,56 @@ mod tests {
         assert_eq!(app.login_limiter.tracked(), 3);
     }
 
+    /// A sign-up's answer, waited for.
+    fn sign_up_answer(app: &App, login: &str) -> Response {
+        let body = format!(r#"{{"login":"{login}","password":"longenough"}}"#);
+        sign_up(app, &mut post("/api/sign_up", &body))
+            .map_or_else(ApiError::into_response, answer_of)
+    }
+
+    #[test]
+    fn a_taken_login_is_409_and_counts_against_the_address() {
+        let mut app = test_app();
+        app.signup_limiter = crate::auth::limiter::SignupLimiter::new(1, 2);
+        assert_eq!(sign_up_answer(&app, "ann").status(), 201);
+        let taken = sign_up_answer(&app, "ann");
+        assert_eq!(taken.status(), 409);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(taken.body_bytes().unwrap()).unwrap()["message"],
+            "the login 'ann' is already taken"
+        );
+        assert_eq!(sign_up_answer(&app, "bob").status(), 429);
+    }
+
+    #[test]
+    fn a_sign_up_the_store_fails_gives_its_token_back() {
+        let mut app = test_app();
+        app.signup_limiter = crate::auth::limiter::SignupLimiter::new(1, 1);
+        // The database refuses ann's account, as a failing disk would.
+        rusqlite::Connection::open(app.config.data_dir.join("wren.db"))
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER refuse_ann BEFORE INSERT ON accounts
+                 WHEN new.username = 'ann' BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+        let failed = sign_up_answer(&app, "ann");
+        assert_eq!(failed.status(), 503);
+        // The failure did not count: the burst of one is still there.
+        assert_eq!(sign_up_answer(&app, "bob").status(), 201);
+        assert_eq!(sign_up_answer(&app, "carl").status(), 429);
+    }
+
     #[test]
     fn wrong_and_unknown_look_the_same() {
         let app = test_app();
-        sign_up(
+        let created = sign_up(
             &app,
             &mut post("/api/sign_up", r#"{"login":"ann","password":"longenough"}"#),
         )
+        .map(answer_of)
         .unwrap();
+        assert_eq!(created.status(), 201);
         let wrong = login(
             &app,
             &mut post("/login", r#"{"username":"ann","password":"nope"}"#),

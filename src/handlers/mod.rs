@@ -1,9 +1,9 @@
 //! Request handlers, one module per API family. Each handler is a pure
 //! function `fn(&App, &mut Request) -> Result<Response, ApiError>`; who may
 //! call it is declared beside it in the route table and enforced by
-//! `session`. A handler whose answer waits on work it hands off (an
-//! event's commit) returns a stand-in and sends the answer later
-//! (`Response::later`), holding no thread meanwhile.
+//! `session`. A handler whose answer waits on work it hands off (the
+//! commit of an event or a sign-up) returns a stand-in and sends the
+//! answer later (`Response::later`), holding no thread meanwhile.
 
 pub mod accounts;
 pub mod alerts;

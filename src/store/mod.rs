@@ -5,6 +5,14 @@
 //! in the data folder) is the embedded default; a PostgreSQL implementation
 //! fills the same trait for multi-instance deployments and must pass the
 //! same tests.
+//!
+//! The writes that come in bursts, events ([`Store::record_event`]) and
+//! sign-ups ([`Store::create_account`]), hand their outcome to a callback
+//! instead of returning it, so that an implementation can commit many of
+//! them together, one fsync for all, and answer each once its commit is
+//! durable, without a thread waiting on it: the SQLite store batches both
+//! on one writer thread. The costly part of a sign-up, the password's hash,
+//! is the caller's, done before the account reaches the store.
 
 pub mod sqlite;
 
@@ -98,6 +106,9 @@ pub struct StoredEvent {
 /// Where [`Store::record_event`] sends its outcome.
 pub type EventDone = Box<dyn FnOnce(StoreResult<Recorded>) + Send>;
 
+/// Where [`Store::create_account`] sends its outcome.
+pub type AccountDone = Box<dyn FnOnce(StoreResult<()>) + Send>;
+
 /// What became of an event given to [`Store::record_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
@@ -116,8 +127,16 @@ pub enum Recorded {
 pub trait Store: Send + Sync {
     /// Creates an account; `Conflict` when the username is taken. Keys left
     /// bound to an earlier account of the same name (removed by hand) are
-    /// deleted with it: a new account never inherits them.
-    fn create_account(&self, account: &Account) -> StoreResult<()>;
+    /// deleted with it: a new account never inherits them. Either all of it
+    /// happens or none.
+    ///
+    /// `done` gets the outcome once it is final, as with
+    /// [`Store::record_event`]: after the commit that made the account
+    /// durable (on the store's writer thread, whose batches hold events and
+    /// accounts alike), or on the caller's thread when it fails before it
+    /// is written. The caller goes on at once; nothing waits for the commit
+    /// with a thread of its own.
+    fn create_account(&self, account: Account, done: AccountDone);
 
     /// Creates the account or replaces its password and role (operator
     /// bootstrap, `--user` and `--admin`); a new account inherits no keys,

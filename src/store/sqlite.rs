@@ -5,7 +5,7 @@
 //! brought up to date by `MIGRATIONS`. A small pool of connections is
 //! shared by the server's threads.
 //!
-//! # Events: group commit on one writer
+//! # Events and sign-ups: group commit on one writer
 //!
 //! SQLite has one writer at a time; with WAL, readers never wait for it.
 //! [`Store::record_event`] queues the event for the store's writer thread
@@ -20,6 +20,21 @@
 //! transaction holds, the events of the batch before it included, so
 //! events of one user give the codes they would one at a time, and a
 //! failure undoes that event alone.
+//!
+//! New accounts ([`Store::create_account`]) queue for the same writer, in
+//! the same batches as events, for the same reason: a burst of sign-ups
+//! shares fsyncs instead of paying one each (a sign-up at a time on a
+//! pooled connection was one transaction and one fsync per account). The
+//! writer only writes: the password's argon2 hash, the costly part of a
+//! sign-up, is computed on the request's worker before the account is
+//! queued, so a sign-up costs the events sharing its batch no more than
+//! its few statements. An account is created in the batch as a lone
+//! sign-up would be (`insert_account`): a name taken, by the batch's
+//! accounts before it too, is `Conflict`, and the keys a removed namesake
+//! left are deleted; its two statements sit under a savepoint, so a
+//! failure undoes that account alone. The store's other writes (bootstrap
+//! accounts, keys, profiles, revocations) still take a pooled connection
+//! and a transaction each.
 //!
 //! Why judge on the writer rather than beside it: an earlier version
 //! judged each event on a pooled connection in parallel, then checked in
@@ -40,12 +55,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use rust_decimal::Decimal;
 
 use super::{
-    Account, ApiKey, EventDone, KeyCreated, Recorded, S3Credentials, Store, StoreError,
-    StoreResult, StoredEvent,
+    Account, AccountDone, ApiKey, EventDone, KeyCreated, Recorded, S3Credentials, Store,
+    StoreError, StoreResult, StoredEvent,
 };
 use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Recent, Risk, TimeUnit, Total};
 use crate::auth::Role;
@@ -131,10 +146,11 @@ pub struct SqliteStore {
     path: PathBuf,
     pool: Mutex<Pool>,
     returned: Condvar,
-    /// Events waiting for their batch's commit (see the module doc). It
-    /// writes one batch at a time, so event writes queue here, fair and
-    /// cheap, rather than in SQLite's busy handler, which polls with sleeps.
-    commits: GroupCommit<QueuedEvent, StoreResult<Recorded>>,
+    /// Events and new accounts waiting for their batch's commit (see the
+    /// module doc). It writes one batch at a time, so these writes queue
+    /// here, fair and cheap, rather than in SQLite's busy handler, which
+    /// polls with sleeps.
+    commits: GroupCommit<Write, Written>,
 }
 
 struct Pool {
@@ -164,16 +180,13 @@ impl SqliteStore {
         let mut conn = crate::sqlite::open(&path, MIGRATIONS).map_err(failed)?;
         fill_deposit_totals(&mut conn).map_err(|err| failed(err.to_string()))?;
         // The writer has a connection of its own: it is the one SQLite
-        // writer for events, never waiting for the pool or a pool for it.
+        // writer for events and sign-ups, never waiting for the pool or a
+        // pool for it.
         let mut writer = crate::sqlite::connect(&path).map_err(|err| failed(err.to_string()))?;
         let commits = GroupCommit::start(
             "wren-store-writer",
             move |batch| write_batch(&mut writer, batch),
-            || {
-                Err(StoreError::Backend(
-                    "the batch holding this event failed to be written".into(),
-                ))
-            },
+            || Written::Lost,
         )
         .map_err(|err| failed(format!("cannot start the writer thread: {err}")))?;
         Ok(SqliteStore {
@@ -253,37 +266,11 @@ impl Drop for CheckedOut<'_> {
 }
 
 impl Store for SqliteStore {
-    fn create_account(&self, account: &Account) -> StoreResult<()> {
-        let s3 = account.s3.as_ref();
-        let inserted = self.with(|conn| {
-            let tx = conn.transaction()?;
-            let inserted = tx.execute(
-                "INSERT INTO accounts
-                   (username, password_hash, role, s3_access_key_id, s3_secret_sealed, s3_bucket,
-                    created_at, sessions_from)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (username) DO NOTHING",
-                params![
-                    account.username,
-                    account.password_hash,
-                    account.role.as_str(),
-                    s3.map(|c| &c.access_key_id),
-                    s3.map(|c| &c.sealed_secret),
-                    s3.and_then(|c| c.bucket.as_ref()),
-                    now_unix(),
-                    account.sessions_from,
-                ],
-            )?;
-            if inserted == 1 {
-                forget_keys_of_namesakes(&tx, &account.username)?;
-            }
-            tx.commit()?;
-            Ok(inserted)
-        })?;
-        if inserted == 0 {
-            return Err(StoreError::Conflict);
-        }
-        Ok(())
+    fn create_account(&self, account: Account, done: AccountDone) {
+        self.commits
+            .submit(Write::Account(account), move |written| {
+                done(written.of_account())
+            });
     }
 
     fn upsert_account(&self, username: &str, password_hash: &str, role: Role) -> StoreResult<()> {
@@ -360,14 +347,14 @@ impl Store for SqliteStore {
     }
 
     fn record_event(&self, user_id: i64, event: &Event, unit: TimeUnit, done: EventDone) {
-        self.commits.submit(
-            QueuedEvent {
-                user_id,
-                event: *event,
-                unit,
-            },
-            done,
-        );
+        let queued = QueuedEvent {
+            user_id,
+            event: *event,
+            unit,
+        };
+        self.commits.submit(Write::Event(queued), move |written| {
+            done(written.of_event())
+        });
     }
 
     fn alert_profile(&self, user_id: i64) -> StoreResult<AlertProfile> {
@@ -528,13 +515,12 @@ impl Store for SqliteStore {
 }
 
 /// Deletes the keys bound to `username` before an account of that name is
-/// created: they can only be left from an earlier account of the name,
-/// removed without the cascade (by hand, with foreign keys off).
-fn forget_keys_of_namesakes(
-    tx: &rusqlite::Transaction<'_>,
-    username: &str,
-) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM api_keys WHERE account = ?1", params![username])
+/// created, inside the transaction creating it: they can only be left from
+/// an earlier account of the name, removed without the cascade (by hand,
+/// with foreign keys off).
+fn forget_keys_of_namesakes(tx: &Connection, username: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM api_keys WHERE account = ?1")?
+        .execute(params![username])
         .map(drop)
 }
 
@@ -612,6 +598,60 @@ const LAST_DEPOSITS: &str = "SELECT amount FROM alert_events
 const TOTAL_BEFORE_WINDOW: &str = "SELECT deposit_total FROM alert_events
     WHERE user_id = ?1 AND kind = 'deposit' AND time < ?2
     ORDER BY time DESC, seq DESC LIMIT 1";
+/// A write queued for the writer: batches hold both kinds, in arrival
+/// order.
+enum Write {
+    Event(QueuedEvent),
+    /// A sign-up ([`Store::create_account`]).
+    Account(Account),
+}
+
+/// What the writer answers a [`Write`] with: an outcome of its own kind.
+enum Written {
+    Event(StoreResult<Recorded>),
+    Account(StoreResult<()>),
+    /// The writing of the write's batch panicked: nothing of it was stored
+    /// (the transaction rolled back as the panic unwound through it).
+    Lost,
+}
+
+impl Write {
+    /// The outcome of this write when its batch failed with `err`.
+    fn failed(&self, err: StoreError) -> Written {
+        match self {
+            Write::Event(_) => Written::Event(Err(err)),
+            Write::Account(_) => Written::Account(Err(err)),
+        }
+    }
+}
+
+impl Written {
+    /// An event's outcome.
+    fn of_event(self) -> StoreResult<Recorded> {
+        match self {
+            Written::Event(outcome) => outcome,
+            Written::Lost => Err(lost("event")),
+            Written::Account(_) => unreachable!("the writer answers each write in its kind"),
+        }
+    }
+
+    /// An account's outcome.
+    fn of_account(self) -> StoreResult<()> {
+        match self {
+            Written::Account(outcome) => outcome,
+            Written::Lost => Err(lost("account")),
+            Written::Event(_) => unreachable!("the writer answers each write in its kind"),
+        }
+    }
+}
+
+/// The error of a `what` whose batch was lost.
+fn lost(what: &str) -> StoreError {
+    StoreError::Backend(format!(
+        "the batch holding this {what} failed to be written"
+    ))
+}
+
 /// An event queued for the writer.
 struct QueuedEvent {
     user_id: i64,
@@ -725,24 +765,29 @@ fn judge(
     })
 }
 
-/// Writes a batch of judged events in one transaction and one commit; the
-/// outcomes in the batch's order. An event is one `INSERT`, which SQLite
-/// undoes alone when it fails (a statement rollback), so one that fails
-/// leaves the others stored. Should the commit fail, or SQLite roll the
-/// whole transaction back, every event of the batch fails with it.
-fn write_batch(conn: &mut Connection, batch: Vec<QueuedEvent>) -> Vec<StoreResult<Recorded>> {
-    let count = batch.len();
+/// Writes a batch of events and accounts in one transaction and one
+/// commit; the outcomes in the batch's order, each in its write's kind.
+/// An event is one `INSERT`, which SQLite undoes alone when it fails (a
+/// statement rollback); an account is two statements under a savepoint
+/// (`insert_account`), undone together. So a write that fails leaves the
+/// others stored. Should the commit fail, or SQLite roll the whole
+/// transaction back, every write of the batch fails with it.
+fn write_batch(conn: &mut Connection, batch: Vec<Write>) -> Vec<Written> {
     let written = (|| {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut outcomes = Vec::with_capacity(count);
-        for queued in batch {
-            match store_event(&tx, queued) {
-                Ok(recorded) => outcomes.push(Ok(recorded)),
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for write in &batch {
+            let outcome = match write {
+                Write::Event(queued) => store_event(&tx, queued).map(|r| Written::Event(Ok(r))),
+                Write::Account(account) => insert_account(&mut tx, account).map(Written::Account),
+            };
+            match outcome {
+                Ok(outcome) => outcomes.push(outcome),
                 // An error SQLite answers by rolling the whole transaction
                 // back (a full disk, an I/O error) takes the batch with it:
-                // the events before this one are not stored.
+                // the writes before this one are not stored.
                 Err(err) if tx.is_autocommit() => return Err(err),
-                Err(err) => outcomes.push(Err(backend(err))),
+                Err(err) => outcomes.push(write.failed(backend(err))),
             }
         }
         tx.commit()?;
@@ -750,15 +795,55 @@ fn write_batch(conn: &mut Connection, batch: Vec<QueuedEvent>) -> Vec<StoreResul
     })();
     written.unwrap_or_else(|err| {
         let err = backend(err);
-        (0..count).map(|_| Err(err.clone())).collect()
+        batch
+            .iter()
+            .map(|write| write.failed(err.clone()))
+            .collect()
     })
+}
+
+/// Creates an account inside the batch's write transaction (`tx`), as a
+/// lone sign-up would: `Conflict` when the name is taken, the batch's
+/// accounts before it included, so of two sign-ups of one name the first
+/// is created. Under a savepoint: should forgetting the namesake's keys
+/// fail, the account is undone with it, and is absent as its failure says.
+fn insert_account(
+    tx: &mut Transaction<'_>,
+    account: &Account,
+) -> rusqlite::Result<StoreResult<()>> {
+    let s3 = account.s3.as_ref();
+    let savepoint = tx.savepoint()?;
+    let inserted = savepoint
+        .prepare_cached(
+            "INSERT INTO accounts
+               (username, password_hash, role, s3_access_key_id, s3_secret_sealed, s3_bucket,
+                created_at, sessions_from)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (username) DO NOTHING",
+        )?
+        .execute(params![
+            account.username,
+            account.password_hash,
+            account.role.as_str(),
+            s3.map(|c| &c.access_key_id),
+            s3.map(|c| &c.sealed_secret),
+            s3.and_then(|c| c.bucket.as_ref()),
+            now_unix(),
+            account.sessions_from,
+        ])?;
+    if inserted == 0 {
+        return Ok(Err(StoreError::Conflict));
+    }
+    forget_keys_of_namesakes(&savepoint, &account.username)?;
+    savepoint.commit()?;
+    Ok(Ok(()))
 }
 
 /// Judges an event and stores it with its codes, inside the batch's write
 /// transaction (`tx`): what it is judged from is what the transaction
 /// holds, the events of the batch before it included.
-fn store_event(tx: &Connection, queued: QueuedEvent) -> rusqlite::Result<Recorded> {
-    let QueuedEvent {
+fn store_event(tx: &Connection, queued: &QueuedEvent) -> rusqlite::Result<Recorded> {
+    let &QueuedEvent {
         user_id,
         event,
         unit,
@@ -853,6 +938,16 @@ mod tests {
         outcome.recv().unwrap()
     }
 
+    /// Creates an account and waits for the outcome.
+    fn create(store: &SqliteStore, account: Account) -> StoreResult<()> {
+        let (done, outcome) = mpsc::sync_channel(1);
+        store.create_account(
+            account,
+            Box::new(move |created| done.send(created).unwrap()),
+        );
+        outcome.recv().unwrap()
+    }
+
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("wren-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -892,10 +987,10 @@ mod tests {
             sealed_secret: vec![1, 2, 3],
             bucket: Some("b".into()),
         });
-        store.create_account(&alice).unwrap();
+        create(&store, alice.clone()).unwrap();
         assert_eq!(store.find_account("alice").unwrap(), Some(alice));
         assert!(matches!(
-            store.create_account(&account("alice")),
+            create(&store, account("alice")),
             Err(StoreError::Conflict)
         ));
         assert_eq!(store.find_account("bob").unwrap(), None);
@@ -941,7 +1036,7 @@ mod tests {
     #[test]
     fn keys_are_found_by_hash_listed_by_name_and_deleted() {
         let store = SqliteStore::open(&temp_dir("keys")).unwrap();
-        store.create_account(&account("ann")).unwrap();
+        create(&store, account("ann")).unwrap();
         let mut ci = key("ci", Some("ann"));
         ci.scopes = vec![crate::auth::Scope::Events, crate::auth::Scope::Files];
         let ci_hash = keys::hash("wren_ci");
@@ -987,7 +1082,7 @@ mod tests {
     #[test]
     fn keys_refuse_a_taken_name_a_missing_account_and_a_full_one() {
         let store = SqliteStore::open(&temp_dir("key-rules")).unwrap();
-        store.create_account(&account("ann")).unwrap();
+        create(&store, account("ann")).unwrap();
         let create = |name: &str, account: Option<&str>| {
             let hash = keys::hash(&format!("wren_{name}"));
             store.create_key(&key(name, account), &hash, 2).unwrap()
@@ -1004,7 +1099,7 @@ mod tests {
     #[test]
     fn a_new_account_never_inherits_a_removed_namesake_s_keys() {
         let store = SqliteStore::open(&temp_dir("namesake")).unwrap();
-        store.create_account(&account("ann")).unwrap();
+        create(&store, account("ann")).unwrap();
         let hash = keys::hash("wren_old");
         store
             .create_key(&key("old", Some("ann")), &hash, 10)
@@ -1023,7 +1118,7 @@ mod tests {
         };
         remove_ann_by_hand();
         assert!(store.find_key(&hash).unwrap().is_some(), "left behind");
-        store.create_account(&account("ann")).unwrap();
+        create(&store, account("ann")).unwrap();
         assert_eq!(store.find_key(&hash).unwrap(), None);
 
         store
@@ -1037,7 +1132,7 @@ mod tests {
     #[test]
     fn deleting_an_account_with_foreign_keys_on_deletes_its_keys() {
         let store = SqliteStore::open(&temp_dir("cascade")).unwrap();
-        store.create_account(&account("ann")).unwrap();
+        create(&store, account("ann")).unwrap();
         let hash = keys::hash("wren_k");
         store.create_key(&key("k", Some("ann")), &hash, 10).unwrap();
         store
@@ -1051,7 +1146,7 @@ mod tests {
         let dir = temp_dir("reopen");
         {
             let store = SqliteStore::open(&dir).unwrap();
-            store.create_account(&account("carol")).unwrap();
+            create(&store, account("carol")).unwrap();
             store.revoke_token("jti-1", now_unix() + 60).unwrap();
         }
         let store = SqliteStore::open(&dir).unwrap();
@@ -1203,17 +1298,25 @@ mod tests {
         }
     }
 
+    /// Writes `batch` as one batch, with the writer's function.
+    fn write_as_one(store: &SqliteStore, batch: Vec<Write>) -> Vec<Written> {
+        store.with(|conn| Ok(write_batch(conn, batch))).unwrap()
+    }
+
     /// Writes `events` of user 1 as one batch.
     fn write_as_one_batch(store: &SqliteStore, events: &[Event]) -> Vec<StoreResult<Recorded>> {
         let batch = events
             .iter()
-            .map(|event| QueuedEvent {
-                user_id: 1,
-                event: *event,
-                unit: MS,
+            .map(|event| {
+                Write::Event(QueuedEvent {
+                    user_id: 1,
+                    event: *event,
+                    unit: MS,
+                })
             })
             .collect();
-        store.with(|conn| Ok(write_batch(conn, batch))).unwrap()
+        let written = write_as_one(store, batch);
+        written.into_iter().map(Written::of_event).collect()
     }
 
     #[test]
@@ -1261,14 +1364,16 @@ mod tests {
     #[test]
     fn an_event_that_fails_in_a_batch_is_undone_alone() {
         let store = SqliteStore::open(&temp_dir("batch-failure")).unwrap();
-        let deposit = |user_id| QueuedEvent {
-            user_id,
-            event: Event {
-                kind: Kind::Deposit,
-                amount: Decimal::from(10),
-                time: 5,
-            },
-            unit: MS,
+        let deposit = |user_id| {
+            Write::Event(QueuedEvent {
+                user_id,
+                event: Event {
+                    kind: Kind::Deposit,
+                    amount: Decimal::from(10),
+                    time: 5,
+                },
+                unit: MS,
+            })
         };
         // User 2's history holds a row it cannot read: its event fails.
         store
@@ -1280,9 +1385,11 @@ mod tests {
                 )
             })
             .unwrap();
-        let outcomes = store
-            .with(|conn| Ok(write_batch(conn, vec![deposit(1), deposit(2), deposit(3)])))
-            .unwrap();
+        let outcomes: Vec<StoreResult<Recorded>> =
+            write_as_one(&store, vec![deposit(1), deposit(2), deposit(3)])
+                .into_iter()
+                .map(Written::of_event)
+                .collect();
         assert!(
             matches!(outcomes[0], Ok(Recorded::Stored { .. })),
             "{outcomes:?}"
@@ -1307,6 +1414,140 @@ mod tests {
             })
             .unwrap();
         assert_eq!(stored_for_2, 1, "only the unreadable row");
+    }
+
+    /// The accounts' outcomes of a batch's outcomes, in order.
+    fn of_accounts(written: Vec<Written>) -> Vec<StoreResult<()>> {
+        written.into_iter().map(Written::of_account).collect()
+    }
+
+    #[test]
+    fn of_two_sign_ups_of_one_name_in_one_batch_the_first_is_created() {
+        let store = SqliteStore::open(&temp_dir("batch-namesakes")).unwrap();
+        let mut second = account("ann");
+        second.password_hash = "$argon2id$other".into();
+        let outcomes = of_accounts(write_as_one(
+            &store,
+            vec![
+                Write::Account(account("ann")),
+                Write::Account(account("bob")),
+                Write::Account(second),
+            ],
+        ));
+        assert!(
+            matches!(outcomes[..], [Ok(()), Ok(()), Err(StoreError::Conflict)]),
+            "{outcomes:?}"
+        );
+        assert_eq!(store.find_account("ann").unwrap(), Some(account("ann")));
+        assert_eq!(store.find_account("bob").unwrap(), Some(account("bob")));
+    }
+
+    #[test]
+    fn events_and_sign_ups_share_a_batch_in_arrival_order() {
+        let store = SqliteStore::open(&temp_dir("batch-mixed")).unwrap();
+        let deposit = |time| {
+            Write::Event(QueuedEvent {
+                user_id: 1,
+                event: Event {
+                    kind: Kind::Deposit,
+                    amount: Decimal::from(10),
+                    time,
+                },
+                unit: MS,
+            })
+        };
+        let mut written = write_as_one(
+            &store,
+            vec![deposit(1), Write::Account(account("ann")), deposit(2)],
+        )
+        .into_iter();
+        let (first, ann, second) = (
+            written.next().unwrap(),
+            written.next().unwrap(),
+            written.next().unwrap(),
+        );
+        assert!(written.next().is_none());
+        assert!(matches!(first.of_event(), Ok(Recorded::Stored { .. })));
+        assert!(matches!(ann.of_account(), Ok(())));
+        assert!(matches!(second.of_event(), Ok(Recorded::Stored { .. })));
+        assert_eq!(store.find_account("ann").unwrap(), Some(account("ann")));
+        let times: Vec<i64> = store
+            .events(1, None, 10)
+            .unwrap()
+            .iter()
+            .map(|stored| stored.event.time)
+            .collect();
+        assert_eq!(times, [2, 1]);
+    }
+
+    #[test]
+    fn a_sign_up_that_fails_in_a_batch_is_undone_alone() {
+        let store = SqliteStore::open(&temp_dir("batch-sign-up-failure")).unwrap();
+        // carl's account was removed by hand and left a key behind, which
+        // cannot be deleted: his sign-up fails at its second statement,
+        // after its account row was inserted.
+        create(&store, account("carl")).unwrap();
+        store
+            .create_key(&key("old", Some("carl")), &keys::hash("wren_old"), 10)
+            .unwrap();
+        store
+            .with(|conn| {
+                conn.execute_batch(
+                    "PRAGMA foreign_keys = OFF;
+                     DELETE FROM accounts WHERE username = 'carl';
+                     PRAGMA foreign_keys = ON;
+                     CREATE TRIGGER keep_carls_keys BEFORE DELETE ON api_keys
+                     WHEN old.account = 'carl' BEGIN SELECT RAISE(ABORT, 'kept'); END;",
+                )
+            })
+            .unwrap();
+        let outcomes = of_accounts(write_as_one(
+            &store,
+            vec![
+                Write::Account(account("ann")),
+                Write::Account(account("carl")),
+                Write::Account(account("dora")),
+            ],
+        ));
+        assert!(
+            matches!(outcomes[..], [Ok(()), Err(StoreError::Backend(_)), Ok(())]),
+            "{outcomes:?}"
+        );
+        // The failure says carl's account is absent, and it is.
+        assert_eq!(store.find_account("carl").unwrap(), None);
+        assert!(store.find_account("ann").unwrap().is_some());
+        assert!(store.find_account("dora").unwrap().is_some());
+    }
+
+    #[test]
+    fn concurrent_sign_ups_of_one_name_create_it_once() {
+        let store = Arc::new(SqliteStore::open(&temp_dir("one-name")).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|n| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    let mut mine = account("ann");
+                    mine.password_hash = format!("$argon2id${n}");
+                    (mine.password_hash.clone(), create(&store, mine))
+                })
+            })
+            .collect();
+        let outcomes: Vec<(String, StoreResult<()>)> =
+            threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let created: Vec<&String> = outcomes
+            .iter()
+            .filter(|(_, outcome)| outcome.is_ok())
+            .map(|(hash, _)| hash)
+            .collect();
+        assert_eq!(created.len(), 1, "{outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .all(|(_, outcome)| matches!(outcome, Ok(()) | Err(StoreError::Conflict))),
+            "{outcomes:?}"
+        );
+        let stored = store.find_account("ann").unwrap().unwrap();
+        assert_eq!(&stored.password_hash, created[0]);
     }
 
     #[test]
@@ -1396,7 +1637,7 @@ mod tests {
             .map(|i| {
                 let store = store.clone();
                 std::thread::spawn(move || {
-                    store.create_account(&account(&format!("user{i}"))).unwrap();
+                    create(&store, account(&format!("user{i}"))).unwrap();
                     assert!(store.find_account(&format!("user{i}")).unwrap().is_some());
                 })
             })
