@@ -630,8 +630,9 @@ impl Written {
     fn of_event(self) -> StoreResult<Recorded> {
         match self {
             Written::Event(outcome) => outcome,
-            Written::Lost => Err(lost("event")),
-            Written::Account(_) => unreachable!("the writer answers each write in its kind"),
+            // The writer answers each write in its kind; another kind is
+            // as good as lost.
+            Written::Lost | Written::Account(_) => Err(lost("event")),
         }
     }
 
@@ -639,8 +640,7 @@ impl Written {
     fn of_account(self) -> StoreResult<()> {
         match self {
             Written::Account(outcome) => outcome,
-            Written::Lost => Err(lost("account")),
-            Written::Event(_) => unreachable!("the writer answers each write in its kind"),
+            Written::Lost | Written::Event(_) => Err(lost("account")),
         }
     }
 }
