@@ -386,17 +386,17 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> StoreResult<Vec<StoredEvent>> {
         self.with(|conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT seq, kind, amount, time, alert_codes FROM alert_events
-                 WHERE user_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
-            )?;
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS}, alert_codes FROM alert_events
+                     WHERE user_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
+            ))?;
             statement
                 .query_map(
                     params![user_id, before.unwrap_or(i64::MAX), limit as i64],
                     |row| {
-                        let codes: String = row.get("alert_codes")?;
+                        let codes: String = row.get(4)?;
                         Ok(StoredEvent {
-                            seq: row.get("seq")?,
+                            seq: row.get(0)?,
                             event: event_from_row(row)?,
                             alert_codes: codes_from_text(&codes)?,
                         })
@@ -541,13 +541,19 @@ fn corrupt(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
 }
 
+/// The columns every read of events starts with, in this order:
+/// [`event_from_row`] reads them by position, since looking a column up by
+/// name costs a scan of the statement's column names per value.
+const EVENT_COLUMNS: &str = "seq, kind, amount, time";
+
+/// The event in a row that starts with [`EVENT_COLUMNS`].
 fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
-    let kind: String = row.get("kind")?;
-    let amount: String = row.get("amount")?;
+    let kind = row.get_ref(1)?.as_str()?;
+    let amount = row.get_ref(2)?.as_str()?;
     Ok(Event {
-        kind: Kind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
-        amount: alerts::parse_decimal(&amount).ok_or_else(|| corrupt("amount"))?,
-        time: row.get("time")?,
+        kind: Kind::parse(kind).ok_or_else(|| corrupt("kind"))?,
+        amount: alerts::parse_decimal(amount).ok_or_else(|| corrupt("amount"))?,
+        time: row.get(3)?,
     })
 }
 
@@ -589,6 +595,7 @@ fn load_profile(conn: &Connection, user_id: i64) -> rusqlite::Result<AlertProfil
 // index over exactly the rows it returns (a test holds them to it).
 
 /// The user's last ?2 events, newest first.
+/// Its rows start with [`EVENT_COLUMNS`]; the running total follows.
 const LAST_EVENTS: &str = "SELECT seq, kind, amount, time, deposit_total FROM alert_events
     WHERE user_id = ?1 ORDER BY seq DESC LIMIT ?2";
 /// The user's last ?2 deposits, newest first.
@@ -697,7 +704,7 @@ fn judge(
         let mut rows = statement.query(params![user_id, need.last_events])?;
         while let Some(row) = rows.next()? {
             events.push(event_from_row(row)?);
-            totals.push(total_from_row(row)?);
+            totals.push(total_in(row, 4)?);
         }
     }
     events.reverse();
@@ -740,7 +747,9 @@ fn judge(
         None => {
             let total = conn
                 .prepare_cached(TOTAL_BEFORE_WINDOW)?
-                .query_row(params![user_id, need.deposits_since], total_from_row)
+                .query_row(params![user_id, need.deposits_since], |row| {
+                    total_in(row, 0)
+                })
                 .optional()?;
             (total, usize::from(total.is_some()))
         }
@@ -874,9 +883,10 @@ fn store_event(tx: &Connection, queued: &QueuedEvent) -> rusqlite::Result<Record
     })
 }
 
-fn total_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Total> {
-    let bytes: Vec<u8> = row.get("deposit_total")?;
-    Total::from_bytes(&bytes).ok_or_else(|| corrupt("deposit_total"))
+/// The running deposit total in column `column` of `row`.
+fn total_in(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Total> {
+    let bytes = row.get_ref(column)?.as_blob()?;
+    Total::from_bytes(bytes).ok_or_else(|| corrupt("deposit_total"))
 }
 
 /// How many events [`fill_deposit_totals`] reads at a time.
@@ -896,12 +906,12 @@ fn fill_deposit_totals(conn: &mut Connection) -> rusqlite::Result<()> {
         let mut after = 0;
         loop {
             let batch = tx
-                .prepare_cached(
-                    "SELECT seq, kind, amount, time FROM alert_events
-                     WHERE user_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-                )?
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM alert_events
+                         WHERE user_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+                ))?
                 .query_map(params![user_id, after, FILL_BATCH], |row| {
-                    Ok((row.get::<_, i64>("seq")?, event_from_row(row)?))
+                    Ok((row.get::<_, i64>(0)?, event_from_row(row)?))
                 })?
                 .collect::<rusqlite::Result<Vec<(i64, Event)>>>()?;
             let Some(&(last, _)) = batch.last() else {
@@ -953,6 +963,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn the_judge_s_history_rows_start_with_the_event_columns() {
+        assert!(LAST_EVENTS.starts_with(&format!("SELECT {EVENT_COLUMNS}, deposit_total ")));
     }
 
     #[test]
