@@ -35,6 +35,7 @@ from pathlib import Path
 import requests
 import thor
 from redbot.resource import HttpResource
+from redbot.resource.fetch import RedFetcher, RedHttpClient
 
 ADMIN = ("admin", "admin-password-for-checks")
 #: The checks that say the server keeps its document's word.
@@ -128,6 +129,12 @@ def schemathesis(base: str, header: str, *extra: str) -> bool:
 
 
 def redbot_notes(url: str, headers: list) -> list:
+    # REDbot's fetchers share one HTTP client, which drops its pooled
+    # connections only when the first event loop stops. Each check here
+    # runs a loop of its own, so from the third on a check would reuse
+    # connections the stopped loop no longer watches and wait out the
+    # client's 60-second read timeout. A client per check starts clean.
+    RedFetcher.client = RedHttpClient()
     config = configparser.ConfigParser()
     config.read_dict({"redbot": {"enable_local_access": "True"}})
     resource = HttpResource(config["redbot"])
