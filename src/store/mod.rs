@@ -15,6 +15,7 @@
 //! is the caller's, done before the account reaches the store.
 
 pub mod sqlite;
+mod tails;
 
 use std::fmt;
 
@@ -113,8 +114,9 @@ pub type AccountDone = Box<dyn FnOnce(StoreResult<()>) + Send>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
     /// Stored, with the codes that fired, and how many stored rows of the
-    /// user's history the judgement read: at most what the thresholds need
-    /// (`alerts::HistoryNeed`), however long the history.
+    /// user's history the judgement used (read, or held from an earlier
+    /// read): at most what the thresholds need (`alerts::HistoryNeed`),
+    /// however long the history.
     Stored {
         codes: Vec<u16>,
         history_rows: usize,

@@ -21,6 +21,11 @@
 //! events of one user give the codes they would one at a time, and a
 //! failure undoes that event alone.
 //!
+//! The writer being the only one that stores events, it keeps each active
+//! user's last events as it reads and stores them (`tails.rs`), so an
+//! event of a user it has seen reads no history at all, only the profile;
+//! a batch that does not commit drops them all.
+//!
 //! New accounts ([`Store::create_account`]) queue for the same writer, in
 //! the same batches as events, for the same reason: a burst of sign-ups
 //! shares fsyncs instead of paying one each (a sign-up at a time on a
@@ -58,6 +63,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use rust_decimal::Decimal;
 
+use super::tails::{Held, Tails};
 use super::{
     Account, AccountDone, ApiKey, EventDone, KeyCreated, Recorded, S3Credentials, Store,
     StoreError, StoreResult, StoredEvent,
@@ -183,9 +189,10 @@ impl SqliteStore {
         // writer for events and sign-ups, never waiting for the pool or a
         // pool for it.
         let mut writer = crate::sqlite::connect(&path).map_err(|err| failed(err.to_string()))?;
+        let mut tails = Tails::default();
         let commits = GroupCommit::start(
             "wren-store-writer",
-            move |batch| write_batch(&mut writer, batch),
+            move |batch| write_batch(&mut writer, &mut tails, batch),
             || Written::Lost,
         )
         .map_err(|err| failed(format!("cannot start the writer thread: {err}")))?;
@@ -670,7 +677,8 @@ enum Verdict {
     /// The user already has an event at a later time.
     OutOfOrder { latest: i64 },
     /// The codes, the user's running deposit total with this event, and how
-    /// many stored rows of history the judgement read.
+    /// many stored rows of history the judgement used (read, or held by the
+    /// writer's [`Tails`]).
     Codes {
         codes: Vec<u16>,
         deposit_total: Total,
@@ -689,6 +697,7 @@ enum Verdict {
 /// events then cost one read of history, not three.
 fn judge(
     conn: &Connection,
+    tails: &mut Tails,
     user_id: i64,
     event: &Event,
     unit: TimeUnit,
@@ -696,19 +705,17 @@ fn judge(
     let profile = load_profile(conn, user_id)?;
     let thresholds = profile.thresholds();
     let need = thresholds.history_need(event.time, unit);
-    // The last events, oldest first, each with its running deposit total.
-    let mut events = Vec::with_capacity(need.last_events as usize + 1);
-    let mut totals = Vec::with_capacity(need.last_events as usize);
-    {
-        let mut statement = conn.prepare_cached(LAST_EVENTS)?;
-        let mut rows = statement.query(params![user_id, need.last_events])?;
-        while let Some(row) = rows.next()? {
-            events.push(event_from_row(row)?);
-            totals.push(total_in(row, 4)?);
+    // The last events, oldest first, each with its running deposit total:
+    // from the writer's tails when they hold them, else read (and held).
+    let last_events = need.last_events as usize;
+    let Held { mut events, totals } = match tails.last(user_id, last_events) {
+        Some(held) => held,
+        None => {
+            let held = read_last_events(conn, user_id, need.last_events)?;
+            tails.fill(user_id, &held, last_events);
+            held
         }
-    }
-    events.reverse();
-    totals.reverse();
+    };
     let latest_total = totals.last().copied();
     // Stored order is time order, so the newest row has the latest time.
     if let Some(last) = events.last()
@@ -774,6 +781,22 @@ fn judge(
     })
 }
 
+/// The user's last `n` events, oldest first, with their running deposit
+/// totals: fewer when that is the whole history.
+fn read_last_events(conn: &Connection, user_id: i64, n: u32) -> rusqlite::Result<Held> {
+    let mut events = Vec::with_capacity(n as usize + 1);
+    let mut totals = Vec::with_capacity(n as usize);
+    let mut statement = conn.prepare_cached(LAST_EVENTS)?;
+    let mut rows = statement.query(params![user_id, n])?;
+    while let Some(row) = rows.next()? {
+        events.push(event_from_row(row)?);
+        totals.push(total_in(row, 4)?);
+    }
+    events.reverse();
+    totals.reverse();
+    Ok(Held { events, totals })
+}
+
 /// Writes a batch of events and accounts in one transaction and one
 /// commit; the outcomes in the batch's order, each in its write's kind.
 /// An event is one `INSERT`, which SQLite undoes alone when it fails (a
@@ -781,13 +804,16 @@ fn judge(
 /// (`insert_account`), undone together. So a write that fails leaves the
 /// others stored. Should the commit fail, or SQLite roll the whole
 /// transaction back, every write of the batch fails with it.
-fn write_batch(conn: &mut Connection, batch: Vec<Write>) -> Vec<Written> {
+fn write_batch(conn: &mut Connection, tails: &mut Tails, batch: Vec<Write>) -> Vec<Written> {
+    tails.begin_batch();
     let written = (|| {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for write in &batch {
             let outcome = match write {
-                Write::Event(queued) => store_event(&tx, queued).map(|r| Written::Event(Ok(r))),
+                Write::Event(queued) => {
+                    store_event(&tx, tails, queued).map(|r| Written::Event(Ok(r)))
+                }
                 Write::Account(account) => insert_account(&mut tx, account).map(Written::Account),
             };
             match outcome {
@@ -802,6 +828,7 @@ fn write_batch(conn: &mut Connection, batch: Vec<Write>) -> Vec<Written> {
         tx.commit()?;
         Ok(outcomes)
     })();
+    tails.end_batch(written.is_ok());
     written.unwrap_or_else(|err| {
         let err = backend(err);
         batch
@@ -851,13 +878,17 @@ fn insert_account(
 /// Judges an event and stores it with its codes, inside the batch's write
 /// transaction (`tx`): what it is judged from is what the transaction
 /// holds, the events of the batch before it included.
-fn store_event(tx: &Connection, queued: &QueuedEvent) -> rusqlite::Result<Recorded> {
+fn store_event(
+    tx: &Connection,
+    tails: &mut Tails,
+    queued: &QueuedEvent,
+) -> rusqlite::Result<Recorded> {
     let &QueuedEvent {
         user_id,
         event,
         unit,
     } = queued;
-    let (codes, deposit_total, history_rows) = match judge(tx, user_id, &event, unit)? {
+    let (codes, deposit_total, history_rows) = match judge(tx, tails, user_id, &event, unit)? {
         Verdict::OutOfOrder { latest } => return Ok(Recorded::OutOfOrder { latest }),
         Verdict::Codes {
             codes,
@@ -877,6 +908,7 @@ fn store_event(tx: &Connection, queued: &QueuedEvent) -> rusqlite::Result<Record
         codes_to_text(&codes),
         deposit_total.to_bytes(),
     ])?;
+    tails.stored(user_id, event, deposit_total);
     Ok(Recorded::Stored {
         codes,
         history_rows,
@@ -1242,6 +1274,30 @@ mod tests {
         }
     }
 
+    #[test]
+    fn codes_stay_exact_when_a_profile_changes_mid_history() {
+        // The writer holds each user's last events for the thresholds it
+        // last judged with; a new profile may need more than it holds.
+        let store = SqliteStore::open(&temp_dir("profile-changes")).unwrap();
+        let mut rng = fastrand::Rng::with_seed(11);
+        for user_id in 0..12 {
+            let history = random_history(&mut rng, MS, 80);
+            let mut profile = AlertProfile::default();
+            for end in 1..=history.len() {
+                if end % 9 == 0 {
+                    profile = random_profile(&mut rng);
+                    store.set_alert_profile(user_id, &profile).unwrap();
+                }
+                let recorded = record(&store, user_id, &history[end - 1], MS).unwrap();
+                assert_eq!(
+                    codes_of(recorded),
+                    full_history_codes(&history[..end], &profile.thresholds(), MS),
+                    "user {user_id}, event {end}"
+                );
+            }
+        }
+    }
+
     /// Prints the mean and the slowest of each thousand events' latencies.
     fn print_latencies(what: &str, latencies: &[Duration]) {
         for (name, part) in [
@@ -1315,7 +1371,9 @@ mod tests {
 
     /// Writes `batch` as one batch, with the writer's function.
     fn write_as_one(store: &SqliteStore, batch: Vec<Write>) -> Vec<Written> {
-        store.with(|conn| Ok(write_batch(conn, batch))).unwrap()
+        store
+            .with(|conn| Ok(write_batch(conn, &mut Tails::default(), batch)))
+            .unwrap()
     }
 
     /// Writes `events` of user 1 as one batch.
