@@ -172,8 +172,9 @@ fn http2_request_lines_get_505_and_leave_nothing_behind() {
     let threads_before = server.proc_status("Threads");
     let fds_before = server.open_fds();
     // The main thread, the log writer, the SIGHUP (model reload) watcher,
-    // the store's event writer and the two ready workers.
-    assert_eq!(threads_before, 6);
+    // the store's writer, the files index's writer and the two ready
+    // workers.
+    assert_eq!(threads_before, 7);
 
     for _ in 0..200 {
         let mut reader = server.send("GET /status HTTP/2.0\r\nHost: t\r\n\r\n");
