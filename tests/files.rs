@@ -404,6 +404,7 @@ impl User<'_> {
     fn keys(&self) -> Vec<String> {
         let listed = self.call("GET", "/api/files_keys", &[], None);
         assert_eq!(listed.status, 200, "{}", listed.text());
+        assert_eq!(listed.header("cache-control"), Some("no-store"));
         serde_json::from_slice(&listed.body).unwrap()
     }
 
@@ -1233,6 +1234,7 @@ fn listing_and_paging(backend: Backend) {
 
     let all = ann.list("");
     assert_eq!(all.status, 200, "{}", all.text());
+    assert_eq!(all.header("cache-control"), Some("no-store"));
     let all = all.json();
     assert_eq!(all["truncated"], false);
     assert_eq!(all["next_after"], Value::Null);

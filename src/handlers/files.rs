@@ -232,8 +232,10 @@ pub fn list_keys(app: &App, request: &mut Request<'_>) -> Result<Response, ApiEr
     let owner = owner(app, request)?;
     let blobs = app.storage.of(&owner)?;
     let listing = KeyListing::start(blobs, owner, MAX_PAGE)?;
+    // An account's listing changes with every upload: no cache keeps it.
     Ok(Response::stream(200, Box::new(listing), None)
-        .with_header("Content-Type", "application/json"))
+        .with_header("Content-Type", "application/json")
+        .with_header("Cache-Control", "no-store"))
 }
 
 /// The JSON array of an account's keys, produced page by page as it is read.
@@ -330,7 +332,8 @@ pub fn list_files(app: &App, request: &mut Request<'_>) -> Result<Response, ApiE
     Ok(Response::json(
         200,
         &json!({"files": files, "truncated": page.truncated, "next_after": next_after}),
-    ))
+    )
+    .with_header("Cache-Control", "no-store"))
 }
 
 fn describe(info: &ObjectInfo) -> Value {
