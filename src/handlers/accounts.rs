@@ -338,7 +338,6 @@ fn invalid_fields(problems: Problems) -> ApiError {
 mod tests {
     use super::*;
     use crate::app::test_app;
-    use crate::handlers::answer_of;
     use crate::http::Body;
 
     fn post(target: &str, json_body: &str) -> Request<'static> {
@@ -358,7 +357,7 @@ mod tests {
             &app,
             &mut post("/api/sign_up", r#"{"login":"ann","password":"pässword1"}"#),
         )
-        .map(answer_of)
+        .map(Response::answered)
         .unwrap();
         assert_eq!(created.status(), 201);
         let response = login(
@@ -440,7 +439,7 @@ mod tests {
     fn sign_up_answer(app: &App, login: &str) -> Response {
         let body = format!(r#"{{"login":"{login}","password":"longenough"}}"#);
         sign_up(app, &mut post("/api/sign_up", &body))
-            .map_or_else(ApiError::into_response, answer_of)
+            .map_or_else(ApiError::into_response, Response::answered)
     }
 
     #[test]
@@ -483,7 +482,7 @@ mod tests {
             &app,
             &mut post("/api/sign_up", r#"{"login":"ann","password":"longenough"}"#),
         )
-        .map(answer_of)
+        .map(Response::answered)
         .unwrap();
         assert_eq!(created.status(), 201);
         let wrong = login(

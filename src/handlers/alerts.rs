@@ -250,7 +250,7 @@ mod tests {
     fn post(app: &App, body: &str) -> Result<Response, ApiError> {
         let mut request =
             Request::new("POST", "/event").with_body(Body::from_bytes(body.as_bytes().to_vec()));
-        event(app, &mut request).map(crate::handlers::answer_of)
+        event(app, &mut request).map(Response::answered)
     }
 
     /// A request for one of a user's routes, as the route table's gate

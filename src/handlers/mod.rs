@@ -19,18 +19,3 @@ pub mod rate;
 pub mod session;
 #[cfg(feature = "test-routes")]
 pub mod testing;
-
-/// The answer `response` stands for, waited for when it comes later
-/// ([`Response::later`]): for calling a handler outside the engine.
-#[cfg(test)]
-pub(crate) fn answer_of(response: crate::http::Response) -> crate::http::Response {
-    use crate::http::ApiError;
-    let mut response = response;
-    let Some(later) = response.take_later() else {
-        return response;
-    };
-    let (sender, answer) = std::sync::mpsc::sync_channel(1);
-    let lost = || ApiError::new(500, "the reply was dropped unsent").into_response();
-    later.attach(lost, move |answer| sender.send(answer).unwrap());
-    answer.recv().unwrap()
-}

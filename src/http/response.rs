@@ -96,6 +96,21 @@ impl Response {
         self
     }
 
+    /// The answer this response stands for, waited for when it comes later:
+    /// for tests that call a handler outside the engine.
+    #[cfg(test)]
+    pub(crate) fn answered(mut self) -> Response {
+        let Some(later) = self.take_later() else {
+            return self;
+        };
+        let (sender, answer) = std::sync::mpsc::sync_channel(1);
+        let lost = || Response::text(500, "the reply was dropped unsent");
+        later.attach(lost, move |answer| {
+            let _ = sender.send(answer);
+        });
+        answer.recv().expect("attach calls back once")
+    }
+
     /// The engine's end of a stand-in, with the headers added to it.
     pub(crate) fn take_later(&mut self) -> Option<Box<Later>> {
         let mut later = self.later.take()?;
@@ -260,32 +275,41 @@ enum Rendezvous {
     Over,
 }
 
-impl Meeting {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Rendezvous> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+/// One side of a [`Meeting`], arriving.
+enum Arrival {
+    Answer(Option<Response>),
+    Resume(Box<dyn FnOnce(Option<Response>) + Send>),
+}
 
+impl Meeting {
     fn answer(&self, answer: Option<Response>) {
-        let mut rendezvous = self.lock();
-        match std::mem::replace(&mut *rendezvous, Rendezvous::Over) {
-            Rendezvous::Waiting => *rendezvous = Rendezvous::Answered(answer),
-            Rendezvous::Attached(resume) => {
-                drop(rendezvous);
-                resume(answer);
-            }
-            Rendezvous::Answered(_) | Rendezvous::Over => {}
-        }
+        self.arrive(Arrival::Answer(answer));
     }
 
     fn attach(&self, resume: Box<dyn FnOnce(Option<Response>) + Send>) {
-        let mut rendezvous = self.lock();
-        match std::mem::replace(&mut *rendezvous, Rendezvous::Over) {
-            Rendezvous::Waiting => *rendezvous = Rendezvous::Attached(resume),
-            Rendezvous::Answered(answer) => {
+        self.arrive(Arrival::Resume(resume));
+    }
+
+    /// Waits for the other side, or, when it is there, resumes with the
+    /// answer (outside the lock); each side counts once.
+    fn arrive(&self, arrival: Arrival) {
+        let mut rendezvous = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match (
+            std::mem::replace(&mut *rendezvous, Rendezvous::Over),
+            arrival,
+        ) {
+            (Rendezvous::Waiting, Arrival::Answer(answer)) => {
+                *rendezvous = Rendezvous::Answered(answer);
+            }
+            (Rendezvous::Waiting, Arrival::Resume(resume)) => {
+                *rendezvous = Rendezvous::Attached(resume);
+            }
+            (Rendezvous::Attached(resume), Arrival::Answer(answer))
+            | (Rendezvous::Answered(answer), Arrival::Resume(resume)) => {
                 drop(rendezvous);
                 resume(answer);
             }
-            Rendezvous::Attached(_) | Rendezvous::Over => {}
+            _ => {}
         }
     }
 }
@@ -293,16 +317,6 @@ impl Meeting {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The answer `response` stands for, waited for.
-    fn answer_of(mut response: Response) -> Response {
-        let Some(later) = response.take_later() else {
-            return response;
-        };
-        let (sender, answer) = std::sync::mpsc::sync_channel(1);
-        later.attach(|| Response::new(500), move |a| sender.send(a).unwrap());
-        answer.recv().unwrap()
-    }
 
     #[test]
     fn a_later_answer_gets_the_stand_ins_headers_and_lookers() {
@@ -316,7 +330,7 @@ mod tests {
         let sender = std::thread::spawn(move || {
             reply.send(Response::text(409, "late").with_header("X-Own", "1"))
         });
-        let answer = answer_of(stand_in);
+        let answer = stand_in.answered();
         sender.join().unwrap();
         assert_eq!(answer.status(), 409);
         assert_eq!(answer.header("x-own"), Some("1"));
@@ -329,14 +343,14 @@ mod tests {
     fn an_answer_sent_before_anyone_waits_is_kept() {
         let (stand_in, reply) = Response::later();
         reply.send(Response::new(204));
-        assert_eq!(answer_of(stand_in).status(), 204);
+        assert_eq!(stand_in.answered().status(), 204);
     }
 
     #[test]
     fn a_reply_dropped_unsent_answers_500() {
         let (stand_in, reply) = Response::later();
         drop(reply);
-        let answer = answer_of(stand_in);
+        let answer = stand_in.answered();
         assert_eq!(answer.status(), 500);
         assert!(!answer.is_later());
     }
@@ -346,6 +360,6 @@ mod tests {
         let (seen, status) = std::sync::mpsc::channel();
         let response = Response::new(201).when_answered(move |r| seen.send(r.status()).unwrap());
         assert_eq!(status.try_recv(), Ok(201));
-        assert_eq!(answer_of(response).status(), 201);
+        assert_eq!(response.answered().status(), 201);
     }
 }

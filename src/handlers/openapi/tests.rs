@@ -403,7 +403,7 @@ fn real_answers_conform_to_the_document() {
     let app = test_app();
     let document = served(&app, "/openapi.json");
     let check = |method: &str, path: &str, result: Result<Response, ApiError>| {
-        let response = result.map_or_else(ApiError::into_response, crate::handlers::answer_of);
+        let response = result.map_or_else(ApiError::into_response, Response::answered);
         let status = response.status();
         assert_documented(&document, method, path, response);
         status
