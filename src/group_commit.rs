@@ -61,9 +61,10 @@ struct State<W, O> {
 impl<W: Send + 'static, O: Send + 'static> GroupCommit<W, O> {
     /// Starts the writer thread (named `name`), which writes each batch
     /// with `write_batch` (one outcome per write, in order). A batch whose
-    /// `write_batch` panics gets `lost()` for each of its writes; nothing
-    /// of it is committed, since a transaction rolls back as the panic
-    /// unwinds through it.
+    /// `write_batch` panics, or answers another number of outcomes, gets
+    /// `lost()` for each of its writes; on a panic nothing of it is
+    /// committed, since a transaction rolls back as the panic unwinds
+    /// through it.
     pub fn start(
         name: &str,
         mut write_batch: impl FnMut(Vec<W>) -> Vec<O> + Send + 'static,
@@ -82,9 +83,14 @@ impl<W: Send + 'static, O: Send + 'static> GroupCommit<W, O> {
             thread::Builder::new().name(name.into()).spawn(move || {
                 while let Some((writes, dones)) = shared.next_batch() {
                     let count = writes.len();
+                    // A batch function that panicked, or (a bug) answered
+                    // the wrong number of writes, loses the batch rather
+                    // than the writer: a dead writer would leave every
+                    // write queued after it unanswered.
                     let outcomes = panic::catch_unwind(AssertUnwindSafe(|| write_batch(writes)))
-                        .unwrap_or_else(|_| (0..count).map(|_| lost()).collect());
-                    assert_eq!(outcomes.len(), count, "one outcome per write");
+                        .ok()
+                        .filter(|outcomes| outcomes.len() == count)
+                        .unwrap_or_else(|| (0..count).map(|_| lost()).collect());
                     for (done, outcome) in dones.into_iter().zip(outcomes) {
                         // A `done` that panics loses its own outcome, not
                         // the writer: the writes queued behind it still
@@ -265,6 +271,25 @@ mod tests {
             |batch: Vec<u32>| {
                 assert!(!batch.contains(&13), "a bug");
                 batch.into_iter().map(Ok).collect::<Vec<Outcome>>()
+            },
+            || Err("lost"),
+        )
+        .unwrap();
+        assert_eq!(write_and_wait(&queue, 13), Err("lost"));
+        assert_eq!(write_and_wait(&queue, 9), Ok(9));
+    }
+
+    #[test]
+    fn a_batch_answering_the_wrong_count_is_lost_and_the_writer_goes_on() {
+        let queue = GroupCommit::start(
+            "test-writer",
+            |batch: Vec<u32>| {
+                let answered = if batch.contains(&13) { 0 } else { batch.len() };
+                batch
+                    .into_iter()
+                    .take(answered)
+                    .map(Ok)
+                    .collect::<Vec<Outcome>>()
             },
             || Err("lost"),
         )
