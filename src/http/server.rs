@@ -232,7 +232,9 @@ impl Shared {
     }
 
     /// Queues a later answer for the workers; wakes one if all are waiting
-    /// for readiness and none has been woken for the answers queued before.
+    /// for readiness and none has been woken for the answers queued before
+    /// (whoever takes an answer wakes the next, see
+    /// [`Shared::next_answer_or_wait`]).
     fn answered(&self, answer: Answer) {
         let wake = {
             let mut answers = self.lock_answers();
@@ -240,20 +242,34 @@ impl Shared {
             answers.len() == 1 && self.waiting.load(Ordering::SeqCst) > 0
         };
         if wake {
-            let one = 1u64.to_ne_bytes();
-            // SAFETY: writes 8 bytes from a live buffer to the eventfd. It
-            // cannot fail but by overflowing a counter that workers reset.
-            unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+            self.wake_one();
         }
+    }
+
+    /// Wakes one worker waiting for readiness, through the eventfd.
+    fn wake_one(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to the eventfd. It
+        // cannot fail but by overflowing a counter that workers reset.
+        unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
     }
 
     /// The oldest later answer in; `None` counts the caller as waiting for
     /// readiness (it must then `epoll_wait`, and count itself out after).
+    /// Taking one while more wait wakes a sleeping worker for them: writing
+    /// this one may wait on a slow client, and the answers behind it must
+    /// not wait with it while a worker sleeps.
     fn next_answer_or_wait(&self) -> Option<Answer> {
-        let mut answers = self.lock_answers();
-        let answer = answers.pop_front();
-        if answer.is_none() {
-            self.waiting.fetch_add(1, Ordering::SeqCst);
+        let (answer, more) = {
+            let mut answers = self.lock_answers();
+            let answer = answers.pop_front();
+            if answer.is_none() {
+                self.waiting.fetch_add(1, Ordering::SeqCst);
+            }
+            (answer, !answers.is_empty())
+        };
+        if answer.is_some() && more && self.waiting.load(Ordering::SeqCst) > 0 {
+            self.wake_one();
         }
         answer
     }
