@@ -592,12 +592,12 @@ fn write_changes(
                     }
                 }),
             };
-            if outcome.is_err() && tx.is_autocommit() {
+            match outcome {
                 // SQLite rolled the whole transaction back: the changes
                 // before this one are gone too.
-                return Err(outcome.err().unwrap_or(BlobError::Local(String::new())));
+                Err(err) if tx.is_autocommit() => return Err(err),
+                outcome => outcomes.push(outcome),
             }
-            outcomes.push(outcome);
         }
         for folder in &folders {
             if !durable.contains(folder) {

@@ -725,7 +725,7 @@ fn judge(
     }
     // Fewer rows than asked for: the user's whole history, which holds
     // whatever the reads below would find.
-    let whole_history = events.len() < need.last_events as usize;
+    let whole_history = events.len() < last_events;
     let last_deposits = need.last_deposits as usize;
     let deposits_held = events.iter().filter(|e| e.kind == Kind::Deposit).count();
     let (mut deposits, deposit_rows) = if whole_history || deposits_held >= last_deposits {
