@@ -364,7 +364,11 @@ impl Machine {
         if self.phase == Phase::Idle && self.shutting_down {
             return Step::Close;
         }
-        if self.head_may_be_ready() {
+        // Once the peer has closed, what it sent is all there is: parse it
+        // even without a line end, so that a broken head gets its `400`
+        // however its bytes were cut (fuzzing found a head refused when it
+        // arrived whole but dropped silently when its last line came alone).
+        if self.head_may_be_ready() || (self.peer_closed && !self.buffered().is_empty()) {
             match parse_head(self.buffered()) {
                 Ok(Some((head, len))) => {
                     self.start += len;

@@ -156,6 +156,7 @@ impl<R: Read> Multipart<R> {
         // Parse again only when a line has ended since the last try, so a
         // head arriving a byte at a time costs linear time, not quadratic.
         let mut parse_due = true;
+        let mut ended = false;
         loop {
             if parse_due {
                 let mut headers = [httparse::EMPTY_HEADER; 16];
@@ -172,15 +173,23 @@ impl<R: Read> Multipart<R> {
                     Err(_) => return Err(malformed("multipart part head is malformed")),
                 }
             }
+            if ended {
+                return Err(malformed("multipart body ended inside a part head"));
+            }
             let checked = self.end - self.start;
             if checked >= MAX_PART_HEAD_BYTES {
                 return Err(malformed("multipart part head is too large"));
             }
-            if !self.fill()? {
-                return Err(malformed("multipart body ended inside a part head"));
+            if self.fill()? {
+                parse_due =
+                    memchr::memchr(b'\n', &self.buffer[self.start + checked..self.end]).is_some();
+            } else {
+                // The last bytes may end no line and still break the head:
+                // parse once more, so that the error is the one a body
+                // read in larger pieces gets (fuzzing found the two apart).
+                ended = true;
+                parse_due = true;
             }
-            parse_due =
-                memchr::memchr(b'\n', &self.buffer[self.start + checked..self.end]).is_some();
         }
     }
 
@@ -439,6 +448,21 @@ mod tests {
         let mut huge_head = b"--XyZ\r\nX: ".to_vec();
         huge_head.extend(std::iter::repeat_n(b'a', MAX_PART_HEAD_BYTES));
         assert!(error(&huge_head).contains("too large"));
+    }
+
+    #[test]
+    fn a_broken_head_at_the_end_is_named_however_the_body_was_cut() {
+        // No line end after the bad byte: found by a last parse at the end.
+        let body = b"--XyZ\r\nContent-Disposition: form-data; n\xb5\x00a";
+        for step in [1, 2, 7, body.len()] {
+            let err = parts(body, step).unwrap_err().to_string();
+            assert!(err.contains("head is malformed"), "step {step}: {err}");
+        }
+        let err = parts(b"--XyZ\r\nContent-Disposition: form-da", 3).unwrap_err();
+        assert!(
+            err.to_string().contains("ended inside a part head"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -805,3 +805,23 @@ fn the_input_buffer_is_taken_only_by_a_first_read() {
     assert_eq!(wire.machine.input.len(), MAX_HEAD_BYTES);
     assert_eq!(wire.dispatch().target, "/status");
 }
+
+#[test]
+fn a_broken_head_cut_short_by_the_close_is_still_refused() {
+    // The bytes after the only line end arrive alone and no line end
+    // follows: once the peer has closed, they are parsed all the same, as
+    // they are when the whole head arrives in one read.
+    let mut wire = Wire::new();
+    wire.feed(b"\r\nEx");
+    assert!(matches!(wire.poll(), Step::Receive));
+    wire.feed(b"pect: 1 PRI * H\xa8");
+    assert!(matches!(wire.poll(), Step::Receive));
+    wire.machine.received(0, wire.now);
+    assert_eq!(wire.reject(), 400);
+    // A head merely incomplete at the close is dropped without an answer.
+    let mut wire = Wire::new();
+    wire.feed(b"GET /status HTTP/1.1\r\nHo");
+    assert!(matches!(wire.poll(), Step::Receive));
+    wire.machine.received(0, wire.now);
+    assert!(matches!(wire.poll(), Step::Close));
+}
