@@ -8,7 +8,7 @@ STATIC_BIN := target/$(TARGET)/release/wren
 # Extra arguments for `make run`, e.g. make run ARGS='--port 8080'
 ARGS ?=
 
-.PHONY: run test unit lint static image image-check bench bench-instructions venv venv-api api-check parity sales-model chaos chaos-check
+.PHONY: run test unit lint static image image-check bench bench-instructions venv venv-api api-check parity sales-model chaos chaos-check fuzz
 
 run: static
 	$(STATIC_BIN) $(ARGS)
@@ -113,3 +113,12 @@ chaos: venv
 # `make test`'s share of it: three rounds (local, S3, local).
 chaos-check:
 	$(MAKE) --no-print-directory chaos CHAOS_ROUNDS=3
+
+# Fuzzing (issue 16): each cargo-fuzz target in fuzz/ for FUZZ_SECONDS
+# each, one after another (scripts/fuzz.sh installs cargo-fuzz and finds a
+# nightly compiler). `make unit` replays the committed seeds and every
+# fixed crash through the same invariants (src/fuzz.rs).
+FUZZ_SECONDS ?= 60
+
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh

@@ -22,6 +22,8 @@ pub mod commands;
 pub mod config;
 pub mod cors;
 pub mod date;
+#[cfg(any(test, fuzzing))]
+pub mod fuzz;
 pub mod group_commit;
 pub mod handlers;
 pub mod hex;

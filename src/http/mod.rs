@@ -37,6 +37,8 @@ mod connection;
 mod decode;
 pub mod error;
 pub mod fields;
+#[cfg(any(test, fuzzing))]
+pub mod fuzz;
 mod head;
 pub mod limits;
 pub mod log;

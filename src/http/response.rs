@@ -98,7 +98,7 @@ impl Response {
 
     /// The answer this response stands for, waited for when it comes later:
     /// for tests that call a handler outside the engine.
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn answered(mut self) -> Response {
         let Some(later) = self.take_later() else {
             return self;
