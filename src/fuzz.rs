@@ -49,7 +49,8 @@ fn harness() -> &'static Harness {
         } else {
             std::env::temp_dir()
         };
-        let dir = base.join(format!("wren-fuzz-{}", std::process::id()));
+        remove_stale_folders(&base);
+        let dir = base.join(format!("{FOLDER_PREFIX}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("a data folder for the fuzzed server");
         let data_dir = dir.to_str().expect("a UTF-8 temporary folder");
@@ -75,6 +76,29 @@ fn harness() -> &'static Harness {
         assert_eq!(stored.status(), 201, "{:?}", stored.body_bytes());
         harness
     })
+}
+
+/// The data folders of fuzzed servers are named this, then the process id.
+const FOLDER_PREFIX: &str = "wren-fuzz-";
+
+/// Removes the data folders of fuzzing processes that have ended: a
+/// fuzzer stops by exiting, with no chance to clean up after itself.
+fn remove_stale_folders(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(FOLDER_PREFIX))
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 impl Harness {
