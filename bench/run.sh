@@ -57,17 +57,20 @@ nginx_bin() {
     command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; }
 }
 
-# The seed's stack for POST /event: Flask and gunicorn in a venv of their own,
-# rebuilt from scratch only when the pins change.
+# The seeds' stack: Flask, gunicorn and scikit-learn in a venv of their own,
+# rebuilt from scratch only when the pins change; then the model behind its
+# /predict, fitted and pickled for this run (a few seconds).
 install_flask() {
-    local venv=target/bench/flask-venv req=bench/flask-event/requirements.txt
+    local venv=target/bench/flask-venv req=bench/flask-seed/requirements.txt
     if [[ ! $venv/.installed -nt $req ]]; then
-        echo "installing Flask and gunicorn into $venv"
+        echo "installing Flask, gunicorn and scikit-learn into $venv"
         python3 -m venv --clear "$venv"
         "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
         touch "$venv/.installed"
     fi
     GUNICORN_BIN=$venv/bin/gunicorn
+    SEED_MODEL=$WORKDIR/seed-model.pickle
+    "$venv/bin/python" bench/flask-seed/train_model.py "$SEED_MODEL" | sed 's/^/  /'
 }
 
 build_tinyhttp() {
@@ -517,7 +520,8 @@ bench_event() {
     free_port port
     dir=$WORKDIR/gunicorn
     mkdir -p "$dir"
-    start_server gunicorn "$port" "$GUNICORN_BIN" --chdir bench/flask-event \
+    start_server gunicorn "$port" env SEED_USER=bench:bench-password SEED_MODEL="$SEED_MODEL" \
+        "$GUNICORN_BIN" --chdir bench/flask-seed \
         --bind "127.0.0.1:$port" --workers 2 --worker-class gthread --threads 4 \
         --access-logfile "$dir/access.log" --no-control-socket app:app
     # It answers once its first worker is up; wait for both, to count both.
