@@ -360,16 +360,18 @@ def file_part(run):
 
     rows = [
         ("upload: wren, `PUT /api/file/{key}` (curl -T)", f["file_upload_mbps"],
-         ratio(f["file_upload_mbps"], f.get("file_dd_mbps")) + " of dd"),
-        ("write: `dd bs=1M conv=fsync`, same file system", f.get("file_dd_mbps", ""), ""),
+         ratio(f["file_upload_mbps"], f.get("file_dd_mbps")) + " of dd", f.get("file_upload_cpu_s", "")),
+        ("write: `dd bs=1M conv=fsync`, same file system", f.get("file_dd_mbps", ""), "", ""),
         ("download: wren, `GET /api/file/{key}`", f.get("file_download_mbps", ""),
-         ratio(f.get("file_download_mbps"), f.get("file_nginx_mbps")) + " of nginx"),
-        ("download: nginx, the same file (sendfile on)", f.get("file_nginx_mbps", ""), ""),
+         ratio(f.get("file_download_mbps"), f.get("file_nginx_mbps")) + " of nginx",
+         f.get("file_download_cpu_s", "")),
+        ("download: nginx, the same file (sendfile on)", f.get("file_nginx_mbps", ""), "",
+         f.get("file_nginx_cpu_s", "")),
     ]
     return ["## A 200 MiB file", "",
             f"Random bytes, on {f.get('file_system', '?')}; MB/s (10^6 bytes) of the median "
             "of 3 transfers each.", "",
-            table(["transfer", "MB/s", "ratio"], rows), "",
+            table(["transfer", "MB/s", "ratio", "server CPU s per transfer"], rows), "",
             f"wren's peak RSS over the round trip (VmHWM): **{f.get('file_peak_rss_mib', '?')} MiB** "
             f"(largest VmRSS sampled during the transfers: {f.get('file_sampled_rss_mib', '?')} MiB; "
             f"before them, after the sign-up's and sign-in's password hashing: "
@@ -431,7 +433,8 @@ def all_part(run):
 
 def facts_part(run):
     shown = {"file_upload_mbps", "file_dd_mbps", "file_download_mbps", "file_nginx_mbps", "file_system",
-             "file_peak_rss_mib", "file_sampled_rss_mib", "file_rss_before_mib", "wren_idle_rss_start_mib",
+             "file_peak_rss_mib", "file_sampled_rss_mib", "file_rss_before_mib", "file_upload_cpu_s",
+             "file_download_cpu_s", "file_nginx_cpu_s", "wren_idle_rss_start_mib",
              "wren_idle_rss_after_load_mib", "binary_bytes", "image_bytes", "startup_ms", "startup_first_ms",
              "event_alerts_wren", "event_alerts_flask", "load_start", "load_end"}
     rows = [(key, value) for key, value in run.facts.items() if key not in shown]

@@ -814,6 +814,12 @@ median_mbps() {
 FILE_MIB=200
 FILE_ROUNDS=3
 
+# cpu_seconds_each TICKS: TICKS of CPU time shared by FILE_ROUNDS
+# transfers, in seconds each.
+cpu_seconds_each() {
+    awk -v t="$1" -v hz="$CLK_TCK" -v n="$FILE_ROUNDS" 'BEGIN { printf "%.3f", t / hz / n }'
+}
+
 # A FILE_MIB MiB file of random bytes, FILE_ROUNDS times each: uploaded to
 # wren by a signed-up account (PUT /api/file/{key}, a new key each time)
 # beside dd writing as much with conv=fsync to the same file system (wren
@@ -822,7 +828,7 @@ FILE_ROUNDS=3
 # MB/s of the median time; wren's peak RSS is its VmHWM after the round trip
 # (and the largest VmRSS sampled during it).
 bench_file() {
-    local bytes=$((FILE_MIB * 1024 * 1024)) big=$WORKDIR/big.bin url port token i seconds rss hwm
+    local bytes=$((FILE_MIB * 1024 * 1024)) big=$WORKDIR/big.bin url port token i seconds rss hwm ticks
     local dd_times=() put_times=() get_times=() nginx_times=() dd_mbps put_mbps get_mbps nginx_mbps
     echo "== a $FILE_MIB MiB file, $FILE_ROUNDS rounds: PUT and GET on wren, GET on nginx (curl), dd conv=fsync"
     head -c "$bytes" /dev/urandom >"$big"
@@ -852,16 +858,22 @@ bench_file() {
     start_sampler "$SERVER_PID"
     log_command wren-upload curl -T "$big" -H "'Authorization: Bearer \$TOKEN'" \
         -H "'Content-Type: application/octet-stream'" "$url/api/file/big-N.bin"
+    ticks=$(cpu_ticks "$SERVER_PID")
     for ((i = 0; i < FILE_ROUNDS; i++)); do
         timed_curl 201 -o "$WORKDIR/put.out" -T "$big" -H "Authorization: Bearer $token" \
             -H 'Content-Type: application/octet-stream' "$url/api/file/big-$i.bin"
         put_times+=("$CURL_SECONDS")
     done
+    fact file_upload_cpu_s "$(cpu_seconds_each $(($(cpu_ticks "$SERVER_PID") - ticks)))" \
+        "wren's CPU time per upload, s"
     log_command wren-download curl -o /dev/null -H "'Authorization: Bearer \$TOKEN'" "$url/api/file/big-0.bin"
+    ticks=$(cpu_ticks "$SERVER_PID")
     for ((i = 0; i < FILE_ROUNDS; i++)); do
         timed_curl 200 -o /dev/null -H "Authorization: Bearer $token" "$url/api/file/big-0.bin"
         get_times+=("$CURL_SECONDS")
     done
+    fact file_download_cpu_s "$(cpu_seconds_each $(($(cpu_ticks "$SERVER_PID") - ticks)))" \
+        "wren's CPU time per download, s"
     if ! curl -sS -H "Authorization: Bearer $token" "$url/api/file/big-0.bin" | cmp -s - "$big"; then
         echo "  warning: the file downloaded from wren is not the one uploaded"
     fi
@@ -876,10 +888,13 @@ bench_file() {
         >"$WORKDIR/nginx-file/nginx.conf"
     start_nginx nginx-file "$port"
     log_command nginx-download curl -o /dev/null "http://127.0.0.1:$port/big.bin"
+    ticks=$(cpu_ticks "${SERVER_PIDS[@]}")
     for ((i = 0; i < FILE_ROUNDS; i++)); do
         timed_curl 200 -o /dev/null "http://127.0.0.1:$port/big.bin"
         nginx_times+=("$CURL_SECONDS")
     done
+    fact file_nginx_cpu_s "$(cpu_seconds_each $(($(cpu_ticks "${SERVER_PIDS[@]}") - ticks)))" \
+        "nginx's CPU time per download, s"
     stop_server "$SERVER_PID"
     log_problems nginx "$WORKDIR/nginx-file/error.log"
 
