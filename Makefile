@@ -46,6 +46,9 @@ image: static
 image-check: static
 	scripts/image.sh check
 
+# wren beside tiny_http, nginx and the seeds' Flask stack, its large-file
+# throughput and footprint; writes BENCHMARKS.md and bench/report.svg
+# (BENCH_SECONDS, BENCH_ONLY, BENCH_NOTE: see bench/README.md).
 bench: static
 	bench/run.sh $(STATIC_BIN)
 

@@ -1,7 +1,9 @@
 # Sourced by bench/run.sh and bench/instructions.sh: loopback ports, and
 # servers run in the background until they answer GET /status, then
 # stopped. The caller sets WORKDIR (a server's output goes to
-# $WORKDIR/NAME.out) and stops every server in PIDS from its EXIT trap.
+# $WORKDIR/NAME.out) and stops every server in PIDS from its EXIT trap;
+# with COMMAND_LOG set, each server's command line is appended to that file
+# (NAME, a tab, the command), for a report to quote.
 
 PIDS=()       # every server started
 USED_PORTS=() # so two servers never get the same port
@@ -9,6 +11,10 @@ USED_PORTS=() # so two servers never get the same port
 # (bench/instructions.sh gives valgrind longer).
 START_SECONDS=10
 STOP_SECONDS=5
+# Pause between two GET /status tries while a server starts; 0 polls in a
+# tight loop (each try still forks a subshell: about a millisecond), for
+# timing a start.
+POLL_SECONDS=0.1
 
 # free_port VAR: sets VAR to a free loopback port: nothing answers a
 # connect to it. Good enough on a quiet bench machine, and avoids needing
@@ -56,6 +62,9 @@ start_server() {
     fi
     name=$1 port=$2
     shift 2
+    if [[ -n ${COMMAND_LOG:-} ]]; then
+        printf '%s\t%s\n' "$name" "$*" >>"$COMMAND_LOG"
+    fi
     "$@" >"$WORKDIR/$name.out" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
@@ -70,7 +79,7 @@ start_server() {
             echo "$name did not answer GET /status on port $port within $START_SECONDS s" >&2
             exit 1
         fi
-        sleep 0.1
+        [[ $POLL_SECONDS == 0 ]] || sleep "$POLL_SECONDS"
     done
 }
 

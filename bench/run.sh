@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Benchmarks wren against tiny_http and nginx on loopback: requests/s and the
-# server's CPU time per request for GET /status, over HTTP and HTTPS (and
-# the cost of a TLS handshake); then the latency of a
-# successful POST /login (the argon2id cost), model evaluation speed, and
-# POST /event against the seed's stack (Flask under gunicorn).
-# Prints figures and PASS/MISS lines; never fails on a missed target, since
-# timings depend on the machine.
+# Benchmarks wren on loopback against tiny_http, nginx and the seed projects'
+# stack (Flask under gunicorn): requests/s, p50/p99 latency, the server's CPU
+# time per request and its peak RSS for GET /status (at several
+# concurrencies), over HTTP and HTTPS (and the cost of a TLS handshake),
+# GET /predict, POST /login and POST /event; model evaluation speed; a
+# 200 MiB file uploaded and downloaded (beside nginx and dd); and wren's
+# footprint (idle RSS, binary and image size, start-up time).
+# Prints figures and PASS/MISS lines, then writes them all into one report,
+# BENCHMARKS.md with its chart bench/report.svg (bench/report.py); never
+# fails on a missed target, since timings depend on the machine.
 #
-# Usage: bench/run.sh PATH/TO/wren     (env BENCH_SECONDS, default 8;
-#        BENCH_ONLY="status https login model event", the sections to run)
+# Usage: bench/run.sh PATH/TO/wren
+#   BENCH_SECONDS  seconds of each timed wrk run (default 8)
+#   BENCH_ONLY     the sections to run (default: all of
+#                  "status https login model event file footprint"); a run
+#                  of some sections writes its report under target/bench/report
+#                  instead, so that it never replaces the whole one
+#   BENCH_NOTE     a sentence for the report's head (e.g. what else ran)
 set -euo pipefail
 
 if [[ $# -ne 1 || ! -x $1 ]]; then
@@ -25,11 +33,42 @@ cd "$(dirname "$0")/.."
 # free_port, start_server, stop_server
 source bench/lib.sh
 
-WRK_ARGS=(-t2 -c50)
+ALL_SECTIONS="status https login model event file footprint"
+SECTIONS=${BENCH_ONLY:-$ALL_SECTIONS}
+for section in $SECTIONS; do
+    if [[ " $ALL_SECTIONS " != *" $section "* ]]; then
+        echo "BENCH_ONLY: no section '$section' (sections: $ALL_SECTIONS)" >&2
+        exit 2
+    fi
+done
+if [[ -z ${BENCH_ONLY:-} ]]; then
+    REPORT_MD=BENCHMARKS.md REPORT_SVG=bench/report.svg
+else
+    REPORT_MD=target/bench/report/BENCHMARKS.md REPORT_SVG=target/bench/report/report.svg
+fi
+
+# The main figures' concurrency, and the sweep of GET /status.
+MAIN_CONNECTIONS=50
+SWEEP_CONNECTIONS=(1 10 50 200)
+WRK_ARGS=(-t2 -c"$MAIN_CONNECTIONS")
 CLK_TCK=$(getconf CLK_TCK)
+CORES=$(getconf _NPROCESSORS_ONLN)
 WORKDIR=$(mktemp -d /tmp/wren-bench.XXXXXX)
 
+# What the report is made of (bench/report.py reads them): tab-separated
+# files of one row per wrk run, single figures by key, the PASS/MISS lines
+# and each command that started a server or moved a file; and what the
+# sections without sockets printed.
+FIGURES=$WORKDIR/figures.tsv
+FACTS=$WORKDIR/facts.tsv
+TARGETS=$WORKDIR/targets.tsv
+COMMAND_LOG=$WORKDIR/commands.tsv
+MODEL_BENCH=$WORKDIR/model-bench.txt
+SECTION=
+
+SAMPLER_PID=
 cleanup() {
+    [[ -z $SAMPLER_PID ]] || stop_server "$SAMPLER_PID"
     stop_servers
     rm -rf "$WORKDIR"
 }
@@ -57,17 +96,20 @@ nginx_bin() {
     command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; }
 }
 
-# The seed's stack for POST /event: Flask and gunicorn in a venv of their own,
-# rebuilt from scratch only when the pins change.
+# The seeds' stack: Flask, gunicorn and scikit-learn in a venv of their own,
+# rebuilt from scratch only when the pins change; then the model behind its
+# /predict, fitted and pickled for this run (a few seconds).
 install_flask() {
-    local venv=target/bench/flask-venv req=bench/flask-event/requirements.txt
+    local venv=target/bench/flask-venv req=bench/flask-seed/requirements.txt
     if [[ ! $venv/.installed -nt $req ]]; then
-        echo "installing Flask and gunicorn into $venv"
+        echo "installing Flask, gunicorn and scikit-learn into $venv"
         python3 -m venv --clear "$venv"
         "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
         touch "$venv/.installed"
     fi
     GUNICORN_BIN=$venv/bin/gunicorn
+    SEED_MODEL=$WORKDIR/seed-model.pickle
+    "$venv/bin/python" bench/flask-seed/train_model.py "$SEED_MODEL" | sed 's/^/  /'
 }
 
 build_tinyhttp() {
@@ -104,38 +146,139 @@ cpu_ticks() {
 
 # --- measuring ---------------------------------------------------------------
 
-# run_wrk URL [WRK ARGS...]: one timed wrk run. Sets WRK_REQUESTS, WRK_RPS
-# and WRK_OUTPUT (what a script's done() printed is in it), and warns about
-# socket errors or non-2xx answers, which skew the figures.
+# status_kib VAR PID FIELD: sets VAR to FIELD (VmRSS, VmHWM) of
+# /proc/PID/status in KiB, 0 when the process is gone. No fork, so a sampler
+# can call it often.
+status_kib() {
+    local key value unit
+    printf -v "$1" 0
+    while read -r key value unit; do
+        if [[ $key == "$3:" ]]; then
+            printf -v "$1" '%s' "$value"
+            return
+        fi
+    done <"/proc/$2/status" 2>/dev/null || true
+}
+
+# sample_rss OUT PID...: every 0.1 s, the VmRSS of the processes summed
+# (pages they share count once per process); on SIGTERM, writes the largest
+# seen, in KiB, to OUT and exits. Start it in the background.
+sample_rss() {
+    local out=$1 peak=0 total rss pid
+    shift
+    # Written once, at the end: a kill during a write could leave OUT empty.
+    trap 'echo "$peak" >"$out"; exit 0' TERM
+    while true; do
+        total=0
+        for pid in "$@"; do
+            status_kib rss "$pid" VmRSS
+            total=$((total + rss))
+        done
+        ((total > peak)) && peak=$total
+        sleep 0.1
+    done
+}
+
+# start_sampler PID... and stop_sampler: sample_rss in the background;
+# stop_sampler sets PEAK_RSS_KIB.
+start_sampler() {
+    SAMPLER_OUT=$WORKDIR/rss-peak
+    rm -f "$SAMPLER_OUT"
+    sample_rss "$SAMPLER_OUT" "$@" &
+    SAMPLER_PID=$!
+}
+stop_sampler() {
+    stop_server "$SAMPLER_PID"
+    SAMPLER_PID=
+    PEAK_RSS_KIB=$(cat "$SAMPLER_OUT" 2>/dev/null || echo 0)
+}
+
+# kib_to_mib KIB: in MiB, two decimals.
+kib_to_mib() {
+    awk -v k="$1" 'BEGIN { printf "%.2f", k / 1024 }'
+}
+
+# latency_ms PERCENTILE: from wrk --latency output on stdin, that line of its
+# latency distribution (e.g. 99%) in milliseconds.
+latency_ms() {
+    awk -v q="$1" '/Latency Distribution/ { on = 1; next }
+        on && $1 == q {
+            v = $2; unit = v; sub(/^[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
+            scale = unit == "us" ? 0.001 : unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000 : 0
+            printf "%.3f", v * scale; exit
+        }'
+}
+
+# run_wrk URL [WRK ARGS...]: one timed wrk run. Sets WRK_REQUESTS, WRK_RPS,
+# WRK_P50 and WRK_P99 (ms), WRK_ERRORS (socket errors and non-2xx/3xx
+# answers), WRK_COMMAND and WRK_OUTPUT (what a script's done() printed is
+# in it), and warns about errors, which skew the figures.
 run_wrk() {
     local url=$1 out
     shift
-    out=$(wrk "${WRK_ARGS[@]}" -d"${BENCH_SECONDS}s" "$@" "$url")
+    # Quoted as a shell would need it (-H 'Connection: close').
+    WRK_COMMAND=$(printf '%q ' wrk "${WRK_ARGS[@]}" --latency -d"${BENCH_SECONDS}s" "$@" "$url")
+    WRK_COMMAND=${WRK_COMMAND% }
+    out=$(wrk "${WRK_ARGS[@]}" --latency -d"${BENCH_SECONDS}s" "$@" "$url")
     WRK_OUTPUT=$out
     WRK_REQUESTS=$(awk '/ requests in /{print $1}' <<<"$out")
     WRK_RPS=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
-    WRK_REQUESTS=${WRK_REQUESTS:-0} WRK_RPS=${WRK_RPS:-0}
+    WRK_P50=$(latency_ms 50% <<<"$out")
+    WRK_P99=$(latency_ms 99% <<<"$out")
+    WRK_ERRORS=$(awk '/Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
+        /Non-2xx or 3xx responses:/ { n += $NF } END { print n + 0 }' <<<"$out")
+    WRK_REQUESTS=${WRK_REQUESTS:-0} WRK_RPS=${WRK_RPS:-0} WRK_P50=${WRK_P50:-0} WRK_P99=${WRK_P99:-0}
     if grep -qE 'Socket errors|Non-2xx' <<<"$out"; then
         echo "  warning, from wrk:" $(grep -E 'Socket errors|Non-2xx' <<<"$out")
     fi
 }
 
 # measure NAME URL PID...: warm-up, then a timed run with the CPU time of the
-# given processes read around it. Appends a row to RESULTS, which each
-# section empties before its first measure and prints with report.
+# given processes read around it and their RSS sampled through it. Appends
+# a row to RESULTS, which each section empties before its first measure and
+# prints with report, and one to FIGURES for the report.
 RESULTS=()
 measure() {
-    local name=$1 url=$2 before after us
+    local name=$1 url=$2 before after us rss_mib connections
     shift 2
     wrk "${WRK_ARGS[@]}" -d1s "$url" >/dev/null
+    start_sampler "$@"
     before=$(cpu_ticks "$@")
     run_wrk "$url"
     after=$(cpu_ticks "$@")
+    stop_sampler
     us=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$WRK_REQUESTS" \
         'BEGIN { printf "%.2f", (n > 0 ? t / hz * 1e6 / n : 0) }')
-    RESULTS+=("$name $WRK_RPS $WRK_REQUESTS $us")
-    printf '  %s: %s req/s, %s requests, %s ticks of CPU\n' \
-        "$name" "$WRK_RPS" "$WRK_REQUESTS" $((after - before))
+    rss_mib=$(kib_to_mib "$PEAK_RSS_KIB")
+    connections=$(sed -n 's/.*-c\([0-9]*\).*/\1/p' <<<"${WRK_ARGS[*]}")
+    RESULTS+=("$name $WRK_RPS $WRK_REQUESTS $us $WRK_P50 $WRK_P99 $rss_mib")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$SECTION" "$name" "$url" \
+        "$connections" "$WRK_RPS" "$WRK_REQUESTS" "$us" "$WRK_P50" "$WRK_P99" "$rss_mib" \
+        "$WRK_ERRORS" "$WRK_COMMAND" >>"$FIGURES"
+    printf '  %s: %s req/s, %s requests, %s ticks of CPU, p99 %s ms\n' \
+        "$name" "$WRK_RPS" "$WRK_REQUESTS" $((after - before)) "$WRK_P99"
+}
+
+# sweep NAME URL PID...: measure at each of SWEEP_CONNECTIONS, as NAME at
+# MAIN_CONNECTIONS (the main figure) and as NAME-cN at N connections.
+sweep() {
+    local name=$1 url=$2 c label
+    shift 2
+    for c in "${SWEEP_CONNECTIONS[@]}"; do
+        label=$name
+        [[ $c == "$MAIN_CONNECTIONS" ]] || label=$name-c$c
+        # Dynamic scoping: measure and run_wrk see this WRK_ARGS; wrk wants
+        # no more threads than connections.
+        local WRK_ARGS=(-t$((c < 2 ? c : 2)) -c"$c")
+        measure "$label" "$url" "$@"
+    done
+}
+
+# fact KEY VALUE [TEXT]: a single figure for the report, printed as
+# "TEXT: VALUE" when TEXT is given.
+fact() {
+    printf '%s\t%s\t%s\n' "$SECTION" "$1" "$2" >>"$FACTS"
+    [[ -z ${3:-} ]] || printf '  %s: %s\n' "$3" "$2"
 }
 
 # Lines at warning level or worse in a server's log, so that a fast but
@@ -160,44 +303,63 @@ result() {
     echo 0
 }
 
-# target_rate LABEL NAME OTHER FACTOR: PASS when NAME serves at least
-# FACTOR x OTHER's requests/s.
-target_rate() {
-    awk -v a="$(result "$2" 1)" -v b="$(result "$3" 1)" -v min="$4" -v label="$1" 'BEGIN {
-        if (b <= 0) { printf "%s: MISS (no rate for the comparison)\n", label; exit }
+# verdict LABEL PASS|MISS DETAIL: a target's line, printed and kept for the
+# report.
+verdict() {
+    printf '%s: %s (%s)\n' "$1" "$2" "$3"
+    printf '%s\t%s\t%s\t%s\n' "$SECTION" "$1" "$2" "$3" >>"$TARGETS"
+}
+
+# judge_ratio LABEL OURS THEIRS LIMIT le|ge: PASS when OURS / THEIRS is at
+# most (le) or at least (ge) LIMIT.
+judge_ratio() {
+    local line
+    line=$(awk -v a="$2" -v b="$3" -v lim="$4" -v op="$5" 'BEGIN {
+        if (a <= 0 || b <= 0) { print "MISS\tno figure for the comparison"; exit }
         r = a / b
-        printf "%s: %s (ratio %.2f)\n", label, (r >= min ? "PASS" : "MISS"), r
-    }'
+        printf "%s\tratio %.3f\n", ((op == "le" ? r <= lim : r >= lim) ? "PASS" : "MISS"), r
+    }')
+    verdict "$1" "${line%%$'\t'*}" "${line#*$'\t'}"
+}
+
+# judge_below LABEL VALUE LIMIT UNIT: PASS when 0 < VALUE < LIMIT.
+judge_below() {
+    local verdict=MISS
+    awk -v v="$2" -v lim="$3" 'BEGIN { exit !(v > 0 && v < lim) }' && verdict=PASS
+    verdict "$1" "$verdict" "$2 $4"
 }
 
 # target LABEL NAME OTHER LIMIT: PASS when NAME's CPU/req <= LIMIT x OTHER's.
 target() {
-    local label=$1 ours theirs
-    ours=$(result "$2" 3)
-    theirs=$(result "$3" 3)
-    awk -v a="$ours" -v b="$theirs" -v lim="$4" -v label="$label" 'BEGIN {
-        if (b <= 0) { printf "%s: MISS (no CPU figure for the comparison)\n", label; exit }
-        r = a / b
-        printf "%s: %s (ratio %.2f)\n", label, (r <= lim ? "PASS" : "MISS"), r
-    }'
+    judge_ratio "$1" "$(result "$2" 3)" "$(result "$3" 3)" "$4" le
+}
+
+# target_rate LABEL NAME OTHER FACTOR: PASS when NAME serves at least
+# FACTOR x OTHER's requests/s.
+target_rate() {
+    judge_ratio "$1" "$(result "$2" 1)" "$(result "$3" 1)" "$4" ge
 }
 
 report() {
-    local row name rps requests us
+    local row name rps requests us p50 p99 rss
     echo
     # One column wider for µs, two bytes but one character.
-    printf '%-17s %12s %10s %15s\n' server req/s requests 'CPU µs/req'
+    printf '%-17s %12s %10s %15s %10s %10s %9s\n' server req/s requests 'CPU µs/req' \
+        'p50 ms' 'p99 ms' 'RSS MiB'
     for row in "${RESULTS[@]}"; do
-        read -r name rps requests us <<<"$row"
-        printf '%-17s %12s %10s %14s\n' "$name" "$rps" "$requests" "$us"
+        read -r name rps requests us p50 p99 rss <<<"$row"
+        printf '%-17s %12s %10s %14s %10s %10s %9s\n' "$name" "$rps" "$requests" "$us" \
+            "$p50" "$p99" "$rss"
     done
     echo
 }
 
 # --- sections ----------------------------------------------------------------
 
+# nginx_conf DIR PORT [LINES]: nginx's configuration, running in DIR and
+# answering GET /status on PORT, with LINES added to its server block.
 nginx_conf() {
-    local dir=$1 port=$2
+    local dir=$1 port=$2 lines=${3:-}
     # As root, nginx would hand its workers to nobody, who cannot enter the
     # private temp dir; keep them as the current user either way.
     [[ $EUID -eq 0 ]] && echo "user $(id -un) $(id -gn);"
@@ -220,24 +382,80 @@ http {
     server {
         listen 127.0.0.1:$port;
         location = /status { return 200 "Alive!"; }
+        $lines
     }
 }
 EOF
 }
 
-# GET /status over keep-alive: the cost of the request path itself.
+# start_flask NAME PORT: the seeds' Flask app under gunicorn, its account
+# the one wren's login section has. Sets SERVER_PID (the master) and
+# SERVER_PIDS (the master and both workers, to count their CPU time).
+# Threaded workers keep connections alive as wren does; sync workers close
+# after each answer and cost more CPU per request. --preload imports the app
+# (scikit-learn: seconds) once, before forking, so that no worker is still
+# importing when the timed run starts. --no-control-socket: gunicorn 27
+# would otherwise open one under ~/.gunicorn.
+start_flask() {
+    local name=$1 port=$2 dir=$WORKDIR/$1 i pids
+    # Dynamic scoping: start_server sees this; the import takes seconds.
+    local START_SECONDS=60
+    mkdir -p "$dir"
+    start_server "$name" "$port" env SEED_USER=bench:bench-password SEED_MODEL="$SEED_MODEL" \
+        "$GUNICORN_BIN" --chdir bench/flask-seed --preload \
+        --bind "127.0.0.1:$port" --workers 2 --worker-class gthread --threads 4 \
+        --access-logfile "$dir/access.log" --no-control-socket app:app
+    # It answers once its first worker is up; wait for both, to count both.
+    for ((i = 0; i < 100; i++)); do
+        mapfile -t pids < <(children_of "$SERVER_PID")
+        [[ ${#pids[@]} -ge 2 ]] && break
+        sleep 0.1
+    done
+    SERVER_PIDS=("$SERVER_PID" "${pids[@]}")
+}
+
+# start_nginx [--https] NAME PORT: nginx with the configuration
+# $WORKDIR/NAME/nginx.conf, in that folder. Sets SERVER_PID and SERVER_PIDS
+# (master and workers).
+start_nginx() {
+    local https=() dir pids
+    if [[ $1 == --https ]]; then
+        https=(--https)
+        shift
+    fi
+    dir=$WORKDIR/$1
+    start_server "${https[@]}" "$1" "$2" "$(nginx_bin)" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
+    mapfile -t pids < <(children_of "$SERVER_PID")
+    SERVER_PIDS=("$SERVER_PID" "${pids[@]}")
+}
+
+# GET /status over keep-alive: the cost of the request path itself, at each
+# of SWEEP_CONNECTIONS for each server (the figures at MAIN_CONNECTIONS are
+# the main ones); GET /predict on wren and on the Flask seed; and wren's
+# resident memory idle, after start and after that load.
 bench_status() {
-    local port dir pids
+    local port wren_answer flask_answer rss idle_start idle_after predict=/predict/123/december/4
     RESULTS=()
-    echo "== GET /status: wrk ${WRK_ARGS[*]} -d${BENCH_SECONDS}s, keep-alive, after a 1 s warm-up"
+    echo "== GET /status: wrk -d${BENCH_SECONDS}s at ${SWEEP_CONNECTIONS[*]} connections (2 threads, 1 for 1), keep-alive, after a 1 s warm-up each"
 
     free_port port
     mkdir -p "$WORKDIR/wren-data"
+    # No per-address cap: the sweep's 200 connections all come from
+    # 127.0.0.1, past the default 64.
     start_server wren "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
-        --data-dir "$WORKDIR/wren-data"
-    measure wren "http://127.0.0.1:$port/status" "$SERVER_PID"
+        --data-dir "$WORKDIR/wren-data" --max-connections-per-ip 0
+    sleep 1
+    status_kib rss "$SERVER_PID" VmRSS
+    idle_start=$(kib_to_mib "$rss")
+    fact wren_idle_rss_start_mib "$idle_start" "wren's RSS, idle 1 s after start (MiB)"
+    sweep wren "http://127.0.0.1:$port/status" "$SERVER_PID"
     # The seed's prediction route on the embedded model, same server.
-    measure wren-predict "http://127.0.0.1:$port/predict/123/december/4" "$SERVER_PID"
+    measure wren-predict "http://127.0.0.1:$port$predict" "$SERVER_PID"
+    wren_answer=$(curl -s "http://127.0.0.1:$port$predict")
+    sleep 2
+    status_kib rss "$SERVER_PID" VmRSS
+    idle_after=$(kib_to_mib "$rss")
+    fact wren_idle_rss_after_load_mib "$idle_after" "wren's RSS, idle 2 s after that load (MiB)"
     stop_server "$SERVER_PID"
     log_problems wren "$WORKDIR/wren.out"
 
@@ -251,27 +469,41 @@ bench_status() {
 
     free_port port
     start_server tiny_http "$port" "$TINYHTTP_BIN" "$port"
-    measure tiny_http "http://127.0.0.1:$port/status" "$SERVER_PID"
+    sweep tiny_http "http://127.0.0.1:$port/status" "$SERVER_PID"
     stop_server "$SERVER_PID"
 
     free_port port
-    dir=$WORKDIR/nginx
-    mkdir -p "$dir"
-    nginx_conf "$dir" "$port" >"$dir/nginx.conf"
-    start_server nginx "$port" "$(nginx_bin)" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
-    mapfile -t pids < <(children_of "$SERVER_PID")
-    measure nginx "http://127.0.0.1:$port/status" "$SERVER_PID" "${pids[@]}"
+    mkdir -p "$WORKDIR/nginx"
+    nginx_conf "$WORKDIR/nginx" "$port" >"$WORKDIR/nginx/nginx.conf"
+    start_nginx nginx "$port"
+    sweep nginx "http://127.0.0.1:$port/status" "${SERVER_PIDS[@]}"
     stop_server "$SERVER_PID"
-    log_problems nginx "$dir/error.log"
+    log_problems nginx "$WORKDIR/nginx/error.log"
+
+    free_port port
+    start_flask flask "$port"
+    sweep flask "http://127.0.0.1:$port/status" "${SERVER_PIDS[@]}"
+    measure flask-predict "http://127.0.0.1:$port$predict" "${SERVER_PIDS[@]}"
+    flask_answer=$(curl -s "http://127.0.0.1:$port$predict")
+    stop_server "$SERVER_PID"
+    log_problems flask "$WORKDIR/flask.out"
+    fact predict_answers "wren $wren_answer, Flask $flask_answer" "GET $predict answered"
+    if [[ $wren_answer != "$flask_answer" ]]; then
+        echo "  warning: wren and the Flask seed predict differently; the comparison is off"
+    fi
 
     report
-    target "wren CPU/req <= 1.5x nginx" wren nginx 1.5
-    target "wren CPU/req <= 0.6x tiny_http" wren tiny_http 0.6
+    target "wren /status CPU/req <= 1.2x nginx's" wren nginx 1.2
+    target "wren /status CPU/req <= 0.6x tiny_http's" wren tiny_http 0.6
+    target "wren /status CPU/req <= 1/20 of Flask's" wren flask 0.05
+    target "wren /predict CPU/req <= 1/20 of Flask's" wren-predict flask-predict 0.05
     target "wren /predict CPU/req <= 1.5x /status" wren-predict wren 1.5
     target "wren /status CPU/req, metrics and rate limits on, within 10% of both off" \
         wren-on wren-off 1.1
     target "wren /predict CPU/req, metrics and rate limits on, within 10% of both off" \
         wren-on-predict wren-off-predict 1.1
+    judge_below "wren idle RSS after start < 8 MiB" "$idle_start" 8 MiB
+    judge_below "wren idle RSS after the load < 8 MiB" "$idle_after" 8 MiB
 }
 
 # bench_wren_with LABEL DATA-DIR ARGS...: wren with ARGS, measured on
@@ -308,7 +540,7 @@ measure_handshakes() {
 # so the two figures differ by TLS alone), and the cost of a TLS 1.3
 # handshake (one new connection per request, no session resumption).
 bench_https() {
-    local port plain dir pids cert key
+    local port plain dir cert key
     RESULTS=()
     echo "== GET /status over HTTPS (TLS 1.3, P-256 certificate): wrk ${WRK_ARGS[*]} -d${BENCH_SECONDS}s"
     cert=$WORKDIR/tls.pem key=$WORKDIR/tls.key
@@ -334,10 +566,9 @@ bench_https() {
     dir=$WORKDIR/nginx-tls
     mkdir -p "$dir"
     nginx_tls_conf "$dir" "$port" "$cert" "$key" >"$dir/nginx.conf"
-    start_server --https nginx-tls "$port" "$(nginx_bin)" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
-    mapfile -t pids < <(children_of "$SERVER_PID")
-    measure nginx-https "https://localhost:$port/status" "$SERVER_PID" "${pids[@]}"
-    measure_handshakes nginx-hs "https://localhost:$port/status" "$SERVER_PID" "${pids[@]}"
+    start_nginx --https nginx-tls "$port"
+    measure nginx-https "https://localhost:$port/status" "${SERVER_PIDS[@]}"
+    measure_handshakes nginx-hs "https://localhost:$port/status" "${SERVER_PIDS[@]}"
     stop_server "$SERVER_PID"
     log_problems nginx "$dir/error.log"
 
@@ -348,42 +579,55 @@ bench_https() {
     target "wren CPU/handshake <= 1.5x nginx's" wren-hs nginx-hs 1.5
 }
 
-# A successful POST /login: its cost is the argon2id hash check (m=19 MiB,
-# t=2, p=1) by design, so it is reported as latency, one client at a time,
-# and as throughput with one client per core.
+# A successful POST /login, one client at a time (latency) and one per core
+# (throughput; the main figure), on wren and on the Flask seed. wren's cost
+# is the argon2id hash check (m=19 MiB, t=2, p=1) by design; the seeds
+# compare the password in plain text.
 bench_login() {
-    local port script out p50 rps clients c
-    clients=$(getconf _NPROCESSORS_ONLN)
-    echo "== POST /login (JSON, a --user account): wrk -t1 --latency -d${BENCH_SECONDS}s"
-    free_port port
-    mkdir -p "$WORKDIR/wren-login"
-    start_server wren-login "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
-        --data-dir "$WORKDIR/wren-login" --user "bench:bench-password"
+    local port script
+    RESULTS=()
     script=$WORKDIR/login.lua
     cat >"$script" <<'LUA'
 wrk.method = "POST"
 wrk.body = '{"username":"bench","password":"bench-password"}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
-    for c in 1 "$clients"; do
-        out=$(wrk -t1 -c"$c" -d"${BENCH_SECONDS}s" --latency -s "$script" \
-            "http://127.0.0.1:$port/login")
-        if grep -qE 'Socket errors|Non-2xx' <<<"$out"; then
-            echo "  warning, from wrk:" $(grep -E 'Socket errors|Non-2xx' <<<"$out")
-        fi
-        p50=$(awk '/Latency Distribution/ { on = 1; next } on && $1 == "50%" { print $2; exit }' <<<"$out")
-        rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
-        printf '  %s client(s): p50 %s, %s logins/s\n' "$c" "$p50" "$rps"
-    done
+    # Dynamic scoping: measure and run_wrk see this WRK_ARGS.
+    local WRK_ARGS
+    echo "== POST /login (JSON, an account given at start): wrk -d${BENCH_SECONDS}s, 1 and $CORES connections"
+
+    free_port port
+    mkdir -p "$WORKDIR/wren-login"
+    start_server wren-login "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
+        --data-dir "$WORKDIR/wren-login" --user "bench:bench-password"
+    WRK_ARGS=(-t1 -c1 -s "$script")
+    measure wren-1client "http://127.0.0.1:$port/login" "$SERVER_PID"
+    WRK_ARGS=(-t"$CORES" -c"$CORES" -s "$script")
+    measure wren "http://127.0.0.1:$port/login" "$SERVER_PID"
     stop_server "$SERVER_PID"
     log_problems wren-login "$WORKDIR/wren-login.out"
+
+    free_port port
+    start_flask flask-login "$port"
+    WRK_ARGS=(-t1 -c1 -s "$script")
+    measure flask-1client "http://127.0.0.1:$port/login" "${SERVER_PIDS[@]}"
+    WRK_ARGS=(-t"$CORES" -c"$CORES" -s "$script")
+    measure flask "http://127.0.0.1:$port/login" "${SERVER_PIDS[@]}"
+    stop_server "$SERVER_PID"
+    log_problems flask "$WORKDIR/flask-login.out"
+
+    report
+    target "wren POST /login CPU/req <= 1/20 of Flask's, $CORES clients (argon2id against plain text)" \
+        wren flask 0.05
 }
 
 # Without sockets: model evaluation (single rows and 1000-row batches), and
 # what routing and handling cost per route.
+# Their output goes into the report as it is.
 bench_model() {
+    echo "== model evaluation and dispatch, without sockets: cargo bench"
     RUSTFLAGS='-C target-feature=+crt-static' cargo bench --quiet \
-        --target x86_64-unknown-linux-gnu --bench model_eval --bench dispatch
+        --target x86_64-unknown-linux-gnu --bench model_eval --bench dispatch | tee "$MODEL_BENCH"
 }
 
 # event_script BLOCKS_FILE: the wrk script for POST /event. Each user sends
@@ -477,12 +721,12 @@ LUA
 # POST /event: wren against the seed's stack, Flask under gunicorn, both with
 # an access log written to a file.
 bench_event() {
-    local port dir pids script i
+    local port script
     RESULTS=()
     script=$WORKDIR/event.lua
     event_script "$WORKDIR/event-blocks" >"$script"
     # Dynamic scoping: measure and run_wrk see this WRK_ARGS.
-    local WRK_ARGS=(-t2 -c50 -s "$script")
+    local WRK_ARGS=(-t2 -c"$MAIN_CONNECTIONS" -s "$script")
     echo "== POST /event: wrk ${WRK_ARGS[*]:0:2} -d${BENCH_SECONDS}s, keep-alive, after a 1 s warm-up"
     # Users cut short by the end of the run make the shares a little lower.
     echo "   8 events per user; a server that sees each user's whole history fires, per 1000"
@@ -500,45 +744,226 @@ bench_event() {
     start_server wren-event "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
         --data-dir "$WORKDIR/wren-event" --max-connections-per-ip 0
     measure wren "http://127.0.0.1:$port/event" "$SERVER_PID"
-    echo "  $(grep '^alerts' <<<"$WRK_OUTPUT")"
+    fact event_alerts_wren "$(sed -n 's/^alerts per 1000 answers: //p' <<<"$WRK_OUTPUT")" \
+        "wren's alerts per 1000 answers"
     # One client alone: nothing to share a commit with, so its latency is
     # one judgement and one fsync; a batch must never make it wait.
-    WRK_ARGS=(-t1 -c1 -s "$script" --latency)
+    WRK_ARGS=(-t1 -c1 -s "$script")
     measure wren-1client "http://127.0.0.1:$port/event" "$SERVER_PID"
-    echo "  one client, latency: $(awk '$1 == "50%" {p50 = $2} $1 == "99%" {p99 = $2}
-        END {printf "p50 %s, p99 %s", p50, p99}' <<<"$WRK_OUTPUT")"
-    WRK_ARGS=(-t2 -c50 -s "$script")
+    WRK_ARGS=(-t2 -c"$MAIN_CONNECTIONS" -s "$script")
     stop_server "$SERVER_PID"
     log_problems wren "$WORKDIR/wren-event.out"
 
-    # Threaded workers keep connections alive as wren does; sync workers close
-    # after each answer and cost more CPU per request. --no-control-socket:
-    # gunicorn 27 would otherwise open one under ~/.gunicorn.
     free_port port
-    dir=$WORKDIR/gunicorn
-    mkdir -p "$dir"
-    start_server gunicorn "$port" "$GUNICORN_BIN" --chdir bench/flask-event \
-        --bind "127.0.0.1:$port" --workers 2 --worker-class gthread --threads 4 \
-        --access-logfile "$dir/access.log" --no-control-socket app:app
-    # It answers once its first worker is up; wait for both, to count both.
-    for ((i = 0; i < 100; i++)); do
-        mapfile -t pids < <(children_of "$SERVER_PID")
-        [[ ${#pids[@]} -ge 2 ]] && break
-        sleep 0.1
-    done
-    measure flask "http://127.0.0.1:$port/event" "$SERVER_PID" "${pids[@]}"
-    echo "  $(grep '^alerts' <<<"$WRK_OUTPUT")"
+    start_flask flask-event "$port"
+    measure flask "http://127.0.0.1:$port/event" "${SERVER_PIDS[@]}"
+    fact event_alerts_flask "$(sed -n 's/^alerts per 1000 answers: //p' <<<"$WRK_OUTPUT")" \
+        "Flask's alerts per 1000 answers"
     stop_server "$SERVER_PID"
-    log_problems gunicorn "$WORKDIR/gunicorn.out"
+    log_problems flask "$WORKDIR/flask-event.out"
 
     report
-    target "wren POST /event CPU/event <= 1/20 of Flask's, 50 clients" wren flask 0.05
-    target_rate "wren POST /event throughput >= 5x Flask's, 50 clients" wren flask 5
+    target "wren POST /event CPU/event <= 1/20 of Flask's, $MAIN_CONNECTIONS clients" wren flask 0.05
+    target_rate "wren POST /event throughput >= 5x Flask's, $MAIN_CONNECTIONS clients" wren flask 5
+}
+
+# median: the middle of the numbers on stdin, one a line (the lower of the
+# two middle ones for an even count).
+median() {
+    sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
+# mb_per_s BYTES SECONDS: 10^6 bytes a second, as dd counts.
+mb_per_s() {
+    awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", (s > 0 ? b / s / 1e6 : 0) }'
+}
+
+# log_command NAME COMMAND...: a command for the report's list of them.
+log_command() {
+    local name=$1
+    shift
+    printf '%s\t%s\n' "$name" "$*" >>"$COMMAND_LOG"
+}
+
+# timed_curl CODE ARGS...: curl ARGS, one transfer; sets CURL_SECONDS to
+# its time (curl's time_total). Another answer than CODE, or a failed
+# transfer, is printed and leaves CURL_SECONDS empty.
+timed_curl() {
+    local code=$1 out
+    shift
+    out=$(curl -sS -w '%{http_code} %{time_total}' "$@" 2>&1) || true
+    CURL_SECONDS=
+    if [[ $out =~ ^$code\ ([0-9.]+)$ ]]; then
+        CURL_SECONDS=${BASH_REMATCH[1]}
+    else
+        echo "  warning: curl $* answered: $out"
+    fi
+}
+
+# median_mbps BYTES SECONDS...: MB/s of the median time; a failed round
+# (an empty time) counts as no time at all, so the median of one failure in
+# three is the slower of the two others.
+median_mbps() {
+    local bytes=$1 times
+    shift
+    times=$(printf '%s\n' "$@" | awk '{ print ($1 == "" ? "inf" : $1) }' | median)
+    [[ $times == inf ]] && times=0
+    mb_per_s "$bytes" "$times"
+}
+
+FILE_MIB=200
+FILE_ROUNDS=3
+
+# cpu_seconds_each TICKS: TICKS of CPU time shared by FILE_ROUNDS
+# transfers, in seconds each.
+cpu_seconds_each() {
+    awk -v t="$1" -v hz="$CLK_TCK" -v n="$FILE_ROUNDS" 'BEGIN { printf "%.3f", t / hz / n }'
+}
+
+# A FILE_MIB MiB file of random bytes, FILE_ROUNDS times each: uploaded to
+# wren by a signed-up account (PUT /api/file/{key}, a new key each time)
+# beside dd writing as much with conv=fsync to the same file system (wren
+# fsyncs each upload before answering), and downloaded from wren beside
+# nginx serving the same file (sendfile on, as Debian's nginx.conf has it).
+# MB/s of the median time; wren's peak RSS is its VmHWM after the round trip
+# (and the largest VmRSS sampled during it).
+bench_file() {
+    local bytes=$((FILE_MIB * 1024 * 1024)) big=$WORKDIR/big.bin url port token i seconds rss hwm ticks
+    local dd_times=() put_times=() get_times=() nginx_times=() dd_mbps put_mbps get_mbps nginx_mbps
+    echo "== a $FILE_MIB MiB file, $FILE_ROUNDS rounds: PUT and GET on wren, GET on nginx (curl), dd conv=fsync"
+    head -c "$bytes" /dev/urandom >"$big"
+    fact file_system "$(df -PT "$WORKDIR" | awk 'NR == 2 { print $1 " (" $2 ")" }')" "file system"
+
+    log_command dd dd if=/dev/zero of="$WORKDIR/dd.bin" bs=1M count="$FILE_MIB" conv=fsync
+    for ((i = 0; i < FILE_ROUNDS; i++)); do
+        seconds=$(LC_ALL=C dd if=/dev/zero of="$WORKDIR/dd.bin" bs=1M count="$FILE_MIB" conv=fsync 2>&1 |
+            awk '/copied/ { for (f = 2; f <= NF; f++) if ($f == "s,") print $(f - 1) }')
+        rm -f "$WORKDIR/dd.bin"
+        dd_times+=("$seconds")
+    done
+
+    free_port port
+    mkdir -p "$WORKDIR/wren-file"
+    start_server wren-file "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
+        --data-dir "$WORKDIR/wren-file"
+    url=http://127.0.0.1:$port
+    curl -sS -o /dev/null -X POST "$url/api/sign_up" -H 'Content-Type: application/json' \
+        -d '{"login": "bench", "password": "bench-password"}'
+    token=$(curl -sS -X POST "$url/api/sign_in" -d login=bench -d password=bench-password |
+        sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+    # The sign-up and sign-in hashed a password (argon2id, 19 MiB): VmHWM
+    # holds that peak too, so say what wren held before the transfers.
+    status_kib rss "$SERVER_PID" VmRSS
+    fact file_rss_before_mib "$(kib_to_mib "$rss")" "wren's RSS before the transfers, after sign-up and sign-in, MiB"
+    start_sampler "$SERVER_PID"
+    log_command wren-upload curl -T "$big" -H "'Authorization: Bearer \$TOKEN'" \
+        -H "'Content-Type: application/octet-stream'" "$url/api/file/big-N.bin"
+    ticks=$(cpu_ticks "$SERVER_PID")
+    for ((i = 0; i < FILE_ROUNDS; i++)); do
+        timed_curl 201 -o "$WORKDIR/put.out" -T "$big" -H "Authorization: Bearer $token" \
+            -H 'Content-Type: application/octet-stream' "$url/api/file/big-$i.bin"
+        put_times+=("$CURL_SECONDS")
+    done
+    fact file_upload_cpu_s "$(cpu_seconds_each $(($(cpu_ticks "$SERVER_PID") - ticks)))" \
+        "wren's CPU time per upload, s"
+    log_command wren-download curl -o /dev/null -H "'Authorization: Bearer \$TOKEN'" "$url/api/file/big-0.bin"
+    ticks=$(cpu_ticks "$SERVER_PID")
+    for ((i = 0; i < FILE_ROUNDS; i++)); do
+        timed_curl 200 -o /dev/null -H "Authorization: Bearer $token" "$url/api/file/big-0.bin"
+        get_times+=("$CURL_SECONDS")
+    done
+    fact file_download_cpu_s "$(cpu_seconds_each $(($(cpu_ticks "$SERVER_PID") - ticks)))" \
+        "wren's CPU time per download, s"
+    if ! curl -sS -H "Authorization: Bearer $token" "$url/api/file/big-0.bin" | cmp -s - "$big"; then
+        echo "  warning: the file downloaded from wren is not the one uploaded"
+    fi
+    stop_sampler
+    status_kib hwm "$SERVER_PID" VmHWM
+    stop_server "$SERVER_PID"
+    log_problems wren-file "$WORKDIR/wren-file.out"
+
+    free_port port
+    mkdir -p "$WORKDIR/nginx-file"
+    nginx_conf "$WORKDIR/nginx-file" "$port" "sendfile on; location = /big.bin { alias $big; }" \
+        >"$WORKDIR/nginx-file/nginx.conf"
+    start_nginx nginx-file "$port"
+    log_command nginx-download curl -o /dev/null "http://127.0.0.1:$port/big.bin"
+    ticks=$(cpu_ticks "${SERVER_PIDS[@]}")
+    for ((i = 0; i < FILE_ROUNDS; i++)); do
+        timed_curl 200 -o /dev/null "http://127.0.0.1:$port/big.bin"
+        nginx_times+=("$CURL_SECONDS")
+    done
+    fact file_nginx_cpu_s "$(cpu_seconds_each $(($(cpu_ticks "${SERVER_PIDS[@]}") - ticks)))" \
+        "nginx's CPU time per download, s"
+    stop_server "$SERVER_PID"
+    log_problems nginx "$WORKDIR/nginx-file/error.log"
+
+    dd_mbps=$(median_mbps "$bytes" "${dd_times[@]}")
+    put_mbps=$(median_mbps "$bytes" "${put_times[@]}")
+    get_mbps=$(median_mbps "$bytes" "${get_times[@]}")
+    nginx_mbps=$(median_mbps "$bytes" "${nginx_times[@]}")
+    fact file_dd_mbps "$dd_mbps" "dd conv=fsync, MB/s (seconds: ${dd_times[*]})"
+    fact file_upload_mbps "$put_mbps" "wren upload, MB/s (seconds: ${put_times[*]})"
+    fact file_download_mbps "$get_mbps" "wren download, MB/s (seconds: ${get_times[*]})"
+    fact file_nginx_mbps "$nginx_mbps" "nginx download, MB/s (seconds: ${nginx_times[*]})"
+    fact file_peak_rss_mib "$(kib_to_mib "$hwm")" "wren's peak RSS (VmHWM), MiB"
+    fact file_sampled_rss_mib "$(kib_to_mib "$PEAK_RSS_KIB")" \
+        "wren's largest RSS sampled during the transfers, MiB"
+
+    judge_ratio "download from wren >= 0.8x nginx's throughput" "$get_mbps" "$nginx_mbps" 0.8 ge
+    judge_ratio "upload to wren >= 0.7x dd conv=fsync's throughput" "$put_mbps" "$dd_mbps" 0.7 ge
+    judge_below "wren's peak RSS during the file round trip < 64 MiB" "$(kib_to_mib "$hwm")" 64 MiB
+}
+
+STARTS=9
+
+# Footprint: the binary's size, the image's (scripts/image.sh packs
+# target/x86_64-unknown-linux-gnu/release/wren: only when that is the
+# binary measured), and the time from starting wren to the first 200 from
+# GET /status, polled in a tight loop: once on an empty data folder, then
+# the median of STARTS starts on it.
+bench_footprint() {
+    local data=$WORKDIR/wren-start port i t0 ms first out size= times=() startup
+    echo "== footprint: binary and image size, start-up time"
+    fact binary_bytes "$(stat -c %s "$WREN_BIN")" "static binary, bytes"
+    if [[ $(realpath -e target/x86_64-unknown-linux-gnu/release/wren 2>/dev/null) != "$WREN_BIN" ]]; then
+        fact image_bytes "not built: scripts/image.sh packs target/x86_64-unknown-linux-gnu/release/wren, not the binary measured here" image
+    elif out=$(scripts/image.sh build 2>&1) && size=$(scripts/image.sh size 2>&1); then
+        fact image_bytes "$size" "image (wren:latest), bytes"
+    else
+        fact image_bytes "not built on this machine: $(tail -n 1 <<<"${size:-$out}")" image
+    fi
+
+    # Dynamic scoping: start_server sees this.
+    local POLL_SECONDS=0
+    mkdir -p "$data"
+    for ((i = 0; i <= STARTS; i++)); do
+        free_port port
+        t0=$EPOCHREALTIME
+        start_server wren-start "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 --data-dir "$data"
+        ms=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", (b - a) * 1000 }')
+        stop_server "$SERVER_PID"
+        if ((i == 0)); then
+            first=$ms
+        else
+            times+=("$ms")
+        fi
+    done
+    startup=$(printf '%s\n' "${times[@]}" | median)
+    fact startup_first_ms "$first" "start-up on an empty data folder, ms"
+    fact startup_ms "$startup" "start-up, median of $STARTS, ms (each: ${times[*]})"
+    judge_below "wren's start-up to the first 200 from /status < 50 ms" "$startup" 50 ms
 }
 
 install_tools
 install_flask
 build_tinyhttp
-for section in ${BENCH_ONLY:-status https login model event}; do
-    "bench_$section"
+fact load_start "$(cut -d ' ' -f 1-3 /proc/loadavg)"
+for SECTION in $SECTIONS; do
+    "bench_$SECTION"
 done
+fact load_end "$(cut -d ' ' -f 1-3 /proc/loadavg)"
+mkdir -p "$(dirname "$REPORT_MD")" "$(dirname "$REPORT_SVG")"
+python3 bench/report.py --workdir "$WORKDIR" --markdown "$REPORT_MD" --svg "$REPORT_SVG" \
+    --binary "$WREN_BIN" --seconds "$BENCH_SECONDS" --sections "$SECTIONS" --note "${BENCH_NOTE:-}"
+echo "report: $REPORT_MD, chart: $REPORT_SVG"

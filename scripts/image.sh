@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds wren's FROM scratch image, and checks it.
 #
-# usage: scripts/image.sh build|check
+# usage: scripts/image.sh build|size|check
 #   build  assemble the build context (static binary + empty data folder)
 #          and build the image `wren:latest` with $CONTAINER_ENGINE
 #          (default: podman, installed from Debian's packages if missing;
 #          `docker` works the same where an engine runs).
+#   size   print the size in bytes of the image built last (the engine's
+#          figure: its layers, uncompressed), for bench/run.sh's report.
 #   check  build, then prove the image holds everything wren needs without
 #          starting a container (no container can run on these machines):
 #          export the image, unpack its layers into an empty folder, start
@@ -50,6 +52,11 @@ build() {
   "${engine_cmd[@]}" build -q -t "$image" "$context" >/dev/null
   rm -rf "$context"
   echo "image.sh: built $image"
+}
+
+size() {
+  ensure_engine
+  "${engine_cmd[@]}" image inspect --format '{{.Size}}' "$image"
 }
 
 check() {
@@ -121,6 +128,7 @@ PY
 
 case ${1:-} in
   build) build ;;
+  size) size ;;
   check) check ;;
-  *) echo "usage: $0 build|check" >&2; exit 2 ;;
+  *) echo "usage: $0 build|size|check" >&2; exit 2 ;;
 esac

@@ -1,11 +1,25 @@
-"""The seed's ("Practice Flask") POST /event, written for `make bench` as the
-seed's authors would, to compare with wren's: Flask, Decimal amounts and every
-user's history in a dict in memory (nothing durable, and each gunicorn worker
-process has its own dict).
+"""The seed projects' API, written for `make bench` as their authors would,
+to compare with wren's: Flask, served by gunicorn.
 
-Run with: gunicorn --chdir bench/flask-event app:app
+- GET /status: "Alive!".
+- POST /login: the seeds' check, a name and its password kept in plain text
+  (here the one account SEED_USER="name:password") and compared as they are;
+  the answer is the seeds' sentence.
+- GET /predict/<seller_available>/<month>/<customer_visiting_website>: a
+  scikit-learn model loaded from a pickle at start (SEED_MODEL, written by
+  train_model.py: the estimator models/sales.json was exported from, so it
+  answers what wren answers) and asked for each request.
+- POST /event ("Practice Flask"): Decimal amounts and every user's history
+  in a dict in memory (nothing durable, and each gunicorn worker process has
+  its own dict).
+
+Run with: SEED_USER=name:password SEED_MODEL=model.pickle \
+    gunicorn --chdir bench/flask-seed app:app
 """
 
+import os
+import pickle
+import sys
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
@@ -13,7 +27,15 @@ from decimal import Decimal, InvalidOperation
 
 from flask import Flask, jsonify, request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from export_sklearn import apply_output, encode  # noqa: E402  (tools/, by the path above)
+
 app = Flask(__name__)
+
+USERS = dict([os.environ["SEED_USER"].split(":", 1)])
+
+with open(os.environ["SEED_MODEL"], "rb") as model_file:
+    MODEL = pickle.load(model_file)
 
 
 @dataclass(frozen=True)
@@ -93,6 +115,34 @@ def alert_codes(events, event):
 @app.get("/status")
 def status():
     return "Alive!"
+
+
+@app.post("/login")
+def login():
+    fields = request.get_json(silent=True) if request.is_json else request.form
+    if not isinstance(fields, dict):  # a JSON body that is not an object
+        fields = {}
+    username, password = fields.get("username"), fields.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        return jsonify(error="invalid_login", message="username and password are required"), 400
+    if USERS.get(username) != password:
+        return jsonify(error="unauthorized", message="wrong username or password"), 401
+    return f"Login success for user {username} with password of length: {len(password)}!"
+
+
+@app.get("/predict/<int:seller_available>/<month>/<int:customer_visiting_website>")
+def predict(seller_available, month, customer_visiting_website):
+    row = {
+        "seller_available": seller_available,
+        "month": month,
+        "customer_visiting_website": customer_visiting_website,
+    }
+    try:
+        features = encode([row], MODEL["features"])
+    except ValueError as err:
+        return jsonify(error="invalid_input", message=str(err)), 400
+    prediction = apply_output(MODEL["model"].predict(features), MODEL["output"])[0]
+    return str(int(prediction))
 
 
 @app.post("/event")
