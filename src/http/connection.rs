@@ -21,7 +21,7 @@ use super::body::Body;
 use super::body::BodyError;
 use super::error::ApiError;
 use super::head::{Framing, Head};
-use super::limits::Limits;
+use super::limits::{Limits, MAX_HEAD_BYTES};
 use super::log::{AccessEntry, Logger};
 use super::machine::{BodyStep, DrainStep, Machine, Step, Timeouts};
 use super::request::Request;
@@ -444,21 +444,51 @@ fn receive_body<T: Transport>(
 ) -> io::Result<()> {
     let paced = machine.input_deadline();
     let deadline = wait_deadline(timeout, paced);
-    match read_by(transport, machine.input(), deadline) {
-        Ok(n) => {
-            machine.received(n, Instant::now());
-            Ok(())
-        }
-        Err(err) => {
-            machine.input_failed();
-            if err.kind() == io::ErrorKind::TimedOut && paced == Some(deadline) {
-                let min_rate = machine.min_rate();
-                return Err(io::Error::other(BodyError::TooSlow { min_rate }));
-            }
-            Err(err)
-        }
-    }
+    let read = read_by(transport, machine.input(), deadline);
+    let n = body_read(machine, read, paced, deadline)?;
+    machine.received(n, Instant::now());
+    Ok(())
 }
+
+/// Receives body bytes straight into `out` (as [`Machine::direct_body`]
+/// allows), under the same bounds as [`receive_body`].
+fn receive_body_into<T: Transport>(
+    machine: &mut Machine,
+    transport: &mut T,
+    out: &mut [u8],
+    timeout: Duration,
+) -> io::Result<usize> {
+    let paced = machine.input_deadline();
+    let deadline = wait_deadline(timeout, paced);
+    let read = read_by(transport, out, deadline);
+    let n = body_read(machine, read, paced, deadline)?;
+    machine.received_body(n);
+    Ok(n)
+}
+
+/// The outcome of a read of body bytes waited for until `deadline`: a
+/// failure loses the body's framing, and a wait cut by the minimum pace
+/// (`paced`) is the client's slowness.
+fn body_read(
+    machine: &mut Machine,
+    read: io::Result<usize>,
+    paced: Option<Instant>,
+    deadline: Instant,
+) -> io::Result<usize> {
+    read.map_err(|err| {
+        machine.input_failed();
+        if err.kind() == io::ErrorKind::TimedOut && paced == Some(deadline) {
+            let min_rate = machine.min_rate();
+            return io::Error::other(BodyError::TooSlow { min_rate });
+        }
+        err
+    })
+}
+
+/// Handler reads at least this large take body bytes straight from the
+/// transport when the machine allows: smaller ones are cheaper through the
+/// input buffer, whose one receive may serve several of them.
+const DIRECT_READ_MIN: usize = MAX_HEAD_BYTES;
 
 /// Body bytes go out in pieces of this size: a body up to it leaves in the
 /// same write as the head.
@@ -476,6 +506,18 @@ struct BodyReader<'c, T> {
 impl<T: Transport> Read for BodyReader<'_, T> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
+            if out.len() >= DIRECT_READ_MIN
+                && let Some(owed) = self.machine.direct_body(Instant::now())
+            {
+                let len = out.len().min(usize::try_from(owed).unwrap_or(usize::MAX));
+                let n =
+                    receive_body_into(self.machine, self.transport, &mut out[..len], self.timeout)?;
+                if n > 0 {
+                    return Ok(n);
+                }
+                // The peer closed: the machine's next step says so.
+                continue;
+            }
             match self.machine.read_body(out, Instant::now())? {
                 BodyStep::Data(n) => return Ok(n),
                 BodyStep::End => return Ok(0),

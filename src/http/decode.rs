@@ -94,6 +94,19 @@ impl Decoder {
         }
     }
 
+    /// `n` bytes of a `Content-Length` body were read straight into the
+    /// handler's buffer, past [`Decoder::decode`] (see
+    /// `Machine::direct_body`); `n` is at most what the body still owes.
+    pub fn consumed_directly(&mut self, n: u64) {
+        if let State::Length { remaining } = self.state {
+            debug_assert!(n <= remaining, "read past the body's length");
+            self.state = match remaining.saturating_sub(n) {
+                0 => State::Done,
+                remaining => State::Length { remaining },
+            };
+        }
+    }
+
     /// Decodes from `input` into `out` until the input is used up, the
     /// output is full, or the body ends. A framing error leaves the decoder
     /// failed for good.

@@ -476,6 +476,36 @@ impl Machine {
         Ok(BodyStep::Receive)
     }
 
+    /// Whether the next body bytes may be read straight from the transport
+    /// into the handler's buffer, at `now`: `Some(n)`, at most `n` bytes,
+    /// when the body is a `Content-Length` one owing `n` more, nothing of
+    /// it is buffered, and no `100 Continue` is owed. A large upload then
+    /// costs one read per handler buffer, not one per input buffer, and
+    /// no copy; reading no further than the length keeps a pipelined next
+    /// request out of the handler's hands. Report the read with
+    /// [`Machine::received_body`].
+    pub fn direct_body(&mut self, now: Instant) -> Option<u64> {
+        let exchange = &mut self.exchange;
+        if exchange.continue_owed || self.start != self.end || self.peer_closed {
+            return None;
+        }
+        let owed = exchange.body.length_remaining()?;
+        exchange.body_clock.get_or_insert(now);
+        Some(owed)
+    }
+
+    /// `n` body bytes were read straight into the handler's buffer, as
+    /// [`Machine::direct_body`] allowed; `0` means the peer closed its side
+    /// (the next [`Machine::read_body`] says so).
+    pub fn received_body(&mut self, n: usize) {
+        if n == 0 {
+            self.peer_closed = true;
+            return;
+        }
+        self.exchange.body.consumed_directly(n as u64);
+        self.exchange.body_bytes += n as u64;
+    }
+
     /// Receiving failed in the middle of an exchange (a timeout, a reset):
     /// the body's framing is lost.
     pub fn input_failed(&mut self) {

@@ -825,3 +825,45 @@ fn a_broken_head_cut_short_by_the_close_is_still_refused() {
     wire.machine.received(0, wire.now);
     assert!(matches!(wire.poll(), Step::Close));
 }
+
+#[test]
+fn a_length_body_read_straight_from_the_wire_stops_at_its_end() {
+    let mut wire = Wire::serving(b"PUT /f HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n");
+    // Nothing of the body is buffered: the handler may read it directly,
+    // at most the 10 bytes owed.
+    assert_eq!(wire.machine.direct_body(wire.now), Some(10));
+    wire.machine.received_body(6);
+    assert_eq!(wire.machine.direct_body(wire.now), Some(4));
+    wire.machine.received_body(4);
+    assert_eq!(wire.machine.direct_body(wire.now), None);
+    assert_eq!(wire.read_body().unwrap(), (Vec::new(), true));
+    wire.answer(200, Some(b"ok"));
+    // The next request is read as usual.
+    wire.feed(GET);
+    assert_eq!(wire.dispatch().target, "/status");
+}
+
+#[test]
+fn buffered_body_bytes_and_owed_continues_come_first() {
+    // Part of the body arrived with the head: it is decoded from the
+    // buffer before any direct read.
+    let mut wire = Wire::serving(b"PUT /f HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
+    assert_eq!(wire.machine.direct_body(wire.now), None);
+    assert_eq!(wire.read_body().unwrap(), (b"abc".to_vec(), false));
+    assert_eq!(wire.machine.direct_body(wire.now), Some(7));
+    // A chunked body is never read directly.
+    let mut wire =
+        Wire::serving(b"PUT /f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    assert_eq!(wire.machine.direct_body(wire.now), None);
+    // Nor one still owed its 100 Continue.
+    let mut wire = Wire::serving(
+        b"PUT /f HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    );
+    assert_eq!(wire.machine.direct_body(wire.now), None);
+    assert_eq!(wire.read_body().unwrap(), (Vec::new(), false));
+    assert_eq!(wire.machine.direct_body(wire.now), Some(5));
+    // A peer gone mid-body fails the body.
+    wire.machine.received_body(0);
+    assert_eq!(wire.machine.direct_body(wire.now), None);
+    assert!(wire.read_body().is_err());
+}
