@@ -32,10 +32,15 @@ fn entry(status: u16) -> Option<(&'static str, &'static str)> {
         417 => ("Expectation Failed", "expectation_failed"),
         422 => ("Unprocessable Content", "unprocessable_entity"),
         429 => ("Too Many Requests", "too_many_requests"),
+        431 => (
+            "Request Header Fields Too Large",
+            "request_header_fields_too_large",
+        ),
         500 => ("Internal Server Error", "internal_error"),
         501 => ("Not Implemented", "not_implemented"),
         502 => ("Bad Gateway", "bad_gateway"),
         503 => ("Service Unavailable", "service_unavailable"),
+        505 => ("HTTP Version Not Supported", "http_version_not_supported"),
         507 => ("Insufficient Storage", "insufficient_storage"),
         _ => return None,
     })
@@ -79,6 +84,9 @@ mod tests {
         assert_eq!(error_code(418), "client_error");
         assert_eq!(error_code(599), "server_error");
         assert_eq!(reason_phrase(299), "");
+        // The engine's own refusals of a head (head.rs) have theirs too.
+        assert_eq!(reason_phrase(431), "Request Header Fields Too Large");
+        assert_eq!(error_code(505), "http_version_not_supported");
     }
 
     #[test]
