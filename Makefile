@@ -8,12 +8,12 @@ STATIC_BIN := target/$(TARGET)/release/wren
 # Extra arguments for `make run`, e.g. make run ARGS='--port 8080'
 ARGS ?=
 
-.PHONY: run test unit lint static image image-check bench bench-instructions venv venv-api api-check parity sales-model chaos chaos-check fuzz
+.PHONY: run test unit lint static image image-check bench bench-instructions venv venv-api api-check parity sales-model chaos chaos-check fuzz soak soak-check
 
 run: static
 	$(STATIC_BIN) $(ARGS)
 
-test: lint unit image-check parity api-check chaos-check
+test: lint unit image-check parity api-check chaos-check soak-check
 
 # Unit tests beside the code and socket-level tests in tests/, with the
 # test-only routes compiled in; the S3 half runs against a throwaway Garage
@@ -116,6 +116,23 @@ chaos: venv
 # `make test`'s share of it: three rounds (local, S3, local).
 chaos-check:
 	$(MAKE) --no-print-directory chaos CHAOS_ROUNDS=3
+
+# The soak (issue 16): steady well-behaved load on the debug binary while
+# hostile clients drip heads, stall bodies, fill both connection caps, flood
+# sign-ups and send garbage (and half TLS handshakes with --tls), for
+# SOAK_SECONDS; it fails on any error a well-behaved client sees or on RSS
+# or descriptor growth over 10% (see tools/soak.py).
+SOAK_SECONDS ?= 600
+
+soak: venv
+	$(CARGO) build --features test-routes
+	$(VENV_PYTHON) tools/soak.py target/debug/wren --seconds $(SOAK_SECONDS)
+
+# `make test`'s share: 30 seconds over plain HTTP, 30 over HTTPS.
+soak-check: venv
+	$(CARGO) build --features test-routes
+	$(VENV_PYTHON) tools/soak.py target/debug/wren --seconds 30
+	$(VENV_PYTHON) tools/soak.py target/debug/wren --seconds 30 --tls
 
 # Fuzzing (issue 16): each cargo-fuzz target in fuzz/ for FUZZ_SECONDS
 # each, one after another (scripts/fuzz.sh installs cargo-fuzz and finds a
