@@ -283,7 +283,8 @@ settings! {
         default: "512",
         parse: values::number,
         help: "slowest average pace in bytes per second of a request body (else 408) or an \
-               answer (else cut) after a 5 s grace; 0: no minimum",
+               answer (else cut): each must keep moving by 5 s from its start plus 1 s per \
+               this many bytes moved; 0: no minimum",
     }
     value header_timeout: Duration {
         flag: "--header-timeout SECONDS",
