@@ -392,8 +392,18 @@ impl<T: Transport> Connection<T> {
                         // is to end the connection early.
                         Err(_) => return false,
                     };
-                    self.machine.push_body(&buf[..n]);
-                    if self.flush(timeout).is_err() {
+                    let sent = match self.machine.direct_answer() {
+                        // After the first piece, which leaves with the head.
+                        Some(owed) => {
+                            let piece = &buf[..n.min(usize::try_from(owed).unwrap_or(usize::MAX))];
+                            self.send_direct(piece, timeout)
+                        }
+                        None => {
+                            self.machine.push_body(&buf[..n]);
+                            self.flush(timeout)
+                        }
+                    };
+                    if sent.is_err() {
                         return false;
                     }
                 }
@@ -405,6 +415,23 @@ impl<T: Transport> Connection<T> {
 
     fn flush(&mut self, timeout: Duration) -> io::Result<()> {
         send_output(&mut self.machine, &mut self.transport, timeout)
+    }
+
+    /// Writes answer body bytes straight to the transport (as
+    /// [`Machine::direct_answer`] allows), under the same bounds as
+    /// [`send_output`].
+    fn send_direct(&mut self, mut piece: &[u8], timeout: Duration) -> io::Result<()> {
+        while !piece.is_empty() {
+            let machine = &self.machine;
+            let n = write_by(&mut self.transport, piece, || {
+                wait_deadline(timeout, machine.output_deadline())
+            })?;
+            self.machine.sent_body(n);
+            piece = &piece[n..];
+        }
+        flush_by(&mut self.transport, || {
+            wait_deadline(timeout, self.machine.output_deadline())
+        })
     }
 }
 

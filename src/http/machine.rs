@@ -653,6 +653,28 @@ impl Machine {
         }
     }
 
+    /// Whether the next answer body bytes may go straight from the
+    /// handler's buffer to the transport: `Some(n)`, at most `n` bytes, when
+    /// the body has a declared length still owing `n` bytes and nothing
+    /// else waits in [`Machine::output`] (the head and what was pushed are
+    /// sent). A large download then costs no copy into the output. Report
+    /// what was written with [`Machine::sent_body`].
+    pub fn direct_answer(&self) -> Option<u64> {
+        match self.exchange.framing {
+            BodyFraming::Length { remaining } if self.output().is_empty() => Some(remaining),
+            _ => None,
+        }
+    }
+
+    /// `n` answer body bytes were written straight to the transport, as
+    /// [`Machine::direct_answer`] allowed.
+    pub fn sent_body(&mut self, n: usize) {
+        if let BodyFraming::Length { remaining } = &mut self.exchange.framing {
+            *remaining -= (n as u64).min(*remaining);
+        }
+        self.exchange.bytes_sent += n as u64;
+    }
+
     /// Ends the body: the last chunk for a chunked body. Returns whether
     /// the body was whole; a body shorter than its declared length leaves
     /// the framing broken, so the connection closes.

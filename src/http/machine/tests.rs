@@ -867,3 +867,33 @@ fn buffered_body_bytes_and_owed_continues_come_first() {
     assert_eq!(wire.machine.direct_body(wire.now), None);
     assert!(wire.read_body().is_err());
 }
+
+#[test]
+fn an_answer_body_goes_straight_out_once_the_head_is_sent() {
+    let mut wire = Wire::answering_get();
+    let headers = [("Content-Type", Cow::Borrowed("text/plain"))];
+    assert!(
+        wire.machine
+            .respond(200, &headers, Some(10), "id", DATE, wire.now)
+    );
+    // The head waits in the output: the first bytes are pushed behind it.
+    assert_eq!(wire.machine.direct_answer(), None);
+    wire.machine.push_body(b"0123");
+    wire.send();
+    assert_eq!(wire.machine.direct_answer(), Some(6));
+    wire.machine.sent_body(6);
+    assert_eq!(wire.machine.direct_answer(), Some(0));
+    assert!(wire.machine.end_body(), "all 10 bytes were sent");
+    assert_eq!(wire.machine.response_bytes(), wire.sent.len() as u64 + 6);
+    wire.machine.finish(wire.now, true);
+    assert!(matches!(wire.poll(), Step::Wait), "the connection is kept");
+
+    // A body of unknown length is framed by the machine: never direct.
+    let mut wire = Wire::answering_get();
+    assert!(
+        wire.machine
+            .respond(200, &headers, None, "id", DATE, wire.now)
+    );
+    wire.send();
+    assert_eq!(wire.machine.direct_answer(), None);
+}
