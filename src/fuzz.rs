@@ -154,7 +154,7 @@ pub fn payload(data: &[u8]) {
 
 /// Any method and request target through the route table: path matching,
 /// percent-decoding of parameters, query strings.
-pub fn target(data: &[u8]) {
+pub fn request_target(data: &[u8]) {
     const METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"];
     let Some((&pick, rest)) = data.split_first() else {
         return;
@@ -340,8 +340,8 @@ mod tests {
     }
 
     #[test]
-    fn target_inputs_pass() {
-        replay("target", target);
+    fn request_target_inputs_pass() {
+        replay("request_target", request_target);
     }
 
     #[test]
