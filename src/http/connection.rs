@@ -327,7 +327,7 @@ impl<T: Transport> Connection<T> {
                 DrainStep::Done | DrainStep::GiveUp => return,
                 DrainStep::Receive => {
                     // A failure marks the body failed; the next turn gives up.
-                    let _ = receive_body(&mut self.machine, &mut self.transport, timeout);
+                    let _ = receive_body(&mut self.machine, &mut self.transport, None, timeout);
                 }
             }
         }
@@ -394,10 +394,7 @@ impl<T: Transport> Connection<T> {
                     };
                     let sent = match self.machine.direct_answer() {
                         // After the first piece, which leaves with the head.
-                        Some(owed) => {
-                            let piece = &buf[..n.min(usize::try_from(owed).unwrap_or(usize::MAX))];
-                            self.send_direct(piece, timeout)
-                        }
+                        Some(owed) => self.send_direct(&buf[..n.min(owed)], timeout),
                         None => {
                             self.machine.push_body(&buf[..n]);
                             self.flush(timeout)
@@ -461,55 +458,39 @@ fn send_output<T: Transport>(
     })
 }
 
-/// Receives more of the request body for the machine, the wait bounded by
-/// `timeout` and by the body's minimum pace. A body that falls behind that
-/// pace fails with its own error (`408`); any failure loses the framing.
+/// Receives more of the request body, the wait bounded by `timeout` and by
+/// the body's minimum pace: into the machine's input buffer, or, with
+/// `direct`, straight into the handler's buffer as
+/// [`Machine::direct_body`] allows. A body that falls behind that pace is
+/// the client's slowness ([`BodyError::TooSlow`]); any failure loses the
+/// body's framing.
 fn receive_body<T: Transport>(
     machine: &mut Machine,
     transport: &mut T,
-    timeout: Duration,
-) -> io::Result<()> {
-    let paced = machine.input_deadline();
-    let deadline = wait_deadline(timeout, paced);
-    let read = read_by(transport, machine.input(), deadline);
-    let n = body_read(machine, read, paced, deadline)?;
-    machine.received(n, Instant::now());
-    Ok(())
-}
-
-/// Receives body bytes straight into `out` (as [`Machine::direct_body`]
-/// allows), under the same bounds as [`receive_body`].
-fn receive_body_into<T: Transport>(
-    machine: &mut Machine,
-    transport: &mut T,
-    out: &mut [u8],
+    direct: Option<&mut [u8]>,
     timeout: Duration,
 ) -> io::Result<usize> {
     let paced = machine.input_deadline();
     let deadline = wait_deadline(timeout, paced);
-    let read = read_by(transport, out, deadline);
-    let n = body_read(machine, read, paced, deadline)?;
-    machine.received_body(n);
-    Ok(n)
-}
-
-/// The outcome of a read of body bytes waited for until `deadline`: a
-/// failure loses the body's framing, and a wait cut by the minimum pace
-/// (`paced`) is the client's slowness.
-fn body_read(
-    machine: &mut Machine,
-    read: io::Result<usize>,
-    paced: Option<Instant>,
-    deadline: Instant,
-) -> io::Result<usize> {
-    read.map_err(|err| {
+    let into_handler = direct.is_some();
+    let read = match direct {
+        Some(out) => read_by(transport, out, deadline),
+        None => read_by(transport, machine.input(), deadline),
+    };
+    let n = read.map_err(|err| {
         machine.input_failed();
         if err.kind() == io::ErrorKind::TimedOut && paced == Some(deadline) {
             let min_rate = machine.min_rate();
             return io::Error::other(BodyError::TooSlow { min_rate });
         }
         err
-    })
+    })?;
+    if into_handler {
+        machine.received_body(n);
+    } else {
+        machine.received(n, Instant::now());
+    }
+    Ok(n)
 }
 
 /// Handler reads at least this large take body bytes straight from the
@@ -536,9 +517,13 @@ impl<T: Transport> Read for BodyReader<'_, T> {
             if out.len() >= DIRECT_READ_MIN
                 && let Some(owed) = self.machine.direct_body(Instant::now())
             {
-                let len = out.len().min(usize::try_from(owed).unwrap_or(usize::MAX));
-                let n =
-                    receive_body_into(self.machine, self.transport, &mut out[..len], self.timeout)?;
+                let len = out.len().min(owed);
+                let n = receive_body(
+                    self.machine,
+                    self.transport,
+                    Some(&mut out[..len]),
+                    self.timeout,
+                )?;
                 if n > 0 {
                     return Ok(n);
                 }
@@ -554,7 +539,9 @@ impl<T: Transport> Read for BodyReader<'_, T> {
                         return Err(err);
                     }
                 }
-                BodyStep::Receive => receive_body(self.machine, self.transport, self.timeout)?,
+                BodyStep::Receive => {
+                    receive_body(self.machine, self.transport, None, self.timeout)?;
+                }
             }
         }
     }

@@ -117,9 +117,7 @@ fn converse(input: &[u8], sizes: &[usize]) -> Vec<Seen> {
                     // Straight from the wire whenever the machine allows,
                     // as the socket layer does for large reads.
                     if let Some(owed) = machine.direct_body(now) {
-                        let len = buf.len().min(usize::try_from(owed).unwrap_or(usize::MAX));
-                        let piece = pieces.next_piece(len);
-                        buf[..piece.len()].copy_from_slice(piece);
+                        let piece = pieces.next_piece(buf.len().min(owed));
                         machine.received_body(piece.len());
                         body.extend_from_slice(piece);
                         continue;

@@ -484,14 +484,14 @@ impl Machine {
     /// no copy; reading no further than the length keeps a pipelined next
     /// request out of the handler's hands. Report the read with
     /// [`Machine::received_body`].
-    pub fn direct_body(&mut self, now: Instant) -> Option<u64> {
+    pub fn direct_body(&mut self, now: Instant) -> Option<usize> {
         let exchange = &mut self.exchange;
         if exchange.continue_owed || self.start != self.end || self.peer_closed {
             return None;
         }
         let owed = exchange.body.length_remaining()?;
         exchange.body_clock.get_or_insert(now);
-        Some(owed)
+        Some(usize::try_from(owed).unwrap_or(usize::MAX))
     }
 
     /// `n` body bytes were read straight into the handler's buffer, as
@@ -659,9 +659,11 @@ impl Machine {
     /// else waits in [`Machine::output`] (the head and what was pushed are
     /// sent). A large download then costs no copy into the output. Report
     /// what was written with [`Machine::sent_body`].
-    pub fn direct_answer(&self) -> Option<u64> {
+    pub fn direct_answer(&self) -> Option<usize> {
         match self.exchange.framing {
-            BodyFraming::Length { remaining } if self.output().is_empty() => Some(remaining),
+            BodyFraming::Length { remaining } if self.output().is_empty() => {
+                Some(usize::try_from(remaining).unwrap_or(usize::MAX))
+            }
             _ => None,
         }
     }
