@@ -16,6 +16,7 @@ use crate::App;
 use crate::auth::Role;
 use crate::blob::{ByteRange, MAX_KEY_BYTES, check_key};
 use crate::config::Config;
+use crate::http::fuzz::escape_every_byte;
 use crate::http::response::ResponseBody;
 use crate::http::{Body, Request, Response};
 use crate::model::Model;
@@ -187,9 +188,8 @@ pub fn key(data: &[u8]) {
             "{key:?} leaves its folder"
         );
     }
-    let escaped: String = data.iter().map(|b| format!("%{b:02X}")).collect();
     serve(
-        Request::new("GET", &format!("/api/file/{escaped}")),
+        Request::new("GET", &format!("/api/file/{}", escape_every_byte(data))),
         &format!("GET {key:?}"),
     );
 }

@@ -10,6 +10,7 @@
 //! head.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -356,8 +357,19 @@ pub fn percent(data: &[u8]) {
         let decoded = percent_decode(text, plus_as_space);
         assert_eq!(decoded.is_some(), escapes_are_well_formed(text), "{text:?}");
     }
-    let encoded: String = data.iter().map(|b| format!("%{b:02X}")).collect();
-    assert_eq!(percent_decode(&encoded, true).as_deref(), Some(data));
+    assert_eq!(
+        percent_decode(&escape_every_byte(data), true).as_deref(),
+        Some(data)
+    );
+}
+
+/// `bytes` with every byte percent-escaped: any bytes as a path segment.
+pub(crate) fn escape_every_byte(bytes: &[u8]) -> String {
+    let mut escaped = String::with_capacity(bytes.len() * 3);
+    for byte in bytes {
+        let _ = write!(escaped, "%{byte:02X}");
+    }
+    escaped
 }
 
 /// The configuration of the TLS target's server side.
