@@ -64,7 +64,6 @@ import hashlib
 import itertools
 import os
 import random
-import re
 import signal
 import sqlite3
 import subprocess
@@ -77,6 +76,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import requests
+
+import wren_process
 
 DEFAULT_ROUNDS = 20
 #: Client threads per round, and so key slots per shared file account.
@@ -100,9 +101,7 @@ CHUNK = 256 * 1024
 KILL_AFTER = (0.4, 3.5)
 #: What each thread does, by weight.
 OPERATIONS = {"event": 55, "sign-up": 5, "small upload": 22, "large upload": 10, "delete": 8}
-START_TIMEOUT = 30.0
 REQUEST_TIMEOUT = (5, 120)
-LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 ADMIN = ("chaos-admin", "chaos-admin-password")
 #: Limits that would refuse the driver's own traffic: sign-ups and failed
 #: sign-ins (absent accounts are checked each round) from one address.
@@ -251,28 +250,10 @@ class Server:
     def start(self):
         command = [str(self.binary), "--host", "127.0.0.1", "--port", "0"]
         command += ["--data-dir", str(self.data_dir), *LIMIT_FLAGS, *self.extra_args]
-        with open(self.log_path, "a") as log:
-            start_offset = log.tell()
-            self.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=self.env
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            with open(self.log_path) as log:
-                log.seek(start_offset)
-                match = LISTENING.search(log.read())
-            if match:
-                self.base = f"http://127.0.0.1:{match.group(1)}"
-                return
-            if self.process.poll() is not None:
-                raise Abort(
-                    f"{self.name}: wren exited with status {self.process.returncode} at start:\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
-        self.process.kill()
-        raise Abort(
-            f"{self.name}: wren did not say it was listening within {START_TIMEOUT:g}s:\n{self.log_tail()}"
-        )
+        try:
+            self.process, _, self.base = wren_process.start(command, self.log_path, self.env)
+        except wren_process.StartFailed as failure:
+            raise Abort(f"{self.name}: {failure}") from None
 
     def kill(self):
         self.process.send_signal(signal.SIGKILL)
@@ -287,9 +268,8 @@ class Server:
                 self.process.kill()
                 self.process.wait()
 
-    def log_tail(self, lines=15):
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join("    " + line for line in text[-lines:])
+    def log_tail(self):
+        return wren_process.log_tail(self.log_path)
 
     def url(self, path):
         return self.base + path

@@ -117,9 +117,9 @@ from pathlib import Path
 import requests
 from requests.adapters import HTTPAdapter
 
+import wren_process
+
 DEFAULT_SECONDS = 600
-START_TIMEOUT = 30.0
-LISTENING = re.compile(r"listening on (https?)://127\.0\.0\.1:(\d+)")
 
 # --- the server's settings ----------------------------------------------------
 
@@ -249,21 +249,10 @@ class Server:
     def start(self):
         command = [str(self.binary), "--host", "127.0.0.1", "--port", "0", "--data-dir", str(self.data_dir)]
         env = {name: value for name, value in os.environ.items() if not name.startswith(("S3_", "WREN_"))}
-        with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(
-                command + self.settings, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            match = LISTENING.search(self.log_path.read_text(errors="replace"))
-            if match:
-                self.port = int(match.group(2))
-                return
-            if self.process.poll() is not None:
-                raise Abort(f"wren exited with status {self.process.returncode} at start:\n{self.log_tail()}")
-            time.sleep(0.05)
-        self.process.kill()
-        raise Abort(f"wren did not say it was listening within {START_TIMEOUT:g}s:\n{self.log_tail()}")
+        try:
+            self.process, self.port, _ = wren_process.start(command + self.settings, self.log_path, env)
+        except wren_process.StartFailed as failure:
+            raise Abort(str(failure)) from None
 
     @property
     def base(self):
@@ -297,9 +286,8 @@ class Server:
             self.process.wait()
             return None
 
-    def log_tail(self, lines=15):
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join("    " + line for line in text[-lines:])
+    def log_tail(self):
+        return wren_process.log_tail(self.log_path)
 
     def refusals(self, address):
         """When the server logged refusing a connection from `address` at a
