@@ -16,6 +16,16 @@ STOP_SECONDS=5
 # timing a start.
 POLL_SECONDS=0.1
 
+# log_command NAME COMMAND...: with COMMAND_LOG set, appends NAME, a tab
+# and the command to it, for a report to quote.
+log_command() {
+    local name=$1
+    shift
+    if [[ -n ${COMMAND_LOG:-} ]]; then
+        printf '%s\t%s\n' "$name" "$*" >>"$COMMAND_LOG"
+    fi
+}
+
 # free_port VAR: sets VAR to a free loopback port: nothing answers a
 # connect to it. Good enough on a quiet bench machine, and avoids needing
 # ss or python. Taken below Linux's ephemeral range (32768 up), where
@@ -62,9 +72,7 @@ start_server() {
     fi
     name=$1 port=$2
     shift 2
-    if [[ -n ${COMMAND_LOG:-} ]]; then
-        printf '%s\t%s\n' "$name" "$*" >>"$COMMAND_LOG"
-    fi
+    log_command "$name" "$@"
     "$@" >"$WORKDIR/$name.out" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")

@@ -778,13 +778,6 @@ mb_per_s() {
     awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", (s > 0 ? b / s / 1e6 : 0) }'
 }
 
-# log_command NAME COMMAND...: a command for the report's list of them.
-log_command() {
-    local name=$1
-    shift
-    printf '%s\t%s\n' "$name" "$*" >>"$COMMAND_LOG"
-}
-
 # timed_curl CODE ARGS...: curl ARGS, one transfer; sets CURL_SECONDS to
 # its time (curl's time_total). Another answer than CODE, or a failed
 # transfer, is printed and leaves CURL_SECONDS empty.
