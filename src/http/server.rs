@@ -156,6 +156,10 @@ struct Shared {
     /// An eventfd in the epoll set (as [`WAKE`]), written to wake a worker
     /// when answers come in while all are waiting for readiness.
     wake: OwnedFd,
+    /// Whether `wake` has been written and no worker has taken the wake-up
+    /// yet: a second write would wake nobody more (the descriptor is
+    /// one-shot), so it is spared, a system call per answer under load.
+    wake_pending: AtomicBool,
     /// Workers waiting for readiness (in `epoll_wait`, or about to be).
     /// Counted up under the `answers` lock, so an answer queued meanwhile
     /// is never missed.
@@ -246,8 +250,12 @@ impl Shared {
         }
     }
 
-    /// Wakes one worker waiting for readiness, through the eventfd.
+    /// Wakes one worker waiting for readiness, through the eventfd, unless
+    /// one is being woken already.
     fn wake_one(&self) {
+        if self.wake_pending.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let one = 1u64.to_ne_bytes();
         // SAFETY: writes 8 bytes from a live buffer to the eventfd. It
         // cannot fail but by overflowing a counter that workers reset.
@@ -287,7 +295,9 @@ impl Shared {
         self.settle(id, next);
     }
 
-    /// Empties the wake eventfd and re-arms it for the next wake-up.
+    /// Empties the wake eventfd and re-arms it for the next wake-up. The
+    /// caller then takes the queued answers, so a wake-up spared before
+    /// `wake_pending` is cleared here loses no answer.
     fn rearm_wake(&self) {
         let mut count = [0u8; 8];
         // SAFETY: reads at most 8 bytes into a live buffer; reading an
@@ -305,6 +315,7 @@ impl Shared {
                 .logger
                 .error(&format!("cannot re-arm the workers' wake-up: {err}"));
         }
+        self.wake_pending.store(false, Ordering::SeqCst);
     }
 }
 
@@ -390,6 +401,7 @@ impl Server {
             connection_ended: Condvar::new(),
             answers: Mutex::new(VecDeque::new()),
             wake: eventfd()?,
+            wake_pending: AtomicBool::new(false),
             waiting: AtomicUsize::new(0),
             workers: AtomicUsize::new(0),
         });
