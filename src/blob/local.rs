@@ -35,7 +35,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -43,7 +43,6 @@ use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use sha2::{Digest, Sha256};
 
 use super::usage::{self, USAGE_SCHEMA};
 use super::{
@@ -56,8 +55,6 @@ use crate::group_commit::GroupCommit;
 /// data folder (`files/accounts/ann/…`): where to look, without the host's
 /// own layout.
 pub const FOLDER: &str = "files";
-/// Copy buffer for uploads.
-const WRITE_BUFFER: usize = 64 * 1024;
 /// How often a read retries when a concurrent replace removed the file it
 /// was about to open.
 const OPEN_ATTEMPTS: usize = 3;
@@ -250,30 +247,13 @@ impl LocalBlobs {
     /// Streams `body` into the new file `temp`, synced: its size and the
     /// first 128 bits of its SHA-256, in hex (the ETag).
     fn receive(temp: &Path, body: &mut dyn Read) -> Result<(u64, String), BlobError> {
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(temp)
             .map_err(|err| local_error("cannot create", temp, err))?;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut buffer = vec![0; WRITE_BUFFER];
-        loop {
-            let n = match body.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(BlobError::Body(err)),
-            };
-            hasher.update(&buffer[..n]);
-            file.write_all(&buffer[..n])
-                .map_err(|err| local_error("cannot write", temp, err))?;
-            size += n as u64;
-        }
-        file.sync_all()
-            .map_err(|err| local_error("cannot sync", temp, err))?;
-        Ok((size, crate::hex::encode(&hasher.finalize()[..16])))
+        super::receive::receive(file, temp, body)
     }
 }
 
@@ -800,7 +780,7 @@ fn sync_folder(folder: &Path) -> Result<(), BlobError> {
         .map_err(|err| local_error("cannot sync", folder, err))
 }
 
-fn local_error(what: &str, path: &Path, err: io::Error) -> BlobError {
+pub(super) fn local_error(what: &str, path: &Path, err: io::Error) -> BlobError {
     BlobError::Local(format!("{what} {}: {err}", path.display()))
 }
 

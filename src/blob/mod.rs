@@ -20,6 +20,7 @@
 pub mod local;
 pub mod quota;
 pub mod range;
+mod receive;
 pub mod s3;
 mod usage;
 
