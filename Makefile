@@ -5,6 +5,10 @@
 CARGO ?= cargo
 TARGET := x86_64-unknown-linux-gnu
 STATIC_BIN := target/$(TARGET)/release/wren
+# Every test build: the test-only routes, and the PostgreSQL store (off in
+# the default build until it fits the static binary's 8 MiB budget). One
+# set everywhere, so tests, tools and lint share one build.
+TEST_FEATURES := test-routes,postgres
 # Extra arguments for `make run`, e.g. make run ARGS='--port 8080'
 ARGS ?=
 
@@ -16,7 +20,9 @@ run: static
 test: lint unit image-check parity api-check chaos-check soak-check
 
 # Unit tests beside the code and socket-level tests in tests/, with the
-# test-only routes compiled in; the S3 half runs against a throwaway Garage
+# test-only routes compiled in; the PostgreSQL half runs against a
+# throwaway server (Debian's package, installed when missing, started by
+# scripts/with-postgres.sh); the S3 half runs against a throwaway Garage
 # node (built once into ~/.cache/garage, about 20 minutes the first time),
 # the ACME half against Pebble (Debian's package, installed when missing;
 # each test starts its own), and /docs in headless Chromium with a local
@@ -25,11 +31,11 @@ test: lint unit image-check parity api-check chaos-check soak-check
 unit: venv
 	scripts/pebble.sh install >/dev/null
 	WREN_TEST_DOCS_ASSETS=$$(scripts/browser.sh install) WREN_TEST_BROWSER=required \
-		scripts/with-garage.sh $(CARGO) test --features test-routes
+		scripts/with-postgres.sh scripts/with-garage.sh $(CARGO) test --features $(TEST_FEATURES)
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --features test-routes -- -D warnings
+	$(CARGO) clippy --all-targets --features $(TEST_FEATURES) -- -D warnings
 
 # A static-pie release binary: runs in a FROM scratch image or on any
 # x86_64 Linux host. (The musl target cannot be installed here.)
@@ -80,7 +86,7 @@ sales-model: venv
 # `make unit` builds it, so nothing recompiles), must predict what
 # scikit-learn predicts.
 parity: venv
-	$(CARGO) build --features test-routes
+	$(CARGO) build --features $(TEST_FEATURES)
 	$(VENV_PYTHON) tools/check_parity.py target/debug/wren
 
 # The tools of the API conformance check in their own virtualenv.
@@ -98,7 +104,7 @@ $(VENV_API)/.installed: tools/api-requirements.txt
 # WARN or BAD note) against the debug binary `make unit` built, with /docs
 # served from the local Swagger UI.
 api-check: venv-api
-	$(CARGO) build --features test-routes
+	$(CARGO) build --features $(TEST_FEATURES)
 	$(VENV_API)/bin/python tools/check_api.py target/debug/wren "$$(scripts/browser.sh install)"
 
 # The crash-proof check (issue 15): clients send events, sign-ups and
@@ -110,7 +116,7 @@ api-check: venv-api
 CHAOS_ROUNDS ?= 20
 
 chaos: venv
-	$(CARGO) build --features test-routes
+	$(CARGO) build --features $(TEST_FEATURES)
 	scripts/with-garage.sh $(VENV_PYTHON) tools/chaos.py target/debug/wren --rounds $(CHAOS_ROUNDS)
 
 # `make test`'s share of it: three rounds (local, S3, local).
@@ -125,12 +131,12 @@ chaos-check:
 SOAK_SECONDS ?= 600
 
 soak: venv
-	$(CARGO) build --features test-routes
+	$(CARGO) build --features $(TEST_FEATURES)
 	$(VENV_PYTHON) tools/soak.py target/debug/wren --seconds $(SOAK_SECONDS)
 
 # `make test`'s share: 30 seconds over plain HTTP, 30 over HTTPS.
 soak-check: venv
-	$(CARGO) build --features test-routes
+	$(CARGO) build --features $(TEST_FEATURES)
 	$(VENV_PYTHON) tools/soak.py target/debug/wren --seconds 30
 	$(VENV_PYTHON) tools/soak.py target/debug/wren --seconds 30 --tls
 

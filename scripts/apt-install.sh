@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs Debian packages when a command they provide is missing, and only
 # then updates the package lists first: what the test scripts need beyond
-# the Rust toolchain (scripts/pebble.sh, scripts/browser.sh).
+# the Rust toolchain (scripts/pebble.sh, scripts/browser.sh,
+# scripts/postgres.sh).
 #
 # usage: scripts/apt-install.sh COMMAND PACKAGE [PACKAGE...]
 #   e.g. scripts/apt-install.sh /usr/bin/pebble pebble
