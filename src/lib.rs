@@ -31,6 +31,8 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod peer;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod router;
 pub mod routes;
 pub mod sqlite;
