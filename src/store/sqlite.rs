@@ -63,12 +63,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use rust_decimal::Decimal;
 
+use super::judge::{self, Verdict};
 use super::tails::{Held, Tails};
 use super::{
     Account, AccountDone, ApiKey, EventDone, KeyCreated, Recorded, S3Credentials, Store,
     StoreError, StoreResult, StoredEvent,
 };
-use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Recent, Risk, TimeUnit, Total};
+use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk, TimeUnit, Total};
 use crate::auth::Role;
 use crate::auth::keys::{self, KeyHash};
 use crate::group_commit::GroupCommit;
@@ -673,28 +674,9 @@ struct QueuedEvent {
     unit: TimeUnit,
 }
 
-enum Verdict {
-    /// The user already has an event at a later time.
-    OutOfOrder { latest: i64 },
-    /// The codes, the user's running deposit total with this event, and how
-    /// many stored rows of history the judgement used (read, or held by the
-    /// writer's [`Tails`]).
-    Codes {
-        codes: Vec<u16>,
-        deposit_total: Total,
-        history_rows: usize,
-    },
-}
-
-/// Judges `event` from what `conn` sees of `user_id`'s history: the profile
-/// and then only what its thresholds need ([`alerts::HistoryNeed`]), each
-/// part read along an index over exactly the rows it returns: the last
-/// events, the last deposits, and the running total before the deposit
-/// window: at most `last_events + last_deposits + 1` rows (a few thousand
-/// at the largest thresholds), however many events the user has, or has
-/// at one time. The last two are not read when the last events already
-/// hold them (a short history, or enough deposits among them): most
-/// events then cost one read of history, not three.
+/// Judges `event` from what `conn` sees of `user_id`'s history: the
+/// profile, the last events (held by the writer's tails when it can), and
+/// whatever else the thresholds need ([`judge::verdict`]).
 fn judge(
     conn: &Connection,
     tails: &mut Tails,
@@ -708,7 +690,7 @@ fn judge(
     // The last events, oldest first, each with its running deposit total:
     // from the writer's tails when they hold them, else read (and held).
     let last_events = need.last_events as usize;
-    let Held { mut events, totals } = match tails.last(user_id, last_events) {
+    let held = match tails.last(user_id, last_events) {
         Some(held) => held,
         None => {
             let held = read_last_events(conn, user_id, need.last_events)?;
@@ -716,69 +698,35 @@ fn judge(
             held
         }
     };
-    let latest_total = totals.last().copied();
-    // Stored order is time order, so the newest row has the latest time.
-    if let Some(last) = events.last()
-        && event.time < last.time
-    {
-        return Ok(Verdict::OutOfOrder { latest: last.time });
-    }
-    // Fewer rows than asked for: the user's whole history, which holds
-    // whatever the reads below would find.
-    let whole_history = events.len() < last_events;
-    let last_deposits = need.last_deposits as usize;
-    let deposits_held = events.iter().filter(|e| e.kind == Kind::Deposit).count();
-    let (mut deposits, deposit_rows) = if whole_history || deposits_held >= last_deposits {
-        let held = events.iter().filter(|e| e.kind == Kind::Deposit);
-        let last = held.skip(deposits_held.saturating_sub(last_deposits));
-        (last.map(|e| e.amount).collect::<Vec<Decimal>>(), 0)
-    } else {
-        let mut deposits = conn
+    let mut history = SqliteHistory { conn, user_id };
+    judge::verdict(&thresholds, &need, held, event, unit, &mut history)
+}
+
+/// The rest of a user's history, read along the indexes.
+struct SqliteHistory<'a> {
+    conn: &'a Connection,
+    user_id: i64,
+}
+
+impl judge::History for SqliteHistory<'_> {
+    type Error = rusqlite::Error;
+
+    fn last_deposits(&mut self, n: u32) -> rusqlite::Result<Vec<Decimal>> {
+        self.conn
             .prepare_cached(LAST_DEPOSITS)?
-            .query_map(params![user_id, need.last_deposits], |row| {
+            .query_map(params![self.user_id, n], |row| {
                 let amount: String = row.get(0)?;
                 alerts::parse_decimal(&amount).ok_or_else(|| corrupt("amount"))
             })?
-            .collect::<rusqlite::Result<Vec<Decimal>>>()?;
-        deposits.reverse();
-        let rows = deposits.len();
-        (deposits, rows)
-    };
-    // The running total as it stood before the window: the total of the
-    // last deposit earlier than it, which is the running total of the last
-    // event earlier than it, when one was read.
-    let before = events.iter().rposition(|e| e.time < need.deposits_since);
-    let (before_window, window_rows) = match before {
-        Some(at) => (Some(totals[at]), 0),
-        None if whole_history => (None, 0),
-        None => {
-            let total = conn
-                .prepare_cached(TOTAL_BEFORE_WINDOW)?
-                .query_row(params![user_id, need.deposits_since], |row| {
-                    total_in(row, 0)
-                })
-                .optional()?;
-            (total, usize::from(total.is_some()))
-        }
-    };
-    let history_rows = events.len() + deposit_rows + window_rows;
-    let mut deposit_total = latest_total.unwrap_or(Total::ZERO);
-    events.push(*event);
-    if event.kind == Kind::Deposit {
-        deposit_total = deposit_total.plus(Total::of(event.amount));
-        deposits.push(event.amount);
+            .collect()
     }
-    let recent = Recent {
-        events: &events,
-        deposits: &deposits,
-        window_deposits: deposit_total.minus(before_window.unwrap_or(Total::ZERO)),
-    };
-    let codes = alerts::judge(recent, &thresholds, unit);
-    Ok(Verdict::Codes {
-        codes,
-        deposit_total,
-        history_rows,
-    })
+
+    fn total_before(&mut self, since: i64) -> rusqlite::Result<Option<Total>> {
+        self.conn
+            .prepare_cached(TOTAL_BEFORE_WINDOW)?
+            .query_row(params![self.user_id, since], |row| total_in(row, 0))
+            .optional()
+    }
 }
 
 /// The user's last `n` events, oldest first, with their running deposit
