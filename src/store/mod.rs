@@ -14,6 +14,7 @@
 //! on one writer thread. The costly part of a sign-up, the password's hash,
 //! is the caller's, done before the account reaches the store.
 
+mod batch;
 mod judge;
 pub mod sqlite;
 mod tails;

@@ -58,18 +58,20 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use rust_decimal::Decimal;
 
+use super::batch::{
+    QueuedEvent, Write, Written, codes_from_text, codes_to_text, now_unix, profile_from_text,
+};
 use super::judge::{self, Verdict};
 use super::tails::{Held, Tails};
 use super::{
     Account, AccountDone, ApiKey, EventDone, KeyCreated, Recorded, S3Credentials, Store,
     StoreError, StoreResult, StoredEvent,
 };
-use crate::alerts::{self, AlertProfile, Event, Kind, Overrides, Risk, TimeUnit, Total};
+use crate::alerts::{self, AlertProfile, Event, Kind, TimeUnit, Total};
 use crate::auth::Role;
 use crate::auth::keys::{self, KeyHash};
 use crate::group_commit::GroupCommit;
@@ -168,12 +170,6 @@ struct Pool {
 
 fn backend(err: rusqlite::Error) -> StoreError {
     StoreError::Backend(err.to_string())
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// The store's file in the data folder.
@@ -406,7 +402,8 @@ impl Store for SqliteStore {
                         Ok(StoredEvent {
                             seq: row.get(0)?,
                             event: event_from_row(row)?,
-                            alert_codes: codes_from_text(&codes)?,
+                            alert_codes: codes_from_text(&codes)
+                                .ok_or_else(|| corrupt("alert_codes"))?,
                         })
                     },
                 )?
@@ -565,21 +562,6 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     })
 }
 
-fn codes_to_text(codes: &[u16]) -> String {
-    codes
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn codes_from_text(text: &str) -> rusqlite::Result<Vec<u16>> {
-    text.split(',')
-        .filter(|c| !c.is_empty())
-        .map(|c| c.parse().map_err(|_| corrupt("alert_codes")))
-        .collect()
-}
-
 fn load_profile(conn: &Connection, user_id: i64) -> rusqlite::Result<AlertProfile> {
     let row: Option<(String, String)> = conn
         .prepare_cached("SELECT risk, overrides FROM alert_profiles WHERE user_id = ?1")?
@@ -588,15 +570,7 @@ fn load_profile(conn: &Connection, user_id: i64) -> rusqlite::Result<AlertProfil
     let Some((risk, overrides)) = row else {
         return Ok(AlertProfile::default());
     };
-    let overrides: serde_json::Value =
-        serde_json::from_str(&overrides).map_err(|_| corrupt("overrides"))?;
-    Ok(AlertProfile {
-        risk: Risk::parse(&risk).ok_or_else(|| corrupt("risk"))?,
-        overrides: overrides
-            .as_object()
-            .and_then(|o| Overrides::from_json(o, &mut |_, _| {}))
-            .ok_or_else(|| corrupt("overrides"))?,
-    })
+    profile_from_text(&risk, &overrides).ok_or_else(|| corrupt("profile"))
 }
 
 // What an event's judgement reads of its user's history; each walks an
@@ -613,67 +587,6 @@ const LAST_DEPOSITS: &str = "SELECT amount FROM alert_events
 const TOTAL_BEFORE_WINDOW: &str = "SELECT deposit_total FROM alert_events
     WHERE user_id = ?1 AND kind = 'deposit' AND time < ?2
     ORDER BY time DESC, seq DESC LIMIT 1";
-/// A write queued for the writer: batches hold both kinds, in arrival
-/// order.
-enum Write {
-    Event(QueuedEvent),
-    /// A sign-up ([`Store::create_account`]).
-    Account(Account),
-}
-
-/// What the writer answers a [`Write`] with: an outcome of its own kind.
-enum Written {
-    Event(StoreResult<Recorded>),
-    Account(StoreResult<()>),
-    /// The writing of the write's batch panicked: nothing of it was stored
-    /// (the transaction rolled back as the panic unwound through it).
-    Lost,
-}
-
-impl Write {
-    /// The outcome of this write when its batch failed with `err`.
-    fn failed(&self, err: StoreError) -> Written {
-        match self {
-            Write::Event(_) => Written::Event(Err(err)),
-            Write::Account(_) => Written::Account(Err(err)),
-        }
-    }
-}
-
-impl Written {
-    /// An event's outcome.
-    fn of_event(self) -> StoreResult<Recorded> {
-        match self {
-            Written::Event(outcome) => outcome,
-            // The writer answers each write in its kind; another kind is
-            // as good as lost.
-            Written::Lost | Written::Account(_) => Err(lost("event")),
-        }
-    }
-
-    /// An account's outcome.
-    fn of_account(self) -> StoreResult<()> {
-        match self {
-            Written::Account(outcome) => outcome,
-            Written::Lost | Written::Event(_) => Err(lost("account")),
-        }
-    }
-}
-
-/// The error of a `what` whose batch was lost.
-fn lost(what: &str) -> StoreError {
-    StoreError::Backend(format!(
-        "the batch holding this {what} failed to be written"
-    ))
-}
-
-/// An event queued for the writer.
-struct QueuedEvent {
-    user_id: i64,
-    event: Event,
-    unit: TimeUnit,
-}
-
 /// Judges `event` from what `conn` sees of `user_id`'s history: the
 /// profile, the last events (held by the writer's tails when it can), and
 /// whatever else the thresholds need ([`judge::verdict`]).
@@ -913,6 +826,7 @@ fn fill_deposit_totals(conn: &mut Connection) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerts::Risk;
     use std::os::unix::fs::PermissionsExt;
 
     /// Records an event and waits for its outcome.
