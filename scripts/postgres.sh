@@ -208,7 +208,7 @@ create_role_and_database() {
   if [[ -z $(superuser_psql --command="SELECT 1 FROM pg_roles WHERE rolname = 'wren'") ]]; then
     # Hex, so quoting is safe; on stdin, so it is never on a command line.
     superuser_psql <<SQL
-CREATE ROLE wren LOGIN PASSWORD '$(cat "$dir/wren-password")';
+CREATE ROLE wren LOGIN CREATEDB PASSWORD '$(cat "$dir/wren-password")';
 SQL
   fi
   if [[ -z $(superuser_psql --command="SELECT 1 FROM pg_database WHERE datname = 'wren'") ]]; then

@@ -16,6 +16,8 @@
 
 mod batch;
 mod judge;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 mod tails;
 
