@@ -47,10 +47,10 @@ impl App {
     /// Opens the embedded store in the data folder, loads (or makes) the
     /// server secret, creates or updates the bootstrap accounts (`--user`
     /// as users, `--admin` as admins) and loads the model.
-    pub fn open(config: Config) -> Result<App, String> {
+    pub fn open(config: Config) -> Result<App, OpenError> {
         let model = ModelSlot::open(config.model.source.clone())
             .map_err(|err| format!("cannot load the model: {err}"))?;
-        let store = SqliteStore::open(&config.data_dir).map_err(|err| err.to_string())?;
+        let store = open_store(&config)?;
         let secret = secret::load(config.auth.secret.as_deref(), &config.data_dir)?;
         let storage = Storage::open(&config.storage, &config.data_dir)?;
         let hashers = HashPool::new(config.auth.max_concurrent_hashes, password::SLOT_WAIT);
@@ -97,7 +97,7 @@ impl App {
             rate_limits: RateLimits::open(&config.rate_limits),
             hashers,
             key_use: UseRecorder::new(),
-            store: Box::new(store),
+            store,
             model,
             storage,
             sealer: Sealer::new(&secret),
@@ -108,6 +108,54 @@ impl App {
             config,
         })
     }
+}
+
+/// Why a server could not start.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The database `--database-url` names cannot be used (unreachable,
+    /// refused the login, or its schema is not one this wren knows): a
+    /// setting to correct, like a bad flag.
+    Database(String),
+    /// Anything else: the data folder, the model, a bootstrap account.
+    Other(String),
+}
+
+impl From<String> for OpenError {
+    fn from(message: String) -> Self {
+        OpenError::Other(message)
+    }
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Database(message) | OpenError::Other(message) => f.write_str(message),
+        }
+    }
+}
+
+/// The store: PostgreSQL when `--database-url` names a database, with a
+/// connection per worker thread and one for the monitor's extra workers
+/// to share; else SQLite in the data folder.
+fn open_store(config: &Config) -> Result<Box<dyn Store>, OpenError> {
+    #[cfg(feature = "postgres")]
+    if let Some(database) = &config.database {
+        let store = crate::store::postgres::PgStore::open(database, config.limits.threads + 1)
+            .map_err(|err| {
+                let problem = match err {
+                    crate::store::StoreError::Backend(problem) => problem,
+                    other => other.to_string(),
+                };
+                OpenError::Database(format!(
+                    "--database-url: cannot use the database {} at {}:{}: {problem}",
+                    database.database, database.host, database.port
+                ))
+            })?;
+        return Ok(Box::new(store));
+    }
+    let store = SqliteStore::open(&config.data_dir).map_err(|err| err.to_string())?;
+    Ok(Box::new(store))
 }
 
 /// An `App` on default settings over a fresh data folder, for unit tests.

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
+use wren::app::OpenError;
 use wren::backup::BackupError;
 use wren::backup::schedule::{self, Log};
 use wren::certificates::{self, SiteCertificates};
@@ -103,8 +104,14 @@ fn serve(config: Config) -> ExitCode {
     };
     let app = match App::open(config) {
         Ok(app) => Arc::new(app),
-        Err(err) => {
-            logger.error(&format!("cannot start: {err}"));
+        Err(OpenError::Database(problem)) => {
+            return early_exit(&EarlyExit {
+                output: format!("error: {problem}"),
+                code: 2,
+            });
+        }
+        Err(OpenError::Other(problem)) => {
+            logger.error(&format!("cannot start: {problem}"));
             return ExitCode::FAILURE;
         }
     };

@@ -9,6 +9,8 @@
 //! PostgreSQL stores on one database (two instances) must give one user's
 //! events the codes of a sequential replay.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -36,41 +38,9 @@ fn sqlite(test: &str) -> SqliteStore {
 
 #[cfg(feature = "postgres")]
 mod pg {
-    use wren::postgres::{Client, Config};
+    pub use super::common::postgres::fresh_database;
+    use wren::postgres::Config;
     use wren::store::postgres::PgStore;
-
-    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-    /// The test server's config, or `None` (and a note) without one.
-    pub fn config(test: &str) -> Option<Config> {
-        let url = std::env::var("WREN_TEST_DATABASE_URL")
-            .ok()
-            .filter(|url| !url.is_empty());
-        let Some(url) = url else {
-            assert!(
-                std::env::var("WREN_TEST_POSTGRES").as_deref() != Ok("required"),
-                "{test}: WREN_TEST_DATABASE_URL is not set, and WREN_TEST_POSTGRES=required"
-            );
-            eprintln!("skipped {test} on PostgreSQL: WREN_TEST_DATABASE_URL is not set");
-            return None;
-        };
-        Some(Config::parse(&url).unwrap())
-    }
-
-    /// A fresh database for `test` on the test server: its config.
-    pub fn fresh_database(test: &str) -> Option<Config> {
-        let mut config = config(test)?;
-        let name = format!("wren_test_{}_{test}", std::process::id());
-        let mut admin = Client::connect(&config, TIMEOUT).unwrap();
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        config.database = name;
-        Some(config)
-    }
 
     pub fn store(config: &Config) -> PgStore {
         PgStore::open(config, 4).unwrap()
@@ -79,12 +49,12 @@ mod pg {
 
 /// Every backend's fresh store for `test`, named.
 fn backends(test: &str) -> Vec<(&'static str, Box<dyn Store>)> {
-    let mut stores: Vec<(&'static str, Box<dyn Store>)> = vec![("sqlite", Box::new(sqlite(test)))];
+    let sqlite: (&'static str, Box<dyn Store>) = ("sqlite", Box::new(sqlite(test)));
     #[cfg(feature = "postgres")]
     if let Some(config) = pg::fresh_database(test) {
-        stores.push(("postgres", Box::new(pg::store(&config))));
+        return vec![sqlite, ("postgres", Box::new(pg::store(&config)))];
     }
-    stores
+    vec![sqlite]
 }
 
 fn create(store: &dyn Store, account: Account) -> StoreResult<()> {

@@ -97,6 +97,10 @@ pub struct Config {
     pub given: Vec<String>,
     /// Backups made while serving (`--backup-every`), when asked for.
     pub backup: Option<Schedule>,
+    /// The PostgreSQL database the store is in (`--database-url`); `None`:
+    /// SQLite in the data folder.
+    #[cfg(feature = "postgres")]
+    pub database: Option<crate::postgres::Config>,
 }
 
 /// The files of Swagger UI the `/docs` page loads; a `--docs-assets` folder
@@ -421,7 +425,18 @@ impl Config {
         let rate_limits = RateLimits::decide(&s);
         let storage = storage_config(&s)?;
         let backup = backup_schedule(&s, &storage)?;
+        #[cfg(feature = "postgres")]
+        let database = database_config(&s)?;
+        #[cfg(not(feature = "postgres"))]
+        if s.database_url.is_some() {
+            return Err(bad_value(
+                "--database-url",
+                "this wren was built without PostgreSQL (cargo feature `postgres`)",
+            ));
+        }
         Ok(Config {
+            #[cfg(feature = "postgres")]
+            database,
             storage,
             backup,
             addr: SocketAddr::new(s.host, s.port),
@@ -470,6 +485,34 @@ impl Config {
             given: Vec::new(),
         })
     }
+}
+
+/// The PostgreSQL database, when one is named: its URL parsed, and the
+/// settings several instances sharing it must agree on given.
+#[cfg(feature = "postgres")]
+fn database_config(s: &Settings) -> Result<Option<crate::postgres::Config>, EarlyExit> {
+    let Some(url) = &s.database_url else {
+        return Ok(None);
+    };
+    let config =
+        crate::postgres::Config::parse(url).map_err(|err| bad_value("--database-url", &err))?;
+    if s.secret.is_none() {
+        return Err(bad_value(
+            "--database-url",
+            "needs WREN_SECRET: every instance sharing the database must sign and check \
+             tokens and seal S3 secrets with the same secret, which a generated one in each \
+             data folder is not",
+        ));
+    }
+    if !s.acme_domains.is_empty() {
+        return Err(bad_value(
+            "--acme-domain",
+            "not with --database-url yet: instances sharing a database would each order \
+             certificates for the domain; terminate TLS at the load balancer, or give each \
+             instance --tls-cert/--tls-key",
+        ));
+    }
+    Ok(Some(config))
 }
 
 /// The HTTPS section: a certificate from files or from ACME, never both;

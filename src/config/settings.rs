@@ -144,6 +144,16 @@ settings! {
         parse: values::path,
         help: "folder for the database, stored files and the server secret",
     }
+    value database_url: Option<String> {
+        flag: "--database-url postgres://USER:PASSWORD@HOST:PORT/DB",
+        env: ["DATABASE_URL", "WREN_DATABASE_URL"],
+        default: "none: SQLite in the data folder" => None,
+        parse: values::optional_text,
+        help: "keep accounts, keys, revocations and events in PostgreSQL, shared by every \
+               instance given the same URL (and the same WREN_SECRET, which it then needs); \
+               `?sslmode=require` (or verify-full, with sslrootcert=FILE) for TLS; the \
+               environment keeps the password off the command line",
+    }
     value tls_cert: Option<PathBuf> {
         flag: "--tls-cert FILE",
         env: ["WREN_TLS_CERT"],

@@ -479,7 +479,7 @@ fn open_tcp(config: &Config, timeout: Duration) -> Result<TcpStream, PgError> {
                     .map_err(PgError::Io)?;
                 return Ok(tcp);
             }
-            Err(err) => last = Some(format!("{address}: {err}")),
+            Err(err) => last = Some(err.to_string()),
         }
     }
     Err(PgError::Unreachable(format!(

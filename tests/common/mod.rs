@@ -6,6 +6,8 @@
 
 pub mod https;
 pub mod pebble;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

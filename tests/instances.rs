@@ -1,0 +1,157 @@
+//! wren on PostgreSQL (`--database-url`): what start-up refuses, in one
+//! line and exit 2, and instances sharing one database as one server:
+//! accounts, tokens and their revocation, and each user's event history.
+//! Needs the server `scripts/with-postgres.sh` starts (see
+//! tests/common/postgres.rs).
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use common::postgres::{fresh_database, url, url_of};
+use common::{Response, Server, wren};
+
+const JSON: &str = "application/json";
+const SECRET: &str = "a shared secret of at least thirty-two bytes";
+
+fn start(database_url: &str) -> Server {
+    let database_url = database_url.to_owned();
+    Server::start_with(&[], move |command| {
+        command
+            .env("DATABASE_URL", database_url)
+            .env("WREN_SECRET", SECRET);
+    })
+}
+
+fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}\r\n")
+}
+
+fn credentials(server: &Server, path: &str, login: &str) -> Response {
+    let body = format!(r#"{{"login":"{login}","password":"correct horse"}}"#);
+    server.post(path, JSON, &body, "")
+}
+
+/// A start-up refused: exit 2 and one line naming what is wrong.
+fn refused(args: &[&str], env: &[(&str, &str)], says: &str) {
+    let output = wren(args, env);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.contains(says), "{args:?}: {stderr}");
+}
+
+#[test]
+fn start_up_refuses_what_cannot_work_in_one_line() {
+    let Some(url) = url("refusals") else { return };
+    let data = common::temp_dir("refusals");
+    let data = data.to_str().unwrap();
+    let secret = ("WREN_SECRET", SECRET);
+    refused(
+        &["--data-dir", data, "--database-url", "mysql://a:b@h/d"],
+        &[secret],
+        "postgres://",
+    );
+    refused(
+        &["--data-dir", data],
+        &[("DATABASE_URL", &url)],
+        "needs WREN_SECRET",
+    );
+    refused(
+        &["--data-dir", data, "--acme-domain", "example.com"],
+        &[("DATABASE_URL", &url), secret],
+        "--acme-domain",
+    );
+    let mut config = wren::postgres::Config::parse(&url).unwrap();
+    config.password = Some("not-the-password".into());
+    refused(
+        &["--data-dir", data, "--port", "0"],
+        &[("DATABASE_URL", &url_of(&config)), secret],
+        "password authentication failed",
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = wren::postgres::Config::parse(&url).unwrap();
+    config.port = closed;
+    refused(
+        &["--data-dir", data, "--port", "0"],
+        &[("DATABASE_URL", &url_of(&config)), secret],
+        "cannot connect",
+    );
+}
+
+#[test]
+fn instances_share_accounts_tokens_revocations_and_history() {
+    let Some(config) = fresh_database("instances_http") else {
+        return;
+    };
+    let database_url = url_of(&config);
+    let (a, b) = (start(&database_url), start(&database_url));
+    assert!(
+        a.log()
+            .iter()
+            .any(|line| line.contains("--database-url (hidden)"))
+    );
+    assert!(
+        !a.log()
+            .iter()
+            .any(|line| line.contains(config.password.as_deref().unwrap()))
+    );
+
+    // An account made through one instance signs in through the other,
+    // and a name is taken everywhere once.
+    assert_eq!(credentials(&a, "/api/sign_up", "ann").status, 201);
+    assert_eq!(credentials(&b, "/api/sign_up", "ann").status, 409);
+    let signed_in = credentials(&b, "/api/sign_in", "ann");
+    assert_eq!(signed_in.status, 200);
+    let token = signed_in.json()["token"].as_str().unwrap().to_owned();
+    for server in [&a, &b] {
+        let me = server.get_with("/__test/whoami", &bearer(&token));
+        assert_eq!(me.json()["user"], "ann");
+    }
+    // Revoked through one, refused by both.
+    assert_eq!(a.post("/api/logout", JSON, "", &bearer(&token)).status, 200);
+    for server in [&a, &b] {
+        assert_eq!(
+            server.get_with("/__test/whoami", &bearer(&token)).status,
+            401
+        );
+    }
+
+    // One user's events, alternating instances, give the codes one SQLite
+    // server gives the same events.
+    let single = Server::start(&[]);
+    let events = [
+        ("deposit", "60.00"),
+        ("withdraw", "30.00"),
+        ("deposit", "70.00"),
+        ("withdraw", "150.00"),
+        ("withdraw", "20.00"),
+        ("withdraw", "10.00"),
+        ("deposit", "80.00"),
+        ("deposit", "40.00"),
+    ];
+    let mut fired = 0;
+    for (i, (kind, amount)) in events.iter().enumerate() {
+        let body = format!(
+            r#"{{"type":"{kind}","amount":"{amount}","user_id":7,"time":{}}}"#,
+            (i + 1) * 1000
+        );
+        let shared = [&a, &b][i % 2].post("/event", JSON, &body, "");
+        let alone = single.post("/event", JSON, &body, "");
+        assert_eq!(shared.status, 200, "event {i}: {}", shared.text());
+        assert_eq!(
+            shared.json()["alert_codes"],
+            alone.json()["alert_codes"],
+            "event {i}"
+        );
+        fired += shared.json()["alert_codes"].as_array().unwrap().len();
+    }
+    assert!(fired > 0, "no rule fired: the comparison proves nothing");
+    // The history stored through both is one history: time going back is
+    // refused whichever instance sees it.
+    let late = r#"{"type":"deposit","amount":"1.00","user_id":7,"time":500}"#;
+    assert_eq!(b.post("/event", JSON, late, "").status, 409);
+}
