@@ -13,9 +13,9 @@ use common::{Response, Server, wren};
 const JSON: &str = "application/json";
 const SECRET: &str = "a shared secret of at least thirty-two bytes";
 
-fn start(database_url: &str) -> Server {
+fn start(database_url: &str, args: &[&str]) -> Server {
     let database_url = database_url.to_owned();
-    Server::start_with(&[], move |command| {
+    Server::start_with(args, move |command| {
         command
             .env("DATABASE_URL", database_url)
             .env("WREN_SECRET", SECRET);
@@ -83,12 +83,13 @@ fn start_up_refuses_what_cannot_work_in_one_line() {
 }
 
 #[test]
-fn instances_share_accounts_tokens_revocations_and_history() {
+fn instances_share_accounts_tokens_keys_revocations_and_history() {
     let Some(config) = fresh_database("instances_http") else {
         return;
     };
     let database_url = url_of(&config);
-    let (a, b) = (start(&database_url), start(&database_url));
+    let a = start(&database_url, &["--admin", "root:a long admin password"]);
+    let b = start(&database_url, &[]);
     assert!(
         a.log()
             .iter()
@@ -118,6 +119,32 @@ fn instances_share_accounts_tokens_revocations_and_history() {
             server.get_with("/__test/whoami", &bearer(&token)).status,
             401
         );
+    }
+
+    // An API key made through one works on the other until deleted
+    // through it, then on neither.
+    let root = r#"{"login":"root","password":"a long admin password"}"#;
+    let root = b.post("/api/sign_in", JSON, root, "").json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let made = a.post(
+        "/api/v1/keys",
+        JSON,
+        r#"{"name":"feed","scopes":["alerts"]}"#,
+        &bearer(&root),
+    );
+    assert_eq!(made.status, 201, "{}", made.text());
+    let key = format!("X-API-Key: {}\r\n", made.json()["key"].as_str().unwrap());
+    let profile = "/api/v1/users/3/alert-profile";
+    assert_eq!(b.get_with(profile, &key).status, 200);
+    let deleted = b.request(&format!(
+        "DELETE /api/v1/keys/feed HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{}\r\n",
+        bearer(&root)
+    ));
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    for server in [&a, &b] {
+        assert_eq!(server.get_with(profile, &key).status, 401);
     }
 
     // One user's events, alternating instances, give the codes one SQLite
