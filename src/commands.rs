@@ -1,5 +1,6 @@
 //! The commands beside the server: `wren keys create|list|revoke`, run on
-//! the store in the data folder (a running server sees their effect at its
+//! the server's store (the data folder's, or its PostgreSQL database's with
+//! `--database-url`; a running server sees their effect at its
 //! next request, since it keeps no copy of the keys), and `wren backup` and
 //! `wren restore` ([`crate::backup`]), which show their progress on a
 //! terminal in place, or else in the log.
@@ -20,22 +21,7 @@ use crate::store::{ApiKey, KeyCreated, Store};
 /// Runs a `wren keys` command: what it prints on stdout, or the error line
 /// (without its `error: `) that ends it with exit code 2.
 pub fn keys(command: &KeysCommand) -> Result<String, String> {
-    if !command.data_dir.is_dir() {
-        return Err(format!(
-            "--data-dir: there is no folder at {}",
-            command.data_dir.display()
-        ));
-    }
-    // A folder without the server's database is the wrong folder: making
-    // an empty database there would only hide the mistake.
-    let database = command.data_dir.join(DATABASE_FILE);
-    if !database.is_file() {
-        return Err(format!(
-            "--data-dir: {} holds no wren database ({DATABASE_FILE}); start the server there first",
-            command.data_dir.display()
-        ));
-    }
-    let store = SqliteStore::open(&command.data_dir).map_err(|err| err.to_string())?;
+    let store = keys_store(command)?;
     match &command.action {
         KeysAction::Create {
             name,
@@ -77,6 +63,46 @@ pub fn keys(command: &KeysCommand) -> Result<String, String> {
             }
         }
     }
+}
+
+/// The store the keys are in: the server's PostgreSQL database when it has
+/// one, else the data folder's SQLite database, which must exist.
+fn keys_store(command: &KeysCommand) -> Result<Box<dyn Store>, String> {
+    if let Some(url) = &command.database_url {
+        #[cfg(feature = "postgres")]
+        {
+            let config = crate::postgres::Config::parse(url)
+                .map_err(|problem| format!("--database-url: {problem}"))?;
+            let store = crate::store::postgres::PgStore::open(&config, 1)
+                .map_err(|err| format!("--database-url: {err}"))?;
+            return Ok(Box::new(store));
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = url;
+            return Err(
+                "--database-url: this wren was built without PostgreSQL (cargo feature `postgres`)"
+                    .into(),
+            );
+        }
+    }
+    if !command.data_dir.is_dir() {
+        return Err(format!(
+            "--data-dir: there is no folder at {}",
+            command.data_dir.display()
+        ));
+    }
+    // A folder without the server's database is the wrong folder: making
+    // an empty database there would only hide the mistake.
+    let database = command.data_dir.join(DATABASE_FILE);
+    if !database.is_file() {
+        return Err(format!(
+            "--data-dir: {} holds no wren database ({DATABASE_FILE}); start the server there first",
+            command.data_dir.display()
+        ));
+    }
+    let store = SqliteStore::open(&command.data_dir).map_err(|err| err.to_string())?;
+    Ok(Box::new(store))
 }
 
 /// Runs `wren backup`: the summary for stdout, or why not.

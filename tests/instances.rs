@@ -1,6 +1,7 @@
 //! wren on PostgreSQL (`--database-url`): what start-up refuses, in one
 //! line and exit 2, and instances sharing one database as one server:
-//! accounts, tokens and their revocation, and each user's event history.
+//! accounts, tokens and their revocation, API keys (through either or
+//! `wren keys`), and each user's event history.
 //! Needs the server `scripts/with-postgres.sh` starts (see
 //! tests/common/postgres.rs).
 #![cfg(feature = "postgres")]
@@ -143,6 +144,27 @@ fn instances_share_accounts_tokens_keys_revocations_and_history() {
         bearer(&root)
     ));
     assert_eq!(deleted.status, 200, "{}", deleted.text());
+    for server in [&a, &b] {
+        assert_eq!(server.get_with(profile, &key).status, 401);
+    }
+
+    // `wren keys` given the database works on the instances' keys: made
+    // there, it opens both; revoked there, neither.
+    let keys = |args: &[&str]| {
+        let mut all = vec!["keys"];
+        all.extend_from_slice(args);
+        let output = wren(&all, &[("DATABASE_URL", &database_url)]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {stderr}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let made = keys(&["create", "--name", "cron", "--scope", "alerts"]);
+    let key = format!("X-API-Key: {}\r\n", made.trim());
+    for server in [&a, &b] {
+        assert_eq!(server.get_with(profile, &key).status, 200);
+    }
+    assert!(keys(&["list"]).contains("cron"));
+    keys(&["revoke", "cron"]);
     for server in [&a, &b] {
         assert_eq!(server.get_with(profile, &key).status, 401);
     }

@@ -14,6 +14,9 @@ use crate::auth::keys::{self, Scope};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeysCommand {
     pub data_dir: PathBuf,
+    /// The server's PostgreSQL database, when it keeps its store there
+    /// (`--database-url`, as the server resolves it).
+    pub database_url: Option<String>,
     pub action: KeysAction,
 }
 
@@ -36,8 +39,14 @@ pub enum KeysAction {
 /// The flags each command takes (every one with a value).
 fn flags_of(command: &str) -> Option<&'static [&'static str]> {
     match command {
-        "create" => Some(&["--name", "--scope", "--account", "--data-dir"]),
-        "list" | "revoke" => Some(&["--data-dir"]),
+        "create" => Some(&[
+            "--name",
+            "--scope",
+            "--account",
+            "--data-dir",
+            "--database-url",
+        ]),
+        "list" | "revoke" => Some(&["--data-dir", "--database-url"]),
         _ => None,
     }
 }
@@ -66,6 +75,12 @@ impl KeysCommand {
         };
         let args = Args::read(&format!("keys {command}"), rest, known)?;
         let data_dir = data_dir(args.one("--data-dir")?, lookup)?;
+        let setting = server_setting("--database-url");
+        let database_url = Input::new(
+            CommandLine::giving(setting, args.one("--database-url")?),
+            lookup,
+        )
+        .value(setting, values::optional_text, Some(|| None))?;
         let action = match command {
             "create" => {
                 args.no_words()?;
@@ -79,7 +94,11 @@ impl KeysCommand {
                 name: args.only_word("keys revoke needs the NAME of the key to revoke")?,
             },
         };
-        Ok(KeysCommand { data_dir, action })
+        Ok(KeysCommand {
+            data_dir,
+            database_url,
+            action,
+        })
     }
 }
 
@@ -141,7 +160,8 @@ Usage: {program} keys create --name NAME --scope SCOPE[,SCOPE] [--account NAME]
        {program} keys revoke NAME
 
 Each also takes --data-dir PATH (env: {env}; default: {default}), as the
-server does.
+server does, and --database-url URL (env: DATABASE_URL) when the server
+keeps its store in PostgreSQL.
 
   create
       Makes a key and prints it, and nothing else, on one line. It is shown
@@ -200,6 +220,7 @@ mod tests {
             command,
             KeysCommand {
                 data_dir: "/srv/wren".into(),
+                database_url: None,
                 action: KeysAction::Create {
                     name: "sync".into(),
                     scopes: vec![Scope::Events, Scope::Files],
@@ -222,6 +243,16 @@ mod tests {
                 account: None,
             }
         );
+    }
+
+    #[test]
+    fn the_database_is_found_as_the_server_finds_it() {
+        assert_eq!(parse(&["list"], &[]).unwrap().database_url, None);
+        let url = "postgres://wren@db/wren";
+        let from_env = parse(&["list"], &[("DATABASE_URL", url)]).unwrap();
+        assert_eq!(from_env.database_url.as_deref(), Some(url));
+        let flag = parse(&["revoke", "old", "--database-url", url], &[]).unwrap();
+        assert_eq!(flag.database_url.as_deref(), Some(url));
     }
 
     #[test]
