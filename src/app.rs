@@ -6,7 +6,7 @@ use crate::auth::password::{self, HashError, HashPool};
 use crate::auth::seal::Sealer;
 use crate::auth::tokens::Tokens;
 use crate::auth::{Role, secret};
-use crate::blob::Storage;
+use crate::blob::{SizeRecord, Storage};
 use crate::config::Config;
 use crate::handlers::rate::RateLimits;
 use crate::metrics::Metrics;
@@ -52,7 +52,7 @@ impl App {
             .map_err(|err| format!("cannot load the model: {err}"))?;
         let store = open_store(&config)?;
         let secret = secret::load(config.auth.secret.as_deref(), &config.data_dir)?;
-        let storage = Storage::open(&config.storage, &config.data_dir)?;
+        let storage = Storage::open(&config.storage, &config.data_dir, &size_record(&config))?;
         let hashers = HashPool::new(config.auth.max_concurrent_hashes, password::SLOT_WAIT);
         // Nothing else hashes yet, so these never wait for a slot.
         let bootstrap = [
@@ -156,6 +156,21 @@ fn open_store(config: &Config) -> Result<Box<dyn Store>, OpenError> {
     }
     let store = SqliteStore::open(&config.data_dir).map_err(|err| err.to_string())?;
     Ok(Box::new(store))
+}
+
+/// Where the S3 backend records sizes and usage: in the database, when
+/// instances share one, with a connection per worker thread (a write holds
+/// one while the store makes its object visible).
+fn size_record(config: &Config) -> SizeRecord {
+    #[cfg(feature = "postgres")]
+    if let Some(database) = &config.database {
+        return SizeRecord::Database {
+            config: database.clone(),
+            connections: config.limits.threads,
+        };
+    }
+    let _ = config;
+    SizeRecord::DataFolder
 }
 
 /// An `App` on default settings over a fresh data folder, for unit tests.

@@ -311,6 +311,20 @@ pub trait Blobs: Book + Send + Sync {
     fn ready(&self, within: Duration) -> Result<(), BlobError>;
 }
 
+/// Where the S3 backend keeps each object's size and each account's usage.
+pub enum SizeRecord {
+    /// In the data folder, for this instance alone.
+    DataFolder,
+    /// In the PostgreSQL database instances share (`--database-url`), over
+    /// up to `connections` connections; each write is then held to the
+    /// quota against every instance's.
+    #[cfg(feature = "postgres")]
+    Database {
+        config: crate::postgres::Config,
+        connections: usize,
+    },
+}
+
 /// The storage a server runs with: its default backend, the S3 backend
 /// whenever an endpoint is configured (for `--storage s3`, and for accounts
 /// that brought their own keys), and what holds uploads to the accounts'
@@ -325,12 +339,33 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Opens the backends; their records live under `<data_dir>/files/`.
-    pub fn open(config: &StorageConfig, data_dir: &Path) -> Result<Storage, String> {
+    /// Opens the backends; the local files and their index live under
+    /// `<data_dir>/files/`, and so does the S3 backend's record unless
+    /// `record` puts it in a shared database.
+    pub fn open(
+        config: &StorageConfig,
+        data_dir: &Path,
+        record: &SizeRecord,
+    ) -> Result<Storage, String> {
         let files = data_dir.join(local::FOLDER);
-        let s3 = match &config.s3 {
-            Some(s3_config) => Some(Arc::new(s3::S3Blobs::new(s3_config, &files)?)),
-            None => None,
+        let s3 = match (&config.s3, record) {
+            (None, _) => None,
+            (Some(s3_config), SizeRecord::DataFolder) => {
+                Some(Arc::new(s3::S3Blobs::new(s3_config, &files)?))
+            }
+            #[cfg(feature = "postgres")]
+            (
+                Some(s3_config),
+                SizeRecord::Database {
+                    config: database,
+                    connections,
+                },
+            ) => Some(Arc::new(s3::S3Blobs::shared(
+                s3_config,
+                database,
+                *connections,
+                config.quota,
+            )?)),
         };
         let default: Arc<dyn Blobs> = match (config.kind, &s3) {
             (StorageKind::S3, Some(s3)) => s3.clone(),

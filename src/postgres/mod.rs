@@ -12,13 +12,17 @@
 //! - [`config`]: the `postgres://` URL.
 //! - [`client`]: one connection: connect, TLS, log in, query.
 //! - [`tls`]: `sslmode`'s certificate checks.
+//! - [`pool`]: connections shared by an instance's threads, and schema
+//!   migrations.
 //! - [`error`]: what can go wrong, as [`PgError`].
 
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod pool;
 mod tls;
 
 pub use client::{Client, Param, Row};
 pub use config::{Config, SslMode};
 pub use error::PgError;
+pub use pool::Pool;

@@ -4,10 +4,9 @@
 //!
 //! # Connections
 //!
-//! A pool of at most `pool_size` connections ([`crate::postgres::Client`],
-//! blocking), opened as needed; one the server or the network broke is
-//! dropped and another opened in its place on the next use, so a restarted
-//! database costs the requests in flight, not the instance.
+//! A [`Pool`] of at most `pool_size` blocking connections, which replaces
+//! the ones the server or the network broke, so a restarted database costs
+//! the requests in flight, not the instance.
 //!
 //! # Schema
 //!
@@ -35,9 +34,6 @@
 //! transaction each, so the failing one fails alone. A lost connection
 //! fails the batch; its writes were not acknowledged.
 
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
-
 use rust_decimal::Decimal;
 
 use super::batch::{
@@ -53,10 +49,8 @@ use crate::alerts::{self, AlertProfile, Event, Kind, TimeUnit, Total};
 use crate::auth::Role;
 use crate::auth::keys::{self, KeyHash};
 use crate::group_commit::GroupCommit;
+use crate::postgres::pool::{self, Pool, TIMEOUT};
 use crate::postgres::{Client, Config, Param, PgError, Row};
-
-/// How long connecting, and each round trip, may take.
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The advisory lock migrations hold (the two-key form, so it shares no
 /// key with the users' one-key locks): "wren", 1.
@@ -158,82 +152,13 @@ impl PgStore {
         )
         .map_err(|err| StoreError::Backend(format!("cannot start the writer thread: {err}")))?;
         Ok(PgStore {
-            pool: Pool {
-                config: config.clone(),
-                size: pool_size.max(1),
-                state: Mutex::new(PoolState {
-                    idle: Vec::new(),
-                    open: 0,
-                }),
-                returned: Condvar::new(),
-            },
+            pool: Pool::new(config, pool_size),
             commits,
         })
     }
 
     fn with<T>(&self, work: impl FnOnce(&mut Client) -> Result<T, PgError>) -> StoreResult<T> {
-        let mut client = self.pool.checkout()?;
-        let done = work(&mut client);
-        self.pool.give_back(client);
-        done.map_err(backend)
-    }
-}
-
-/// The connections of a store: at most `size` open at once.
-struct Pool {
-    config: Config,
-    size: usize,
-    state: Mutex<PoolState>,
-    returned: Condvar,
-}
-
-struct PoolState {
-    idle: Vec<Client>,
-    open: usize,
-}
-
-impl Pool {
-    fn lock(&self) -> MutexGuard<'_, PoolState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// An idle connection, a new one while fewer than `size` are open, else
-    /// the next one given back.
-    fn checkout(&self) -> StoreResult<Client> {
-        let mut state = self.lock();
-        loop {
-            if let Some(client) = state.idle.pop() {
-                return Ok(client);
-            }
-            if state.open < self.size {
-                state.open += 1;
-                drop(state);
-                return Client::connect(&self.config, TIMEOUT).map_err(|err| {
-                    self.forget_one();
-                    backend(err)
-                });
-            }
-            state = self
-                .returned
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-
-    /// Back to the pool; a broken connection is dropped instead, and its
-    /// place freed for a new one.
-    fn give_back(&self, client: Client) {
-        if client.is_broken() {
-            self.forget_one();
-            return;
-        }
-        self.lock().idle.push(client);
-        self.returned.notify_one();
-    }
-
-    fn forget_one(&self) {
-        self.lock().open -= 1;
-        self.returned.notify_one();
+        self.pool.with(work).map_err(backend)
     }
 }
 
@@ -248,37 +173,9 @@ fn corrupt(what: &str) -> PgError {
 
 /// Brings the schema up to date, one instance at a time.
 fn migrate(client: &mut Client) -> StoreResult<()> {
-    let outcome = client.transaction(|tx| {
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1::int, $2::int)",
-            &[
-                i64::from(MIGRATION_LOCK.0).into(),
-                i64::from(MIGRATION_LOCK.1).into(),
-            ],
-        )?;
-        tx.batch_execute("CREATE TABLE IF NOT EXISTS wren_schema (version INTEGER NOT NULL)")?;
-        let rows = tx.query("SELECT version FROM wren_schema", &[])?;
-        let version = match rows.first() {
-            Some(row) => row.i64(0)?,
-            None => {
-                tx.execute("INSERT INTO wren_schema (version) VALUES (0)", &[])?;
-                0
-            }
-        };
-        let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Ok(Err(StoreError::Backend(format!(
-                "the database's schema is version {version}, from a newer wren (this one knows \
-                 up to {known}); refusing to use it"
-            ))));
-        }
-        for migration in &MIGRATIONS[version as usize..] {
-            tx.batch_execute(migration)?;
-        }
-        tx.execute("UPDATE wren_schema SET version = $1", &[known.into()])?;
-        Ok(Ok(()))
-    });
-    outcome.map_err(|err| StoreError::Backend(format!("migrating the schema: {err}")))?
+    pool::migrate(client, "wren_schema", MIGRATION_LOCK, MIGRATIONS)
+        .map_err(|err| StoreError::Backend(format!("migrating the schema: {err}")))?
+        .map_err(StoreError::Backend)
 }
 
 /// Writes a batch of events and accounts in one transaction; should it

@@ -23,15 +23,16 @@
 //!   which a concurrent writer can slip in.
 //! - Listings: S3 lists keys, sizes and ETags but no content types, so each
 //!   listed object is HEADed too, a few at a time.
-//! - Usage: each object's size is recorded in a local SQLite file right
-//!   after the store took the write or delete, one key's changes in the
-//!   store's order (`record`, which also says what a crash can leave).
+//! - Usage: each object's size is recorded in a local SQLite file (or, for
+//!   instances sharing a database, in PostgreSQL) right after the store
+//!   took the write or delete, one key's changes in the store's order
+//!   (`record`, which also says what a crash can leave).
 //!
 //! This file holds [`S3Blobs`] (whose keys and bucket serve an account, and
 //! the [`Blobs`] operations); the jobs behind it have a file each:
 //! `request` (signing and sending, timeouts, reading answers), `upload`
 //! (single and multipart writes), `listing` (pages and their HEADs),
-//! `record` (the sizes and usage kept locally) and `error` (what the
+//! `record` (the sizes and usage, kept locally or shared) and `error` (what the
 //! store's refusals mean).
 
 mod error;
@@ -50,7 +51,7 @@ use ureq::http::HeaderMap;
 
 use self::error::{check_write, describe, error_code, missing, refusal, store_error};
 pub use self::record::RECORD_FILE;
-use self::record::{KeyOrder, Record};
+use self::record::{Place, Record};
 use self::request::{Client, drain, error_text, header};
 pub use self::upload::{MAX_UPLOADS_IN_FLIGHT, PART_SIZE};
 use self::upload::{UPLOAD_SLOT_WAIT, Upload, UploadSlots};
@@ -90,8 +91,6 @@ pub struct S3Blobs {
     uploads: UploadSlots,
     /// Each object's size, and each account's usage.
     record: Record,
-    /// Whose turn it is to change (and record) each key.
-    order: KeyOrder,
 }
 
 /// Whose keys signed a request.
@@ -113,6 +112,24 @@ impl S3Blobs {
     /// record in `folder` (`<data-dir>/files`). Nothing is sent yet: only
     /// the endpoint URL is checked.
     pub fn new(config: &S3Config, folder: &Path) -> Result<S3Blobs, String> {
+        S3Blobs::with_record(config, Record::open(folder)?)
+    }
+
+    /// Prepares a client as [`S3Blobs::new`] does, keeping its size record
+    /// in the database several instances share, where each write is held
+    /// to `quota` against every instance's (see `record::shared`).
+    #[cfg(feature = "postgres")]
+    pub fn shared(
+        config: &S3Config,
+        database: &crate::postgres::Config,
+        connections: usize,
+        quota: super::Quota,
+    ) -> Result<S3Blobs, String> {
+        let record = record::SharedRecord::open(database, connections, quota)?;
+        S3Blobs::with_record(config, Record::Shared(record))
+    }
+
+    fn with_record(config: &S3Config, record: Record) -> Result<S3Blobs, String> {
         let credentials = match (&config.access_key_id, &config.secret_access_key) {
             (Some(id), Some(secret)) => Some(Credentials::new(id.clone(), secret.clone())),
             _ => None,
@@ -130,8 +147,7 @@ impl S3Blobs {
             bucket: config.bucket.clone(),
             credentials,
             uploads: UploadSlots::new(MAX_UPLOADS_IN_FLIGHT, UPLOAD_SLOT_WAIT),
-            record: Record::open(folder)?,
-            order: KeyOrder::default(),
+            record,
         })
     }
 
@@ -374,23 +390,31 @@ impl Blobs for S3Blobs {
     fn delete(&self, owner: &Owner, key: &str, settle: Settle<'_>) -> Result<(), BlobError> {
         let target = self.target(owner)?;
         let object = self.object_key(owner, key)?;
-        let _turn = self.order.take(&object)?;
-        // S3's DELETE succeeds whether or not the key exists; ask first so
-        // that a missing file is a 404. A record of it is then stale (a
-        // crash after an earlier delete): it goes too.
-        if self.head_object(&target, &object, key)?.is_none() {
-            self.record.set(&owner.namespace, key, None)?;
-            settle(None);
+        let place = Place {
+            namespace: &owner.namespace,
+            key,
+            object: &object,
+        };
+        let mut missing = false;
+        self.record.change(place, None, settle, || {
+            // S3's DELETE succeeds whether or not the key exists; ask first
+            // so that a missing file is a 404. A record of it is then stale
+            // (a crash after an earlier delete): it goes too.
+            if self.head_object(&target, &object, key)?.is_none() {
+                missing = true;
+                return Ok(((), None));
+            }
+            let action = target
+                .bucket
+                .delete_object(Some(&target.credentials), &object);
+            let mut response = self.client.call(action, &[], ())?;
+            check_write(&mut response, target.keys)?;
+            drain(&mut response);
+            Ok(((), None))
+        })?;
+        if missing {
             return Err(BlobError::NotFound);
         }
-        let action = target
-            .bucket
-            .delete_object(Some(&target.credentials), &object);
-        let mut response = self.client.call(action, &[], ())?;
-        check_write(&mut response, target.keys)?;
-        drain(&mut response);
-        self.record.set(&owner.namespace, key, None)?;
-        settle(None);
         Ok(())
     }
 

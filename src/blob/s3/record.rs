@@ -31,7 +31,12 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 
 use crate::blob::usage::{self, USAGE_SCHEMA};
-use crate::blob::{BlobError, Book, Usage};
+use crate::blob::{BlobError, Book, Settle, Usage};
+
+#[cfg(feature = "postgres")]
+mod shared;
+#[cfg(feature = "postgres")]
+pub(super) use shared::SharedRecord;
 
 /// The record's file in the data folder's `files/`.
 pub const RECORD_FILE: &str = "s3-index.db";
@@ -56,17 +61,110 @@ const RECORD_MIGRATIONS: &[&str] = &[
 /// client's timeouts.
 const KEY_TURN_WAIT: Duration = Duration::from_secs(60);
 
-#[derive(Debug)]
-pub(super) struct Record {
+/// The record: each object's size and each account's usage, kept by one
+/// instance in its data folder, or (`--database-url`) by every instance in
+/// the database they share.
+pub(super) enum Record {
+    Local(LocalRecord),
+    #[cfg(feature = "postgres")]
+    Shared(shared::SharedRecord),
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Record::Local(_) => "Record::Local",
+            #[cfg(feature = "postgres")]
+            Record::Shared(_) => "Record::Shared",
+        })
+    }
+}
+
+/// One object's change, as the record names it.
+#[derive(Clone, Copy)]
+pub(super) struct Place<'a> {
+    pub namespace: &'a str,
+    pub key: &'a str,
+    /// The key in the bucket, which names the account too.
+    pub object: &'a str,
+}
+
+impl Record {
+    /// Opens (or creates) the record in `folder`, for this process alone.
+    pub(super) fn open(folder: &Path) -> Result<Record, String> {
+        LocalRecord::open(folder).map(Record::Local)
+    }
+
+    /// Runs `request`, which changes what the store holds for `place` and
+    /// says what that is now (`Some(size)`, or `None`: nothing), in the
+    /// key's turn; records that, and tells `settle`, in the same turn. A
+    /// `write` of that many bytes is first held to `quota` by the shared
+    /// record, which sees the other instances' writes (a local record's
+    /// ledger has judged it already). A record that fails after the store
+    /// changed leaves the drift a crash there would (see the module
+    /// documentation); the error is the server's.
+    pub(super) fn change<T>(
+        &self,
+        place: Place<'_>,
+        write: Option<u64>,
+        settle: Settle<'_>,
+        request: impl FnOnce() -> Result<(T, Option<u64>), BlobError>,
+    ) -> Result<T, BlobError> {
+        let order = match self {
+            Record::Local(record) => &record.order,
+            #[cfg(feature = "postgres")]
+            Record::Shared(record) => &record.order,
+        };
+        // The turn lasts until the ledger is settled, so that this
+        // instance's ledger sees one key's changes in the record's order.
+        let _turn = order.take(place.object)?;
+        let (done, size) = match self {
+            Record::Local(record) => {
+                let _ = write;
+                let (done, size) = request()?;
+                record.set(place.namespace, place.key, size)?;
+                (done, size)
+            }
+            #[cfg(feature = "postgres")]
+            Record::Shared(record) => record.change(place, write, request)?,
+        };
+        settle(size);
+        Ok(done)
+    }
+}
+
+impl Book for Record {
+    fn usage(&self, namespace: &str) -> Result<Usage, BlobError> {
+        match self {
+            Record::Local(record) => usage::read(&record.index(), namespace).map_err(record_error),
+            #[cfg(feature = "postgres")]
+            Record::Shared(record) => record.usage(namespace),
+        }
+    }
+
+    fn recorded_size(&self, namespace: &str, key: &str) -> Result<Option<u64>, BlobError> {
+        match self {
+            Record::Local(record) => {
+                usage::recorded_size(&record.index(), namespace, key).map_err(record_error)
+            }
+            #[cfg(feature = "postgres")]
+            Record::Shared(record) => record.recorded_size(namespace, key),
+        }
+    }
+}
+
+/// The record in `<data-dir>/files/s3-index.db`.
+pub(super) struct LocalRecord {
     index: Mutex<Connection>,
+    /// Whose turn it is to change (and record) each key.
+    order: KeyOrder,
     /// Two processes recording into one file would each judge quotas
     /// without the other's uploads in progress.
     _lock: File,
 }
 
-impl Record {
-    /// Opens (or creates) the record in `folder`.
-    pub(super) fn open(folder: &Path) -> Result<Record, String> {
+impl LocalRecord {
+    fn open(folder: &Path) -> Result<LocalRecord, String> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -76,8 +174,9 @@ impl Record {
         let path = folder.join(RECORD_FILE);
         let index = crate::sqlite::open(&path, RECORD_MIGRATIONS)
             .map_err(|err| format!("cannot open the S3 size record {}: {err}", path.display()))?;
-        Ok(Record {
+        Ok(LocalRecord {
             index: Mutex::new(index),
+            order: KeyOrder::default(),
             _lock: lock,
         })
     }
@@ -89,12 +188,7 @@ impl Record {
 
     /// Records that the account's `key` holds `size` bytes, or (`None`)
     /// nothing.
-    pub(super) fn set(
-        &self,
-        namespace: &str,
-        key: &str,
-        size: Option<u64>,
-    ) -> Result<(), BlobError> {
+    fn set(&self, namespace: &str, key: &str, size: Option<u64>) -> Result<(), BlobError> {
         let index = self.index();
         let changed = match size {
             Some(size) => index.execute(
@@ -108,16 +202,6 @@ impl Record {
             ),
         };
         changed.map(drop).map_err(record_error)
-    }
-}
-
-impl Book for Record {
-    fn usage(&self, namespace: &str) -> Result<Usage, BlobError> {
-        usage::read(&self.index(), namespace).map_err(record_error)
-    }
-
-    fn recorded_size(&self, namespace: &str, key: &str) -> Result<Option<u64>, BlobError> {
-        usage::recorded_size(&self.index(), namespace, key).map_err(record_error)
     }
 }
 
@@ -184,15 +268,31 @@ mod tests {
         dir
     }
 
+    /// Records `size` for ann's `key` as a change through the store does.
+    fn set(record: &Record, key: &str, size: Option<u64>) {
+        let place = Place {
+            namespace: "ann",
+            key,
+            object: key,
+        };
+        let settled = std::cell::Cell::new(None);
+        record
+            .change(place, size, &|size| settled.set(Some(size)), || {
+                Ok(((), size))
+            })
+            .unwrap();
+        assert_eq!(settled.get(), Some(size), "settled in the turn");
+    }
+
     #[test]
     fn sizes_and_usage_are_recorded_and_survive_reopening() {
         let dir = folder("reopen");
         {
             let record = Record::open(&dir).unwrap();
-            record.set("ann", "a", Some(10)).unwrap();
-            record.set("ann", "b", Some(5)).unwrap();
-            record.set("ann", "a", Some(20)).unwrap();
-            record.set("ann", "gone", None).unwrap();
+            set(&record, "a", Some(10));
+            set(&record, "b", Some(5));
+            set(&record, "a", Some(20));
+            set(&record, "gone", None);
             assert!(Record::open(&dir).is_err(), "a second record on one folder");
         }
         let record = Record::open(&dir).unwrap();
@@ -204,7 +304,7 @@ mod tests {
             }
         );
         assert_eq!(record.recorded_size("ann", "a").unwrap(), Some(20));
-        record.set("ann", "a", None).unwrap();
+        set(&record, "a", None);
         assert_eq!(record.recorded_size("ann", "a").unwrap(), None);
         assert_eq!(record.usage("ann").unwrap(), Usage { bytes: 5, files: 1 });
         assert_eq!(record.usage("bob").unwrap(), Usage::default());

@@ -21,6 +21,7 @@ use rusty_s3::Method;
 use rusty_s3::actions::{CompleteMultipartUploadResponse, CreateMultipartUpload};
 
 use super::error::{check_write, missing, store_error, unexpected};
+use super::record::Place;
 use super::request::{drain, header, sign, xml_text};
 use super::{S3Blobs, Target, quoted};
 use crate::blob::{BlobError, Settle};
@@ -158,21 +159,22 @@ impl S3Blobs {
     }
 
     /// Runs `visible`, the request that makes the upload's object visible,
-    /// in the key's turn, then records its `size` and settles it: the
-    /// object's ETag. A record that fails after the store took the object
-    /// leaves the drift a crash there would (see `record`); the error is
-    /// the server's, and the client's retry records it.
+    /// in the key's turn, where its `size` is recorded and settled (see
+    /// `record`): the object's ETag.
     fn finish(
         &self,
         upload: &Upload<'_>,
         size: u64,
         visible: impl FnOnce() -> Result<String, BlobError>,
     ) -> Result<String, BlobError> {
-        let _turn = self.order.take(upload.object)?;
-        let etag = visible()?;
-        self.record.set(upload.namespace, upload.key, Some(size))?;
-        (upload.settle)(Some(size));
-        Ok(etag)
+        let place = Place {
+            namespace: upload.namespace,
+            key: upload.key,
+            object: upload.object,
+        };
+        self.record.change(place, Some(size), upload.settle, || {
+            Ok((visible()?, Some(size)))
+        })
     }
 
     /// Sends a body that fits one part as a single PutObject; returns the

@@ -1,0 +1,267 @@
+//! The record in the PostgreSQL database that instances share
+//! (`--database-url`): the same `objects` and `usage` figures as the local
+//! record, in tables of their own (`s3_objects`, `s3_usage`, the usage kept
+//! by a trigger in the same transaction as each object's row), under their
+//! own schema version (`wren_s3_record_schema`), beside the store's.
+//!
+//! Several instances write one account at once, each with its own quota
+//! ledger, which sees only its own uploads. So each change runs in a
+//! transaction that first takes the account's advisory lock: a write is
+//! held to the quota against what the record says under that lock (every
+//! instance's committed writes), then the store is asked to make it
+//! visible, then its size is recorded, and the commit lets the next change
+//! of the account through. Across instances one account's changes are
+//! thereby recorded in the store's order and never pass the quota
+//! together; uploads of one account still stream side by side, only the
+//! request that makes each visible waits its turn.
+
+use super::{KeyOrder, Place};
+use crate::blob::quota::{Exceeded, Limit, Quota};
+use crate::blob::{BlobError, Usage};
+use crate::postgres::pool::{self, Pool};
+use crate::postgres::{Client, Config, PgError, Row};
+
+/// The schema table and the advisory lock (two-key form; the store's is
+/// "wren", 1) of the record's migrations.
+const SCHEMA_TABLE: &str = "wren_s3_record_schema";
+const MIGRATION_LOCK: (i32, i32) = (0x7772_656e, 2);
+/// The first key of each account's advisory lock ("s3re"); the second is
+/// the account's name hashed by the server.
+const ACCOUNT_LOCK_CLASS: i32 = 0x7333_7265;
+/// How long a change waits for another instance's change of the same
+/// account: that one is a single request to the store, bounded by the
+/// client's timeouts.
+const ACCOUNT_TURN_WAIT: &str = "SET LOCAL lock_timeout = '60s'";
+/// PostgreSQL's SQLSTATE for a lock not granted within `lock_timeout`.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// Schema versions of the shared record, in order.
+const MIGRATIONS: &[&str] = &[
+    // 1: each recorded object's size, each account's usage kept by trigger
+    // in the transaction that changes the object's row.
+    "CREATE TABLE s3_objects (
+        namespace TEXT NOT NULL,
+        key TEXT NOT NULL,
+        size BIGINT NOT NULL CHECK (size >= 0),
+        PRIMARY KEY (namespace, key)
+    );
+    CREATE TABLE s3_usage (
+        namespace TEXT PRIMARY KEY NOT NULL,
+        bytes BIGINT NOT NULL,
+        files BIGINT NOT NULL
+    );
+    CREATE FUNCTION s3_usage_follow() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            UPDATE s3_usage SET bytes = bytes - OLD.size, files = files - 1
+            WHERE namespace = OLD.namespace;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            INSERT INTO s3_usage (namespace, bytes, files) VALUES (NEW.namespace, NEW.size, 1)
+            ON CONFLICT (namespace) DO UPDATE
+                SET bytes = s3_usage.bytes + excluded.bytes, files = s3_usage.files + 1;
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER s3_usage_follow AFTER INSERT OR UPDATE OR DELETE ON s3_objects
+        FOR EACH ROW EXECUTE FUNCTION s3_usage_follow();",
+];
+
+pub struct SharedRecord {
+    pool: Pool,
+    /// What each account may store, held against every instance's writes.
+    quota: Quota,
+    /// This instance's turns per key, so that its ledger is settled in the
+    /// record's order (the database's lock is released at commit, before
+    /// the ledger hears of it).
+    pub(super) order: KeyOrder,
+}
+
+impl SharedRecord {
+    /// Connects to `config`'s database (up to `connections` at once) and
+    /// brings the record's tables up to date.
+    pub fn open(config: &Config, connections: usize, quota: Quota) -> Result<SharedRecord, String> {
+        let pool = Pool::new(config, connections);
+        pool.with(|client| pool::migrate(client, SCHEMA_TABLE, MIGRATION_LOCK, MIGRATIONS))
+            .map_err(|err| format!("the S3 size record in the database: {err}"))?
+            .map_err(|err| format!("the S3 size record in the database: {err}"))?;
+        Ok(SharedRecord {
+            pool,
+            quota,
+            order: KeyOrder::default(),
+        })
+    }
+
+    /// See [`super::Record::change`]: here in one transaction under the
+    /// account's lock.
+    pub(super) fn change<T>(
+        &self,
+        place: Place<'_>,
+        write: Option<u64>,
+        request: impl FnOnce() -> Result<(T, Option<u64>), BlobError>,
+    ) -> Result<(T, Option<u64>), BlobError> {
+        let outcome = self.pool.with(|client| {
+            client.transaction(|tx| {
+                tx.batch_execute(ACCOUNT_TURN_WAIT)?;
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock($1::int, hashtext($2))",
+                    &[i64::from(ACCOUNT_LOCK_CLASS).into(), place.namespace.into()],
+                )?;
+                if let Some(size) = write {
+                    let usage = usage(tx, place.namespace)?;
+                    let recorded = recorded_size(tx, place.namespace, place.key)?;
+                    if let Err(exceeded) = fits(self.quota, usage, recorded, size) {
+                        return Ok(Err(BlobError::QuotaExceeded(exceeded)));
+                    }
+                }
+                let (done, size) = match request() {
+                    Ok(changed) => changed,
+                    Err(err) => return Ok(Err(err)),
+                };
+                match size {
+                    Some(size) => tx.execute(
+                        "INSERT INTO s3_objects (namespace, key, size) VALUES ($1, $2, $3)
+                         ON CONFLICT (namespace, key) DO UPDATE SET size = excluded.size",
+                        &[
+                            place.namespace.into(),
+                            place.key.into(),
+                            (size as i64).into(),
+                        ],
+                    )?,
+                    None => tx.execute(
+                        "DELETE FROM s3_objects WHERE namespace = $1 AND key = $2",
+                        &[place.namespace.into(), place.key.into()],
+                    )?,
+                };
+                Ok(Ok((done, size)))
+            })
+        });
+        outcome.map_err(record_error)?
+    }
+
+    pub(super) fn usage(&self, namespace: &str) -> Result<Usage, BlobError> {
+        self.pool
+            .with(|client| usage(client, namespace))
+            .map_err(record_error)
+    }
+
+    pub(super) fn recorded_size(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<u64>, BlobError> {
+        self.pool
+            .with(|client| recorded_size(client, namespace, key))
+            .map_err(record_error)
+    }
+}
+
+/// Whether the account, storing `usage` with `recorded` bytes at the key,
+/// may store `size` bytes there; a change that does not grow a figure is
+/// never refused (a quota lowered below what is stored still lets files
+/// shrink).
+fn fits(quota: Quota, usage: Usage, recorded: Option<u64>, size: u64) -> Result<(), Exceeded> {
+    let files = usage.files + u64::from(recorded.is_none());
+    if let Some(allowed) = quota.files
+        && files > usage.files
+        && files > allowed
+    {
+        return Err(Exceeded {
+            limit: Limit::Files,
+            allowed,
+            stored: usage.files,
+            reserved: 0,
+            needed: 1,
+            whole: true,
+        });
+    }
+    let before = recorded.unwrap_or(0);
+    let bytes = (usage.bytes + size).saturating_sub(before);
+    if let Some(allowed) = quota.bytes
+        && size > before
+        && bytes > allowed
+    {
+        return Err(Exceeded {
+            limit: Limit::Bytes,
+            allowed,
+            stored: usage.bytes,
+            reserved: 0,
+            needed: size - before,
+            whole: true,
+        });
+    }
+    Ok(())
+}
+
+fn usage(client: &mut Client, namespace: &str) -> Result<Usage, PgError> {
+    let rows = client.query(
+        "SELECT bytes, files FROM s3_usage WHERE namespace = $1",
+        &[namespace.into()],
+    )?;
+    rows.first().map_or(Ok(Usage::default()), |row| {
+        Ok(Usage {
+            bytes: count(row, 0)?,
+            files: count(row, 1)?,
+        })
+    })
+}
+
+fn recorded_size(client: &mut Client, namespace: &str, key: &str) -> Result<Option<u64>, PgError> {
+    let rows = client.query(
+        "SELECT size FROM s3_objects WHERE namespace = $1 AND key = $2",
+        &[namespace.into(), key.into()],
+    )?;
+    rows.first().map(|row| count(row, 0)).transpose()
+}
+
+/// A size or count, which the tables keep at zero or more.
+fn count(row: &Row, at: usize) -> Result<u64, PgError> {
+    u64::try_from(row.i64(at)?)
+        .map_err(|_| PgError::Protocol("a negative size in the S3 size record".into()))
+}
+
+fn record_error(err: PgError) -> BlobError {
+    match &err {
+        PgError::Db { code, .. } if code == LOCK_NOT_AVAILABLE => {
+            BlobError::Busy("another write of this account's files is being stored".to_owned())
+        }
+        _ => BlobError::Local(format!("S3 size record: {err}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QUOTA: Quota = Quota {
+        bytes: Some(100),
+        files: Some(2),
+    };
+
+    fn stores(bytes: u64, files: u64) -> Usage {
+        Usage { bytes, files }
+    }
+
+    #[test]
+    fn a_write_fits_what_every_instance_stored() {
+        assert!(fits(QUOTA, stores(60, 1), None, 40).is_ok());
+        let over = fits(QUOTA, stores(60, 1), None, 41).unwrap_err();
+        assert_eq!(
+            (over.limit, over.stored, over.needed),
+            (Limit::Bytes, 60, 41)
+        );
+        // Replacing a file counts the difference.
+        assert!(fits(QUOTA, stores(90, 2), Some(50), 60).is_ok());
+        assert!(fits(QUOTA, stores(90, 2), Some(50), 61).is_err());
+        let files = fits(QUOTA, stores(10, 2), None, 1).unwrap_err();
+        assert_eq!(files.limit, Limit::Files);
+        assert!(fits(QUOTA, stores(10, 2), Some(5), 1).is_ok());
+        assert!(fits(Quota::default(), stores(u64::MAX / 2, 9), None, 5).is_ok());
+    }
+
+    #[test]
+    fn shrinking_is_never_refused() {
+        assert!(fits(QUOTA, stores(150, 3), Some(80), 10).is_ok());
+        assert!(fits(QUOTA, stores(150, 3), Some(80), 80).is_ok());
+    }
+}
