@@ -8,6 +8,7 @@ use std::io::{BufReader, Write};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::events::{event, history, workload};
 use common::{Response, Server, read_response};
 use serde_json::{Value, json};
 
@@ -16,10 +17,6 @@ const USER: &str = "auditor:audit-password";
 
 fn send_event(server: &Server, body: &Value) -> Response {
     server.post("/event", JSON, &body.to_string(), "")
-}
-
-fn event(kind: &str, amount: &str, user_id: i64, time: i64) -> Value {
-    json!({"type": kind, "amount": amount, "user_id": user_id, "time": time})
 }
 
 fn codes(response: &Response) -> Value {
@@ -41,26 +38,6 @@ fn auth(server: &Server) -> String {
         "Authorization: Bearer {}\r\n",
         response.json()["token"].as_str().unwrap()
     )
-}
-
-/// A user's whole stored history, oldest first, following the pages.
-fn history(server: &Server, auth: &str, user_id: i64) -> Vec<Value> {
-    let mut events = Vec::new();
-    let mut target = format!("/api/v1/users/{user_id}/events?limit=100");
-    loop {
-        let response = server.get_with(&target, auth);
-        assert_eq!(response.status, 200, "{}", response.text());
-        let body = response.json();
-        events.extend(body["events"].as_array().unwrap().iter().cloned());
-        match body["next_before"].as_i64() {
-            Some(before) => {
-                target = format!("/api/v1/users/{user_id}/events?limit=100&before={before}")
-            }
-            None => break,
-        }
-    }
-    events.reverse();
-    events
 }
 
 #[test]
@@ -270,41 +247,6 @@ fn profiles_need_an_account_and_change_the_next_event() {
     );
     // A refused update changes nothing.
     assert_eq!(server.get_with(path, &auth).json()["risk"], "high");
-}
-
-/// Deterministic pseudo-random events for a few users, each user's times
-/// increasing (sometimes equal), amounts and kinds varied so that every
-/// rule fires now and then.
-fn workload(users: i64, per_user: usize) -> Vec<Vec<Value>> {
-    let mut rng = fastrand_like(42);
-    (0..users)
-        .map(|user| {
-            let mut time = 1_000_000;
-            (0..per_user)
-                .map(|_| {
-                    time += (rng() % 15_000) as i64;
-                    let kind = if rng().is_multiple_of(2) {
-                        "deposit"
-                    } else {
-                        "withdraw"
-                    };
-                    let amount = format!("{}.{:02}", 20 + rng() % 120, rng() % 100);
-                    event(kind, &amount, 100 + user, time)
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// A small xorshift: the tests need repeatable variety, not a crate.
-fn fastrand_like(seed: u64) -> impl FnMut() -> u64 {
-    let mut state = seed;
-    move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    }
 }
 
 #[test]

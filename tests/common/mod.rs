@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod events;
 pub mod https;
 pub mod pebble;
 #[cfg(feature = "postgres")]
