@@ -37,7 +37,7 @@ ROUTES = [
     ("POST /login", [("wren", "login", "wren"), ("flask", "login", "flask")]),
     ("POST /event", [("wren", "event", "wren"), ("flask", "event", "flask")]),
 ]
-ALL_SECTIONS = "status https login model event file footprint".split()
+ALL_SECTIONS = "status https login model event scale file footprint".split()
 
 
 def read_tsv(path, width):
@@ -417,6 +417,33 @@ def event_part(run):
                    ("Flask + gunicorn", f"`{f.get('event_alerts_flask', '')}`")]), ""]
 
 
+def scale_part(run):
+    setups = [("wren-sqlite", "1 instance, SQLite in its data folder"),
+              ("wren-pg", "1 instance, PostgreSQL"),
+              ("wren-pg-x3", "3 instances, one PostgreSQL, nginx balancing per request")]
+    rows, base = [], run.figure("scale", "wren-sqlite")
+    for name, setup in setups:
+        row = run.figure("scale", name)
+        if row is None:
+            continue
+        ratio = (f"{float(row['rps']) / float(base['rps']):.2f}×"
+                 if base and float(base["rps"]) > 0 else "")
+        rows.append((setup, fmt(row["rps"]), ratio, fmt(row["p50"], 3), fmt(row["p99"], 3),
+                     fmt(row["cpu_us"]), row["errors"] or "0"))
+    if not rows:
+        return []
+    database = run.facts.get("scale_postgres", "PostgreSQL")
+    return ["## POST /event as instances scale out", "",
+            f"The event load above against one wren on SQLite, one on {database}, and three on "
+            "the same database behind nginx. Each answer comes after its event's commit is on disk "
+            "(SQLite `synchronous = FULL`; PostgreSQL's defaults, `fsync` and "
+            "`synchronous_commit = on`). CPU per event counts every serving process: wren's, "
+            "PostgreSQL's and nginx's. All of them share this machine's cores, so the three "
+            "instances show what one database sustains, not what three hosts would.", "",
+            table(["setup", "events/s", "× 1 on SQLite", "p50 ms", "p99 ms", "CPU µs/event",
+                   "errors"], rows), ""]
+
+
 def all_part(run):
     rows = [(row["section"], row["name"], urlsplit(row["url"]).scheme + " " + urlsplit(row["url"]).path,
              row["connections"], fmt(row["rps"]), row["requests"], fmt(row["p50"], 3), fmt(row["p99"], 3),
@@ -436,7 +463,7 @@ def facts_part(run):
              "file_peak_rss_mib", "file_sampled_rss_mib", "file_rss_before_mib", "file_upload_cpu_s",
              "file_download_cpu_s", "file_nginx_cpu_s", "wren_idle_rss_start_mib",
              "wren_idle_rss_after_load_mib", "binary_bytes", "image_bytes", "startup_ms", "startup_first_ms",
-             "event_alerts_wren", "event_alerts_flask", "load_start", "load_end"}
+             "event_alerts_wren", "event_alerts_flask", "load_start", "load_end", "scale_postgres"}
     rows = [(key, value) for key, value in run.facts.items() if key not in shown]
     if not rows:
         return []
@@ -479,6 +506,7 @@ def main():
     run = Run(args.workdir)
     parts = (head(run, args, args.markdown, args.svg) + targets_part(run) + routes_part(run)
              + sweep_part(run) + file_part(run) + footprint_part(run) + event_part(run)
+             + scale_part(run)
              + all_part(run) + facts_part(run) + model_part(run) + commands_part(run))
     args.svg.write_text(chart(run), encoding="utf-8")
     args.markdown.write_text("\n".join(parts).rstrip() + "\n", encoding="utf-8")

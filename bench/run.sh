@@ -13,10 +13,13 @@
 # Usage: bench/run.sh PATH/TO/wren
 #   BENCH_SECONDS  seconds of each timed wrk run (default 8)
 #   BENCH_ONLY     the sections to run (default: all of
-#                  "status https login model event file footprint"); a run
+#                  "status https login model event scale file footprint"); a run
 #                  of some sections writes its report under target/bench/report
 #                  instead, so that it never replaces the whole one
 #   BENCH_NOTE     a sentence for the report's head (e.g. what else ran)
+#   WREN_PG_BIN    a wren built with the cargo feature postgres, for the
+#                  scale section (default: PATH/TO/wren, which must then
+#                  have it)
 set -euo pipefail
 
 if [[ $# -ne 1 || ! -x $1 ]]; then
@@ -24,6 +27,7 @@ if [[ $# -ne 1 || ! -x $1 ]]; then
     exit 2
 fi
 WREN_BIN=$(realpath "$1")
+WREN_PG_BIN=$(realpath "${WREN_PG_BIN:-$1}")
 BENCH_SECONDS=${BENCH_SECONDS:-8}
 if ! [[ $BENCH_SECONDS =~ ^[1-9][0-9]*$ ]]; then
     echo "BENCH_SECONDS must be a whole number of seconds, got '$BENCH_SECONDS'" >&2
@@ -33,7 +37,7 @@ cd "$(dirname "$0")/.."
 # free_port, start_server, stop_server
 source bench/lib.sh
 
-ALL_SECTIONS="status https login model event file footprint"
+ALL_SECTIONS="status https login model event scale file footprint"
 SECTIONS=${BENCH_ONLY:-$ALL_SECTIONS}
 for section in $SECTIONS; do
     if [[ " $ALL_SECTIONS " != *" $section "* ]]; then
@@ -67,9 +71,16 @@ MODEL_BENCH=$WORKDIR/model-bench.txt
 SECTION=
 
 SAMPLER_PID=
+# The scale section's PostgreSQL server, in a folder of its own (as root
+# the cluster belongs to the user postgres, who cannot enter WORKDIR).
+PG_DIR=
 cleanup() {
     [[ -z $SAMPLER_PID ]] || stop_server "$SAMPLER_PID"
     stop_servers
+    if [[ -n $PG_DIR ]]; then
+        scripts/postgres.sh stop "$PG_DIR" 2>/dev/null || true
+        rm -rf "$PG_DIR"
+    fi
     rm -rf "$WORKDIR"
 }
 trap cleanup EXIT
@@ -765,6 +776,99 @@ bench_event() {
     report
     target "wren POST /event CPU/event <= 1/20 of Flask's, $MAIN_CONNECTIONS clients" wren flask 0.05
     target_rate "wren POST /event throughput >= 5x Flask's, $MAIN_CONNECTIONS clients" wren flask 5
+}
+
+# nginx as the load balancer in front of wren instances on PORTS...: round
+# robin per request over keep-alive upstream connections.
+nginx_balancer_conf() {
+    local dir=$1 port=$2 upstream
+    shift 2
+    upstream="upstream wren { $(printf 'server 127.0.0.1:%s; ' "$@") keepalive 64; }"
+    nginx_conf "$dir" "$port" "location / { proxy_pass http://wren; proxy_http_version 1.1; proxy_set_header Connection \"\"; }" |
+        sed "s|^http {|http {\n    $upstream|"
+}
+
+# The PostgreSQL server's processes (the postmaster and its children: the
+# backends the instances' pools opened, the writer, the WAL writer...).
+postgres_pids() {
+    local postmaster
+    postmaster=$(head -n 1 "$PG_DIR/data/postmaster.pid")
+    echo "$postmaster"
+    children_of "$postmaster"
+}
+
+# POST /event as instances scale out: one wren on SQLite (the embedded
+# default), one on PostgreSQL, and three on PostgreSQL behind nginx, the
+# load balancer (round robin per request, so one user's events reach every
+# instance), in one run, with the event section's load. Every setup
+# commits each event durably before answering: SQLite with synchronous =
+# FULL; PostgreSQL with its defaults (fsync, synchronous_commit = on). CPU
+# per event counts every process that serves it: the wren instances, the
+# PostgreSQL server's, and nginx.
+bench_scale() {
+    local port script url ports=() pids=() pg=() i dir
+    RESULTS=()
+    script=$WORKDIR/scale.lua
+    event_script "$WORKDIR/scale-blocks" >"$script"
+    # Dynamic scoping: measure and run_wrk see this WRK_ARGS.
+    local WRK_ARGS=(-t2 -c"$MAIN_CONNECTIONS" -s "$script")
+    echo "== POST /event on 1 and 3 instances: wrk ${WRK_ARGS[*]:0:2} -d${BENCH_SECONDS}s, keep-alive"
+    echo "   CPU/event: every serving process (wren, PostgreSQL's, nginx's)"
+
+    free_port port
+    mkdir -p "$WORKDIR/scale-sqlite"
+    start_server scale-sqlite "$port" "$WREN_PG_BIN" --port "$port" --host 127.0.0.1 \
+        --data-dir "$WORKDIR/scale-sqlite" --max-connections-per-ip 0
+    measure wren-sqlite "http://127.0.0.1:$port/event" "$SERVER_PID"
+    stop_server "$SERVER_PID"
+    log_problems wren-sqlite "$WORKDIR/scale-sqlite.out"
+
+    PG_DIR=$(mktemp -d /tmp/wren-bench-pg.XXXXXX)
+    url=$(scripts/postgres.sh start "$PG_DIR" 2>"$WORKDIR/postgres-start.log") || {
+        cat "$WORKDIR/postgres-start.log" >&2
+        exit 1
+    }
+    fact scale_postgres "$(sed -n 's/^postgres.sh: \(PostgreSQL [0-9.]*\) at .*/\1/p' \
+        "$WORKDIR/postgres-start.log")" "database"
+    for i in 1 2 3; do
+        free_port port
+        ports+=("$port")
+        mkdir -p "$WORKDIR/scale-pg$i"
+        # The URL and secret through the environment, as deployments pass
+        # them (and so the report's commands hold no password).
+        DATABASE_URL=$url WREN_SECRET=bench-shared-secret-of-at-least-32-bytes \
+            start_server "scale-pg$i" "$port" "$WREN_PG_BIN" --port "$port" --host 127.0.0.1 \
+            --data-dir "$WORKDIR/scale-pg$i" --max-connections-per-ip 0
+        pids+=("$SERVER_PID")
+        if [[ $i == 1 ]]; then
+            # One instance alone first; its PostgreSQL backends open in the
+            # warm-up, so their ids are read after one.
+            wrk "${WRK_ARGS[@]}" -d1s "http://127.0.0.1:$port/event" >/dev/null
+            mapfile -t pg < <(postgres_pids)
+            measure wren-pg "http://127.0.0.1:$port/event" "$SERVER_PID" "${pg[@]}"
+        fi
+    done
+
+    free_port port
+    dir=$WORKDIR/scale-nginx
+    mkdir -p "$dir"
+    nginx_balancer_conf "$dir" "$port" "${ports[@]}" >"$dir/nginx.conf"
+    start_nginx scale-nginx "$port"
+    wrk "${WRK_ARGS[@]}" -d1s "http://127.0.0.1:$port/event" >/dev/null
+    mapfile -t pg < <(postgres_pids)
+    measure wren-pg-x3 "http://127.0.0.1:$port/event" "${pids[@]}" "${pg[@]}" "${SERVER_PIDS[@]}"
+    stop_server "$SERVER_PID"
+    log_problems nginx "$dir/error.log"
+    for i in 1 2 3; do
+        stop_server "${pids[$((i - 1))]}"
+        log_problems "wren-pg$i" "$WORKDIR/scale-pg$i.out"
+    done
+    scripts/postgres.sh stop "$PG_DIR" 2>/dev/null
+    rm -rf "$PG_DIR"
+    PG_DIR=
+
+    report
+    echo "  (the machine has $CORES cores: three instances, PostgreSQL and nginx share them)"
 }
 
 # median: the middle of the numbers on stdin, one a line (the lower of the
