@@ -50,7 +50,7 @@ impl App {
     pub fn open(config: Config) -> Result<App, OpenError> {
         let model = ModelSlot::open(config.model.source.clone())
             .map_err(|err| format!("cannot load the model: {err}"))?;
-        let store = open_store(&config)?;
+        let (store, shared_buckets) = open_store(&config)?;
         let secret = secret::load(config.auth.secret.as_deref(), &config.data_dir)?;
         let storage = Storage::open(&config.storage, &config.data_dir, &size_record(&config))?;
         let hashers = HashPool::new(config.auth.max_concurrent_hashes, password::SLOT_WAIT);
@@ -86,14 +86,28 @@ impl App {
         }
         Ok(App {
             tokens: Tokens::new(&secret, config.auth.token_ttl),
-            login_limiter: LoginLimiter::new(
-                config.auth.login_rate_per_minute,
-                config.auth.login_burst,
-            ),
-            signup_limiter: SignupLimiter::new(
-                config.auth.signup_rate_per_hour,
-                config.auth.signup_burst,
-            ),
+            login_limiter: match &shared_buckets {
+                Some(buckets) => LoginLimiter::shared(
+                    config.auth.login_rate_per_minute,
+                    config.auth.login_burst,
+                    Arc::clone(buckets),
+                    &secret,
+                ),
+                None => {
+                    LoginLimiter::new(config.auth.login_rate_per_minute, config.auth.login_burst)
+                }
+            },
+            signup_limiter: match &shared_buckets {
+                Some(buckets) => SignupLimiter::shared(
+                    config.auth.signup_rate_per_hour,
+                    config.auth.signup_burst,
+                    Arc::clone(buckets),
+                    &secret,
+                ),
+                None => {
+                    SignupLimiter::new(config.auth.signup_rate_per_hour, config.auth.signup_burst)
+                }
+            },
             rate_limits: RateLimits::open(&config.rate_limits),
             hashers,
             key_use: UseRecorder::new(),
@@ -137,26 +151,32 @@ impl std::fmt::Display for OpenError {
 
 /// The store: PostgreSQL when `--database-url` names a database, with a
 /// connection per worker thread and one for the monitor's extra workers
-/// to share; else SQLite in the data folder.
-fn open_store(config: &Config) -> Result<Box<dyn Store>, OpenError> {
+/// to share, and the limiters' buckets there too; else SQLite in the data
+/// folder, and the limiters keep their buckets in memory.
+fn open_store(config: &Config) -> Result<(Box<dyn Store>, Option<SharedLimits>), OpenError> {
     #[cfg(feature = "postgres")]
     if let Some(database) = &config.database {
+        let unusable = |err: crate::store::StoreError| {
+            let problem = match err {
+                crate::store::StoreError::Backend(problem) => problem,
+                other => other.to_string(),
+            };
+            OpenError::Database(format!(
+                "--database-url: cannot use the database {} at {}:{}: {problem}",
+                database.database, database.host, database.port
+            ))
+        };
         let store = crate::store::postgres::PgStore::open(database, config.limits.threads + 1)
-            .map_err(|err| {
-                let problem = match err {
-                    crate::store::StoreError::Backend(problem) => problem,
-                    other => other.to_string(),
-                };
-                OpenError::Database(format!(
-                    "--database-url: cannot use the database {} at {}:{}: {problem}",
-                    database.database, database.host, database.port
-                ))
-            })?;
-        return Ok(Box::new(store));
+            .map_err(unusable)?;
+        let buckets: SharedLimits = Arc::new(store.buckets().map_err(unusable)?);
+        return Ok((Box::new(store), Some(buckets)));
     }
     let store = SqliteStore::open(&config.data_dir).map_err(|err| err.to_string())?;
-    Ok(Box::new(store))
+    Ok((Box::new(store), None))
 }
+
+/// The login and sign-up limiters' buckets, when instances share them.
+type SharedLimits = Arc<dyn crate::auth::limiter::SharedBuckets>;
 
 /// Where the S3 backend records sizes and usage: in the database, when
 /// instances share one, with a connection per worker thread (a write holds

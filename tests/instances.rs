@@ -204,3 +204,44 @@ fn instances_share_accounts_tokens_keys_revocations_and_history() {
     let late = r#"{"type":"deposit","amount":"1.00","user_id":7,"time":500}"#;
     assert_eq!(b.post("/event", JSON, late, "").status, 409);
 }
+
+/// The login and sign-up limits count attempts through every instance:
+/// with a burst of 2 failed logins, the third fails with 429 whichever
+/// instance it reaches (each instance alone would let 2 through); one
+/// sign-up an hour from an address is one across instances.
+#[test]
+fn instances_share_the_login_and_sign_up_limits() {
+    let Some(config) = fresh_database("instances_limits") else {
+        return;
+    };
+    let database_url = url_of(&config);
+    let limits = [
+        "--login-rate",
+        "1",
+        "--login-burst",
+        "2",
+        "--signup-rate",
+        "1",
+        "--signup-burst",
+        "1",
+        "--user",
+        "bob:bob's long password",
+    ];
+    let a = start(&database_url, &limits);
+    let b = start(&database_url, &limits);
+    let attempt = |server: &Server, password: &str| {
+        let body = format!(r#"{{"login":"bob","password":"{password}"}}"#);
+        server.post("/api/sign_in", JSON, &body, "")
+    };
+    assert_eq!(attempt(&a, "wrong one").status, 401);
+    assert_eq!(attempt(&b, "wrong two").status, 401);
+    for server in [&a, &b] {
+        let refused = attempt(server, "wrong three");
+        assert_eq!(refused.status, 429, "{}", refused.text());
+        assert!(refused.header("retry-after").is_some());
+    }
+
+    assert_eq!(credentials(&a, "/api/sign_up", "carol").status, 201);
+    let second = credentials(&b, "/api/sign_up", "dave");
+    assert_eq!(second.status, 429, "{}", second.text());
+}

@@ -30,6 +30,12 @@
 //! only once its place has grown that stale, so that most requests of a
 //! busy client leave the order alone.
 //!
+//! With a database several instances share, the login and sign-up
+//! limiters keep their buckets there ([`SharedBuckets`]) under keys every
+//! instance computes alike (SHA-256 under a key from the shared secret),
+//! so that attempts spread over the instances are counted together; they
+//! fall back to their own memory while the database does not answer.
+//!
 //! Request rate limits ([`RequestLimiter`]: every request per client
 //! address, or per account or API key) use the same buckets with two
 //! differences. Each request takes one token from one bucket, so the
@@ -133,8 +139,49 @@ impl Limit {
     /// The tokens of `bucket` at `now`.
     fn refilled(&self, bucket: &Bucket, now: Instant) -> f64 {
         let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        (bucket.tokens + elapsed * self.per_second).min(self.burst)
+        self.refill(bucket.tokens, elapsed)
     }
+
+    /// The tokens a bucket holding `tokens` holds `elapsed` seconds later:
+    /// the one rule of refilling, for [`SharedBuckets`] too.
+    pub fn refill(&self, tokens: f64, elapsed: f64) -> f64 {
+        (tokens + elapsed.max(0.0) * self.per_second).min(self.burst)
+    }
+
+    /// How long a bucket holding `tokens` waits for its next whole one.
+    pub fn wait_for_one(&self, tokens: f64) -> Duration {
+        self.time_for(1.0 - tokens)
+    }
+
+    /// How long a bucket holding `tokens` takes to be full again.
+    pub fn time_to_full(&self, tokens: f64) -> Duration {
+        self.time_for(self.burst - tokens)
+    }
+}
+
+/// Buckets kept where several instances share them (their database), so
+/// that the login and sign-up limits count the attempts every instance
+/// sees. Keys are the limiter's keyed hashes, which instances sharing a
+/// secret compute alike ([`LoginLimiter::shared`]); times are seconds since
+/// the Unix epoch.
+pub trait SharedBuckets: Send + Sync {
+    /// Takes a token from each of `keys`, or from none of them:
+    /// `Ok(Err(wait))` when any is empty, `wait` being the time until all
+    /// have one. `Err` when the buckets cannot be reached.
+    fn take(&self, keys: &[(u64, Limit)], now: f64) -> Result<Result<(), Duration>, String>;
+
+    /// Gives a token back to each of `keys`, except that `forget`'s bucket
+    /// is dropped whole.
+    fn give_back(&self, keys: &[(u64, Limit)], forget: Option<u64>, now: f64)
+    -> Result<(), String>;
+}
+
+/// Seconds since the Unix epoch, the clock [`SharedBuckets`] count in.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -324,11 +371,67 @@ impl Buckets {
     }
 }
 
-/// Token buckets under one lock, at most `capacity` of them.
+/// Token buckets under one lock, at most `capacity` of them; or, when
+/// `shared` is set, the buckets instances share, with these as the
+/// fallback while those cannot be reached.
 struct Limiter {
     buckets: Mutex<Buckets>,
     capacity: usize,
-    keys: RandomState,
+    keys: SubjectKeys,
+    shared: Option<Arc<dyn SharedBuckets>>,
+}
+
+/// How a subject becomes its bucket's key.
+enum SubjectKeys {
+    /// SipHash under keys of this process's own.
+    Random(RandomState),
+    /// SHA-256 under a key from the secret instances share, so that each
+    /// computes the same key for a subject; `name` keeps one limiter's
+    /// keys apart from another's in the shared buckets.
+    Shared {
+        secret: [u8; 32],
+        name: &'static str,
+    },
+}
+
+impl SubjectKeys {
+    fn shared(secret: &[u8], name: &'static str) -> SubjectKeys {
+        use sha2::Digest;
+        let secret = sha2::Sha256::new()
+            .chain_update(b"wren limiter keys\0")
+            .chain_update(secret)
+            .finalize()
+            .into();
+        SubjectKeys::Shared { secret, name }
+    }
+
+    fn key(&self, subject: impl Hash) -> u64 {
+        match self {
+            SubjectKeys::Random(state) => state.hash_one(subject),
+            SubjectKeys::Shared { secret, name } => {
+                use sha2::Digest;
+                let mut hasher = DigestHasher(sha2::Sha256::new_with_prefix(secret));
+                name.hash(&mut hasher);
+                subject.hash(&mut hasher);
+                hasher.finish()
+            }
+        }
+    }
+}
+
+/// Feeds what `Hash` writes into SHA-256.
+struct DigestHasher(sha2::Sha256);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        use sha2::Digest;
+        let digest = self.0.clone().finalize();
+        u64::from_le_bytes(digest[..8].try_into().expect("SHA-256 is 32 bytes"))
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        sha2::Digest::update(&mut self.0, bytes);
+    }
 }
 
 impl Limiter {
@@ -338,13 +441,30 @@ impl Limiter {
         Arc::new(Limiter {
             buckets: Mutex::new(Buckets::within(capacity)),
             capacity,
-            keys: RandomState::new(),
+            keys: SubjectKeys::Random(RandomState::new()),
+            shared: None,
+        })
+    }
+
+    /// A limiter over `buckets`, which instances sharing `secret` share;
+    /// `name` tells its keys from other limiters' there.
+    fn shared(
+        capacity: usize,
+        buckets: Arc<dyn SharedBuckets>,
+        secret: &[u8],
+        name: &'static str,
+    ) -> Arc<Limiter> {
+        Arc::new(Limiter {
+            buckets: Mutex::new(Buckets::within(capacity)),
+            capacity,
+            keys: SubjectKeys::shared(secret, name),
+            shared: Some(buckets),
         })
     }
 
     /// The key a subject's bucket is kept under.
     fn key(&self, subject: impl Hash) -> u64 {
-        self.keys.hash_one(subject)
+        self.keys.key(subject)
     }
 
     fn lock(&self) -> MutexGuard<'_, Buckets> {
@@ -355,6 +475,20 @@ impl Limiter {
     /// when any is empty, `wait` being the time until all have one. A
     /// refused request creates no bucket.
     fn charge(self: &Arc<Self>, keys: Vec<(u64, Limit)>, now: Instant) -> Result<Charge, Duration> {
+        // The shared buckets when they answer; this instance's own while
+        // they do not (the database is down: nothing is lost by counting
+        // here meanwhile).
+        if let Some(shared) = &self.shared
+            && let Ok(taken) = shared.take(&keys, unix_now())
+        {
+            taken?;
+            return Ok(Charge {
+                limiter: Arc::clone(self),
+                keys,
+                settled: false,
+                in_shared: true,
+            });
+        }
         let mut buckets = self.lock();
         let mut wait = Duration::ZERO;
         for (key, limit) in &keys {
@@ -380,6 +514,7 @@ impl Limiter {
             limiter: Arc::clone(self),
             keys,
             settled: false,
+            in_shared: false,
         })
     }
 
@@ -402,6 +537,8 @@ pub struct Charge {
     limiter: Arc<Limiter>,
     keys: Vec<(u64, Limit)>,
     settled: bool,
+    /// Whether the tokens came from the shared buckets.
+    in_shared: bool,
 }
 
 impl Charge {
@@ -414,6 +551,14 @@ impl Charge {
     /// whole (a success wipes the failures before it).
     fn give_back(&mut self, forget: Option<u64>) {
         self.settled = true;
+        if self.in_shared
+            && let Some(shared) = &self.limiter.shared
+        {
+            // Unreachable now: the tokens stay taken, which errs on the
+            // side of the limit.
+            let _ = shared.give_back(&self.keys, forget, unix_now());
+            return;
+        }
         let now = Instant::now();
         let mut buckets = self.limiter.lock();
         for (key, limit) in &self.keys {
@@ -574,6 +719,21 @@ impl LoginLimiter {
         }
     }
 
+    /// The same limits counted in `buckets`, which the instances sharing
+    /// `secret` (and a database) share: a guesser spreading attempts over
+    /// them is counted once.
+    pub fn shared(
+        per_minute: u32,
+        burst: u32,
+        buckets: Arc<dyn SharedBuckets>,
+        secret: &[u8],
+    ) -> Self {
+        LoginLimiter {
+            limiter: Limiter::shared(MAX_BUCKETS, buckets, secret, "login"),
+            pair: Limit::per_minute(per_minute, burst),
+        }
+    }
+
     /// Takes the tokens for one login attempt, before its password is
     /// checked; `Err(wait)` when the attempt must wait. `username` is `None`
     /// for a name no account can have: the client chose it, so it gets no
@@ -643,6 +803,20 @@ impl SignupLimiter {
         }
     }
 
+    /// The same limit counted in `buckets`, shared as
+    /// [`LoginLimiter::shared`]'s are.
+    pub fn shared(
+        per_hour: u32,
+        burst: u32,
+        buckets: Arc<dyn SharedBuckets>,
+        secret: &[u8],
+    ) -> Self {
+        SignupLimiter {
+            limiter: Limiter::shared(MAX_BUCKETS, buckets, secret, "signup"),
+            limit: Limit::per_hour(per_hour, burst),
+        }
+    }
+
     /// Takes a token for one sign-up from `ip`, before its password is
     /// hashed; `Err(wait)` when it must wait.
     pub fn attempt(&self, ip: IpAddr) -> Result<Charge, Duration> {
@@ -668,6 +842,37 @@ mod tests {
     ) -> Result<(), Duration> {
         let keys = keys.iter().map(|key| (*key, limit)).collect();
         limiter.charge(keys, now).map(Charge::keep)
+    }
+
+    #[test]
+    fn shared_keys_agree_between_instances_of_one_secret_only() {
+        let subject = LoginSubject::Pair("ann", ONE);
+        let one = SubjectKeys::shared(b"the shared secret", "login");
+        let other_instance = SubjectKeys::shared(b"the shared secret", "login");
+        assert_eq!(one.key(&subject), other_instance.key(&subject));
+        let other_secret = SubjectKeys::shared(b"another secret", "login");
+        assert_ne!(one.key(&subject), other_secret.key(&subject));
+        let other_limiter = SubjectKeys::shared(b"the shared secret", "signup");
+        assert_ne!(one.key(&subject), other_limiter.key(&subject));
+        assert_ne!(one.key(&subject), one.key(LoginSubject::Pair("ann", TWO)));
+        // A process's own keys are its own.
+        let random = SubjectKeys::Random(RandomState::new());
+        let again = SubjectKeys::Random(RandomState::new());
+        assert_ne!(random.key(&subject), again.key(&subject));
+    }
+
+    #[test]
+    fn refilling_is_one_rule() {
+        let limit = Limit::per_minute(6, 3);
+        assert_eq!(limit.refill(0.0, 10.0), 1.0);
+        assert_eq!(limit.refill(2.5, 60.0), 3.0, "never past the burst");
+        assert_eq!(
+            limit.refill(1.0, -5.0),
+            1.0,
+            "a clock going back adds nothing"
+        );
+        assert_eq!(limit.wait_for_one(0.5).as_secs(), 5);
+        assert_eq!(limit.time_to_full(1.0).as_secs(), 20);
     }
 
     #[test]

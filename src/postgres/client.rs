@@ -54,6 +54,14 @@ impl From<i64> for Param<'_> {
     }
 }
 
+/// For `double precision`: Rust's shortest text that reads back exactly,
+/// as PostgreSQL's own output is.
+impl From<f64> for Param<'_> {
+    fn from(number: f64) -> Self {
+        Param::Text(number.to_string().into())
+    }
+}
+
 impl<'a> From<&'a [u8]> for Param<'a> {
     fn from(bytes: &'a [u8]) -> Self {
         Param::Bytes(bytes)
@@ -103,6 +111,13 @@ impl Row {
 
     /// Column `at` as a whole number.
     pub fn i64(&self, at: usize) -> Result<i64, PgError> {
+        let text = self.str(at)?;
+        text.parse()
+            .map_err(|_| PgError::Protocol(format!("column {at} is not a number: {text}")))
+    }
+
+    /// Column `at` as a `double precision`.
+    pub fn f64(&self, at: usize) -> Result<f64, PgError> {
         let text = self.str(at)?;
         text.parse()
             .map_err(|_| PgError::Protocol(format!("column {at} is not a number: {text}")))

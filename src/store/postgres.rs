@@ -34,6 +34,8 @@
 //! transaction each, so the failing one fails alone. A lost connection
 //! fails the batch; its writes were not acknowledged.
 
+use std::sync::Arc;
+
 use rust_decimal::Decimal;
 
 use super::batch::{
@@ -129,8 +131,13 @@ const TOTAL_BEFORE_WINDOW: &str = "SELECT deposit_total FROM alert_events
     WHERE user_id = $1 AND kind = 'deposit' AND time < $2
     ORDER BY time DESC, seq DESC LIMIT 1";
 
+mod buckets;
+
+pub use buckets::PgBuckets;
+
 pub struct PgStore {
-    pool: Pool,
+    /// Shared with the limiter's buckets ([`PgStore::buckets`]).
+    pool: Arc<Pool>,
     /// Events and new accounts waiting for their batch's commit.
     commits: GroupCommit<Write, Written>,
 }
@@ -152,9 +159,15 @@ impl PgStore {
         )
         .map_err(|err| StoreError::Backend(format!("cannot start the writer thread: {err}")))?;
         Ok(PgStore {
-            pool: Pool::new(config, pool_size),
+            pool: Arc::new(Pool::new(config, pool_size)),
             commits,
         })
+    }
+
+    /// The login and sign-up limiters' buckets, in this store's database
+    /// and over its connections.
+    pub fn buckets(&self) -> StoreResult<PgBuckets> {
+        PgBuckets::open(Arc::clone(&self.pool)).map_err(StoreError::Backend)
     }
 
     fn with<T>(&self, work: impl FnOnce(&mut Client) -> Result<T, PgError>) -> StoreResult<T> {
