@@ -16,7 +16,7 @@ TEST_FEATURES := test-routes,postgres
 # Extra arguments for `make run`, e.g. make run ARGS='--port 8080'
 ARGS ?=
 
-.PHONY: run test unit lint static static-postgres image image-check bench bench-instructions venv venv-api api-check parity sales-model chaos chaos-check fuzz soak soak-check
+.PHONY: run test unit lint static static-postgres image image-postgres image-check bench bench-instructions venv venv-api api-check parity sales-model chaos chaos-check fuzz soak soak-check
 
 run: static
 	$(STATIC_BIN) $(ARGS)
@@ -55,6 +55,11 @@ static-postgres:
 
 image: static
 	scripts/image.sh build
+
+# wren:postgres, the image for several instances sharing PostgreSQL
+# (deploy/compose.yaml).
+image-postgres: static-postgres
+	WREN_IMAGE_BINARY=$(STATIC_PG_BIN) WREN_IMAGE=wren:postgres scripts/image.sh build
 
 # Builds the image, exports it and serves /status from its contents under
 # chroot (containers cannot be started on these machines).

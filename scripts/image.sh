@@ -8,6 +8,9 @@
 #          `docker` works the same where an engine runs).
 #   size   print the size in bytes of the image built last (the engine's
 #          figure: its layers, uncompressed), for bench/run.sh's report.
+#          WREN_IMAGE_BINARY and WREN_IMAGE choose another static build
+#          and tag (`make image-postgres`: the build with the PostgreSQL
+#          store, as wren:postgres).
 #   check  build, then prove the image holds everything wren needs without
 #          starting a container (no container can run on these machines):
 #          export the image, unpack its layers into an empty folder, start
@@ -20,8 +23,8 @@ work=
 pid=
 
 cd "$(dirname "$0")/.."
-binary=target/x86_64-unknown-linux-gnu/release/wren
-image=wren:latest
+binary=${WREN_IMAGE_BINARY:-target/x86_64-unknown-linux-gnu/release/wren}
+image=${WREN_IMAGE:-wren:latest}
 engine=${CONTAINER_ENGINE:-podman}
 
 ensure_engine() {
