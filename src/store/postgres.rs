@@ -38,14 +38,10 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
-use super::batch::{
-    QueuedEvent, Write, Written, codes_from_text, codes_to_text, now_unix, profile_from_text,
-};
-use super::judge::{self, Verdict};
-use super::tails::Held;
+use super::batch::{QueuedEvent, Write, Written, codes_from_text, now_unix, profile_from_text};
 use super::{
-    Account, AccountDone, ApiKey, EventDone, KeyCreated, Recorded, S3Credentials, Store,
-    StoreError, StoreResult, StoredEvent,
+    Account, AccountDone, ApiKey, EventDone, KeyCreated, S3Credentials, Store, StoreError,
+    StoreResult, StoredEvent,
 };
 use crate::alerts::{self, AlertProfile, Event, Kind, TimeUnit, Total};
 use crate::auth::Role;
@@ -120,18 +116,8 @@ const MIGRATIONS: &[&str] = &[
     "DROP INDEX alert_events_user_kind_seq;",
 ];
 
-/// The user's last $2 events, newest first, with their running totals.
-const LAST_EVENTS: &str = "SELECT kind, amount, time, deposit_total FROM alert_events
-    WHERE user_id = $1 ORDER BY seq DESC LIMIT $2";
-/// The user's last $2 deposits, newest first.
-const LAST_DEPOSITS: &str = "SELECT amount FROM alert_events
-    WHERE user_id = $1 AND kind = 'deposit' ORDER BY time DESC, seq DESC LIMIT $2";
-/// The running total of the user's last deposit before time $2.
-const TOTAL_BEFORE_WINDOW: &str = "SELECT deposit_total FROM alert_events
-    WHERE user_id = $1 AND kind = 'deposit' AND time < $2
-    ORDER BY time DESC, seq DESC LIMIT 1";
-
 mod buckets;
+mod events;
 
 pub use buckets::PgBuckets;
 
@@ -232,129 +218,27 @@ fn write_batch(writer: &mut Option<Client>, config: &Config, batch: Vec<Write>) 
     }
 }
 
-/// The writes of `batch`, in the transaction `tx`: the users' locks first,
-/// in ascending order, then each write in arrival order.
+/// The writes of `batch`, in the transaction `tx`: the events as
+/// `events` writes them, then the sign-ups; the outcomes in the batch's
+/// order.
 fn write_all(tx: &mut Client, batch: &[Write]) -> Result<Vec<Written>, PgError> {
-    let mut users: Vec<i64> = batch
+    let queued: Vec<&QueuedEvent> = batch
         .iter()
         .filter_map(|write| match write {
-            Write::Event(queued) => Some(queued.user_id),
+            Write::Event(queued) => Some(queued),
             Write::Account(_) => None,
         })
         .collect();
-    users.sort_unstable();
-    users.dedup();
-    if !users.is_empty() {
-        let list = users
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        // An aggregate over the array in its order: the locks are taken
-        // one after the other, lowest user first.
-        tx.query(
-            "SELECT count(pg_advisory_xact_lock(u)) FROM unnest($1::bigint[]) AS u",
-            &[Param::Text(format!("{{{list}}}").into())],
-        )?;
-    }
+    let mut recorded = events::write(tx, &queued)?.into_iter();
     batch
         .iter()
         .map(|write| match write {
-            Write::Event(queued) => store_event(tx, queued).map(|r| Written::Event(Ok(r))),
+            Write::Event(_) => Ok(Written::Event(Ok(recorded
+                .next()
+                .expect("an outcome per event")))),
             Write::Account(account) => insert_account(tx, account).map(Written::Account),
         })
         .collect()
-}
-
-/// Judges an event and stores it with its codes, under its user's lock.
-fn store_event(tx: &mut Client, queued: &QueuedEvent) -> Result<Recorded, PgError> {
-    let &QueuedEvent {
-        user_id,
-        event,
-        unit,
-    } = queued;
-    let (codes, deposit_total, history_rows) = match judge_event(tx, user_id, &event, unit)? {
-        Verdict::OutOfOrder { latest } => return Ok(Recorded::OutOfOrder { latest }),
-        Verdict::Codes {
-            codes,
-            deposit_total,
-            history_rows,
-        } => (codes, deposit_total, history_rows),
-    };
-    let total = deposit_total.to_bytes();
-    tx.execute(
-        "INSERT INTO alert_events (user_id, kind, amount, time, alert_codes, deposit_total)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[
-            user_id.into(),
-            event.kind.as_str().into(),
-            Param::Text(event.amount.to_string().into()),
-            event.time.into(),
-            Param::Text(codes_to_text(&codes).into()),
-            Param::Bytes(&total[..]),
-        ],
-    )?;
-    Ok(Recorded::Stored {
-        codes,
-        history_rows,
-    })
-}
-
-fn judge_event(
-    tx: &mut Client,
-    user_id: i64,
-    event: &Event,
-    unit: TimeUnit,
-) -> Result<Verdict, PgError> {
-    let profile = load_profile(tx, user_id)?;
-    let thresholds = profile.thresholds();
-    let need = thresholds.history_need(event.time, unit);
-    let rows = tx.query(
-        LAST_EVENTS,
-        &[user_id.into(), i64::from(need.last_events).into()],
-    )?;
-    let mut held = Held {
-        events: Vec::with_capacity(rows.len() + 1),
-        totals: Vec::with_capacity(rows.len()),
-    };
-    for row in rows.iter().rev() {
-        held.events.push(Event {
-            kind: Kind::parse(row.str(0)?).ok_or_else(|| corrupt("kind"))?,
-            amount: decimal(row, 1)?,
-            time: row.i64(2)?,
-        });
-        held.totals
-            .push(total(row, 3)?.ok_or_else(|| corrupt("deposit total"))?);
-    }
-    let mut history = PgHistory { tx, user_id };
-    judge::verdict(&thresholds, &need, held, event, unit, &mut history)
-}
-
-/// The rest of a user's history, read in the batch's transaction.
-struct PgHistory<'a> {
-    tx: &'a mut Client,
-    user_id: i64,
-}
-
-impl judge::History for PgHistory<'_> {
-    type Error = PgError;
-
-    fn last_deposits(&mut self, n: u32) -> Result<Vec<Decimal>, PgError> {
-        let rows = self
-            .tx
-            .query(LAST_DEPOSITS, &[self.user_id.into(), i64::from(n).into()])?;
-        rows.iter().map(|row| decimal(row, 0)).collect()
-    }
-
-    fn total_before(&mut self, since: i64) -> Result<Option<Total>, PgError> {
-        let rows = self
-            .tx
-            .query(TOTAL_BEFORE_WINDOW, &[self.user_id.into(), since.into()])?;
-        match rows.first() {
-            Some(row) => total(row, 0),
-            None => Ok(None),
-        }
-    }
 }
 
 fn decimal(row: &Row, at: usize) -> Result<Decimal, PgError> {
