@@ -245,3 +245,45 @@ fn instances_share_the_login_and_sign_up_limits() {
     let second = credentials(&b, "/api/sign_up", "dave");
     assert_eq!(second.status, 429, "{}", second.text());
 }
+
+/// Connections the database ends while they sit idle (a restart, an
+/// administrator's `pg_terminate_backend`) cost no request: the pool and
+/// the writer see they were ended and connect again.
+#[test]
+fn connections_the_database_ends_cost_no_request() {
+    let Some(config) = fresh_database("instances_reconnect") else {
+        return;
+    };
+    let server = start(&url_of(&config), &[]);
+    let event = |time: u32| {
+        let body = format!(r#"{{"type":"deposit","amount":"5.00","user_id":4,"time":{time}}}"#);
+        server.post("/event", JSON, &body, "")
+    };
+    assert_eq!(credentials(&server, "/api/sign_up", "ann").status, 201);
+    assert_eq!(event(1).status, 200);
+    // Several connections in the pool, all idle.
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| assert_eq!(credentials(&server, "/api/sign_in", "ann").status, 200));
+        }
+    });
+
+    let mut admin =
+        wren::postgres::Client::connect(&config, std::time::Duration::from_secs(10)).unwrap();
+    let ended = admin
+        .query(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    assert!(ended[0].i64(0).unwrap() >= 2, "the instance's connections");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+
+    for time in 2..6 {
+        let signed_in = credentials(&server, "/api/sign_in", "ann");
+        assert_eq!(signed_in.status, 200, "{}", signed_in.text());
+        let stored = event(time);
+        assert_eq!(stored.status, 200, "{}", stored.text());
+    }
+}

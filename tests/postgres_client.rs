@@ -10,28 +10,15 @@
 //! own.
 #![cfg(feature = "postgres")]
 
+mod common;
+
 use std::time::Duration;
+
+use common::postgres::url;
 
 use wren::postgres::{Client, Config, Param, PgError, SslMode};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The test server's URL, or `None` (and a note) when there is none.
-fn url(test: &str) -> Option<String> {
-    let url = std::env::var("WREN_TEST_DATABASE_URL")
-        .ok()
-        .filter(|url| !url.is_empty());
-    if url.is_none() {
-        assert!(
-            std::env::var("WREN_TEST_POSTGRES").as_deref() != Ok("required"),
-            "{test}: WREN_TEST_DATABASE_URL is not set, and WREN_TEST_POSTGRES=required"
-        );
-        eprintln!(
-            "skipped {test}: WREN_TEST_DATABASE_URL is not set (run through scripts/with-postgres.sh)"
-        );
-    }
-    url
-}
 
 fn connect(url: &str) -> Client {
     Client::connect(&Config::parse(url).unwrap(), TIMEOUT).unwrap()

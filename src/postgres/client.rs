@@ -205,6 +205,30 @@ impl Client {
         self.broken
     }
 
+    /// Whether the server has spoken since the last answer, which marks the
+    /// connection broken. Between queries a server says nothing unless it
+    /// is going (a FATAL error at a shutdown or an administrator's
+    /// termination, then the close), so an idle connection that has
+    /// something to read, or has been closed, is dropped before a query is
+    /// lost on it. One non-blocking peek; no round trip.
+    pub fn spoke_while_idle(&mut self) -> bool {
+        if self.broken {
+            return true;
+        }
+        let tcp = match &self.stream {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => tls.get_ref(),
+        };
+        let mut byte = [0u8; 1];
+        let quiet = tcp.set_nonblocking(true).is_ok()
+            && matches!(tcp.peek(&mut byte), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
+            && tcp.set_nonblocking(false).is_ok();
+        if !quiet || !self.incoming.is_empty() {
+            self.broken = true;
+        }
+        self.broken
+    }
+
     /// Runs `sql` (one or more statements, no parameters) with the simple
     /// protocol: for migrations, `BEGIN` and `COMMIT`.
     pub fn batch_execute(&mut self, sql: &str) -> Result<(), PgError> {

@@ -1,8 +1,9 @@
 //! A bounded pool of [`Client`]s, shared by the threads of one instance:
 //! at most `size` connections open at once, opened as needed; one the
-//! server or the network broke is dropped when given back and another is
-//! opened in its place on the next checkout, so a restarted database costs
-//! the requests in flight, not the instance.
+//! server or the network broke is dropped when given back, and one the
+//! server ended while it sat idle is dropped at checkout
+//! ([`Client::spoke_while_idle`]); another is opened in its place, so a
+//! restarted database costs the requests in flight, not the instance.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -60,13 +61,19 @@ impl Pool {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// An idle connection, a new one while fewer than `size` are open, else
-    /// the next one given back.
+    /// An idle connection the server has not ended, a new one while fewer
+    /// than `size` are open, else the next one given back.
     fn checkout(&self) -> Result<Client, PgError> {
         let mut state = self.lock();
         loop {
-            if let Some(client) = state.idle.pop() {
-                return Ok(client);
+            if let Some(mut client) = state.idle.pop() {
+                if !client.spoke_while_idle() {
+                    return Ok(client);
+                }
+                // Ended by the server (a restart, say): its place goes to
+                // a new connection.
+                state.open -= 1;
+                continue;
             }
             if state.open < self.size {
                 state.open += 1;

@@ -5,8 +5,28 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Account, Recorded, StoreError, StoreResult};
+use super::{Account, EventDone, Recorded, StoreError, StoreResult};
 use crate::alerts::{AlertProfile, Event, Overrides, Risk, TimeUnit};
+use crate::group_commit::GroupCommit;
+
+/// Queues an event for a store's writer ([`super::Store::record_event`]):
+/// `done` hears its outcome once the commit that holds it is durable.
+pub fn queue_event(
+    commits: &GroupCommit<Write, Written>,
+    user_id: i64,
+    event: &Event,
+    unit: TimeUnit,
+    done: EventDone,
+) {
+    let queued = QueuedEvent {
+        user_id,
+        event: *event,
+        unit,
+    };
+    commits.submit(Write::Event(queued), move |written| {
+        done(written.of_event())
+    });
+}
 
 /// A write queued for the writer: batches hold both kinds, in arrival
 /// order.

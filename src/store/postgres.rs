@@ -181,7 +181,7 @@ fn migrate(client: &mut Client) -> StoreResult<()> {
 /// meet an error, each write alone in its own. The outcomes in the
 /// batch's order.
 fn write_batch(writer: &mut Option<Client>, config: &Config, batch: Vec<Write>) -> Vec<Written> {
-    if writer.as_ref().is_none_or(Client::is_broken) {
+    if writer.as_mut().is_none_or(Client::spoke_while_idle) {
         match Client::connect(config, TIMEOUT) {
             Ok(client) => *writer = Some(client),
             Err(err) => {
@@ -513,14 +513,7 @@ impl Store for PgStore {
     }
 
     fn record_event(&self, user_id: i64, event: &Event, unit: TimeUnit, done: EventDone) {
-        let queued = QueuedEvent {
-            user_id,
-            event: *event,
-            unit,
-        };
-        self.commits.submit(Write::Event(queued), move |written| {
-            done(written.of_event())
-        });
+        super::batch::queue_event(&self.commits, user_id, event, unit, done);
     }
 
     fn alert_profile(&self, user_id: i64) -> StoreResult<AlertProfile> {

@@ -351,14 +351,7 @@ impl Store for SqliteStore {
     }
 
     fn record_event(&self, user_id: i64, event: &Event, unit: TimeUnit, done: EventDone) {
-        let queued = QueuedEvent {
-            user_id,
-            event: *event,
-            unit,
-        };
-        self.commits.submit(Write::Event(queued), move |written| {
-            done(written.of_event())
-        });
+        super::batch::queue_event(&self.commits, user_id, event, unit, done);
     }
 
     fn alert_profile(&self, user_id: i64) -> StoreResult<AlertProfile> {
