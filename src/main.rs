@@ -131,6 +131,14 @@ fn serve(config: Config) -> ExitCode {
     logger.info(&app.config.explain_settings());
     logger.info(&app.config.events.explain(addr.ip()));
     logger.info(&app.config.rate_limits.explain(addr.ip()));
+    #[cfg(feature = "postgres")]
+    if app.config.database.is_some() && app.config.storage.kind == wren::blob::StorageKind::Local {
+        logger.warn(
+            "--storage local with --database-url: files and their quotas stay in this \
+             instance's data folder, so instances sharing the database share no files; \
+             use --storage s3 for several instances",
+        );
+    }
     if let Some(plan) = app.config.backup.clone() {
         logger.info(&format!(
             "backups every {} into {}, keeping the newest {}",

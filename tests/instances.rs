@@ -62,6 +62,18 @@ fn start_up_refuses_what_cannot_work_in_one_line() {
         &[("DATABASE_URL", &url), secret],
         "--acme-domain",
     );
+    refused(
+        &[
+            "--data-dir",
+            data,
+            "--backup-every",
+            "24",
+            "--backup-to",
+            data,
+        ],
+        &[("DATABASE_URL", &url), secret],
+        "pg_dump",
+    );
     let mut config = wren::postgres::Config::parse(&url).unwrap();
     config.password = Some("not-the-password".into());
     refused(
@@ -100,6 +112,12 @@ fn instances_share_accounts_tokens_keys_revocations_and_history() {
         !a.log()
             .iter()
             .any(|line| line.contains(config.password.as_deref().unwrap()))
+    );
+    // Files on local disk are one instance's: the log says so.
+    assert!(
+        a.log()
+            .iter()
+            .any(|line| line.contains("use --storage s3 for several instances"))
     );
 
     // An account made through one instance signs in through the other,
