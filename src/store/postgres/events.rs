@@ -6,10 +6,14 @@
 //!
 //! Round trips are what a PostgreSQL writer spends its time on (on
 //! loopback with TLS, each costs more than judging an event), so the reads
-//! a judgement needs are made once per user per batch, not once per event;
-//! the rarer reads past the last events (older deposits, the total before
-//! the deposit window) go to the database, after the batch's pending rows
-//! are inserted so that they see them.
+//! a judgement needs are made once per user per batch, not once per event.
+//! A user whose last events are not their whole history may need two more
+//! reads (the last deposits, the running total before the deposit window):
+//! those are read for every such user in two more queries, as the user's
+//! first event in the batch will ask for them. A later event of the same
+//! user in the batch asks for other figures, which it reads from the
+//! database, after the user's pending rows are inserted so that it sees
+//! them.
 
 use std::collections::HashMap;
 
@@ -38,6 +42,21 @@ struct User {
     /// oldest first: the committed ones read at the start, then the
     /// batch's own.
     events: Vec<(Event, Total)>,
+    /// The older figures the user's first event in the batch needs, when
+    /// its last events are not its whole history; gone once the batch
+    /// stores an event of the user.
+    older: Option<Older>,
+}
+
+/// A user's history beyond its last events, as committed, for one
+/// judgement's needs.
+struct Older {
+    /// `last_deposits` of them, newest first.
+    deposits: Vec<Decimal>,
+    last_deposits: u32,
+    /// The running total of the last deposit before `since`.
+    total_before: Option<Total>,
+    since: i64,
 }
 
 /// An event judged and waiting for the batch's insert.
@@ -66,6 +85,7 @@ pub(super) fn write(tx: &mut Client, events: &[&QueuedEvent]) -> Result<Vec<Reco
         std::slice::from_ref(&list),
     )?;
     let mut users = read_users(tx, &ids, list)?;
+    read_older(tx, &mut users, events)?;
     let mut pending = Vec::with_capacity(events.len());
     let mut outcomes = Vec::with_capacity(events.len());
     for queued in events {
@@ -106,6 +126,7 @@ fn read_users(
                 User {
                     thresholds,
                     events: Vec::new(),
+                    older: None,
                 },
             )
         })
@@ -145,6 +166,81 @@ fn read_users(
     Ok(users)
 }
 
+/// The older figures of each user whose last events are not its whole
+/// history, as its first event in the batch needs them: two queries for
+/// all of them, none when there is no such user.
+fn read_older(
+    tx: &mut Client,
+    users: &mut HashMap<i64, User>,
+    events: &[&QueuedEvent],
+) -> Result<(), PgError> {
+    let mut wanted: Vec<(i64, u32, i64)> = Vec::new();
+    for queued in events {
+        let user = &users[&queued.user_id];
+        if wanted.iter().any(|(id, _, _)| *id == queued.user_id) {
+            continue;
+        }
+        let need = user.thresholds.history_need(queued.event.time, queued.unit);
+        if user.events.len() >= need.last_events as usize {
+            wanted.push((queued.user_id, need.last_deposits, need.deposits_since));
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let ids = Param::Text(array(wanted.iter().map(|(id, _, _)| id.to_string())).into());
+    let deposits = tx.query(
+        "SELECT u.id, d.amount
+         FROM unnest($1::bigint[], $2::int[]) WITH ORDINALITY AS u(id, n, ord)
+         CROSS JOIN LATERAL (
+             SELECT amount, time, seq FROM alert_events
+             WHERE user_id = u.id AND kind = 'deposit' ORDER BY time DESC, seq DESC LIMIT u.n
+         ) AS d
+         ORDER BY u.ord, d.time DESC, d.seq DESC",
+        &[
+            ids.clone(),
+            Param::Text(array(wanted.iter().map(|(_, n, _)| n.to_string())).into()),
+        ],
+    )?;
+    let totals = tx.query(
+        "SELECT u.id, t.deposit_total
+         FROM unnest($1::bigint[], $2::bigint[]) AS u(id, since)
+         CROSS JOIN LATERAL (
+             SELECT deposit_total FROM alert_events
+             WHERE user_id = u.id AND kind = 'deposit' AND time < u.since
+             ORDER BY time DESC, seq DESC LIMIT 1
+         ) AS t",
+        &[
+            ids,
+            Param::Text(array(wanted.iter().map(|(_, _, since)| since.to_string())).into()),
+        ],
+    )?;
+    for (id, last_deposits, since) in wanted {
+        users.get_mut(&id).ok_or_else(|| corrupt("user"))?.older = Some(Older {
+            deposits: Vec::new(),
+            last_deposits,
+            total_before: None,
+            since,
+        });
+    }
+    for row in &deposits {
+        older_of(users, row.i64(0)?)?
+            .deposits
+            .push(decimal(row, 1)?);
+    }
+    for row in &totals {
+        older_of(users, row.i64(0)?)?.total_before = total(row, 1)?;
+    }
+    Ok(())
+}
+
+fn older_of(users: &mut HashMap<i64, User>, id: i64) -> Result<&mut Older, PgError> {
+    users
+        .get_mut(&id)
+        .and_then(|user| user.older.as_mut())
+        .ok_or_else(|| corrupt("user"))
+}
+
 /// Judges one event against what the batch knows of its user; a stored
 /// one joins the pending rows and the user's events.
 fn judge_one(
@@ -174,6 +270,7 @@ fn judge_one(
         tx,
         user_id,
         pending,
+        older: user.older.as_ref(),
     };
     match judge::verdict(&user.thresholds, &need, held, &event, unit, &mut history)? {
         Verdict::OutOfOrder { latest } => Ok(Recorded::OutOfOrder { latest }),
@@ -188,9 +285,11 @@ fn judge_one(
                 codes: codes_to_text(&codes),
                 total: deposit_total,
             });
-            // Only the last ones are ever looked at again.
+            // Only the last ones are ever looked at again; the older
+            // figures read for the first event no longer hold.
             user.events.drain(..skip);
             user.events.push((event, deposit_total));
+            user.older = None;
             Ok(Recorded::Stored {
                 codes,
                 history_rows,
@@ -246,19 +345,34 @@ fn array(items: impl Iterator<Item = String>) -> String {
     literal
 }
 
-/// The rest of a user's history, read in the batch's transaction once the
-/// batch's pending rows are in it.
+/// The rest of a user's history: as read for the user's first event in
+/// the batch when that is what is asked, else read in the batch's
+/// transaction once the user's pending rows are in it.
 struct PgHistory<'a> {
     tx: &'a mut Client,
     user_id: i64,
     pending: &'a mut Vec<Row>,
+    older: Option<&'a Older>,
+}
+
+impl PgHistory<'_> {
+    /// Inserts the pending rows when the user has one among them.
+    fn settle_user(&mut self) -> Result<(), PgError> {
+        if self.pending.iter().any(|row| row.user_id == self.user_id) {
+            insert(self.tx, self.pending)?;
+        }
+        Ok(())
+    }
 }
 
 impl judge::History for PgHistory<'_> {
     type Error = PgError;
 
     fn last_deposits(&mut self, n: u32) -> Result<Vec<Decimal>, PgError> {
-        insert(self.tx, self.pending)?;
+        if let Some(older) = self.older.filter(|older| older.last_deposits == n) {
+            return Ok(older.deposits.clone());
+        }
+        self.settle_user()?;
         let rows = self
             .tx
             .query(LAST_DEPOSITS, &[self.user_id.into(), i64::from(n).into()])?;
@@ -266,7 +380,10 @@ impl judge::History for PgHistory<'_> {
     }
 
     fn total_before(&mut self, since: i64) -> Result<Option<Total>, PgError> {
-        insert(self.tx, self.pending)?;
+        if let Some(older) = self.older.filter(|older| older.since == since) {
+            return Ok(older.total_before);
+        }
+        self.settle_user()?;
         let rows = self
             .tx
             .query(TOTAL_BEFORE_WINDOW, &[self.user_id.into(), since.into()])?;
