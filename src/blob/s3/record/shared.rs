@@ -12,8 +12,11 @@
 //! visible, then its size is recorded, and the commit lets the next change
 //! of the account through. Across instances one account's changes are
 //! thereby recorded in the store's order and never pass the quota
-//! together; uploads of one account still stream side by side, only the
-//! request that makes each visible waits its turn.
+//! together. Uploads of one account still read their bodies side by side;
+//! the request that makes each visible waits its turn, which for a body
+//! that fits one part (8 MiB) is its whole PutObject: one account's small
+//! uploads reach the store one at a time across the instances, and one
+//! that waits past `ACCOUNT_TURN_WAIT` is refused as busy.
 
 use super::{KeyOrder, Place};
 use crate::blob::quota::{Exceeded, Limit, Quota};
@@ -28,10 +31,13 @@ const MIGRATION_LOCK: (i32, i32) = (0x7772_656e, 2);
 /// The first key of each account's advisory lock ("s3re"); the second is
 /// the account's name hashed by the server.
 const ACCOUNT_LOCK_CLASS: i32 = 0x7333_7265;
-/// How long a change waits for another instance's change of the same
-/// account: that one is a single request to the store, bounded by the
-/// client's timeouts.
-const ACCOUNT_TURN_WAIT: &str = "SET LOCAL lock_timeout = '60s'";
+/// How long a change waits for another change of the same account (a
+/// single request to the store, a PutObject of up to a part, 8 MiB, or a
+/// CompleteMultipartUpload) before its upload is refused as busy (503, to
+/// retry). Under the database connection's read timeout
+/// (`postgres::pool::TIMEOUT`, 10 s), which would otherwise end the wait
+/// first and take the connection with it.
+const ACCOUNT_TURN_WAIT: &str = "SET LOCAL lock_timeout = '8s'";
 /// PostgreSQL's SQLSTATE for a lock not granted within `lock_timeout`.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
