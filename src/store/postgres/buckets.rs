@@ -6,9 +6,9 @@
 //! A take locks its keys' rows (`SELECT ... FOR UPDATE`, in ascending key
 //! order so that two takes never wait on each other in a circle) in one
 //! transaction, so two instances taking the last token of one bucket
-//! cannot both have it. A missing bucket is a full one: its row is made
-//! full first (`ON CONFLICT DO NOTHING` settles two instances making it at
-//! once), then taken from like any other. Rows whose buckets have refilled
+//! cannot both have it. A missing bucket is a full one: the statement that
+//! locks a row makes it full first when there is none (an upsert, which
+//! settles two instances making it at once). Rows whose buckets have refilled
 //! say nothing a missing row would not, and are deleted every
 //! [`PURGE_EVERY`] takes, so the table holds only the buckets still
 //! refilling: attempts of the last refill time (minutes for logins, hours
@@ -69,22 +69,21 @@ fn in_lock_order(keys: &[(u64, Limit)]) -> Vec<(i64, Limit)> {
     ordered
 }
 
-/// Each key's tokens at `now`, its row locked until the transaction ends.
+/// Each key's tokens at `now`, its row locked until the transaction ends:
+/// one statement per key makes a missing bucket full and locks it, or
+/// locks the one there (a purge cannot slip in between).
 fn lock_buckets(tx: &mut Client, keys: &[(i64, Limit)], now: f64) -> Result<Vec<f64>, PgError> {
     let mut levels = Vec::with_capacity(keys.len());
     for &(key, limit) in keys {
-        tx.execute(
-            "INSERT INTO limiter_buckets (key, tokens, updated, full_at) VALUES ($1, $2, $3, $3)
-             ON CONFLICT (key) DO NOTHING",
-            &[key.into(), (limit.burst() as f64).into(), now.into()],
-        )?;
         let rows = tx.query(
-            "SELECT tokens, updated FROM limiter_buckets WHERE key = $1 FOR UPDATE",
-            &[key.into()],
+            "INSERT INTO limiter_buckets (key, tokens, updated, full_at) VALUES ($1, $2, $3, $3)
+             ON CONFLICT (key) DO UPDATE SET key = excluded.key
+             RETURNING tokens, updated",
+            &[key.into(), (limit.burst() as f64).into(), now.into()],
         )?;
         let row = rows
             .first()
-            .ok_or_else(|| PgError::Protocol("a limiter bucket vanished under its lock".into()))?;
+            .ok_or_else(|| PgError::Protocol("no limiter bucket came back".into()))?;
         levels.push(limit.refill(row.f64(0)?, now - row.f64(1)?));
     }
     Ok(levels)
@@ -127,10 +126,15 @@ impl SharedBuckets for PgBuckets {
                 Ok(Ok(()))
             })?;
             if self.takes.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
-                client.execute(
-                    "DELETE FROM limiter_buckets WHERE full_at < $1",
+                // Housekeeping after the take has committed: it skips the
+                // rows takes hold, and its failure is no failure of the
+                // take (the next purge deletes what this one left).
+                let _ = client.execute(
+                    "DELETE FROM limiter_buckets WHERE key IN (
+                         SELECT key FROM limiter_buckets WHERE full_at < $1
+                         FOR UPDATE SKIP LOCKED)",
                     &[now.into()],
-                )?;
+                );
             }
             Ok(taken)
         });
