@@ -251,3 +251,20 @@ fn each_sslmode_encrypts_and_checks_as_libpq_s_does() {
     let mut client = connect(&format!("{url}?sslmode=verify-full&sslrootcert={ca}"));
     assert!(server_sees_tls(&mut client));
 }
+
+/// Work that panics on a pooled connection frees its place: the pool of
+/// one serves the next work at once (it would wait, then fail, with the
+/// place lost).
+#[test]
+fn a_panic_on_a_pooled_connection_frees_its_place() {
+    let Some(url) = url("pool") else { return };
+    let pool = wren::postgres::Pool::new(&Config::parse(&url).unwrap(), 1);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.with(|_| -> Result<(), PgError> { panic!("the work's own bug") })
+    }));
+    assert!(panicked.is_err());
+    let started = std::time::Instant::now();
+    let one = pool.with(|client| client.query("SELECT 1", &[])).unwrap();
+    assert_eq!(one[0].i64(0).unwrap(), 1);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

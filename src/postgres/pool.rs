@@ -5,8 +5,9 @@
 //! ([`Client::spoke_while_idle`]); another is opened in its place, so a
 //! restarted database costs the requests in flight, not the instance.
 
+use std::io;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Client, Config, PgError};
 
@@ -46,15 +47,16 @@ impl Pool {
     }
 
     /// Runs `work` on a connection of the pool, waiting for one while all
-    /// `size` are in use.
+    /// `size` are in use (at most [`TIMEOUT`]).
     pub fn with<T>(
         &self,
         work: impl FnOnce(&mut Client) -> Result<T, PgError>,
     ) -> Result<T, PgError> {
-        let mut client = self.checkout()?;
-        let done = work(&mut client);
-        self.give_back(client);
-        done
+        let mut lease = Lease {
+            pool: self,
+            client: Some(self.checkout()?),
+        };
+        work(lease.client.as_mut().expect("a lease holds its client"))
     }
 
     fn lock(&self) -> MutexGuard<'_, PoolState> {
@@ -62,8 +64,10 @@ impl Pool {
     }
 
     /// An idle connection the server has not ended, a new one while fewer
-    /// than `size` are open, else the next one given back.
+    /// than `size` are open, else the next one given back within
+    /// [`TIMEOUT`].
     fn checkout(&self) -> Result<Client, PgError> {
+        let deadline = Instant::now() + TIMEOUT;
         let mut state = self.lock();
         loop {
             if let Some(mut client) = state.idle.pop() {
@@ -80,10 +84,22 @@ impl Pool {
                 drop(state);
                 return Client::connect(&self.config, TIMEOUT).inspect_err(|_| self.forget_one());
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(PgError::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "none of the pool's {} connections came free within {} s",
+                        self.size,
+                        TIMEOUT.as_secs()
+                    ),
+                )));
+            }
             state = self
                 .returned
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 
@@ -101,6 +117,25 @@ impl Pool {
     fn forget_one(&self) {
         self.lock().open -= 1;
         self.returned.notify_one();
+    }
+}
+
+/// A connection out of the pool, given back when the work is done; one
+/// whose work panicked halfway is closed instead, its place freed.
+struct Lease<'p> {
+    pool: &'p Pool,
+    client: Option<Client>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if std::thread::panicking() {
+                self.pool.forget_one();
+            } else {
+                self.pool.give_back(client);
+            }
+        }
     }
 }
 
