@@ -127,6 +127,10 @@ pub trait Book {
 pub struct Ledger {
     accounts: Mutex<HashMap<String, Account>>,
     next_hold: AtomicU64,
+    /// Bumped (under the lock) by every settle: a registration that read
+    /// the durable figures outside the lock uses them only if none came
+    /// between its read and its entry.
+    settled: AtomicU64,
 }
 
 /// One account while it has claims.
@@ -227,7 +231,11 @@ impl Ledger {
 
     /// Enters a claim, loading the account's and the key's durable figures
     /// when the ledger holds no claim on them (then no change to them can be
-    /// in flight, and the record is exact).
+    /// in flight, and the record is exact). The figures are read outside
+    /// the ledger's lock, since a backend's record may be a database away,
+    /// and entered only if nothing settled meanwhile and the account and
+    /// key are as absent or present as they were; else read again (after a
+    /// few tries, under the lock).
     fn register<'l>(
         &'l self,
         book: &dyn Book,
@@ -236,42 +244,72 @@ impl Ledger {
         quota: Quota,
         hold: Option<u64>,
     ) -> Result<Claim<'l>, BlobError> {
-        let mut accounts = self.lock();
-        let known = accounts.get(namespace);
-        let stored = match known {
-            Some(_) => None,
-            None => Some(book.usage(namespace)?),
-        };
-        let recorded = match known.and_then(|account| account.keys.get(key)) {
-            Some(_) => None,
-            None => Some(book.recorded_size(namespace, key)?),
-        };
-        let account = accounts
-            .entry(namespace.to_owned())
-            .or_insert_with(|| Account {
-                stored: stored.unwrap_or_default(),
-                keys: HashMap::new(),
-                claims: 0,
+        const UNLOCKED_TRIES: u32 = 3;
+        for tries in 1.. {
+            let under_lock = tries > UNLOCKED_TRIES;
+            let seen = |accounts: &HashMap<String, Account>| {
+                let account = accounts.get(namespace);
+                (
+                    account.is_some(),
+                    account.is_some_and(|account| account.keys.contains_key(key)),
+                )
+            };
+            let mut held = Some(self.lock());
+            let (known, key_known) = seen(held.as_deref().expect("just locked"));
+            let settled = self.settled.load(Ordering::Relaxed);
+            if !under_lock {
+                held = None;
+            }
+            let stored = if known {
+                None
+            } else {
+                Some(book.usage(namespace)?)
+            };
+            let recorded = if key_known {
+                None
+            } else {
+                Some(book.recorded_size(namespace, key)?)
+            };
+            let mut accounts = match held {
+                Some(accounts) => accounts,
+                None => {
+                    let accounts = self.lock();
+                    if self.settled.load(Ordering::Relaxed) != settled
+                        || seen(&accounts) != (known, key_known)
+                    {
+                        continue;
+                    }
+                    accounts
+                }
+            };
+            let account = accounts
+                .entry(namespace.to_owned())
+                .or_insert_with(|| Account {
+                    stored: stored.unwrap_or_default(),
+                    keys: HashMap::new(),
+                    claims: 0,
+                });
+            let state = account
+                .keys
+                .entry(key.to_owned())
+                .or_insert_with(|| KeyState {
+                    recorded: recorded.flatten(),
+                    holds: Vec::new(),
+                    claims: 0,
+                });
+            state.claims += 1;
+            state.holds.extend(hold.map(|id| (id, 0)));
+            account.claims += 1;
+            return Ok(Claim {
+                ledger: self,
+                namespace: namespace.to_owned(),
+                key: key.to_owned(),
+                hold,
+                quota,
+                covered: Cell::new(0),
             });
-        let state = account
-            .keys
-            .entry(key.to_owned())
-            .or_insert_with(|| KeyState {
-                recorded: recorded.flatten(),
-                holds: Vec::new(),
-                claims: 0,
-            });
-        state.claims += 1;
-        state.holds.extend(hold.map(|id| (id, 0)));
-        account.claims += 1;
-        Ok(Claim {
-            ledger: self,
-            namespace: namespace.to_owned(),
-            key: key.to_owned(),
-            hold,
-            quota,
-            covered: Cell::new(0),
-        })
+        }
+        unreachable!("the tries under the lock always enter the claim")
     }
 }
 
@@ -338,6 +376,7 @@ impl Claim<'_> {
     /// sees the changes of one key in the record's order.
     pub fn settle(&self, size: Option<u64>) {
         let mut accounts = self.ledger.lock();
+        self.ledger.settled.fetch_add(1, Ordering::Relaxed);
         let Account { stored, keys, .. } = self.account(&mut accounts);
         let state = key_state(keys, &self.key);
         stored.bytes =
