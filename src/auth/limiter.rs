@@ -387,7 +387,11 @@ enum SubjectKeys {
     Random(RandomState),
     /// SHA-256 under a key from the secret instances share, so that each
     /// computes the same key for a subject; `name` keeps one limiter's
-    /// keys apart from another's in the shared buckets.
+    /// keys apart from another's in the shared buckets. What is hashed is
+    /// the subject's `Hash` output, the same for every instance of one
+    /// build on one architecture; instances of builds whose output differs
+    /// (possible across Rust versions, during a rolling upgrade) count the
+    /// same client apart until all run one build.
     Shared {
         secret: [u8; 32],
         name: &'static str,
