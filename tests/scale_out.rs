@@ -2,7 +2,8 @@
 //! one PostgreSQL database (`--database-url`) and one Garage bucket
 //! (`--storage s3`), with clients picking an instance at random for each
 //! request. Whatever instance answers, it is one server: accounts, tokens
-//! and their revocation, API keys, files, each account's quota, and each
+//! and their revocation, API keys, files, each account's quota (held by
+//! reservations in the database while uploads are in flight), and each
 //! user's events, judged in one order. One instance is killed with SIGKILL
 //! under load; nothing it acknowledged is lost and the others serve on.
 //!
@@ -252,6 +253,12 @@ fn three_instances_are_one_server() {
     assert_eq!(account.status, 200, "{}", account.text());
     assert_eq!(account.json()["bytes_used"], 600_000, "{}", account.text());
     assert_eq!(account.json()["files"], 1, "{}", account.text());
+    // Each write's reservation went with its commit (or its refusal).
+    let mut db = wren::postgres::Client::connect(&database, Duration::from_secs(10)).unwrap();
+    let left = db
+        .query("SELECT count(*) FROM s3_reservations", &[])
+        .unwrap();
+    assert_eq!(left[0].i64(0).unwrap(), 0, "reservations left behind");
 
     // An API key made through one instance works on all until deleted
     // through one.

@@ -5,18 +5,23 @@
 //! own schema version (`wren_s3_record_schema`), beside the store's.
 //!
 //! Several instances write one account at once, each with its own quota
-//! ledger, which sees only its own uploads. So each change runs in a
-//! transaction that first takes the account's advisory lock: a write is
-//! held to the quota against what the record says under that lock (every
-//! instance's committed writes), then the store is asked to make it
-//! visible, then its size is recorded, and the commit lets the next change
-//! of the account through. Across instances one account's changes are
-//! thereby recorded in the store's order and never pass the quota
-//! together. Uploads of one account still read their bodies side by side;
-//! the request that makes each visible waits its turn, which for a body
-//! that fits one part (8 MiB) is its whole PutObject: one account's small
-//! uploads reach the store one at a time across the instances, and one
-//! that waits past `ACCOUNT_TURN_WAIT` is refused as busy.
+//! ledger, which sees only its own uploads. So a write takes two short
+//! steps in the database around the request that makes its object
+//! visible:
+//! 1. **Reserve**, under the account's advisory lock: the write is held to
+//!    the quota against what the record says (every instance's committed
+//!    writes) plus the reservations of the account's other writes in
+//!    flight, and reserves what it adds.
+//! 2. **Change**, under the key's advisory lock, which orders one key's
+//!    changes across instances as the store takes them: the request to the
+//!    store, then the new size recorded and the reservation deleted, in one
+//!    commit.
+//!
+//! So two writes of one account never pass the quota together, and only
+//! writes of the same key wait for each other. A reservation whose write
+//! never reached its commit (its instance died) expires after
+//! `RESERVATION_LIFETIME`; until then it holds its room, which errs on the
+//! side of the quota.
 
 use super::{KeyOrder, Place};
 use crate::blob::quota::{Exceeded, Limit, Quota};
@@ -28,16 +33,21 @@ use crate::postgres::{Client, Config, PgError, Row};
 /// "wren", 1) of the record's migrations.
 const SCHEMA_TABLE: &str = "wren_s3_record_schema";
 const MIGRATION_LOCK: (i32, i32) = (0x7772_656e, 2);
-/// The first key of each account's advisory lock ("s3re"); the second is
-/// the account's name hashed by the server.
+/// The first key of each account's advisory lock ("s3re") and of each
+/// object's ("s3ke"); the second is the account's name, or the object's
+/// key in the bucket, hashed by the server.
 const ACCOUNT_LOCK_CLASS: i32 = 0x7333_7265;
-/// How long a change waits for another change of the same account (a
-/// single request to the store, a PutObject of up to a part, 8 MiB, or a
-/// CompleteMultipartUpload) before its upload is refused as busy (503, to
-/// retry). Under the database connection's read timeout
+const KEY_LOCK_CLASS: i32 = 0x7333_6b65;
+/// How long a step waits for another's lock: for the account's, another
+/// reservation (a few statements); for a key's, another change of the key
+/// (a single request to the store: a PutObject of up to a part, 8 MiB, or
+/// a CompleteMultipartUpload). Past it the upload is refused as busy
+/// (503, to retry). Under the database connection's read timeout
 /// (`postgres::pool::TIMEOUT`, 10 s), which would otherwise end the wait
 /// first and take the connection with it.
-const ACCOUNT_TURN_WAIT: &str = "SET LOCAL lock_timeout = '8s'";
+const TURN_WAIT: &str = "SET LOCAL lock_timeout = '8s'";
+/// How long a reservation holds its room when its write never commits.
+const RESERVATION_LIFETIME: &str = "10 minutes";
 /// PostgreSQL's SQLSTATE for a lock not granted within `lock_timeout`.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
@@ -71,6 +81,15 @@ const MIGRATIONS: &[&str] = &[
     END $$;
     CREATE TRIGGER s3_usage_follow AFTER INSERT OR UPDATE OR DELETE ON s3_objects
         FOR EACH ROW EXECUTE FUNCTION s3_usage_follow();",
+    // 2: the room each write in flight has reserved.
+    "CREATE TABLE s3_reservations (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        bytes BIGINT NOT NULL CHECK (bytes >= 0),
+        new_key BOOLEAN NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX s3_reservations_namespace ON s3_reservations (namespace, expires_at);",
 ];
 
 pub struct SharedRecord {
@@ -98,29 +117,27 @@ impl SharedRecord {
         })
     }
 
-    /// See [`super::Record::change`]: here in one transaction under the
-    /// account's lock.
+    /// See [`super::Record::change`]: a write reserves its room first, then
+    /// the change runs under the key's lock (see the module documentation).
     pub(super) fn change<T>(
         &self,
         place: Place<'_>,
         write: Option<u64>,
         request: impl FnOnce() -> Result<(T, Option<u64>), BlobError>,
     ) -> Result<(T, Option<u64>), BlobError> {
+        let reservation = write.map(|size| self.reserve(place, size)).transpose()?;
         let outcome = self.pool.with(|client| {
             client.transaction(|tx| {
-                tx.batch_execute(ACCOUNT_TURN_WAIT)?;
+                tx.batch_execute(TURN_WAIT)?;
                 tx.execute(
                     "SELECT pg_advisory_xact_lock($1::int, hashtext($2))",
-                    &[i64::from(ACCOUNT_LOCK_CLASS).into(), place.namespace.into()],
+                    &[i64::from(KEY_LOCK_CLASS).into(), place.object.into()],
                 )?;
-                if let Some(size) = write {
-                    let usage = usage(tx, place.namespace)?;
-                    let recorded = recorded_size(tx, place.namespace, place.key)?;
-                    if let Err(exceeded) = fits(self.quota, usage, recorded, size) {
-                        return Ok(Err(BlobError::QuotaExceeded(exceeded)));
-                    }
+                let changed = request();
+                if let Some(id) = reservation {
+                    tx.execute("DELETE FROM s3_reservations WHERE id = $1", &[id.into()])?;
                 }
-                let (done, size) = match request() {
+                let (done, size) = match changed {
                     Ok(changed) => changed,
                     Err(err) => return Ok(Err(err)),
                 };
@@ -145,6 +162,48 @@ impl SharedRecord {
         outcome.map_err(record_error)?
     }
 
+    /// Holds a write of `size` bytes to the quota and reserves what it
+    /// adds, under the account's lock: the reservation's id.
+    fn reserve(&self, place: Place<'_>, size: u64) -> Result<i64, BlobError> {
+        let outcome = self.pool.with(|client| {
+            client.transaction(|tx| {
+                tx.batch_execute(TURN_WAIT)?;
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock($1::int, hashtext($2))",
+                    &[i64::from(ACCOUNT_LOCK_CLASS).into(), place.namespace.into()],
+                )?;
+                tx.execute(
+                    "DELETE FROM s3_reservations WHERE namespace = $1 AND expires_at <= now()",
+                    &[place.namespace.into()],
+                )?;
+                let usage = usage(tx, place.namespace)?;
+                let reserved = reserved(tx, place.namespace)?;
+                let recorded = recorded_size(tx, place.namespace, place.key)?;
+                if let Err(exceeded) = fits(self.quota, usage, reserved, recorded, size) {
+                    return Ok(Err(BlobError::QuotaExceeded(exceeded)));
+                }
+                let adds = size.saturating_sub(recorded.unwrap_or(0));
+                let rows = tx.query(
+                    &format!(
+                        "INSERT INTO s3_reservations (namespace, bytes, new_key, expires_at)
+                         VALUES ($1, $2, $3::boolean, now() + interval '{RESERVATION_LIFETIME}')
+                         RETURNING id"
+                    ),
+                    &[
+                        place.namespace.into(),
+                        (adds as i64).into(),
+                        (if recorded.is_none() { "true" } else { "false" }).into(),
+                    ],
+                )?;
+                let row = rows
+                    .first()
+                    .ok_or_else(|| PgError::Protocol("no reservation came back".into()))?;
+                Ok(Ok(row.i64(0)?))
+            })
+        });
+        outcome.map_err(record_error)?
+    }
+
     pub(super) fn usage(&self, namespace: &str) -> Result<Usage, BlobError> {
         self.pool
             .with(|client| usage(client, namespace))
@@ -162,41 +221,61 @@ impl SharedRecord {
     }
 }
 
-/// Whether the account, storing `usage` with `recorded` bytes at the key,
-/// may store `size` bytes there; a change that does not grow a figure is
-/// never refused (a quota lowered below what is stored still lets files
-/// shrink).
-fn fits(quota: Quota, usage: Usage, recorded: Option<u64>, size: u64) -> Result<(), Exceeded> {
-    let files = usage.files + u64::from(recorded.is_none());
+/// Whether the account, storing `usage` with `recorded` bytes at the key
+/// and `reserved` for its other writes in flight, may store `size` bytes
+/// there; a change that does not grow a figure is never refused (a quota
+/// lowered below what is stored still lets files shrink).
+fn fits(
+    quota: Quota,
+    usage: Usage,
+    reserved: Usage,
+    recorded: Option<u64>,
+    size: u64,
+) -> Result<(), Exceeded> {
     if let Some(allowed) = quota.files
-        && files > usage.files
-        && files > allowed
+        && recorded.is_none()
+        && usage.files + reserved.files + 1 > allowed
     {
         return Err(Exceeded {
             limit: Limit::Files,
             allowed,
             stored: usage.files,
-            reserved: 0,
+            reserved: reserved.files,
             needed: 1,
             whole: true,
         });
     }
     let before = recorded.unwrap_or(0);
-    let bytes = (usage.bytes + size).saturating_sub(before);
     if let Some(allowed) = quota.bytes
         && size > before
-        && bytes > allowed
+        && usage.bytes + reserved.bytes + (size - before) > allowed
     {
         return Err(Exceeded {
             limit: Limit::Bytes,
             allowed,
             stored: usage.bytes,
-            reserved: 0,
+            reserved: reserved.bytes,
             needed: size - before,
             whole: true,
         });
     }
     Ok(())
+}
+
+/// What the account's writes in flight have reserved: bytes, and new keys.
+fn reserved(client: &mut Client, namespace: &str) -> Result<Usage, PgError> {
+    let rows = client.query(
+        "SELECT coalesce(sum(bytes), 0)::bigint, count(*) FILTER (WHERE new_key)
+         FROM s3_reservations WHERE namespace = $1 AND expires_at > now()",
+        &[namespace.into()],
+    )?;
+    let row = rows
+        .first()
+        .ok_or_else(|| PgError::Protocol("no sum of reservations came back".into()))?;
+    Ok(Usage {
+        bytes: count(row, 0)?,
+        files: count(row, 1)?,
+    })
 }
 
 fn usage(client: &mut Client, namespace: &str) -> Result<Usage, PgError> {
@@ -250,24 +329,36 @@ mod tests {
 
     #[test]
     fn a_write_fits_what_every_instance_stored() {
-        assert!(fits(QUOTA, stores(60, 1), None, 40).is_ok());
-        let over = fits(QUOTA, stores(60, 1), None, 41).unwrap_err();
+        let none = Usage::default();
+        assert!(fits(QUOTA, stores(60, 1), none, None, 40).is_ok());
+        let over = fits(QUOTA, stores(60, 1), none, None, 41).unwrap_err();
         assert_eq!(
             (over.limit, over.stored, over.needed),
             (Limit::Bytes, 60, 41)
         );
         // Replacing a file counts the difference.
-        assert!(fits(QUOTA, stores(90, 2), Some(50), 60).is_ok());
-        assert!(fits(QUOTA, stores(90, 2), Some(50), 61).is_err());
-        let files = fits(QUOTA, stores(10, 2), None, 1).unwrap_err();
+        assert!(fits(QUOTA, stores(90, 2), none, Some(50), 60).is_ok());
+        assert!(fits(QUOTA, stores(90, 2), none, Some(50), 61).is_err());
+        let files = fits(QUOTA, stores(10, 2), none, None, 1).unwrap_err();
         assert_eq!(files.limit, Limit::Files);
-        assert!(fits(QUOTA, stores(10, 2), Some(5), 1).is_ok());
-        assert!(fits(Quota::default(), stores(u64::MAX / 2, 9), None, 5).is_ok());
+        assert!(fits(QUOTA, stores(10, 2), none, Some(5), 1).is_ok());
+        assert!(fits(Quota::default(), stores(u64::MAX / 2, 9), none, None, 5).is_ok());
+    }
+
+    #[test]
+    fn writes_in_flight_hold_their_room() {
+        let in_flight = stores(30, 1);
+        assert!(fits(QUOTA, stores(30, 0), in_flight, None, 40).is_ok());
+        let over = fits(QUOTA, stores(30, 0), in_flight, None, 41).unwrap_err();
+        assert_eq!((over.limit, over.reserved), (Limit::Bytes, 30));
+        let files = fits(QUOTA, stores(0, 1), in_flight, None, 1).unwrap_err();
+        assert_eq!((files.limit, files.reserved), (Limit::Files, 1));
     }
 
     #[test]
     fn shrinking_is_never_refused() {
-        assert!(fits(QUOTA, stores(150, 3), Some(80), 10).is_ok());
-        assert!(fits(QUOTA, stores(150, 3), Some(80), 80).is_ok());
+        let none = Usage::default();
+        assert!(fits(QUOTA, stores(150, 3), none, Some(80), 10).is_ok());
+        assert!(fits(QUOTA, stores(150, 3), stores(50, 2), Some(80), 80).is_ok());
     }
 }
