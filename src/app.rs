@@ -1,7 +1,7 @@
 //! The application state every handler receives.
 
 use crate::auth::keys::UseRecorder;
-use crate::auth::limiter::{LoginLimiter, SignupLimiter};
+use crate::auth::limiter::{LoginLimiter, Sharing, SignupLimiter};
 use crate::auth::password::{self, HashError, HashPool};
 use crate::auth::seal::Sealer;
 use crate::auth::tokens::Tokens;
@@ -84,30 +84,22 @@ impl App {
                     .map_err(|err| format!("cannot create the account from {flag}: {err}"))?;
             }
         }
+        let sharing = shared_buckets.map(|buckets| Sharing {
+            buckets,
+            secret: secret.clone(),
+        });
         Ok(App {
             tokens: Tokens::new(&secret, config.auth.token_ttl),
-            login_limiter: match &shared_buckets {
-                Some(buckets) => LoginLimiter::shared(
-                    config.auth.login_rate_per_minute,
-                    config.auth.login_burst,
-                    Arc::clone(buckets),
-                    &secret,
-                ),
-                None => {
-                    LoginLimiter::new(config.auth.login_rate_per_minute, config.auth.login_burst)
-                }
-            },
-            signup_limiter: match &shared_buckets {
-                Some(buckets) => SignupLimiter::shared(
-                    config.auth.signup_rate_per_hour,
-                    config.auth.signup_burst,
-                    Arc::clone(buckets),
-                    &secret,
-                ),
-                None => {
-                    SignupLimiter::new(config.auth.signup_rate_per_hour, config.auth.signup_burst)
-                }
-            },
+            login_limiter: LoginLimiter::new(
+                config.auth.login_rate_per_minute,
+                config.auth.login_burst,
+            )
+            .shared_through(sharing.as_ref()),
+            signup_limiter: SignupLimiter::new(
+                config.auth.signup_rate_per_hour,
+                config.auth.signup_burst,
+            )
+            .shared_through(sharing.as_ref()),
             rate_limits: RateLimits::open(&config.rate_limits),
             hashers,
             key_use: UseRecorder::new(),

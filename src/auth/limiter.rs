@@ -162,7 +162,7 @@ impl Limit {
 /// Buckets kept where several instances share them (their database), so
 /// that the login and sign-up limits count the attempts every instance
 /// sees. Keys are the limiter's keyed hashes, which instances sharing a
-/// secret compute alike ([`LoginLimiter::shared`]); times are seconds since
+/// secret compute alike ([`LoginLimiter::shared_through`]); times are seconds since
 /// the Unix epoch.
 pub trait SharedBuckets: Send + Sync {
     /// Takes a token from each of `keys`, or from none of them:
@@ -174,6 +174,13 @@ pub trait SharedBuckets: Send + Sync {
     /// is dropped whole.
     fn give_back(&self, keys: &[(u64, Limit)], forget: Option<u64>, now: f64)
     -> Result<(), String>;
+}
+
+/// Buckets instances share, and the secret they share, from which each
+/// derives the same key for a subject.
+pub struct Sharing {
+    pub buckets: Arc<dyn SharedBuckets>,
+    pub secret: Vec<u8>,
 }
 
 /// Seconds since the Unix epoch, the clock [`SharedBuckets`] count in.
@@ -450,19 +457,14 @@ impl Limiter {
         })
     }
 
-    /// A limiter over `buckets`, which instances sharing `secret` share;
-    /// `name` tells its keys from other limiters' there.
-    fn shared(
-        capacity: usize,
-        buckets: Arc<dyn SharedBuckets>,
-        secret: &[u8],
-        name: &'static str,
-    ) -> Arc<Limiter> {
+    /// A limiter over the buckets of `sharing`; `name` tells its keys from
+    /// other limiters' there.
+    fn shared(capacity: usize, sharing: &Sharing, name: &'static str) -> Arc<Limiter> {
         Arc::new(Limiter {
             buckets: Mutex::new(Buckets::within(capacity)),
             capacity,
-            keys: SubjectKeys::shared(secret, name),
-            shared: Some(buckets),
+            keys: SubjectKeys::shared(&sharing.secret, name),
+            shared: Some(Arc::clone(&sharing.buckets)),
         })
     }
 
@@ -723,19 +725,13 @@ impl LoginLimiter {
         }
     }
 
-    /// The same limits counted in `buckets`, which the instances sharing
-    /// `secret` (and a database) share: a guesser spreading attempts over
-    /// them is counted once.
-    pub fn shared(
-        per_minute: u32,
-        burst: u32,
-        buckets: Arc<dyn SharedBuckets>,
-        secret: &[u8],
-    ) -> Self {
-        LoginLimiter {
-            limiter: Limiter::shared(MAX_BUCKETS, buckets, secret, "login"),
-            pair: Limit::per_minute(per_minute, burst),
+    /// The same limits, counted in the buckets instances share when there
+    /// are some: a guesser spreading attempts over them is counted once.
+    pub fn shared_through(mut self, sharing: Option<&Sharing>) -> Self {
+        if let Some(sharing) = sharing {
+            self.limiter = Limiter::shared(MAX_BUCKETS, sharing, "login");
         }
+        self
     }
 
     /// Takes the tokens for one login attempt, before its password is
@@ -807,18 +803,13 @@ impl SignupLimiter {
         }
     }
 
-    /// The same limit counted in `buckets`, shared as
-    /// [`LoginLimiter::shared`]'s are.
-    pub fn shared(
-        per_hour: u32,
-        burst: u32,
-        buckets: Arc<dyn SharedBuckets>,
-        secret: &[u8],
-    ) -> Self {
-        SignupLimiter {
-            limiter: Limiter::shared(MAX_BUCKETS, buckets, secret, "signup"),
-            limit: Limit::per_hour(per_hour, burst),
+    /// The same limit, counted in the buckets instances share when there
+    /// are some.
+    pub fn shared_through(mut self, sharing: Option<&Sharing>) -> Self {
+        if let Some(sharing) = sharing {
+            self.limiter = Limiter::shared(MAX_BUCKETS, sharing, "signup");
         }
+        self
     }
 
     /// Takes a token for one sign-up from `ip`, before its password is
