@@ -210,7 +210,9 @@ impl Client {
     /// is going (a FATAL error at a shutdown or an administrator's
     /// termination, then the close), so an idle connection that has
     /// something to read, or has been closed, is dropped before a query is
-    /// lost on it. One non-blocking peek; no round trip.
+    /// lost on it. One syscall: a peek that does not wait (`MSG_DONTWAIT`,
+    /// so the socket stays blocking); no round trip. It is on every
+    /// checkout from the pool, so per request.
     pub fn spoke_while_idle(&mut self) -> bool {
         if self.broken {
             return true;
@@ -219,10 +221,17 @@ impl Client {
             Stream::Plain(tcp) => tcp,
             Stream::Tls(tls) => tls.get_ref(),
         };
-        let mut byte = [0u8; 1];
-        let quiet = tcp.set_nonblocking(true).is_ok()
-            && matches!(tcp.peek(&mut byte), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
-            && tcp.set_nonblocking(false).is_ok();
+        let mut byte = 0u8;
+        // SAFETY: a one-byte buffer of our own, on a socket this client owns.
+        let peeked = unsafe {
+            libc::recv(
+                std::os::fd::AsRawFd::as_raw_fd(tcp),
+                (&raw mut byte).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        let quiet = peeked < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock;
         if !quiet || !self.incoming.is_empty() {
             self.broken = true;
         }
