@@ -108,7 +108,7 @@ fn read_users(
     let mut thresholds: HashMap<i64, Thresholds> = HashMap::with_capacity(ids.len());
     let profiles = tx.query(
         "SELECT user_id, risk, overrides FROM alert_profiles WHERE user_id = ANY($1::bigint[])",
-        &[list],
+        std::slice::from_ref(&list),
     )?;
     for row in &profiles {
         let profile =
@@ -148,10 +148,7 @@ fn read_users(
              WHERE user_id = u.id ORDER BY seq DESC LIMIT u.n
          ) AS e
          ORDER BY u.id, e.seq",
-        &[
-            Param::Text(array(ids.iter().map(i64::to_string)).into()),
-            Param::Text(array(wanted).into()),
-        ],
+        &[list, Param::Text(array(wanted).into())],
     )?;
     for row in &rows {
         let user = users.get_mut(&row.i64(0)?).ok_or_else(|| corrupt("user"))?;
