@@ -111,24 +111,13 @@ fn token(server: &Server, login: &str, password: &str) -> String {
     signed_in.json()["token"].as_str().unwrap().to_owned()
 }
 
-/// A user's whole stored history, oldest first, read as the admin.
+/// The user's stored history, oldest first, read as the admin `admin`.
 fn history(server: &Server, admin: &str, user_id: i64) -> Vec<Value> {
-    let mut events = Vec::new();
-    let mut target = format!("/api/v1/users/{user_id}/events?limit=500");
-    loop {
-        let response = call(server, "GET", &target, admin, b"");
-        assert_eq!(response.status, 200, "{}", response.text());
-        let body = response.json();
-        events.extend(body["events"].as_array().unwrap().iter().cloned());
-        match body["next_before"].as_i64() {
-            Some(before) => {
-                target = format!("/api/v1/users/{user_id}/events?limit=500&before={before}")
-            }
-            None => break,
-        }
-    }
-    events.reverse();
-    events
+    common::events::history(
+        server,
+        &format!("Authorization: Bearer {admin}\r\n"),
+        user_id,
+    )
 }
 
 /// `PRAGMA integrity_check` of a restored database.
