@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
@@ -46,7 +45,6 @@ pub fn client_config(config: &Config, mode: SslMode) -> Result<Arc<ClientConfig>
         webpki,
         check_chain,
         check_name: mode == SslMode::VerifyFull,
-        provider: provider.clone(),
     });
     let tls = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -85,7 +83,6 @@ struct Checks {
     webpki: Arc<WebPkiServerVerifier>,
     check_chain: bool,
     check_name: bool,
-    provider: Arc<CryptoProvider>,
 }
 
 impl ServerCertVerifier for Checks {
@@ -115,18 +112,15 @@ impl ServerCertVerifier for Checks {
         }
     }
 
+    // The handshake's signatures are checked as the web PKI verifier
+    // checks them, whatever of the certificate is.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.webpki.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -135,17 +129,10 @@ impl ServerCertVerifier for Checks {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.webpki.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.webpki.supported_verify_schemes()
     }
 }
