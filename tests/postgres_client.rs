@@ -268,3 +268,17 @@ fn a_panic_on_a_pooled_connection_frees_its_place() {
     assert_eq!(one[0].i64(0).unwrap(), 1);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// SQL that cannot be sent (a NUL in it) fails alone: nothing of it goes
+/// out with the next query.
+#[test]
+fn sql_that_cannot_be_encoded_leaves_the_next_query_whole() {
+    let Some(url) = url("unencodable") else {
+        return;
+    };
+    let mut client = connect(&url);
+    assert!(client.query("SELECT 1\0", &[]).is_err());
+    assert!(client.batch_execute("SELECT 2\0").is_err());
+    let one = client.query("SELECT 1", &[]).unwrap();
+    assert_eq!(one[0].i64(0).unwrap(), 1);
+}

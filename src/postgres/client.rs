@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use fallible_iterator::FallibleIterator;
@@ -178,7 +178,17 @@ pub struct Client {
     prepared: HashMap<String, String>,
     /// Set by an I/O or protocol error: the connection's state is unknown.
     broken: bool,
+    /// How long an answer may take, from the request to its last message.
+    timeout: Duration,
+    /// When the answer to the last request sent is overdue: a server that
+    /// keeps the answer coming a trickle at a time is cut off there.
+    deadline: Instant,
 }
+
+/// The longest message accepted from the server (a row, say), past which
+/// the connection is broken rather than the buffer grown to what the
+/// server claims: far beyond anything wren stores.
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 impl Client {
     /// Connects, negotiates TLS as `config.ssl_mode` says, and logs in;
@@ -195,6 +205,8 @@ impl Client {
             outgoing: BytesMut::with_capacity(1024),
             prepared: HashMap::new(),
             broken: false,
+            timeout,
+            deadline: Instant::now() + timeout,
         };
         client.start_up(config)?;
         Ok(client)
@@ -241,6 +253,8 @@ impl Client {
     /// Runs `sql` (one or more statements, no parameters) with the simple
     /// protocol: for migrations, `BEGIN` and `COMMIT`.
     pub fn batch_execute(&mut self, sql: &str) -> Result<(), PgError> {
+        // What a request that failed to encode (a NUL in its SQL) left.
+        self.outgoing.clear();
         frontend::query(sql, &mut self.outgoing).map_err(PgError::Io)?;
         self.send()?;
         let mut failed = None;
@@ -293,6 +307,7 @@ impl Client {
     }
 
     fn run(&mut self, sql: &str, params: &[Param<'_>]) -> Result<(Vec<Row>, u64), PgError> {
+        self.outgoing.clear();
         let known = self.prepared.get(sql).cloned();
         let name = match &known {
             Some(name) => name.clone(),
@@ -450,6 +465,7 @@ impl Client {
 
     /// Writes what is queued in `outgoing`.
     fn send(&mut self) -> Result<(), PgError> {
+        self.deadline = Instant::now() + self.timeout;
         let sent = self
             .stream
             .write_all(&self.outgoing)
@@ -465,6 +481,29 @@ impl Client {
                 Ok(Some(message)) => return Ok(message),
                 Ok(None) => {}
                 Err(err) => return Err(self.break_on(PgError::Protocol(err.to_string()))),
+            }
+            // A message's length is in bytes 1 to 4 of its header, counting
+            // itself; one longer than the cap is refused before any room is
+            // made for it.
+            if let Some(header) = self.incoming.get(1..5) {
+                let length = u32::from_be_bytes(header.try_into().expect("four bytes"));
+                if length as usize > MAX_MESSAGE {
+                    let refused = format!(
+                        "the server sent a message of {length} bytes, over the {MAX_MESSAGE} \
+                         accepted"
+                    );
+                    return Err(self.break_on(PgError::Protocol(refused)));
+                }
+            }
+            if Instant::now() >= self.deadline {
+                let overdue = io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the server's answer took longer than {} s",
+                        self.timeout.as_secs()
+                    ),
+                );
+                return Err(self.break_on(PgError::Io(overdue)));
             }
             let mut chunk = [0u8; 8192];
             let n = match self.stream.read(&mut chunk) {

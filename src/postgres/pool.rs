@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::{Client, Config, PgError};
 
-/// How long connecting, and each round trip, may take.
+/// How long connecting, and each answer (from the request to its last
+/// message), may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Pool {
@@ -39,11 +40,6 @@ impl Pool {
             }),
             returned: Condvar::new(),
         }
-    }
-
-    /// The database this pool connects to.
-    pub fn config(&self) -> &Config {
-        &self.config
     }
 
     /// Runs `work` on a connection of the pool, waiting for one while all
@@ -174,7 +170,12 @@ pub fn migrate(
                  one knows up to {known}); refusing to use it"
             )));
         }
-        for migration in &migrations[version as usize..] {
+        let Ok(done) = usize::try_from(version) else {
+            return Ok(Err(format!(
+                "the database's schema ({table}) has version {version}, which no wren writes"
+            )));
+        };
+        for migration in &migrations[done..] {
             tx.batch_execute(migration)?;
         }
         tx.execute(&format!("UPDATE {table} SET version = $1"), &[known.into()])?;
