@@ -305,3 +305,27 @@ fn connections_the_database_ends_cost_no_request() {
         assert_eq!(stored.status, 200, "{}", stored.text());
     }
 }
+
+/// Names PostgreSQL cannot hold (a NUL in them) are client errors, not the
+/// store's: a login with one is refused as unknown, a key named so is
+/// missing.
+#[test]
+fn names_the_database_cannot_hold_are_client_errors() {
+    let Some(config) = fresh_database("instances_nul") else {
+        return;
+    };
+    let server = start(&url_of(&config), &["--admin", "root:a long admin password"]);
+    let login = r#"{"login":"ann\u0000","password":"correct horse"}"#;
+    let refused = server.post("/api/sign_in", JSON, login, "");
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    let root = r#"{"login":"root","password":"a long admin password"}"#;
+    let root = server.post("/api/sign_in", JSON, root, "").json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let missing = server.request(&format!(
+        "DELETE /api/v1/keys/a%00b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{}\r\n",
+        bearer(&root)
+    ));
+    assert_eq!(missing.status, 404, "{}", missing.text());
+}

@@ -290,7 +290,13 @@ fn authenticate(
     let opened = if password.len() > MAX_PASSWORD_BYTES {
         None
     } else {
-        match app.store.find_account(username)? {
+        // A name no account can have is not looked up: it is unknown, and
+        // a store may refuse it (PostgreSQL takes no NUL in text).
+        let account = match bucketed {
+            Some(username) => app.store.find_account(username)?,
+            None => None,
+        };
+        match account {
             Some(account) => app
                 .hashers
                 .verify(&account.password_hash, password)?
