@@ -536,6 +536,21 @@ pub fn check_key(key: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Reads until `buffer` is full or the body ends; the count read. Only
+/// the end of the body makes it stop short.
+fn fill(body: &mut dyn Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match body.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

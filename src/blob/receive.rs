@@ -17,15 +17,15 @@
 //! a machine that busy allows anyway.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 
-use super::BlobError;
 use super::local::local_error;
+use super::{BlobError, fill};
 
 /// An upload's buffer while no large one is free.
 const SMALL_BUFFER: usize = 64 << 10;
@@ -50,7 +50,7 @@ pub(super) fn receive(
     let mut hasher = Sha256::new();
     let (mut written, mut writeback_from) = (0u64, 0u64);
     loop {
-        let n = read_full(body, &mut buffer.bytes)?;
+        let n = fill(body, &mut buffer.bytes).map_err(BlobError::Body)?;
         if n == 0 {
             break;
         }
@@ -95,20 +95,6 @@ impl Drop for Buffer {
     }
 }
 
-/// Reads of `body` until `buffer` is full or the body ends: how much came.
-fn read_full(body: &mut dyn Read, buffer: &mut [u8]) -> Result<usize, BlobError> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match body.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(BlobError::Body(err)),
-        }
-    }
-    Ok(filled)
-}
-
 /// Asks the kernel to start writing bytes `from..to` of `file` to disk
 /// without waiting for it. Only a head start for the fsync that follows,
 /// which is what makes the file durable: a file system that does not
@@ -131,6 +117,8 @@ fn start_writeback(file: &File, from: u64, to: u64) {
 
 #[cfg(test)]
 mod tests {
+    use std::io;
+
     use super::*;
 
     /// A body that comes in pieces of a few odd sizes.

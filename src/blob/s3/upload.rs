@@ -13,7 +13,7 @@
 //! turn by the record of the object's size and the settling of its claim
 //! (see `record`).
 
-use std::io::{self, Read};
+use std::io::Read;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use super::error::{check_write, missing, store_error, unexpected};
 use super::record::Place;
 use super::request::{drain, header, sign, xml_text};
 use super::{S3Blobs, Target, quoted};
-use crate::blob::{BlobError, Settle};
+use crate::blob::{BlobError, Settle, fill};
 
 /// Size of every part of a multipart upload but the last, and the largest
 /// body sent as a single PutObject. S3 wants parts of at least 5 MiB; 8 MiB
@@ -321,21 +321,6 @@ impl<'a> Multipart<'a> {
             drain(&mut response);
         }
     }
-}
-
-/// Reads until `buffer` is full or the body ends; the count read. Only
-/// the end of the body makes it stop short.
-fn fill(body: &mut dyn Read, buffer: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match body.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]
