@@ -241,6 +241,16 @@ fn write_all(tx: &mut Client, batch: &[Write]) -> Result<Vec<Written>, PgError> 
         .collect()
 }
 
+/// The event in columns `first` (kind), `first + 1` (amount) and
+/// `first + 2` (time).
+fn event_at(row: &Row, first: usize) -> Result<Event, PgError> {
+    Ok(Event {
+        kind: Kind::parse(row.str(first)?).ok_or_else(|| corrupt("kind"))?,
+        amount: decimal(row, first + 1)?,
+        time: row.i64(first + 2)?,
+    })
+}
+
 fn decimal(row: &Row, at: usize) -> Result<Decimal, PgError> {
     alerts::parse_decimal(row.str(at)?).ok_or_else(|| corrupt("amount"))
 }
@@ -299,7 +309,21 @@ fn forget_keys_of_namesakes(tx: &mut Client, username: &str) -> Result<(), PgErr
     .map(drop)
 }
 
-const KEY_COLUMNS: &str = "name, scopes, account, created_at, last_used";
+/// The start of a query of keys: the columns `key_from_row` reads, in its
+/// order.
+macro_rules! keys_query {
+    () => {
+        "SELECT name, scopes, account, created_at, last_used FROM api_keys"
+    };
+}
+/// The key whose hash is $1: on every request made with an API key, so
+/// its text is made once, at compile time, not per call.
+const FIND_KEY: &str = concat!(keys_query!(), " WHERE key_hash = $1");
+/// Every key, or (given $1) one account's.
+const LIST_KEYS: &str = concat!(
+    keys_query!(),
+    " WHERE $1::text IS NULL OR account = $1 ORDER BY name"
+);
 
 fn key_from_row(row: &Row) -> Result<ApiKey, PgError> {
     Ok(ApiKey {
@@ -471,23 +495,14 @@ impl Store for PgStore {
 
     fn find_key(&self, hash: &KeyHash) -> StoreResult<Option<ApiKey>> {
         self.with(|client| {
-            let rows = client.query(
-                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"),
-                &[Param::Bytes(&hash[..])],
-            )?;
+            let rows = client.query(FIND_KEY, &[Param::Bytes(&hash[..])])?;
             rows.first().map(key_from_row).transpose()
         })
     }
 
     fn keys(&self, of: Option<&str>) -> StoreResult<Vec<ApiKey>> {
         self.with(|client| {
-            let rows = client.query(
-                &format!(
-                    "SELECT {KEY_COLUMNS} FROM api_keys
-                     WHERE $1::text IS NULL OR account = $1 ORDER BY name"
-                ),
-                &[of.into()],
-            )?;
+            let rows = client.query(LIST_KEYS, &[of.into()])?;
             rows.iter().map(key_from_row).collect()
         })
     }
@@ -558,11 +573,7 @@ impl Store for PgStore {
                 .map(|row| {
                     Ok(StoredEvent {
                         seq: row.i64(0)?,
-                        event: Event {
-                            kind: Kind::parse(row.str(1)?).ok_or_else(|| corrupt("kind"))?,
-                            amount: decimal(row, 2)?,
-                            time: row.i64(3)?,
-                        },
+                        event: event_at(row, 1)?,
                         alert_codes: codes_from_text(row.str(4)?)
                             .ok_or_else(|| corrupt("alert codes"))?,
                     })

@@ -19,8 +19,8 @@ use std::collections::HashMap;
 
 use rust_decimal::Decimal;
 
-use super::{corrupt, decimal, total};
-use crate::alerts::{Event, Kind, Thresholds, TimeUnit, Total};
+use super::{corrupt, decimal, event_at, total};
+use crate::alerts::{Event, Thresholds, TimeUnit, Total};
 use crate::postgres::{Client, Param, PgError};
 use crate::store::Recorded;
 use crate::store::batch::{QueuedEvent, codes_to_text, profile_from_text};
@@ -152,11 +152,7 @@ fn read_users(
     )?;
     for row in &rows {
         let user = users.get_mut(&row.i64(0)?).ok_or_else(|| corrupt("user"))?;
-        let event = Event {
-            kind: Kind::parse(row.str(1)?).ok_or_else(|| corrupt("kind"))?,
-            amount: decimal(row, 2)?,
-            time: row.i64(3)?,
-        };
+        let event = event_at(row, 1)?;
         let total = total(row, 4)?.ok_or_else(|| corrupt("deposit total"))?;
         user.events.push((event, total));
     }
