@@ -16,7 +16,7 @@ pub struct KeysCommand {
     pub data_dir: PathBuf,
     /// The server's PostgreSQL database, when it keeps its store there
     /// (`--database-url`, as the server resolves it).
-    pub database_url: Option<String>,
+    pub database_url: Option<super::Database>,
     pub action: KeysAction,
 }
 
@@ -80,7 +80,7 @@ impl KeysCommand {
             CommandLine::giving(setting, args.one("--database-url")?),
             lookup,
         )
-        .value(setting, values::optional_text, Some(|| None))?;
+        .value(setting, values::database_url, Some(|| None))?;
         let action = match command {
             "create" => {
                 args.no_words()?;
@@ -245,14 +245,19 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "postgres")]
     #[test]
     fn the_database_is_found_as_the_server_finds_it() {
         assert_eq!(parse(&["list"], &[]).unwrap().database_url, None);
         let url = "postgres://wren@db/wren";
+        let parsed = crate::postgres::Config::parse(url).unwrap();
         let from_env = parse(&["list"], &[("DATABASE_URL", url)]).unwrap();
-        assert_eq!(from_env.database_url.as_deref(), Some(url));
+        assert_eq!(from_env.database_url.as_ref(), Some(&parsed));
         let flag = parse(&["revoke", "old", "--database-url", url], &[]).unwrap();
-        assert_eq!(flag.database_url.as_deref(), Some(url));
+        assert_eq!(flag.database_url.as_ref(), Some(&parsed));
+        // A bad URL is refused with the command line, as the server's is.
+        let bad = refusal(&["list", "--database-url", "mysql://a@b/c"]);
+        assert!(bad.contains("--database-url"), "{bad}");
     }
 
     #[test]

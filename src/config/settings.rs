@@ -144,11 +144,11 @@ settings! {
         parse: values::path,
         help: "folder for the database, stored files and the server secret",
     }
-    value database_url: Option<String> {
+    value database_url: Option<super::Database> {
         flag: "--database-url postgres://USER:PASSWORD@HOST:PORT/DB",
         env: ["DATABASE_URL", "WREN_DATABASE_URL"],
         default: "none: SQLite in the data folder" => None,
-        parse: values::optional_text,
+        parse: values::database_url,
         help: "keep accounts, keys, revocations and events in PostgreSQL, shared by every \
                instance given the same URL (and the same WREN_SECRET, which it then needs); \
                `?sslmode=require` (or verify-full, with sslrootcert=FILE) for TLS; the \

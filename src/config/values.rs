@@ -251,6 +251,18 @@ pub fn optional_text(s: &str) -> Result<Option<String>, String> {
     Ok((!s.is_empty()).then(|| s.to_owned()))
 }
 
+/// A `postgres://` URL, parsed; the empty text means "not set". A build
+/// without PostgreSQL refuses any.
+pub fn database_url(s: &str) -> Result<Option<super::Database>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    #[cfg(feature = "postgres")]
+    return crate::postgres::Config::parse(s).map(Some);
+    #[cfg(not(feature = "postgres"))]
+    Err("this wren was built without PostgreSQL (cargo feature `postgres`)".into())
+}
+
 /// An `http://` or `https://` URL, where the empty text means "not set".
 pub fn optional_http_url(s: &str) -> Result<Option<String>, String> {
     if s.is_empty() {
