@@ -94,10 +94,35 @@ fn write_rfc3339(out: &mut Vec<u8>, unix_seconds: u64, millis: u32) {
     );
 }
 
-/// Appends the current time in log format.
+/// Appends the current time in log format. The part up to the second
+/// changes once a second: each thread formats it once per second and
+/// appends the milliseconds to it (every request logs a time).
 pub fn write_rfc3339_now(out: &mut Vec<u8>) {
     let (secs, millis) = unix_now();
-    write_rfc3339(out, secs, millis);
+    write_rfc3339_cached(out, secs, millis);
+}
+
+/// [`write_rfc3339`] through this thread's cache of the last second.
+fn write_rfc3339_cached(out: &mut Vec<u8>, secs: u64, millis: u32) {
+    LOG_SECOND_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let (second, text) = &mut *cache;
+        if *second != secs || text.is_empty() {
+            text.clear();
+            write_rfc3339(text, secs, 0);
+            // Without "000Z": the milliseconds are appended per line.
+            text.truncate(text.len() - 4);
+            *second = secs;
+        }
+        out.extend_from_slice(text);
+    });
+    let millis = millis.min(999);
+    out.extend_from_slice(&[
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+        b'Z',
+    ]);
 }
 
 /// The current time in log format.
@@ -107,6 +132,9 @@ pub fn now_rfc3339() -> String {
 }
 
 thread_local! {
+    /// The log time up to its second (`2026-11-22T14:06:00.`), and which
+    /// second that is.
+    static LOG_SECOND_CACHE: RefCell<(u64, Vec<u8>)> = const { RefCell::new((0, Vec::new())) };
     /// The `Date` value changes once a second; each thread formats it once
     /// per second rather than once per response.
     static DATE_CACHE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
@@ -190,6 +218,27 @@ mod tests {
         // A leap day, and the turn of a century that is a leap year.
         assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
         assert_eq!(rfc3339_millis(1_795_356_360, 7), "2026-11-22T14:06:00.007Z");
+    }
+
+    #[test]
+    fn cached_log_times_equal_times_formatted_whole() {
+        // Seconds repeated, going back, crossing a day and a year.
+        for (secs, millis) in [
+            (1_795_356_360, 7),
+            (1_795_356_360, 999),
+            (1_795_356_361, 0),
+            (1_795_356_360, 120),
+            (1_798_761_599, 999),
+            (1_798_761_600, 1),
+            (0, 0),
+        ] {
+            let mut cached = b"before ".to_vec();
+            write_rfc3339_cached(&mut cached, secs, millis);
+            assert_eq!(
+                String::from_utf8(cached).unwrap(),
+                format!("before {}", rfc3339_millis(secs, millis))
+            );
+        }
         assert_eq!(
             rfc3339_millis(1_709_251_199, 999),
             "2024-02-29T23:59:59.999Z"

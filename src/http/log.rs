@@ -96,21 +96,7 @@ impl Logger {
             let mut line = line.borrow_mut();
             line.clear();
             match self.format {
-                LogFormat::Text => {
-                    write_rfc3339_now(&mut line);
-                    let _ = writeln!(
-                        line,
-                        " {id} {peer} {method} {path} {status} {bytes} {ms}.{frac:03}ms",
-                        id = entry.request_id,
-                        peer = entry.peer,
-                        method = entry.method,
-                        path = entry.path,
-                        status = entry.status,
-                        bytes = entry.bytes,
-                        ms = micros / 1000,
-                        frac = micros % 1000,
-                    );
-                }
+                LogFormat::Text => text_access_line(&mut line, entry, micros),
                 LogFormat::Json => {
                     let record = AccessLine {
                         time: &now_rfc3339(),
@@ -170,6 +156,49 @@ impl Logger {
         };
         write_line(line.as_bytes());
     }
+}
+
+/// Appends the text form of an access line:
+/// `TIME ID PEER METHOD PATH STATUS BYTES MS.FRACms`. Written piece by
+/// piece rather than through `write!`, whose formatting machinery was a
+/// tenth of a `/status` request's user-space CPU (perf, `make bench`).
+fn text_access_line(line: &mut Vec<u8>, entry: &AccessEntry<'_>, micros: u128) {
+    let mut number = itoa::Buffer::new();
+    write_rfc3339_now(line);
+    for text in [" ", entry.request_id, " "] {
+        line.extend_from_slice(text.as_bytes());
+    }
+    match entry.peer {
+        SocketAddr::V4(peer) => {
+            for (i, octet) in peer.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    line.push(b'.');
+                }
+                line.extend_from_slice(number.format(octet).as_bytes());
+            }
+            line.push(b':');
+            line.extend_from_slice(number.format(peer.port()).as_bytes());
+        }
+        SocketAddr::V6(peer) => {
+            let _ = write!(line, "{peer}");
+        }
+    }
+    for text in [" ", entry.method, " ", entry.path, " "] {
+        line.extend_from_slice(text.as_bytes());
+    }
+    line.extend_from_slice(number.format(entry.status).as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(number.format(entry.bytes).as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(number.format(micros / 1000).as_bytes());
+    let frac = (micros % 1000) as u16;
+    line.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
+    line.extend_from_slice(b"ms\n");
 }
 
 thread_local! {
@@ -290,6 +319,45 @@ pub fn flush() {
         pending = next;
         if timeout.timed_out() {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_access_lines_read_as_the_format_says() {
+        for (peer, micros) in [
+            ("127.0.0.1:52814", 0u128),
+            ("203.0.113.255:9", 1_234_567),
+            ("[2001:db8::1]:443", 999),
+            ("[::ffff:10.0.0.1]:8080", 1000),
+        ] {
+            let entry = AccessEntry {
+                request_id: "a1b2c3",
+                peer: peer.parse().unwrap(),
+                method: "GET",
+                path: "/status",
+                status: 200,
+                bytes: 1234,
+                duration: Duration::from_micros(micros as u64),
+                tls: None,
+            };
+            let mut line = Vec::new();
+            text_access_line(&mut line, &entry, micros);
+            let line = String::from_utf8(line).unwrap();
+            let (time, rest) = line.split_once(' ').unwrap();
+            assert!(time.len() == 24 && time.ends_with('Z'), "{time}");
+            assert_eq!(
+                rest,
+                format!(
+                    "a1b2c3 {peer} GET /status 200 1234 {}.{:03}ms\n",
+                    micros / 1000,
+                    micros % 1000
+                )
+            );
         }
     }
 }
