@@ -645,6 +645,56 @@ fn a_slow_handler_does_not_hold_up_other_clients() {
 }
 
 #[test]
+fn connections_ready_together_are_not_held_behind_a_slow_one() {
+    // Two workers, no more. Both sleep in a handler while nine parked
+    // connections become ready: a slow request first, then eight quick
+    // ones. The worker that wakes first takes them all from one wait and
+    // serves the slow one; the quick ones must go to the other worker
+    // as soon as it is free, not wait behind the slow one.
+    let server = Server::start(&["--threads", "2", "--max-threads", "2"]);
+    let mut parked: Vec<BufReader<TcpStream>> = (0..9)
+        .map(|_| {
+            let mut reader = server.send("GET /status HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(read_response(&mut reader, true).status, 200);
+            reader
+        })
+        .collect();
+    // Apart, so that each worker takes one.
+    let busy: Vec<BufReader<TcpStream>> = (0..2)
+        .map(|_| {
+            let reader = server.send("GET /__test/sleep/500 HTTP/1.1\r\nHost: t\r\n\r\n");
+            thread::sleep(Duration::from_millis(20));
+            reader
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(80));
+    let sent = Instant::now();
+    for (i, reader) in parked.iter_mut().enumerate() {
+        let request = if i == 0 {
+            "GET /__test/sleep/3000 HTTP/1.1\r\nHost: t\r\n\r\n"
+        } else {
+            "GET /status HTTP/1.1\r\nHost: t\r\n\r\n"
+        };
+        reader.get_mut().write_all(request.as_bytes()).unwrap();
+        // In this order in the epoll set's ready list.
+        thread::sleep(Duration::from_millis(5));
+    }
+    for reader in &mut parked[1..] {
+        assert_eq!(read_response(reader, true).text(), "Alive!");
+    }
+    // The sleepers end 400 ms after the sends; the slow one 3 s after that.
+    assert!(
+        sent.elapsed() < Duration::from_millis(1500),
+        "quick requests answered after {:?}",
+        sent.elapsed()
+    );
+    for mut reader in busy {
+        assert_eq!(read_response(&mut reader, true).text(), "slept 500 ms");
+    }
+    assert_eq!(read_response(&mut parked[0], true).text(), "slept 3000 ms");
+}
+
+#[test]
 fn idle_connections_hold_no_threads() {
     // 200 connections from one address: past the per-address cap, which
     // this test is not about.
