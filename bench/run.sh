@@ -909,7 +909,7 @@ median_mbps() {
 }
 
 FILE_MIB=200
-FILE_ROUNDS=3
+FILE_ROUNDS=5
 
 # cpu_seconds_each TICKS: TICKS of CPU time shared by FILE_ROUNDS
 # transfers, in seconds each.
@@ -920,25 +920,18 @@ cpu_seconds_each() {
 # A FILE_MIB MiB file of random bytes, FILE_ROUNDS times each: uploaded to
 # wren by a signed-up account (PUT /api/file/{key}, a new key each time)
 # beside dd writing as much with conv=fsync to the same file system (wren
-# fsyncs each upload before answering), and downloaded from wren beside
+# fsyncs each upload before answering), the two taking turns, and downloaded from wren beside
 # nginx serving the same file (sendfile on, as Debian's nginx.conf has it).
 # MB/s of the median time; wren's peak RSS is its VmHWM after the round trip
 # (and the largest VmRSS sampled during it).
 bench_file() {
-    local bytes=$((FILE_MIB * 1024 * 1024)) big=$WORKDIR/big.bin url port token i seconds rss hwm ticks
+    local bytes=$((FILE_MIB * 1024 * 1024)) big=$WORKDIR/big.bin url port token i seconds rss hwm ticks upload_ticks
     local dd_times=() put_times=() get_times=() nginx_times=() dd_mbps put_mbps get_mbps nginx_mbps
     echo "== a $FILE_MIB MiB file, $FILE_ROUNDS rounds: PUT and GET on wren, GET on nginx (curl), dd conv=fsync"
     head -c "$bytes" /dev/urandom >"$big"
     fact file_system "$(df -PT "$WORKDIR" | awk 'NR == 2 { print $1 " (" $2 ")" }')" "file system"
 
     log_command dd dd if=/dev/zero of="$WORKDIR/dd.bin" bs=1M count="$FILE_MIB" conv=fsync
-    for ((i = 0; i < FILE_ROUNDS; i++)); do
-        seconds=$(LC_ALL=C dd if=/dev/zero of="$WORKDIR/dd.bin" bs=1M count="$FILE_MIB" conv=fsync 2>&1 |
-            awk '/copied/ { for (f = 2; f <= NF; f++) if ($f == "s,") print $(f - 1) }')
-        rm -f "$WORKDIR/dd.bin"
-        dd_times+=("$seconds")
-    done
-
     free_port port
     mkdir -p "$WORKDIR/wren-file"
     start_server wren-file "$port" "$WREN_BIN" --port "$port" --host 127.0.0.1 \
@@ -955,14 +948,25 @@ bench_file() {
     start_sampler "$SERVER_PID"
     log_command wren-upload curl -T "$big" -H "'Authorization: Bearer \$TOKEN'" \
         -H "'Content-Type: application/octet-stream'" "$url/api/file/big-N.bin"
-    ticks=$(cpu_ticks "$SERVER_PID")
+    # dd and wren take turns, each after a sync: a virtual disk can slow
+    # down as writes pile up (seen here: 0.14 s per 200 MiB for dd on a
+    # rested disk, 0.6 s a few rounds later, dd and wren alike), and
+    # whichever wrote second would be measured on the slower disk.
+    upload_ticks=0
     for ((i = 0; i < FILE_ROUNDS; i++)); do
+        sync
+        seconds=$(LC_ALL=C dd if=/dev/zero of="$WORKDIR/dd.bin" bs=1M count="$FILE_MIB" conv=fsync 2>&1 |
+            awk '/copied/ { for (f = 2; f <= NF; f++) if ($f == "s,") print $(f - 1) }')
+        rm -f "$WORKDIR/dd.bin"
+        dd_times+=("$seconds")
+        sync
+        ticks=$(cpu_ticks "$SERVER_PID")
         timed_curl 201 -o "$WORKDIR/put.out" -T "$big" -H "Authorization: Bearer $token" \
             -H 'Content-Type: application/octet-stream' "$url/api/file/big-$i.bin"
+        upload_ticks=$((upload_ticks + $(cpu_ticks "$SERVER_PID") - ticks))
         put_times+=("$CURL_SECONDS")
     done
-    fact file_upload_cpu_s "$(cpu_seconds_each $(($(cpu_ticks "$SERVER_PID") - ticks)))" \
-        "wren's CPU time per upload, s"
+    fact file_upload_cpu_s "$(cpu_seconds_each "$upload_ticks")" "wren's CPU time per upload, s"
     log_command wren-download curl -o /dev/null -H "'Authorization: Bearer \$TOKEN'" "$url/api/file/big-0.bin"
     ticks=$(cpu_ticks "$SERVER_PID")
     for ((i = 0; i < FILE_ROUNDS; i++)); do
