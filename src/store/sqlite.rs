@@ -304,32 +304,31 @@ impl Store for SqliteStore {
 
     fn find_account(&self, username: &str) -> StoreResult<Option<Account>> {
         self.with(|conn| {
-            conn.query_row(
+            conn.prepare_cached(
                 "SELECT username, password_hash, s3_access_key_id, s3_secret_sealed, s3_bucket,
                         role, sessions_from
                  FROM accounts WHERE username = ?1",
-                params![username],
-                |row| {
-                    let access_key_id: Option<String> = row.get(2)?;
-                    let sealed_secret: Option<Vec<u8>> = row.get(3)?;
-                    let s3 = match (access_key_id, sealed_secret) {
-                        (Some(access_key_id), Some(sealed_secret)) => Some(S3Credentials {
-                            access_key_id,
-                            sealed_secret,
-                            bucket: row.get(4)?,
-                        }),
-                        _ => None,
-                    };
-                    let role: String = row.get(5)?;
-                    Ok(Account {
-                        username: row.get(0)?,
-                        password_hash: row.get(1)?,
-                        role: Role::parse(&role).ok_or_else(|| corrupt("role"))?,
-                        sessions_from: row.get(6)?,
-                        s3,
-                    })
-                },
-            )
+            )?
+            .query_row(params![username], |row| {
+                let access_key_id: Option<String> = row.get(2)?;
+                let sealed_secret: Option<Vec<u8>> = row.get(3)?;
+                let s3 = match (access_key_id, sealed_secret) {
+                    (Some(access_key_id), Some(sealed_secret)) => Some(S3Credentials {
+                        access_key_id,
+                        sealed_secret,
+                        bucket: row.get(4)?,
+                    }),
+                    _ => None,
+                };
+                let role: String = row.get(5)?;
+                Ok(Account {
+                    username: row.get(0)?,
+                    password_hash: row.get(1)?,
+                    role: Role::parse(&role).ok_or_else(|| corrupt("role"))?,
+                    sessions_from: row.get(6)?,
+                    s3,
+                })
+            })
             .optional()
         })
     }
@@ -412,13 +411,10 @@ impl Store for SqliteStore {
 
     fn is_token_revoked(&self, jti: &str) -> StoreResult<bool> {
         self.with(|conn| {
-            conn.query_row(
-                "SELECT 1 FROM revoked_tokens WHERE jti = ?1",
-                params![jti],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|found| found.is_some())
+            conn.prepare_cached("SELECT 1 FROM revoked_tokens WHERE jti = ?1")?
+                .query_row(params![jti], |_| Ok(()))
+                .optional()
+                .map(|found| found.is_some())
         })
     }
 
