@@ -53,7 +53,11 @@ impl App {
         let (store, shared_buckets) = open_store(&config)?;
         let secret = secret::load(config.auth.secret.as_deref(), &config.data_dir)?;
         let storage = Storage::open(&config.storage, &config.data_dir, &size_record(&config))?;
-        let hashers = HashPool::new(config.auth.max_concurrent_hashes, password::SLOT_WAIT);
+        let hashers = HashPool::new(
+            config.auth.max_concurrent_hashes,
+            password::SLOT_WAIT,
+            config.auth.password_cache,
+        );
         // Nothing else hashes yet, so these never wait for a slot.
         let bootstrap = [
             ("--user", Role::User, &config.auth.users),

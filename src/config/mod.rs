@@ -326,6 +326,8 @@ pub struct AuthConfig {
     pub signup_burst: u32,
     /// Password hashes computed at once.
     pub max_concurrent_hashes: usize,
+    /// How long a password that verified is remembered (zero: never).
+    pub password_cache: Duration,
     /// WREN_SECRET, when set (never a flag: command lines are visible to
     /// every user of the host).
     pub secret: Option<String>,
@@ -467,6 +469,7 @@ impl Config {
                 signup_rate_per_hour: s.signup_rate,
                 signup_burst: s.signup_burst,
                 max_concurrent_hashes: s.max_concurrent_hashes,
+                password_cache: s.password_cache,
                 secret: s.secret,
             },
             model: ModelConfig {
@@ -754,6 +757,7 @@ impl std::fmt::Debug for AuthConfig {
             .field("signup_rate_per_hour", &self.signup_rate_per_hour)
             .field("signup_burst", &self.signup_burst)
             .field("max_concurrent_hashes", &self.max_concurrent_hashes)
+            .field("password_cache", &self.password_cache)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .finish()
     }

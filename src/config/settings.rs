@@ -494,6 +494,14 @@ settings! {
         help: "password hashes (argon2id, 19 MiB each) computed at once by sign-ups and logins; \
                one waiting over a second for its turn gets 503 with Retry-After",
     }
+    value password_cache: Duration {
+        flag: "--password-cache-seconds SECONDS",
+        env: ["WREN_PASSWORD_CACHE_SECONDS"],
+        default: "300",
+        parse: values::whole_seconds,
+        help: "seconds a password that verified is remembered (a keyed hash in memory only), \
+               so the same account signing in again with it skips argon2id; 0 remembers none",
+    }
     value secret: Option<String> {
         env: ["WREN_SECRET"],
         default: "generated" => None,
