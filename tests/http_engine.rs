@@ -694,6 +694,42 @@ fn connections_ready_together_are_not_held_behind_a_slow_one() {
     assert_eq!(read_response(&mut parked[0], true).text(), "slept 3000 ms");
 }
 
+/// A worker re-arms a connection before it marks it parked: a request
+/// that arrives in between must still be served (seen: the connection sat
+/// until its idle timeout).
+#[test]
+fn keep_alive_clients_asking_at_once_never_stall() {
+    let server = Server::start(&["--threads", "2"]);
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let mut connection = server.send("GET /status HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(read_response(&mut connection, true).status, 200);
+            thread::spawn(move || {
+                connection
+                    .get_ref()
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                for i in 0..3000 {
+                    let asked = Instant::now();
+                    connection
+                        .get_mut()
+                        .write_all(b"GET /status HTTP/1.1\r\nHost: t\r\n\r\n")
+                        .unwrap();
+                    assert_eq!(read_response(&mut connection, true).text(), "Alive!");
+                    assert!(
+                        asked.elapsed() < Duration::from_secs(2),
+                        "request {i} took {:?}",
+                        asked.elapsed()
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+}
+
 #[test]
 fn idle_connections_hold_no_threads() {
     // 200 connections from one address: past the per-address cap, which

@@ -26,12 +26,18 @@ pub(crate) type Address = IpAddr;
 /// A connection's place in the registry.
 pub(crate) enum State<C> {
     Parked(Box<C>),
-    /// Being served since the given instant.
+    /// Being served since the given instant. `woke`: its readiness event
+    /// came while it was still busy (re-armed, not yet marked parked), and
+    /// was spent on finding it busy.
     Busy {
         since: Instant,
+        woke: bool,
     },
-    /// Waiting for its handler's later answer, held by that answer.
-    Awaiting,
+    /// Waiting for its handler's later answer, held by that answer (and
+    /// then by the worker writing it). `woke` as for `Busy`.
+    Awaiting {
+        woke: bool,
+    },
 }
 
 struct Slot<C> {
@@ -115,22 +121,39 @@ impl<C> Registry<C> {
         self.slots.insert(id, Slot { address, fd, state });
     }
 
-    /// Parks a busy connection again.
-    pub fn park(&mut self, id: u64, conn: Box<C>) {
-        if let Some(slot) = self.slots.get_mut(&id) {
-            slot.state = State::Parked(conn);
-        }
+    /// Parks a busy connection again, whose readiness event its owner has
+    /// re-armed; `true` when that event already came (see [`Registry::take`])
+    /// and nobody will be told of it again: the caller must see it served.
+    pub fn park(&mut self, id: u64, conn: Box<C>) -> bool {
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return false;
+        };
+        let woke = matches!(
+            slot.state,
+            State::Busy { woke: true, .. } | State::Awaiting { woke: true }
+        );
+        slot.state = State::Parked(conn);
+        woke
     }
 
     /// Takes a parked connection to serve it; `None` when it is not parked
-    /// (gone, being served, or awaiting an answer).
+    /// (gone, being served, or awaiting an answer). A busy or awaiting one
+    /// is marked woken: its owner re-arms its event before parking it, so
+    /// the event may come first.
     pub fn take(&mut self, id: u64, now: Instant) -> Option<Box<C>> {
         let slot = self.slots.get_mut(&id)?;
-        match std::mem::replace(&mut slot.state, State::Busy { since: now }) {
+        let busy = State::Busy {
+            since: now,
+            woke: false,
+        };
+        match std::mem::replace(&mut slot.state, busy) {
             State::Parked(conn) => Some(conn),
-            // Not for the taking: leave it as it was.
-            other @ (State::Busy { .. } | State::Awaiting) => {
-                slot.state = other;
+            State::Busy { since, .. } => {
+                slot.state = State::Busy { since, woke: true };
+                None
+            }
+            State::Awaiting { .. } => {
+                slot.state = State::Awaiting { woke: true };
                 None
             }
         }
@@ -143,7 +166,7 @@ impl<C> Registry<C> {
     /// then misses only a stall behind a pipelined request.
     pub fn set_awaiting(&mut self, id: u64) {
         if let Some(slot) = self.slots.get_mut(&id) {
-            slot.state = State::Awaiting;
+            slot.state = State::Awaiting { woke: false };
         }
     }
 
@@ -237,12 +260,19 @@ mod tests {
         let conn = registry.take(1, Instant::now()).unwrap();
         assert!(registry.take(1, Instant::now()).is_none());
         assert_eq!(registry.busy_fds().collect::<Vec<_>>(), [1]);
-        // Awaiting an answer: still inside a request, not for the taking.
+        // Awaiting an answer: still inside a request, not for the taking;
+        // its answer's writer re-arms it before parking it.
         registry.set_awaiting(1);
-        assert!(registry.take(1, Instant::now()).is_none());
         assert_eq!(registry.busy_fds().collect::<Vec<_>>(), [1]);
-        registry.park(1, conn);
+        assert!(registry.take(1, Instant::now()).is_none());
+        assert!(registry.park(1, conn), "woken while awaiting");
         assert_eq!(registry.held_by(a), 5);
+        // An event for a busy one marks it woken, which its parking says.
+        let conn = registry.take(2, Instant::now()).unwrap();
+        assert!(registry.take(2, Instant::now()).is_none());
+        assert!(registry.park(2, conn), "woken while busy");
+        let conn = registry.take(2, Instant::now()).unwrap();
+        assert!(!registry.park(2, conn), "once");
         registry.remove(4);
         registry.retain_parked(|conn| *conn % 2 == 0);
         assert_eq!(registry.held_by(a), 2);

@@ -207,17 +207,23 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Parks `conn` and arms its one-shot readiness event. Done under the
-    /// registry lock, so the monitor can never close the descriptor between
-    /// the two steps (and a reused descriptor number can never be re-armed).
+    /// Re-arms the one-shot readiness event of `conn`, which the caller
+    /// serves (busy in the registry), then parks it. Re-armed while still
+    /// busy: nobody else closes a busy connection's descriptor, so a
+    /// reused descriptor number can never be re-armed, and the system call
+    /// stays outside the registry lock, which every request takes. An
+    /// event that comes before the connection is marked parked finds it
+    /// busy and is spent; the registry then says so, and the connection is
+    /// queued as ready.
     fn park(&self, id: u64, conn: Box<Conn>) {
-        let fd = conn.fd();
-        let mut connections = self.lock();
-        connections.park(id, conn);
-        if epoll_ctl(&self.epoll, libc::EPOLL_CTL_MOD, fd, id).is_err() {
-            connections.remove(id);
-            drop(connections);
+        if epoll_ctl(&self.epoll, libc::EPOLL_CTL_MOD, conn.fd(), id).is_err() {
+            self.lock().remove(id);
             self.connection_ended.notify_all();
+            return;
+        }
+        let woke = self.lock().park(id, conn);
+        if woke {
+            self.queue(std::iter::once(Work::Ready(id)));
         }
     }
 
@@ -624,14 +630,14 @@ fn monitor(shared: &Arc<Shared>) -> i32 {
                     continue;
                 }
                 State::Parked(conn) => conn.deadline(),
-                State::Busy { since } => {
+                State::Busy { since, .. } => {
                     if now.duration_since(*since) >= STALL_THRESHOLD {
                         stalled += 1;
                     }
                     now + STALL_THRESHOLD
                 }
                 // Holds no worker, and its answer comes when it comes.
-                State::Awaiting => continue,
+                State::Awaiting { .. } => continue,
             };
             next_due = Some(next_due.map_or(due, |d| d.min(due)));
         }
