@@ -431,37 +431,13 @@ fn ten_thousand_events_at_one_time() {
 #[test]
 fn keep_alive_clients_sending_event_after_event_never_stall() {
     let server = Server::start(&[]);
-    let clients: Vec<_> = (0..4)
-        .map(|user| {
-            let mut connection = server.send("GET /status HTTP/1.1\r\nHost: t\r\n\r\n");
-            assert_eq!(read_response(&mut connection, true).status, 200);
-            thread::spawn(move || {
-                connection
-                    .get_ref()
-                    .set_read_timeout(Some(Duration::from_secs(5)))
-                    .unwrap();
-                for i in 0..750 {
-                    let body = event("deposit", "1.00", user, i).to_string();
-                    let request = format!(
-                        "POST /event HTTP/1.1\r\nHost: t\r\nContent-Type: {JSON}\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let asked = Instant::now();
-                    connection.get_mut().write_all(request.as_bytes()).unwrap();
-                    let answer = read_response(&mut connection, true);
-                    assert_eq!(answer.status, 200, "event {i} of user {user}");
-                    assert!(
-                        asked.elapsed() < Duration::from_secs(2),
-                        "event {i} of user {user} took {:?}",
-                        asked.elapsed()
-                    );
-                }
-            })
-        })
-        .collect();
-    for client in clients {
-        client.join().unwrap();
-    }
+    common::ask_back_to_back(&server, 750, |user, i| {
+        let body = event("deposit", "1.00", user, i).to_string();
+        format!(
+            "POST /event HTTP/1.1\r\nHost: t\r\nContent-Type: {JSON}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    });
 }
 
 #[test]

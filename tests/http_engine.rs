@@ -700,34 +700,9 @@ fn connections_ready_together_are_not_held_behind_a_slow_one() {
 #[test]
 fn keep_alive_clients_asking_at_once_never_stall() {
     let server = Server::start(&["--threads", "2"]);
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let mut connection = server.send("GET /status HTTP/1.1\r\nHost: t\r\n\r\n");
-            assert_eq!(read_response(&mut connection, true).status, 200);
-            thread::spawn(move || {
-                connection
-                    .get_ref()
-                    .set_read_timeout(Some(Duration::from_secs(5)))
-                    .unwrap();
-                for i in 0..3000 {
-                    let asked = Instant::now();
-                    connection
-                        .get_mut()
-                        .write_all(b"GET /status HTTP/1.1\r\nHost: t\r\n\r\n")
-                        .unwrap();
-                    assert_eq!(read_response(&mut connection, true).text(), "Alive!");
-                    assert!(
-                        asked.elapsed() < Duration::from_secs(2),
-                        "request {i} took {:?}",
-                        asked.elapsed()
-                    );
-                }
-            })
-        })
-        .collect();
-    for client in clients {
-        client.join().unwrap();
-    }
+    common::ask_back_to_back(&server, 3000, |_, _| {
+        "GET /status HTTP/1.1\r\nHost: t\r\n\r\n".to_owned()
+    });
 }
 
 #[test]

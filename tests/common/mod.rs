@@ -286,6 +286,42 @@ impl Response {
 
 /// Reads one response (skipping `100 Continue`); `with_body` is false for
 /// the answer to a HEAD request.
+/// Four keep-alive clients at once, each sending `requests` requests back
+/// to back (`request(client, i)`, the raw bytes) on its own connection:
+/// every answer must be a 200 within two seconds. A request the server
+/// lost track of fails here instead of waiting for its idle timeout.
+pub fn ask_back_to_back(server: &Server, requests: i64, request: fn(i64, i64) -> String) {
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            let mut connection = server.send("GET /status HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert_eq!(read_response(&mut connection, true).status, 200);
+            thread::spawn(move || {
+                connection
+                    .get_ref()
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                for i in 0..requests {
+                    let asked = Instant::now();
+                    connection
+                        .get_mut()
+                        .write_all(request(client, i).as_bytes())
+                        .unwrap();
+                    let answer = read_response(&mut connection, true);
+                    assert_eq!(answer.status, 200, "request {i} of client {client}");
+                    assert!(
+                        asked.elapsed() < Duration::from_secs(2),
+                        "request {i} of client {client} took {:?}",
+                        asked.elapsed()
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+}
+
 pub fn read_response(reader: &mut impl BufRead, with_body: bool) -> Response {
     loop {
         let response = read_head(reader);
