@@ -128,11 +128,7 @@ impl SharedRecord {
         let reservation = write.map(|size| self.reserve(place, size)).transpose()?;
         let outcome = self.pool.with(|client| {
             client.transaction(|tx| {
-                tx.batch_execute(TURN_WAIT)?;
-                tx.execute(
-                    "SELECT pg_advisory_xact_lock($1::int, hashtext($2))",
-                    &[i64::from(KEY_LOCK_CLASS).into(), place.object.into()],
-                )?;
+                take_turn(tx, KEY_LOCK_CLASS, place.object)?;
                 let changed = request();
                 if let Some(id) = reservation {
                     tx.execute("DELETE FROM s3_reservations WHERE id = $1", &[id.into()])?;
@@ -167,11 +163,7 @@ impl SharedRecord {
     fn reserve(&self, place: Place<'_>, size: u64) -> Result<i64, BlobError> {
         let outcome = self.pool.with(|client| {
             client.transaction(|tx| {
-                tx.batch_execute(TURN_WAIT)?;
-                tx.execute(
-                    "SELECT pg_advisory_xact_lock($1::int, hashtext($2))",
-                    &[i64::from(ACCOUNT_LOCK_CLASS).into(), place.namespace.into()],
-                )?;
+                take_turn(tx, ACCOUNT_LOCK_CLASS, place.namespace)?;
                 tx.execute(
                     "DELETE FROM s3_reservations WHERE namespace = $1 AND expires_at <= now()",
                     &[place.namespace.into()],
@@ -263,6 +255,17 @@ fn fits(
 }
 
 /// What the account's writes in flight have reserved: bytes, and new keys.
+/// Waits (up to [`TURN_WAIT`]) for the lock of `name` in `class`, held to
+/// the end of the transaction.
+fn take_turn(client: &mut Client, class: i32, name: &str) -> Result<(), PgError> {
+    client.batch_execute(TURN_WAIT)?;
+    client.execute(
+        "SELECT pg_advisory_xact_lock($1::int, hashtext($2))",
+        &[i64::from(class).into(), name.into()],
+    )?;
+    Ok(())
+}
+
 fn reserved(client: &mut Client, namespace: &str) -> Result<Usage, PgError> {
     let rows = client.query(
         "SELECT coalesce(sum(bytes), 0)::bigint, count(*) FILTER (WHERE new_key)
