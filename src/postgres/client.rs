@@ -477,14 +477,10 @@ impl Client {
     /// The next message from the server.
     fn receive(&mut self) -> Result<Message, PgError> {
         loop {
-            match Message::parse(&mut self.incoming) {
-                Ok(Some(message)) => return Ok(message),
-                Ok(None) => {}
-                Err(err) => return Err(self.break_on(PgError::Protocol(err.to_string()))),
-            }
             // A message's length is in bytes 1 to 4 of its header, counting
             // itself; one longer than the cap is refused before any room is
-            // made for it.
+            // made for it (parsing a partial message reserves room for all
+            // of it).
             if let Some(header) = self.incoming.get(1..5) {
                 let length = u32::from_be_bytes(header.try_into().expect("four bytes"));
                 if length as usize > MAX_MESSAGE {
@@ -494,6 +490,11 @@ impl Client {
                     );
                     return Err(self.break_on(PgError::Protocol(refused)));
                 }
+            }
+            match Message::parse(&mut self.incoming) {
+                Ok(Some(message)) => return Ok(message),
+                Ok(None) => {}
+                Err(err) => return Err(self.break_on(PgError::Protocol(err.to_string()))),
             }
             if Instant::now() >= self.deadline {
                 let overdue = io::Error::new(
