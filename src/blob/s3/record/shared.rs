@@ -155,6 +155,16 @@ impl SharedRecord {
                 Ok(Ok((done, size)))
             })
         });
+        if let (Err(_), Some(id)) = (&outcome, reservation) {
+            // The transaction that would have released the room rolled
+            // back (no turn within TURN_WAIT, the database gone): release
+            // it now, or a retry would find the account's room held by
+            // this write until the reservation expires. Best effort: if
+            // this fails too, expiry is the fallback.
+            let _ = self.pool.with(|client| {
+                client.execute("DELETE FROM s3_reservations WHERE id = $1", &[id.into()])
+            });
+        }
         outcome.map_err(record_error)?
     }
 
@@ -254,7 +264,6 @@ fn fits(
     Ok(())
 }
 
-/// What the account's writes in flight have reserved: bytes, and new keys.
 /// Waits (up to [`TURN_WAIT`]) for the lock of `name` in `class`, held to
 /// the end of the transaction.
 fn take_turn(client: &mut Client, class: i32, name: &str) -> Result<(), PgError> {
@@ -266,6 +275,7 @@ fn take_turn(client: &mut Client, class: i32, name: &str) -> Result<(), PgError>
     Ok(())
 }
 
+/// What the account's writes in flight have reserved: bytes, and new keys.
 fn reserved(client: &mut Client, namespace: &str) -> Result<Usage, PgError> {
     let rows = client.query(
         "SELECT coalesce(sum(bytes), 0)::bigint, count(*) FILTER (WHERE new_key)
