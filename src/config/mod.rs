@@ -522,7 +522,9 @@ fn database_config(s: &Settings) -> Result<Option<crate::postgres::Config>, Earl
     if s.backup_every.is_some() {
         return Err(bad_value(
             "--backup-every",
-            "not with --database-url: wren's backups copy the data folder's SQLite databases,              and the store is in PostgreSQL; back it up with the database's own tools              (pg_dump, or continuous archiving), and the files with the S3 store's",
+            "not with --database-url: wren's backups copy the data folder's SQLite databases, \
+             and the store is in PostgreSQL; back it up with the database's own tools \
+             (pg_dump, or continuous archiving), and the files with the S3 store's",
         ));
     }
     Ok(Some(config))
