@@ -271,16 +271,15 @@ impl Shared {
         self.queue(std::iter::once(Work::Answer(answer)));
     }
 
-    /// Queues `work`; wakes one worker if all are waiting for readiness and
-    /// the queue was empty (otherwise one has been woken for what is there,
-    /// and whoever takes work wakes the next, see
+    /// Queues `work`; wakes one worker if any is waiting for readiness
+    /// ([`Shared::wake_one`] spares the call when one is being woken
+    /// already; whoever takes work wakes the next, see
     /// [`Shared::next_work_or_wait`]).
     fn queue(&self, work: impl IntoIterator<Item = Work>) {
         let wake = {
             let mut queue = self.lock_work();
-            let was_empty = queue.is_empty();
             queue.extend(work);
-            was_empty && !queue.is_empty() && self.waiting.load(Ordering::SeqCst) > 0
+            !queue.is_empty() && self.waiting.load(Ordering::SeqCst) > 0
         };
         if wake {
             self.wake_one();
@@ -711,13 +710,21 @@ fn worker(shared: &Arc<Shared>) {
             }
             None => {}
         }
-        // SAFETY: a buffer of READY_PER_WAIT events to fill, on an epoll
-        // descriptor that lives as long as `shared`.
+        // More than one only when no other worker waits (this one counts
+        // itself): one that does takes the next ready connection straight
+        // from the kernel, cheaper than through the queue and a wake-up.
+        let most = if shared.waiting.load(Ordering::SeqCst) > 1 {
+            1
+        } else {
+            READY_PER_WAIT
+        };
+        // SAFETY: a buffer of READY_PER_WAIT >= `most` events to fill, on
+        // an epoll descriptor that lives as long as `shared`.
         let ready = unsafe {
             libc::epoll_wait(
                 shared.epoll.as_raw_fd(),
                 events.as_mut_ptr(),
-                READY_PER_WAIT as i32,
+                most as i32,
                 IDLE_WORKER_EXIT.as_millis() as i32,
             )
         };
@@ -739,12 +746,18 @@ fn worker(shared: &Arc<Shared>) {
             continue;
         };
         let batch = &events[..ready];
-        if batch.iter().any(|event| event.u64 == WAKE) {
-            // The queued work is taken at the top of the loop.
-            shared.rearm_wake();
-        }
+        let woken = batch.iter().any(|event| event.u64 == WAKE);
         let mut ready_ids = batch.iter().map(|event| event.u64).filter(|&id| id != WAKE);
-        let first = ready_ids.next();
+        // Woken for queued work, which goes first: this worker takes it at
+        // the top of the loop, with the connections queued behind it (and
+        // wakes another for what it cannot take); else it serves the first
+        // connection itself.
+        let first = if woken {
+            shared.rearm_wake();
+            None
+        } else {
+            ready_ids.next()
+        };
         let mut rest = ready_ids.map(Work::Ready).peekable();
         if rest.peek().is_some() {
             shared.queue(rest);
