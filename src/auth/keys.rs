@@ -4,13 +4,13 @@
 //! unique name, the scopes it may use, and, when it has the `files` scope,
 //! the one account whose files it reaches.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
+
+use super::recent::Recent;
 
 /// What every key starts with: it tells a key from a session token in an
 /// `Authorization: Bearer` header, and a leaked key from other secrets.
@@ -122,35 +122,20 @@ pub fn is_key(credential: &str) -> bool {
 /// Decides when a key's use is worth writing down: at most once per
 /// [`RECORD_USE_EVERY`] per key.
 pub struct UseRecorder {
-    written: Mutex<HashMap<KeyHash, Instant>>,
+    written: Recent,
 }
-
-/// Keys remembered before the ones written more than a period ago are
-/// forgotten (they would be written at their next use anyway).
-const MAX_REMEMBERED: usize = 10_000;
 
 impl UseRecorder {
     pub fn new() -> UseRecorder {
         UseRecorder {
-            written: Mutex::new(HashMap::new()),
+            written: Recent::new(RECORD_USE_EVERY),
         }
     }
 
     /// Whether the use of the key at `now` should be written; if so, it
     /// counts as written.
     pub fn due(&self, key: &KeyHash, now: Instant) -> bool {
-        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
-        if written
-            .get(key)
-            .is_some_and(|at| now.saturating_duration_since(*at) < RECORD_USE_EVERY)
-        {
-            return false;
-        }
-        if written.len() >= MAX_REMEMBERED {
-            written.retain(|_, at| now.saturating_duration_since(*at) < RECORD_USE_EVERY);
-        }
-        written.insert(*key, now);
-        true
+        self.written.remember(*key, now)
     }
 }
 
@@ -235,12 +220,12 @@ mod tests {
     fn the_recorder_forgets_old_writes_past_its_bound() {
         let recorder = UseRecorder::new();
         let start = Instant::now();
-        for i in 0..MAX_REMEMBERED as u32 {
+        for i in 0..crate::auth::recent::MAX_REMEMBERED as u32 {
             assert!(recorder.due(&hash(&i.to_string()), start));
         }
         let later = start + RECORD_USE_EVERY;
         assert!(recorder.due(&hash("new"), later));
-        let remembered = recorder.written.lock().unwrap().len();
+        let remembered = recorder.written.held();
         assert_eq!(remembered, 1);
     }
 }

@@ -7,6 +7,7 @@
 pub mod keys;
 pub mod limiter;
 pub mod password;
+pub mod recent;
 mod role;
 pub mod seal;
 pub mod secret;

@@ -23,12 +23,13 @@
 //! verification; a changed password changes the stored hash, so the old
 //! one is no longer recognised.
 
-use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+
+use super::recent::Recent;
 
 /// Memory cost in KiB (19 MiB).
 pub const MEMORY_KIB: u32 = 19 * 1024;
@@ -95,17 +96,13 @@ pub struct HashPool {
     verified: Verified,
 }
 
-/// The most passwords remembered at once: 48 bytes each, so under 1 MiB
-/// with the map's own.
-pub const MAX_REMEMBERED: usize = 10_000;
-
-/// Passwords that verified lately, as keyed hashes with when they did.
+/// Passwords that verified lately, as keyed hashes (at most
+/// [`super::recent::MAX_REMEMBERED`]).
 struct Verified {
     /// `None` when nothing is remembered (`--password-cache-seconds 0`, or
     /// no OS randomness for the key).
     key: Option<ring::hmac::Key>,
-    ttl: Duration,
-    remembered: Mutex<HashMap<[u8; 32], Instant>>,
+    remembered: Recent,
 }
 
 impl Verified {
@@ -115,15 +112,8 @@ impl Verified {
             .then(|| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key));
         Verified {
             key,
-            ttl,
-            remembered: Mutex::new(HashMap::new()),
+            remembered: Recent::new(ttl),
         }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<[u8; 32], Instant>> {
-        self.remembered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// What `password` against `stored` is remembered as. A stored PHC
@@ -134,30 +124,6 @@ impl Verified {
         context.update(&[0]);
         context.update(password.as_bytes());
         context.sign().as_ref().try_into().ok()
-    }
-
-    fn holds(&self, tag: &[u8; 32]) -> bool {
-        self.lock()
-            .get(tag)
-            .is_some_and(|at| at.elapsed() < self.ttl)
-    }
-
-    /// Remembers `tag` from now; when full, forgets the expired ones
-    /// first, else the oldest.
-    fn remember(&self, tag: [u8; 32]) {
-        let mut remembered = self.lock();
-        if remembered.len() >= MAX_REMEMBERED && !remembered.contains_key(&tag) {
-            remembered.retain(|_, at| at.elapsed() < self.ttl);
-            if remembered.len() >= MAX_REMEMBERED
-                && let Some(oldest) = remembered
-                    .iter()
-                    .min_by_key(|(_, at)| **at)
-                    .map(|(t, _)| *t)
-            {
-                remembered.remove(&oldest);
-            }
-        }
-        remembered.insert(tag, Instant::now());
     }
 }
 
@@ -221,12 +187,13 @@ impl HashPool {
     /// hash that does not parse never verifies.
     pub fn verify(&self, stored: &str, password: &str) -> Result<bool, Busy> {
         let tag = self.verified.tag(stored, password);
-        if tag.is_some_and(|tag| self.verified.holds(&tag)) {
+        let remembered = &self.verified.remembered;
+        if tag.is_some_and(|tag| remembered.holds(&tag, Instant::now())) {
             return Ok(true);
         }
         let right = verify(&mut self.take()?.workspace, stored, password);
         if let Some(tag) = tag.filter(|_| right) {
-            self.verified.remember(tag);
+            remembered.remember(tag, Instant::now());
         }
         Ok(right)
     }
@@ -410,20 +377,6 @@ mod tests {
         assert_eq!(pool.verify(&stored, "correct horse"), Ok(true));
         let _held = pool.take().unwrap();
         assert!(pool.verify(&stored, "correct horse").is_err());
-    }
-
-    #[test]
-    fn remembered_passwords_are_bounded() {
-        let verified = Verified::new(Duration::from_secs(60));
-        for i in 0..MAX_REMEMBERED + 10 {
-            let tag = verified.tag("stored", &i.to_string()).unwrap();
-            verified.remember(tag);
-            assert!(verified.lock().len() <= MAX_REMEMBERED);
-        }
-        // The newest stay; the oldest went first.
-        let newest = verified.tag("stored", &(MAX_REMEMBERED + 9).to_string());
-        assert!(verified.holds(&newest.unwrap()));
-        assert!(!verified.holds(&verified.tag("stored", "0").unwrap()));
     }
 
     #[test]
