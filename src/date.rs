@@ -116,12 +116,18 @@ fn write_rfc3339_cached(out: &mut Vec<u8>, secs: u64, millis: u32) {
         }
         out.extend_from_slice(text);
     });
-    let millis = millis.min(999);
+    push_three_digits(out, millis);
+    out.push(b'Z');
+}
+
+/// Appends `n` (at most 999) as three digits, zeros first: log times'
+/// milliseconds, log durations' fractions.
+pub fn push_three_digits(out: &mut Vec<u8>, n: u32) {
+    let n = n.min(999);
     out.extend_from_slice(&[
-        b'0' + (millis / 100) as u8,
-        b'0' + (millis / 10 % 10) as u8,
-        b'0' + (millis % 10) as u8,
-        b'Z',
+        b'0' + (n / 100) as u8,
+        b'0' + (n / 10 % 10) as u8,
+        b'0' + (n % 10) as u8,
     ]);
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::date::{now_rfc3339, write_rfc3339_now};
+use crate::date::{now_rfc3339, push_three_digits, write_rfc3339_now};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -191,13 +191,8 @@ fn text_access_line(line: &mut Vec<u8>, entry: &AccessEntry<'_>, micros: u128) {
     line.extend_from_slice(number.format(entry.bytes).as_bytes());
     line.push(b' ');
     line.extend_from_slice(number.format(micros / 1000).as_bytes());
-    let frac = (micros % 1000) as u16;
-    line.extend_from_slice(&[
-        b'.',
-        b'0' + (frac / 100) as u8,
-        b'0' + (frac / 10 % 10) as u8,
-        b'0' + (frac % 10) as u8,
-    ]);
+    line.push(b'.');
+    push_three_digits(line, (micros % 1000) as u32);
     line.extend_from_slice(b"ms\n");
 }
 
