@@ -330,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn a_body_with_one_large_buffer_free_is_hashed_in_line_whole() {
+    fn a_body_of_several_buffers_is_stored_and_hashed_whole_when_large_ones_are_scarce() {
         // All large buffers but one held (others' tests may take that one
         // too: then the body streams through a small one, stored the same).
         let held: Vec<Buffer> = (1..LARGE_BUFFERS)
