@@ -75,6 +75,38 @@ pub enum Limit {
     Files,
 }
 
+impl Limit {
+    /// Refuses `needed` more of this limit when what is `stored`, what
+    /// other writes in flight have `reserved` and `needed` together pass
+    /// `allowed` (none: no limit). Nothing needed is never refused, so a
+    /// limit lowered below what is stored still lets an account shrink.
+    pub fn admit(
+        self,
+        allowed: Option<u64>,
+        stored: u64,
+        reserved: u64,
+        needed: u64,
+        whole: bool,
+    ) -> Result<(), Exceeded> {
+        match allowed {
+            Some(allowed)
+                if needed > 0
+                    && stored.saturating_add(reserved).saturating_add(needed) > allowed =>
+            {
+                Err(Exceeded {
+                    limit: self,
+                    allowed,
+                    stored,
+                    reserved,
+                    needed,
+                    whole,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// An upload refused because the account would pass one of its limits, with
 /// the figures its message gives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,19 +233,15 @@ impl Ledger {
         let account = claim.account(&mut accounts);
         let before = account.at_most(Some(hold));
         let after = account.at_most(None);
-        if let Some(allowed) = quota.files
-            && after.files > before.files
-            && after.files > allowed
-        {
-            return Err(BlobError::QuotaExceeded(Exceeded {
-                limit: Limit::Files,
-                allowed,
-                stored: account.stored.files,
-                reserved: before.files - account.stored.files,
-                needed: after.files - before.files,
-                whole: true,
-            }));
-        }
+        Limit::Files
+            .admit(
+                quota.files,
+                account.stored.files,
+                before.files - account.stored.files,
+                after.files.saturating_sub(before.files),
+                true,
+            )
+            .map_err(BlobError::QuotaExceeded)?;
         drop(accounts);
         Ok(claim)
     }

@@ -234,34 +234,10 @@ fn fits(
     recorded: Option<u64>,
     size: u64,
 ) -> Result<(), Exceeded> {
-    if let Some(allowed) = quota.files
-        && recorded.is_none()
-        && usage.files + reserved.files + 1 > allowed
-    {
-        return Err(Exceeded {
-            limit: Limit::Files,
-            allowed,
-            stored: usage.files,
-            reserved: reserved.files,
-            needed: 1,
-            whole: true,
-        });
-    }
-    let before = recorded.unwrap_or(0);
-    if let Some(allowed) = quota.bytes
-        && size > before
-        && usage.bytes + reserved.bytes + (size - before) > allowed
-    {
-        return Err(Exceeded {
-            limit: Limit::Bytes,
-            allowed,
-            stored: usage.bytes,
-            reserved: reserved.bytes,
-            needed: size - before,
-            whole: true,
-        });
-    }
-    Ok(())
+    let new_key = u64::from(recorded.is_none());
+    Limit::Files.admit(quota.files, usage.files, reserved.files, new_key, true)?;
+    let growth = size.saturating_sub(recorded.unwrap_or(0));
+    Limit::Bytes.admit(quota.bytes, usage.bytes, reserved.bytes, growth, true)
 }
 
 /// Waits (up to [`TURN_WAIT`]) for the lock of `name` in `class`, held to
