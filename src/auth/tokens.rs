@@ -68,7 +68,7 @@ impl Tokens {
             role,
             iat: now,
             exp: now + self.ttl.as_secs().max(1),
-            jti: id.iter().map(|b| format!("{b:02x}")).collect(),
+            jti: crate::hex::encode(&id),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|err| format!("cannot sign a token: {err}"))?;
