@@ -8,7 +8,7 @@ multi-megabyte (some chunked), with deletes among them. Each thread writes
 its own keys, one request at a time, so what a key holds is decided by the
 order the thread sent them. A write is acknowledged when its 2xx answer
 came in full; the driver keeps what was acknowledged (an event's alert
-codes, an account's password, a file's SHA-256 and size) and what was sent
+codes, an account's password, a file's BLAKE3 and size) and what was sent
 without an answer. At a random moment within the traffic the server gets
 SIGKILL. Then, before it restarts:
 
@@ -22,7 +22,7 @@ Then wren restarts on the same data folder, and through its API:
 
 - every acknowledged write of every round so far is there: each event with
   the codes its answer gave (a user's history read back as an admin), each
-  account signs in, each file downloads whole with the SHA-256 and size
+  account signs in, each file downloads whole with the BLAKE3 and size
   acknowledged, and is listed (both listings);
 - a write sent without an answer is wholly there or wholly absent: a file
   listed downloads completely as one of the versions sent for its key, an
@@ -60,7 +60,6 @@ was lost or corrupt or a check failed.
 import argparse
 import collections
 import concurrent.futures
-import hashlib
 import itertools
 import os
 import random
@@ -75,6 +74,7 @@ import urllib.parse
 from decimal import Decimal
 from pathlib import Path
 
+import blake3
 import requests
 
 import wren_process
@@ -131,7 +131,8 @@ def mib(size):
 
 
 def digest(data):
-    return hashlib.sha256(data).hexdigest()
+    """The hash files are told apart by: BLAKE3, as wren's local ETags."""
+    return blake3.blake3(data).hexdigest()
 
 
 class Report:
@@ -202,7 +203,7 @@ class EventRecord:
 
 class FileRecord:
     """One key of one account: `current` is what it must hold (None for
-    nothing, else (sha256, size)); `maybes` what unanswered writes since may
+    nothing, else (digest, size)); `maybes` what unanswered writes since may
     have left instead; `uncertain` stops the round's writer from touching it
     after an unanswered write."""
 
@@ -842,7 +843,7 @@ def list_files(server, token):
 
 
 def download(server, token, key, listed_size, report, where):
-    """(sha256, size) of the file as served, or "broken" when it is listed
+    """(digest, size) of the file as served, or "broken" when it is listed
     but does not come whole."""
     answer = requests.get(file_url(server, key), headers=bearer(token), timeout=REQUEST_TIMEOUT)
     if answer.status_code != 200:
@@ -899,7 +900,7 @@ def verify_files(server, account, report):
 
 def verify_file(server, account, key, listing, report):
     """One key as served against what was sent to it; what it holds becomes
-    what it must hold. Returns that: None, (sha256, size) or "broken"."""
+    what it must hold. Returns that: None, (digest, size) or "broken"."""
     name, record = server.name, account.files[key]
     where = f"{account.login}/{key}"
     observed = None
@@ -908,7 +909,7 @@ def verify_file(server, account, key, listing, report):
         observed = download(server, account.token, key, size, report, where)
     allowed = [record.current, *record.maybes]
     if observed == "broken" or observed in allowed:
-        # The local ETag is the SHA-256's first half; S3's is the store's.
+        # The local ETag is the BLAKE3's first half; S3's is the store's.
         if observed not in (None, "broken") and not server.is_s3 and etag != f'"{observed[0][:32]}"':
             report.spoil(
                 ("etag", name, where, etag),
@@ -918,7 +919,7 @@ def verify_file(server, account, key, listing, report):
         was = "acknowledged" if record.acknowledged_in else "seen after an earlier restart"
         report.lose(
             ("file", name, where, record.current),
-            f"{name}: {where} ({was}, sha256 {record.current[0][:16]}…, {record.current[1]} B) is gone",
+            f"{name}: {where} ({was}, BLAKE3 {record.current[0][:16]}…, {record.current[1]} B) is gone",
         )
     elif record.current is None and not record.maybes:
         report.spoil(

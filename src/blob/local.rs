@@ -245,7 +245,7 @@ impl LocalBlobs {
     }
 
     /// Streams `body` into the new file `temp`, synced: its size and the
-    /// first 128 bits of its SHA-256, in hex (the ETag).
+    /// first 128 bits of its BLAKE3, in hex (the ETag).
     fn receive(temp: &Path, body: &mut dyn Read) -> Result<(u64, String), BlobError> {
         let file = OpenOptions::new()
             .write(true)
