@@ -68,7 +68,10 @@ pub(crate) enum Next<T> {
     /// Waiting for the answer its handler gives later: hand it to
     /// [`Awaiting::later`], to [`resume`] once the answer is in.
     Await(Box<Connection<T>>, Awaiting),
-    Close,
+    /// Done: close it (dropping it closes its descriptor), once nothing can
+    /// find it by its descriptor's number any more, which the system may
+    /// give to the next file opened.
+    Close(Box<Connection<T>>),
 }
 
 /// A request whose answer its handler gives later ([`Response::later`]).
@@ -157,7 +160,7 @@ pub(crate) fn serve<T: Transport>(
                         context
                             .logger
                             .debug(&format!("connection from {peer} ended: {err}"));
-                        return Next::Close;
+                        return Next::Close(conn);
                     }
                 }
             }
@@ -175,7 +178,7 @@ pub(crate) fn serve<T: Transport>(
                 log_access(context, &conn, &request_id, "-", "-", started, answered);
             }
             Step::HalfClose => conn.transport.shutdown_write(),
-            Step::Close => return Next::Close,
+            Step::Close => return Next::Close(conn),
         }
     }
 }

@@ -255,8 +255,11 @@ impl Shared {
                     })
                 });
             }
-            Next::Close => {
+            Next::Close(conn) => {
+                // Out of the registry first: shutdown's timeout path shuts
+                // busy entries' descriptors down by number.
                 self.lock().remove(id);
+                drop(conn);
                 self.connection_ended.notify_all();
             }
         }
