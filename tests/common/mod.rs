@@ -284,8 +284,6 @@ impl Response {
     }
 }
 
-/// Reads one response (skipping `100 Continue`); `with_body` is false for
-/// the answer to a HEAD request.
 /// Four keep-alive clients at once, each sending `requests` requests back
 /// to back (`request(client, i)`, the raw bytes) on its own connection:
 /// every answer must be a 200 within two seconds. A request the server
@@ -322,6 +320,8 @@ pub fn ask_back_to_back(server: &Server, requests: i64, request: fn(i64, i64) ->
     }
 }
 
+/// Reads one response (skipping `100 Continue`); `with_body` is false for
+/// the answer to a HEAD request.
 pub fn read_response(reader: &mut impl BufRead, with_body: bool) -> Response {
     loop {
         let response = read_head(reader);
