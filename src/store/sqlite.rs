@@ -913,16 +913,17 @@ mod tests {
     /// `mine` is added to them. A mark is a temporary table: each belongs
     /// to one connection.
     fn marks_then_mark(store: &SqliteStore, mine: &str) -> Vec<String> {
-        store
-            .with(|conn| {
-                let marks = conn
-                    .prepare("SELECT name FROM sqlite_temp_master WHERE type = 'table'")?
-                    .query_map([], |row| row.get(0))?
-                    .collect::<rusqlite::Result<Vec<String>>>()?;
-                conn.execute_batch(&format!("CREATE TEMP TABLE IF NOT EXISTS {mine} (x)"))?;
-                Ok(marks)
-            })
-            .unwrap()
+        store.with(|conn| marks_then_mark_on(conn, mine)).unwrap()
+    }
+
+    /// The same on `conn`.
+    fn marks_then_mark_on(conn: &Connection, mine: &str) -> rusqlite::Result<Vec<String>> {
+        let marks = conn
+            .prepare("SELECT name FROM sqlite_temp_master WHERE type = 'table'")?
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        conn.execute_batch(&format!("CREATE TEMP TABLE IF NOT EXISTS {mine} (x)"))?;
+        Ok(marks)
     }
 
     #[test]
@@ -938,10 +939,8 @@ mod tests {
                     let marks = store
                         .with(|conn| {
                             both_hold.wait();
-                            conn.execute_batch(&format!("CREATE TEMP TABLE {mine} (x)"))?;
-                            conn.prepare("SELECT name FROM sqlite_temp_master")?
-                                .query_map([], |row| row.get::<_, String>(0))?
-                                .collect::<rusqlite::Result<Vec<_>>>()
+                            marks_then_mark_on(conn, mine)?;
+                            marks_then_mark_on(conn, mine)
                         })
                         .unwrap();
                     assert_eq!(marks, [mine]);
